@@ -1,0 +1,2 @@
+//! Xen public ABI bindings (placeholder until generated).
+#![no_std]
