@@ -1,1 +1,8 @@
-#![no_std]
+//! The shim's logic, independent of the hardware so that it is tested on the host:
+//! ELF loading, domain building, frame allocation, hypercall handling.
+//! The arch layer (boot, descriptor tables, entry stubs) lives in `src/arch/` of the
+//! binary and calls into this crate.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod trap;

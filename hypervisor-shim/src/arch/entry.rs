@@ -1,0 +1,162 @@
+//! Entry and exit stubs: every exception vector and SYSCALL build the same
+//! [`TrapFrame`] on the shim stack and call [`crate::trap_entry`]; leaving the shim is
+//! always an `iretq` from a `TrapFrame`.
+//!
+//! The shim runs with interrupts off and is never re-entered from a guest, so one stack
+//! serves all entries (TSS.RSP0), with a separate IST stack for NMI, #DF and #MC.
+
+use core::arch::global_asm;
+
+use hypervisor_shim::trap::TrapFrame;
+
+const STACK_BYTES: usize = 64 * 1024;
+
+global_asm!(
+    r#"
+    .section .bss.shim_stacks, "aw", @nobits
+    .balign 4096
+    .global shim_stack_top
+shim_stack: .skip {stack}
+shim_stack_top:
+ist_stack: .skip 16384
+ist_stack_top:
+    .previous
+
+    .section .data.shim_entry, "aw"
+    .balign 8
+guest_rsp_scratch: .quad 0
+    .previous
+
+    .text
+    /* Vectors that push an error code: 8, 10-14, 17, 21, 29, 30. */
+    .irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
+    .balign 16
+trap_stub_\v:
+    push $0
+    push $\v
+    jmp trap_common
+    .endr
+    .irp v, 8,10,11,12,13,14,17,21,29,30
+    .balign 16
+trap_stub_\v:
+    push $\v
+    jmp trap_common
+    .endr
+
+    .section .rodata.trap_stub_table, "a"
+    .balign 8
+    .global trap_stub_table
+trap_stub_table:
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .quad trap_stub_\v
+    .endr
+    .previous
+
+    /* SYSCALL from the guest: RCX = return RIP, R11 = RFLAGS, RSP still the guest's. */
+    .balign 16
+    .global syscall_entry
+syscall_entry:
+    mov %rsp, guest_rsp_scratch(%rip)
+    lea shim_stack_top(%rip), %rsp
+    push ${ss}
+    push guest_rsp_scratch(%rip)
+    push %r11
+    push ${cs}
+    push %rcx
+    push $0
+    push ${syscall_vector}
+
+trap_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    mov %rsp, %rdi
+    call trap_entry
+    mov %rax, %rsp
+
+    .global enter_frame
+enter_frame_from_rsp:
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+
+    /* enter_frame(frame: *const TrapFrame) -> ! */
+enter_frame:
+    mov %rdi, %rsp
+    jmp enter_frame_from_rsp
+"#,
+    stack = const STACK_BYTES,
+    ss = const hypervisor_shim::trap::RING3_SS,
+    cs = const hypervisor_shim::trap::RING3_CS64,
+    syscall_vector = const hypervisor_shim::trap::SYSCALL_VECTOR,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static trap_stub_table: [u64; 32];
+    static shim_stack_top: u8;
+    static ist_stack_top: u8;
+    fn syscall_entry();
+    fn enter_frame(frame: *const TrapFrame) -> !;
+}
+
+pub struct Stacks {
+    pub kernel_top: u64,
+    pub ist_top: u64,
+}
+
+pub fn stacks() -> Stacks {
+    // SAFETY: only the addresses of the assembly-defined symbols are taken.
+    unsafe {
+        Stacks {
+            kernel_top: core::ptr::addr_of!(shim_stack_top) as u64,
+            ist_top: core::ptr::addr_of!(ist_stack_top) as u64,
+        }
+    }
+}
+
+pub fn trap_stubs() -> &'static [u64; 32] {
+    // SAFETY: the table is immutable data emitted above.
+    unsafe { &*core::ptr::addr_of!(trap_stub_table) }
+}
+
+pub fn syscall_entry_addr() -> u64 {
+    syscall_entry as usize as u64
+}
+
+/// Leaves the shim into the context described by `frame` (an `iretq`).
+///
+/// The frame must describe ring-3 guest state (or be one the CPU built on entry), and the
+/// page tables of the guest it belongs to must be loaded.
+pub fn enter(frame: &TrapFrame) -> ! {
+    // SAFETY: the frame is a complete TrapFrame; the stub only pops it and irets, and the
+    // shim stack is reset on the next entry through TSS.RSP0 / the syscall stub.
+    unsafe { enter_frame(frame) }
+}
