@@ -1,0 +1,158 @@
+//! Machine memory as the shim's logic sees it: frames by machine frame number.
+//!
+//! On the hardware this is the direct map (`src/arch/`); in host tests, a vector of pages.
+//! Guest virtual memory is reached only through a software walk of the guest's own page
+//! tables ([`GuestMemory`]), so a bad guest pointer is an error, never a shim fault.
+
+use crate::paging::{self, Pte};
+
+pub const PAGE_SHIFT: u32 = 12;
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+pub type Mfn = u64;
+pub type Frame = [u8; PAGE_SIZE];
+
+pub trait Machine {
+    /// The frame `mfn`, or `None` if it is not RAM the shim can reach.
+    fn frame(&self, mfn: Mfn) -> Option<&Frame>;
+    fn frame_mut(&mut self, mfn: Mfn) -> Option<&mut Frame>;
+
+    fn read_phys(&self, paddr: u64, out: &mut [u8]) -> Option<()> {
+        let mut done = 0;
+        while done < out.len() {
+            let a = paddr.checked_add(done as u64)?;
+            let off = (a as usize) & (PAGE_SIZE - 1);
+            let n = (PAGE_SIZE - off).min(out.len() - done);
+            let f = self.frame(a >> PAGE_SHIFT)?;
+            out[done..done + n].copy_from_slice(&f[off..off + n]);
+            done += n;
+        }
+        Some(())
+    }
+
+    fn read_phys_u64(&self, paddr: u64) -> Option<u64> {
+        let mut b = [0; 8];
+        self.read_phys(paddr, &mut b)?;
+        Some(u64::from_le_bytes(b))
+    }
+
+    fn read_phys_u32(&self, paddr: u64) -> Option<u32> {
+        let mut b = [0; 4];
+        self.read_phys(paddr, &mut b)?;
+        Some(u32::from_le_bytes(b))
+    }
+
+    fn zero_frame(&mut self, mfn: Mfn) -> Option<()> {
+        self.frame_mut(mfn)?.fill(0);
+        Some(())
+    }
+}
+
+/// Writes `bytes` at byte `offset` of frame `mfn` (within the frame).
+pub fn write_bytes<M: Machine + ?Sized>(m: &mut M, mfn: Mfn, offset: usize, bytes: &[u8]) {
+    if let Some(f) = m.frame_mut(mfn) {
+        if let Some(dst) = f.get_mut(offset..offset + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+}
+
+pub fn write_u64<M: Machine + ?Sized>(m: &mut M, mfn: Mfn, offset: usize, v: u64) {
+    write_bytes(m, mfn, offset, &v.to_le_bytes());
+}
+
+pub fn read_u64(frame: &Frame, index: usize) -> u64 {
+    let mut b = [0; 8];
+    b.copy_from_slice(&frame[index * 8..index * 8 + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// Why a guest virtual address could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestFault {
+    /// Not canonical, not mapped, not user-accessible, or not writable when written.
+    Unmapped(u64),
+}
+
+/// A domain's view of its own virtual memory, through its current page tables.
+pub struct GuestMemory<'a, M: Machine + ?Sized> {
+    pub machine: &'a mut M,
+    pub l4: Mfn,
+}
+
+impl<M: Machine + ?Sized> GuestMemory<'_, M> {
+    /// Walks the guest's tables like the MMU would for a ring-3 access.
+    pub fn translate(&self, va: u64, write: bool) -> Result<Mfn, GuestFault> {
+        let fault = GuestFault::Unmapped(va);
+        if !paging::is_canonical(va) {
+            return Err(fault);
+        }
+        let mut table = self.l4;
+        for level in (1..=4).rev() {
+            let frame = self.machine.frame(table).ok_or(fault)?;
+            let pte = Pte(read_u64(frame, paging::index(va, level)));
+            if !pte.present() || !pte.user() || (write && !pte.writable()) || pte.huge() {
+                return Err(fault);
+            }
+            table = pte.mfn();
+        }
+        Ok(table)
+    }
+
+    pub fn read(&self, va: u64, out: &mut [u8]) -> Result<(), GuestFault> {
+        let mut done = 0;
+        while done < out.len() {
+            let a = va.checked_add(done as u64).ok_or(GuestFault::Unmapped(va))?;
+            let off = (a as usize) & (PAGE_SIZE - 1);
+            let n = (PAGE_SIZE - off).min(out.len() - done);
+            let mfn = self.translate(a, false)?;
+            let f = self.machine.frame(mfn).ok_or(GuestFault::Unmapped(a))?;
+            out[done..done + n].copy_from_slice(&f[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
+        let mut done = 0;
+        while done < data.len() {
+            let a = va.checked_add(done as u64).ok_or(GuestFault::Unmapped(va))?;
+            let off = (a as usize) & (PAGE_SIZE - 1);
+            let n = (PAGE_SIZE - off).min(data.len() - done);
+            let mfn = self.translate(a, true)?;
+            let f = self.machine.frame_mut(mfn).ok_or(GuestFault::Unmapped(a))?;
+            f[off..off + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub fn read_u32(&self, va: u64) -> Result<u32, GuestFault> {
+        let mut b = [0; 4];
+        self.read(va, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+}
+
+/// Machine memory for host tests: frames `base..base + n`.
+#[cfg(test)]
+pub struct TestMachine {
+    pub base: Mfn,
+    pub frames: alloc::vec::Vec<Frame>,
+}
+
+#[cfg(test)]
+impl TestMachine {
+    pub fn new(base: Mfn, n: usize) -> Self {
+        Self { base, frames: alloc::vec![[0; PAGE_SIZE]; n] }
+    }
+}
+
+#[cfg(test)]
+impl Machine for TestMachine {
+    fn frame(&self, mfn: Mfn) -> Option<&Frame> {
+        self.frames.get(mfn.checked_sub(self.base)? as usize)
+    }
+    fn frame_mut(&mut self, mfn: Mfn) -> Option<&mut Frame> {
+        self.frames.get_mut(mfn.checked_sub(self.base)? as usize)
+    }
+}
