@@ -35,6 +35,7 @@
 #include "version.h"
 #include "physdev.h"
 #include "nmi.h"
+#include "errno.h"
 #include "arch-x86/xen-x86_64.h"
 #include "arch-x86/hvm/start_info.h"
 #include "arch-x86/cpuid.h"

@@ -9286,6 +9286,56 @@ impl Default for __guest_handle_const_xennmi_callback_t {
         }
     }
 }
+pub const XEN_EPERM: xen_errno = 1;
+pub const XEN_ENOENT: xen_errno = 2;
+pub const XEN_ESRCH: xen_errno = 3;
+pub const XEN_EIO: xen_errno = 5;
+pub const XEN_ENXIO: xen_errno = 6;
+pub const XEN_E2BIG: xen_errno = 7;
+pub const XEN_ENOEXEC: xen_errno = 8;
+pub const XEN_EBADF: xen_errno = 9;
+pub const XEN_ECHILD: xen_errno = 10;
+pub const XEN_EAGAIN: xen_errno = 11;
+pub const XEN_EWOULDBLOCK: xen_errno = 11;
+pub const XEN_ENOMEM: xen_errno = 12;
+pub const XEN_EACCES: xen_errno = 13;
+pub const XEN_EFAULT: xen_errno = 14;
+pub const XEN_EBUSY: xen_errno = 16;
+pub const XEN_EEXIST: xen_errno = 17;
+pub const XEN_EXDEV: xen_errno = 18;
+pub const XEN_ENODEV: xen_errno = 19;
+pub const XEN_ENOTDIR: xen_errno = 20;
+pub const XEN_EISDIR: xen_errno = 21;
+pub const XEN_EINVAL: xen_errno = 22;
+pub const XEN_ENFILE: xen_errno = 23;
+pub const XEN_EMFILE: xen_errno = 24;
+pub const XEN_ENOSPC: xen_errno = 28;
+pub const XEN_EROFS: xen_errno = 30;
+pub const XEN_EMLINK: xen_errno = 31;
+pub const XEN_EDOM: xen_errno = 33;
+pub const XEN_ERANGE: xen_errno = 34;
+pub const XEN_EDEADLK: xen_errno = 35;
+pub const XEN_EDEADLOCK: xen_errno = 35;
+pub const XEN_ENAMETOOLONG: xen_errno = 36;
+pub const XEN_ENOLCK: xen_errno = 37;
+pub const XEN_ENOSYS: xen_errno = 38;
+pub const XEN_ENOTEMPTY: xen_errno = 39;
+pub const XEN_ENODATA: xen_errno = 61;
+pub const XEN_ETIME: xen_errno = 62;
+pub const XEN_EBADMSG: xen_errno = 74;
+pub const XEN_EOVERFLOW: xen_errno = 75;
+pub const XEN_EILSEQ: xen_errno = 84;
+pub const XEN_ENOTSOCK: xen_errno = 88;
+pub const XEN_EMSGSIZE: xen_errno = 90;
+pub const XEN_EOPNOTSUPP: xen_errno = 95;
+pub const XEN_EADDRINUSE: xen_errno = 98;
+pub const XEN_EADDRNOTAVAIL: xen_errno = 99;
+pub const XEN_ENOBUFS: xen_errno = 105;
+pub const XEN_EISCONN: xen_errno = 106;
+pub const XEN_ENOTCONN: xen_errno = 107;
+pub const XEN_ETIMEDOUT: xen_errno = 110;
+pub const XEN_ECONNREFUSED: xen_errno = 111;
+pub type xen_errno = core::ffi::c_uint;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
 pub struct hvm_start_info {
