@@ -11,6 +11,10 @@ use core::fmt;
 use object::elf::{FileHeader64, ELFCLASS32, EM_X86_64, PT_LOAD, PT_NOTE, SHT_NOTE};
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
 use object::LittleEndian as LE;
+use xen_sys::{
+    XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_HYPERCALL_PAGE,
+    XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+};
 
 /// One `PT_LOAD` segment, at its guest virtual address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,9 +65,7 @@ impl fmt::Display for ElfError {
     }
 }
 
-/// Virtual addresses a PV guest may not use: Xen's reserved range (L4 slots 256-271).
-pub const HYPERVISOR_VIRT_START: u64 = 0xffff_8000_0000_0000; // TODO(bindings)
-pub const HYPERVISOR_VIRT_END: u64 = 0xffff_8800_0000_0000; // TODO(bindings)
+use xen_sys::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 /// Largest kernel image we load (the initial mapping must fit in the domain anyway).
 const MAX_IMAGE: u64 = 1 << 30;
 
@@ -101,16 +103,15 @@ impl<'a> Notes<'a> {
             return;
         }
         self.found = true;
-        // The numbering is elfnote.h's XEN_ELFNOTE_*.
         match kind {
-            1 => self.entry = note_uint(desc),
-            2 => self.hypercall_page = note_uint(desc),
-            3 => self.virt_base = note_uint(desc),
-            4 => self.paddr_offset = note_uint(desc),
-            5 => self.xen_version = note_str(desc),
-            6 => self.guest_os = note_str(desc),
-            8 => self.loader = note_str(desc),
-            10 => self.features = note_str(desc),
+            XEN_ELFNOTE_ENTRY => self.entry = note_uint(desc),
+            XEN_ELFNOTE_HYPERCALL_PAGE => self.hypercall_page = note_uint(desc),
+            XEN_ELFNOTE_VIRT_BASE => self.virt_base = note_uint(desc),
+            XEN_ELFNOTE_PADDR_OFFSET => self.paddr_offset = note_uint(desc),
+            XEN_ELFNOTE_XEN_VERSION => self.xen_version = note_str(desc),
+            XEN_ELFNOTE_GUEST_OS => self.guest_os = note_str(desc),
+            XEN_ELFNOTE_LOADER => self.loader = note_str(desc),
+            XEN_ELFNOTE_FEATURES => self.features = note_str(desc),
             _ => {}
         }
     }
@@ -325,7 +326,8 @@ pub(crate) mod tests {
             f[b + 24..b + 32].copy_from_slice(&addr.to_le_bytes());
             f[b + 32..b + 40].copy_from_slice(&filesz.to_le_bytes());
             f[b + 40..b + 48].copy_from_slice(&memsz.to_le_bytes());
-            f[b + 48..b + 56].copy_from_slice(&4096u64.to_le_bytes());
+            let align: u64 = if kind == PT_NOTE { 4 } else { 4096 };
+            f[b + 48..b + 56].copy_from_slice(&align.to_le_bytes());
         };
         ph(&mut f, 0, PT_LOAD, code_off, vaddr, code.len() as u64, memsz);
         let nl = note_bytes.len() as u64;

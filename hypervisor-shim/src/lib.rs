@@ -6,3 +6,12 @@
 #![forbid(unsafe_code)]
 
 pub mod trap;
+
+extern crate alloc;
+
+pub mod builder;
+pub mod elf;
+pub mod frames;
+pub mod layout;
+pub mod machine;
+pub mod paging;

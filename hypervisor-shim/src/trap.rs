@@ -3,9 +3,9 @@
 //! `arch-x86/xen-x86_64.h`, and the hypervisor's own in the reserved range).
 
 /// Guest kernel and user code run in ring 3 with these (`FLAT_RING3_*`).
-pub const RING3_CS64: u16 = 0xe033; // TODO(bindings)
-pub const RING3_CS32: u16 = 0xe023; // TODO(bindings)
-pub const RING3_SS: u16 = 0xe02b; // TODO(bindings)
+pub const RING3_CS64: u16 = xen_sys::FLAT_RING3_CS64 as u16;
+pub const RING3_CS32: u16 = xen_sys::FLAT_RING3_CS32 as u16;
+pub const RING3_SS: u16 = xen_sys::FLAT_RING3_SS64 as u16;
 /// The shim's own ring-0 selectors and TSS, in the range Xen reserves for itself.
 pub const SHIM_CS: u16 = 0xe008;
 pub const SHIM_DS: u16 = 0xe010;
