@@ -4,6 +4,8 @@
 //! binary and calls into this crate.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+// Xen's constants keep their C names (`SCHEDOP_yield`), also in match patterns.
+#![allow(non_upper_case_globals)]
 
 pub mod trap;
 
@@ -15,3 +17,6 @@ pub mod frames;
 pub mod layout;
 pub mod machine;
 pub mod paging;
+pub mod domain;
+pub mod exit;
+pub mod hypercall;

@@ -1,0 +1,144 @@
+//! Hypercall dispatch: the number in RAX, arguments in RDI, RSI, RDX, R10, R8, R9
+//! (`xen/include/public/arch-x86/xen-x86_64.h`), the result (0, a value, or `-XEN_E*`)
+//! back in RAX. Every argument is guest-controlled: pointers are reached only through
+//! the guest's own page tables ([`GuestMemory`]), so a bad one is `-EFAULT`.
+
+mod console;
+mod sched;
+mod version;
+
+use xen_sys::*;
+
+use crate::domain::Domain;
+use crate::machine::{GuestMemory, Machine};
+
+/// What the shim gives hypercalls besides the calling domain.
+pub struct Env<'a, M: Machine + ?Sized> {
+    pub machine: &'a mut M,
+    /// Where `console_io` output goes (the serial line).
+    pub console: &'a mut dyn FnMut(&[u8]),
+    /// The shim's own command line (`XENVER_commandline`).
+    pub cmdline: &'a str,
+}
+
+impl<M: Machine + ?Sized> Env<'_, M> {
+    fn guest(&mut self, dom: &Domain) -> GuestMemory<'_, M> {
+        GuestMemory { machine: &mut *self.machine, l4: dom.l4 }
+    }
+}
+
+pub(crate) fn err(e: xen_errno) -> i64 {
+    -(e as i64)
+}
+
+/// Runs the hypercall described by `dom.regs` and stores its result in `dom.regs.rax`.
+pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
+    let r = &dom.regs;
+    let (nr, a1, a2) = (r.rax, r.rdi, r.rsi);
+    let ret = match u32::try_from(nr).unwrap_or(u32::MAX) {
+        __HYPERVISOR_console_io => console::console_io(env, dom, a1, a2, r.rdx),
+        __HYPERVISOR_sched_op => sched::sched_op(env, dom, a1, a2),
+        __HYPERVISOR_sched_op_compat => sched::sched_op_compat(env, dom, a1, a2),
+        __HYPERVISOR_xen_version => version::xen_version(env, dom, a1, a2),
+        _ => {
+            if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {
+                dom.reported_enosys |= 1 << nr;
+                log::warn!("d{}: hypercall {} ({}) not implemented: -ENOSYS", dom.id, nr, name(nr));
+            } else if nr >= 64 {
+                log::warn!("d{}: hypercall {nr:#x} does not exist: -ENOSYS", dom.id);
+            }
+            err(XEN_ENOSYS)
+        }
+    };
+    dom.regs.rax = ret as u64;
+}
+
+/// The `__HYPERVISOR_*` name of a hypercall number, for log lines.
+pub fn name(nr: u64) -> &'static str {
+    const NAMES: &[&str] = &[
+        "set_trap_table", "mmu_update", "set_gdt", "stack_switch", "set_callbacks",
+        "fpu_taskswitch", "sched_op_compat", "platform_op", "set_debugreg", "get_debugreg",
+        "update_descriptor", "11", "memory_op", "multicall", "update_va_mapping",
+        "set_timer_op", "event_channel_op_compat", "xen_version", "console_io",
+        "physdev_op_compat", "grant_table_op", "vm_assist", "update_va_mapping_otherdomain",
+        "iret", "vcpu_op", "set_segment_base", "mmuext_op", "xsm_op", "nmi_op", "sched_op",
+        "callback_op", "xenoprof_op", "event_channel_op", "physdev_op", "hvm_op", "sysctl",
+        "domctl", "kexec_op", "tmem_op", "argo_op", "xenpmu_op", "dm_op", "hypfs_op",
+    ];
+    NAMES.get(nr as usize).copied().unwrap_or("unknown")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::builder::{build, DomainConfig};
+    use crate::elf::{tests::make_elf, XenImage};
+    use crate::frames::FrameAllocator;
+    use crate::machine::TestMachine;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+
+    pub const BASE: u64 = 0xffff_ffff_8000_0000;
+    /// A writable scratch address inside the test domain's kernel image (its bss).
+    pub const SCRATCH: u64 = BASE + 0x2000;
+
+    pub struct World {
+        pub m: TestMachine,
+        pub dom: Domain,
+        pub out: Vec<u8>,
+        /// End of the domain's initial mapping (nothing is mapped from here on).
+        pub v_end: u64,
+    }
+
+    impl World {
+        pub fn new(initial: bool) -> Self {
+            let elf = make_elf(BASE, &[0x90; 0x1000], 0x8000, &[(XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())]);
+            let img = XenImage::parse(&elf).unwrap();
+            let mut m = TestMachine::new(0x1000, 2048);
+            let mut frames = FrameAllocator::new();
+            frames.add(0x1000, 0x1000 + 2048);
+            let cfg = DomainConfig { domid: 0, nr_pages: 1536, cmdline: "", initial };
+            let built = build(&mut m, &mut frames, &mut |_, _| {}, &img, &cfg, &[]).unwrap();
+            let v_end = built.layout.v_end;
+            World { m, dom: Domain::new(0, "test".to_string(), initial, built), out: Vec::new(), v_end }
+        }
+
+        /// Issues hypercall `nr` with `args` and returns RAX.
+        pub fn call(&mut self, nr: u32, args: &[u64]) -> i64 {
+            let r = &mut self.dom.regs;
+            r.rax = nr as u64;
+            let regs = [&mut r.rdi, &mut r.rsi, &mut r.rdx, &mut r.r10, &mut r.r8];
+            for (reg, a) in regs.into_iter().zip(args.iter().chain(core::iter::repeat(&0))) {
+                *reg = *a;
+            }
+            let out = &mut self.out;
+            let mut console = |b: &[u8]| out.extend_from_slice(b);
+            let mut env = Env { machine: &mut self.m, console: &mut console, cmdline: "dom0_mem=64M -- x" };
+            dispatch(&mut env, &mut self.dom);
+            self.dom.regs.rax as i64
+        }
+
+        pub fn poke(&mut self, va: u64, bytes: &[u8]) {
+            GuestMemory { machine: &mut self.m, l4: self.dom.l4 }.write(va, bytes).unwrap();
+        }
+
+        pub fn peek(&mut self, va: u64, n: usize) -> Vec<u8> {
+            let mut v = alloc::vec![0; n];
+            GuestMemory { machine: &mut self.m, l4: self.dom.l4 }.read(va, &mut v).unwrap();
+            v
+        }
+    }
+
+    #[test]
+    fn unknown_hypercalls_are_enosys_and_logged_once() {
+        let mut w = World::new(true);
+        assert_eq!(w.call(__HYPERVISOR_mmu_update, &[]), err(XEN_ENOSYS));
+        assert_ne!(w.dom.reported_enosys & (1 << __HYPERVISOR_mmu_update), 0);
+        assert_eq!(w.call(1000, &[]), err(XEN_ENOSYS));
+        w.dom.regs.rax = u64::MAX;
+        let mut console = |_: &[u8]| {};
+        let mut env = Env { machine: &mut w.m, console: &mut console, cmdline: "" };
+        dispatch(&mut env, &mut w.dom);
+        assert_eq!(w.dom.regs.rax as i64, err(XEN_ENOSYS));
+    }
+}
