@@ -20,3 +20,5 @@ pub mod paging;
 pub mod domain;
 pub mod exit;
 pub mod hypercall;
+pub mod hypervisor;
+pub mod m2p;

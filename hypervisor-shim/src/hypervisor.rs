@@ -1,0 +1,194 @@
+//! The shim's state and its one entry point: every trap or hypercall from the running
+//! domain comes here as a [`TrapFrame`] and leaves as the frame to resume, or as the
+//! end of the machine when no domain is left.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::builder::{self, DomainConfig};
+use crate::domain::{shutdown_reason_name, Domain, RunState};
+use crate::elf::XenImage;
+use crate::exit::ShimExit;
+use crate::frames::FrameAllocator;
+use crate::hypercall::{self, Env};
+use crate::m2p::{M2p, INVALID};
+use crate::machine::{Machine, Mfn};
+use crate::trap::{write_fault_report, TrapFrame, SYSCALL_VECTOR};
+
+pub struct Hypervisor<M: Machine> {
+    pub machine: M,
+    pub frames: FrameAllocator,
+    pub m2p: M2p,
+    /// L4 entries every guest address space carries (M2P, the shim's direct map).
+    pub shim_l4: Vec<(usize, u64)>,
+    pub domains: Vec<Domain>,
+    pub current: usize,
+    pub cmdline: String,
+}
+
+/// What the arch layer does after a trap.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Load this L4 and `iretq` into the frame.
+    Resume { l4: Mfn },
+    /// Nothing left to run: end the machine.
+    Halt(ShimExit),
+}
+
+impl<M: Machine> Hypervisor<M> {
+    /// Builds the initial (privileged) domain from a PV kernel image.
+    pub fn create_initial_domain(
+        &mut self,
+        image: &[u8],
+        nr_pages: u64,
+        cmdline: &str,
+    ) -> Result<&Domain, String> {
+        let img = XenImage::parse(image).map_err(|e| format!("{e}"))?;
+        let name = String::from(img.guest_os.unwrap_or("domain-0"));
+        log::info!(
+            "d0: {} ({}), {} pages, image {:#x}-{:#x}, entry {:#x}, hypercall page {:x?}",
+            name,
+            img.xen_version.unwrap_or("no XEN_VERSION note"),
+            nr_pages,
+            img.kstart,
+            img.kend,
+            img.entry,
+            img.hypercall_page
+        );
+        let cfg = DomainConfig { domid: 0, nr_pages, cmdline, initial: true };
+        let (m2p, machine) = (&self.m2p, &mut self.machine);
+        let mut m2p_writes = Vec::new();
+        let built = builder::build(
+            machine,
+            &mut self.frames,
+            &mut |mfn, pfn| m2p_writes.push((mfn, pfn)),
+            &img,
+            &cfg,
+            &self.shim_l4,
+        )
+        .map_err(|e| format!("{e}"))?;
+        for (mfn, pfn) in m2p_writes {
+            m2p.set(machine, mfn, pfn);
+        }
+        self.domains.push(Domain::new(0, name, true, built));
+        self.current = self.domains.len() - 1;
+        Ok(&self.domains[self.current])
+    }
+
+    /// Handles one entry from the running domain. `frame` is what the CPU and the entry
+    /// stub saved; on `Resume` it holds what to return to.
+    pub fn handle(&mut self, frame: &mut TrapFrame, cr2: u64, console: &mut dyn FnMut(&[u8])) -> Next {
+        let cur = self.current;
+        let dom = &mut self.domains[cur];
+        dom.regs = *frame;
+        if frame.vector == SYSCALL_VECTOR {
+            let mut env = Env { machine: &mut self.machine, console, cmdline: &self.cmdline };
+            hypercall::dispatch(&mut env, dom);
+        } else {
+            // No trap table yet: every exception is unhandled, and fatal to the guest only.
+            let mut report = String::new();
+            let who = format!("d{} ({}) crashed", dom.id, dom.name);
+            let _ = write_fault_report(&mut report, &who, frame, cr2);
+            for line in report.lines() {
+                log::error!("{line}");
+            }
+            dom.state = RunState::Crashed;
+        }
+        if dom.runnable() {
+            *frame = dom.regs;
+            return Next::Resume { l4: dom.l4 };
+        }
+        self.reap(cur)
+    }
+
+    /// Tears down a stopped domain (its memory scrubbed and returned) and decides what
+    /// runs next.
+    fn reap(&mut self, index: usize) -> Next {
+        let dom = self.domains.remove(index);
+        match dom.state {
+            RunState::Shutdown(r) => {
+                log::info!("d{} ({}) shut down: {}", dom.id, dom.name, shutdown_reason_name(r))
+            }
+            _ => log::info!("d{} ({}) crashed", dom.id, dom.name),
+        }
+        for &mfn in dom.p2m.iter().chain(core::iter::once(&dom.shared_info)) {
+            self.machine.zero_frame(mfn);
+            self.m2p.set(&mut self.machine, mfn, INVALID);
+            self.frames.free(mfn);
+        }
+        log::info!("{} frames free", self.frames.free_frames());
+        match self.domains.first() {
+            Some(next) => {
+                self.current = 0;
+                Next::Resume { l4: next.l4 }
+            }
+            None => {
+                let exit = match dom.state {
+                    RunState::Shutdown(r) => ShimExit::for_shutdown(r),
+                    _ => ShimExit::Crashed,
+                };
+                log::info!("no domains left: {exit:?}");
+                Next::Halt(exit)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::tests::make_elf;
+    use crate::machine::TestMachine;
+    use alloc::vec;
+
+    const BASE: u64 = 0xffff_ffff_8000_0000;
+
+    fn hv() -> Hypervisor<TestMachine> {
+        let mut machine = TestMachine::new(0, 4096);
+        let mut frames = FrameAllocator::new();
+        frames.add(1, 4096);
+        let m2p = M2p::new(&mut machine, &mut frames, 4096).unwrap();
+        let shim_l4 = vec![(M2p::l4_slot(), m2p.l4_entry)];
+        let mut h = Hypervisor { machine, frames, m2p, shim_l4, domains: Vec::new(), current: 0, cmdline: String::new() };
+        let elf = make_elf(BASE, &[0x90; 0x1000], 0x1000, &[(xen_sys::XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())]);
+        h.create_initial_domain(&elf, 1500, "").unwrap();
+        h
+    }
+
+    #[test]
+    fn hypercall_returns_to_the_guest() {
+        let mut h = hv();
+        let mut f = h.domains[0].regs;
+        f.vector = SYSCALL_VECTOR;
+        f.rax = xen_sys::__HYPERVISOR_xen_version as u64;
+        f.rdi = xen_sys::XENVER_pagesize as u64;
+        let next = h.handle(&mut f, 0, &mut |_| {});
+        assert_eq!(next, Next::Resume { l4: h.domains[0].l4 });
+        assert_eq!(f.rax, 4096);
+    }
+
+    #[test]
+    fn a_fault_crashes_the_domain_and_returns_its_memory() {
+        let mut h = hv();
+        let free_before = h.frames.free_frames();
+        let p2m = h.domains[0].p2m.clone();
+        let mut f = h.domains[0].regs;
+        f.vector = 14;
+        assert_eq!(h.handle(&mut f, 0x1234, &mut |_| {}), Next::Halt(ShimExit::Crashed));
+        assert!(h.domains.is_empty());
+        assert_eq!(h.frames.free_frames(), free_before + p2m.len() as u64 + 1);
+        assert!(p2m.iter().all(|&mfn| h.machine.frame(mfn).unwrap().iter().all(|&b| b == 0)));
+    }
+
+    #[test]
+    fn poweroff_halts_the_machine_as_powered_off() {
+        let mut h = hv();
+        let mut f = h.domains[0].regs;
+        f.vector = SYSCALL_VECTOR;
+        f.rax = xen_sys::__HYPERVISOR_sched_op_compat as u64;
+        f.rdi = xen_sys::SCHEDOP_shutdown as u64;
+        f.rsi = xen_sys::SHUTDOWN_poweroff as u64;
+        assert_eq!(h.handle(&mut f, 0, &mut |_| {}), Next::Halt(ShimExit::PoweredOff));
+    }
+}
