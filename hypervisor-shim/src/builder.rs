@@ -43,7 +43,10 @@ pub struct BuiltDomain {
 pub enum BuildError {
     Layout(LayoutError),
     /// Not enough free machine frames for the domain's memory.
-    OutOfMemory { wanted: u64, free: u64 },
+    OutOfMemory {
+        wanted: u64,
+        free: u64,
+    },
 }
 
 impl core::fmt::Display for BuildError {
@@ -51,7 +54,10 @@ impl core::fmt::Display for BuildError {
         match self {
             BuildError::Layout(e) => write!(f, "{e}"),
             BuildError::OutOfMemory { wanted, free } => {
-                write!(f, "out of memory: domain wants {wanted} frames, {free} free")
+                write!(
+                    f,
+                    "out of memory: domain wants {wanted} frames, {free} free"
+                )
             }
         }
     }
@@ -91,16 +97,24 @@ pub fn build<M: Machine>(
     let layout = Layout::new(image, cfg.nr_pages, cfg.initial).map_err(BuildError::Layout)?;
     let free = frames.free_frames();
     if free < cfg.nr_pages + 1 {
-        return Err(BuildError::OutOfMemory { wanted: cfg.nr_pages + 1, free });
+        return Err(BuildError::OutOfMemory {
+            wanted: cfg.nr_pages + 1,
+            free,
+        });
     }
     let mut p2m = Vec::with_capacity(cfg.nr_pages as usize);
     for pfn in 0..cfg.nr_pages {
-        let mfn = frames.alloc().ok_or(BuildError::OutOfMemory { wanted: cfg.nr_pages, free })?;
+        let mfn = frames.alloc().ok_or(BuildError::OutOfMemory {
+            wanted: cfg.nr_pages,
+            free,
+        })?;
         m.zero_frame(mfn);
         set_m2p(mfn, pfn);
         p2m.push(mfn);
     }
-    let shared = frames.alloc().ok_or(BuildError::OutOfMemory { wanted: 1, free: 0 })?;
+    let shared = frames
+        .alloc()
+        .ok_or(BuildError::OutOfMemory { wanted: 1, free: 0 })?;
     m.zero_frame(shared);
 
     let frame_of = |va: u64| p2m[layout.pfn(va) as usize];
@@ -146,7 +160,13 @@ pub fn build<M: Machine>(
         rsi: layout.start_info,
         ..TrapFrame::default()
     };
-    Ok(BuiltDomain { p2m, l4, shared_info: shared, layout, regs })
+    Ok(BuiltDomain {
+        p2m,
+        l4,
+        shared_info: shared,
+        layout,
+        regs,
+    })
 }
 
 fn write_start_info<M: Machine>(
@@ -164,12 +184,19 @@ fn write_start_info<M: Machine>(
     put(offset_of!(start_info, nr_pt_frames), layout.nr_pt_frames());
     put(offset_of!(start_info, mfn_list), layout.p2m.0);
     if let Some((store, _)) = layout.store_console {
-        put(offset_of!(start_info, store_mfn), p2m[layout.pfn(store) as usize]);
+        put(
+            offset_of!(start_info, store_mfn),
+            p2m[layout.pfn(store) as usize],
+        );
         let console = offset_of!(start_info, console)
             + offset_of!(xen_sys::start_info__bindgen_ty_1__bindgen_ty_1, mfn);
         put(console, p2m[layout.pfn(store) as usize + 1]);
     }
-    let flags = if cfg.initial { SIF_PRIVILEGED | SIF_INITDOMAIN } else { 0 };
+    let flags = if cfg.initial {
+        SIF_PRIVILEGED | SIF_INITDOMAIN
+    } else {
+        0
+    };
     write_bytes(m, si, offset_of!(start_info, flags), &flags.to_le_bytes());
     write_bytes(m, si, offset_of!(start_info, magic), b"xen-3.0-x86_64\0");
     let cmd = cfg.cmdline.as_bytes();
@@ -201,7 +228,9 @@ fn build_page_tables<M: Machine>(
         let mut table = l4;
         for level in (2..=4).rev() {
             let off = paging::index(va, level) * 8;
-            let pte = Pte(m.frame(table).map_or(0, |f| crate::machine::read_u64(f, off / 8)));
+            let pte = Pte(m
+                .frame(table)
+                .map_or(0, |f| crate::machine::read_u64(f, off / 8)));
             table = if pte.present() {
                 pte.mfn()
             } else {
@@ -237,11 +266,22 @@ mod tests {
     fn image_bytes() -> Vec<u8> {
         let mut code = vec![0x90u8; 0x3000];
         code[0x2000..0x2010].copy_from_slice(b"kernel data here");
-        make_elf(BASE, &code, 0x5000, &[
-            (xen_sys::XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec()),
-            (xen_sys::XEN_ELFNOTE_ENTRY, (BASE + 0x10).to_le_bytes().to_vec()),
-            (xen_sys::XEN_ELFNOTE_HYPERCALL_PAGE, (BASE + 0x1000).to_le_bytes().to_vec()),
-        ])
+        make_elf(
+            BASE,
+            &code,
+            0x5000,
+            &[
+                (xen_sys::XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec()),
+                (
+                    xen_sys::XEN_ELFNOTE_ENTRY,
+                    (BASE + 0x10).to_le_bytes().to_vec(),
+                ),
+                (
+                    xen_sys::XEN_ELFNOTE_HYPERCALL_PAGE,
+                    (BASE + 0x1000).to_le_bytes().to_vec(),
+                ),
+            ],
+        )
     }
 
     struct Built {
@@ -257,11 +297,23 @@ mod tests {
         let mut frames = FrameAllocator::new();
         frames.add(0x1000, 0x1000 + 4096);
         let mut m2p = BTreeMap::new();
-        let cfg = DomainConfig { domid: 0, nr_pages, cmdline: "console=hvc0 quiet", initial };
+        let cfg = DomainConfig {
+            domid: 0,
+            nr_pages,
+            cmdline: "console=hvc0 quiet",
+            initial,
+        };
         let shim = [(262usize, 0xdead_b000 | PRESENT | WRITABLE)];
-        let d = build(&mut m, &mut frames, &mut |mfn, pfn| {
-            m2p.insert(mfn, pfn);
-        }, &img, &cfg, &shim)
+        let d = build(
+            &mut m,
+            &mut frames,
+            &mut |mfn, pfn| {
+                m2p.insert(mfn, pfn);
+            },
+            &img,
+            &cfg,
+            &shim,
+        )
         .unwrap();
         Built { m, d, m2p }
     }
@@ -291,12 +343,19 @@ mod tests {
         let mut b = build_test_domain(2048, true);
         let l = b.d.layout;
         let p2m = b.d.p2m.clone();
-        let g = GuestMemory { machine: &mut b.m, l4: b.d.l4 };
+        let g = GuestMemory {
+            machine: &mut b.m,
+            l4: b.d.l4,
+        };
         let mut va = l.v_start;
         while va < l.v_end {
             let in_pt = (l.page_tables.0..l.page_tables.1).contains(&va);
             assert_eq!(g.translate(va, false), Ok(p2m[l.pfn(va) as usize]));
-            assert_eq!(g.translate(va, true).is_ok(), !in_pt, "page tables read-only at {va:#x}");
+            assert_eq!(
+                g.translate(va, true).is_ok(),
+                !in_pt,
+                "page tables read-only at {va:#x}"
+            );
             va += 4096;
         }
         assert!(g.translate(l.v_end, false).is_err());
@@ -313,7 +372,10 @@ mod tests {
         let l = b.d.layout;
         let shim_slot = crate::machine::read_u64(b.m.frame(b.d.l4).unwrap(), 262);
         assert_eq!(shim_slot, 0xdead_b000 | PRESENT | WRITABLE);
-        let g = GuestMemory { machine: &mut b.m, l4: b.d.l4 };
+        let g = GuestMemory {
+            machine: &mut b.m,
+            l4: b.d.l4,
+        };
         let mut buf = [0u8; 16];
         g.read(BASE + 0x2000, &mut buf).unwrap();
         assert_eq!(&buf, b"kernel data here");
@@ -321,7 +383,10 @@ mod tests {
         assert_eq!(buf, [0; 16], "bss is zeroed");
         // console_io is hypercall 18: mov $18,%eax at offset 18*32+3.
         g.read(BASE + 0x1000 + 18 * 32, &mut buf).unwrap();
-        assert_eq!(&buf[..14], &[0x51, 0x41, 0x53, 0xb8, 18, 0, 0, 0, 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3]);
+        assert_eq!(
+            &buf[..14],
+            &[0x51, 0x41, 0x53, 0xb8, 18, 0, 0, 0, 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3]
+        );
 
         let si = l.start_info;
         let rd = |off: usize| {
@@ -332,13 +397,20 @@ mod tests {
         assert_eq!(rd(offset_of!(start_info, nr_pages)), 2048);
         assert_eq!(rd(offset_of!(start_info, pt_base)), l.page_tables.0);
         assert_eq!(rd(offset_of!(start_info, mfn_list)), l.p2m.0);
-        assert_eq!(rd(offset_of!(start_info, shared_info)), b.d.shared_info << 12);
-        assert_eq!(rd(offset_of!(start_info, flags)) as u32, SIF_PRIVILEGED | SIF_INITDOMAIN);
+        assert_eq!(
+            rd(offset_of!(start_info, shared_info)),
+            b.d.shared_info << 12
+        );
+        assert_eq!(
+            rd(offset_of!(start_info, flags)) as u32,
+            SIF_PRIVILEGED | SIF_INITDOMAIN
+        );
         let mut magic = [0u8; 15];
         g.read(si, &mut magic).unwrap();
         assert_eq!(&magic, b"xen-3.0-x86_64\0");
         let mut cmd = [0u8; 19];
-        g.read(si + offset_of!(start_info, cmd_line) as u64, &mut cmd).unwrap();
+        g.read(si + offset_of!(start_info, cmd_line) as u64, &mut cmd)
+            .unwrap();
         assert_eq!(&cmd, b"console=hvc0 quiet\0");
         // The P2M list as the guest sees it.
         let mut mfn0 = [0u8; 8];
@@ -352,19 +424,33 @@ mod tests {
         let l = b.d.layout;
         let (store, _) = l.store_console.unwrap();
         assert_eq!(store, l.start_info + 0x1000);
-        let g = GuestMemory { machine: &mut b.m, l4: b.d.l4 };
-        assert_eq!(g.read_u32(l.start_info + offset_of!(start_info, flags) as u64), Ok(0));
+        let g = GuestMemory {
+            machine: &mut b.m,
+            l4: b.d.l4,
+        };
+        assert_eq!(
+            g.read_u32(l.start_info + offset_of!(start_info, flags) as u64),
+            Ok(0)
+        );
     }
 
     #[test]
     fn too_little_memory_is_refused() {
         let bytes = image_bytes();
         let img = XenImage::parse(&bytes).unwrap();
-        assert!(matches!(Layout::new(&img, 16, true), Err(LayoutError::TooSmall { .. })));
+        assert!(matches!(
+            Layout::new(&img, 16, true),
+            Err(LayoutError::TooSmall { .. })
+        ));
         let mut m = TestMachine::new(0, 64);
         let mut frames = FrameAllocator::new();
         frames.add(0, 64);
-        let cfg = DomainConfig { domid: 1, nr_pages: 2048, cmdline: "", initial: false };
+        let cfg = DomainConfig {
+            domid: 1,
+            nr_pages: 2048,
+            cmdline: "",
+            initial: false,
+        };
         let err = build(&mut m, &mut frames, &mut |_, _| {}, &img, &cfg, &[]).unwrap_err();
         assert!(matches!(err, BuildError::OutOfMemory { .. }));
     }

@@ -58,8 +58,13 @@ impl fmt::Display for ElfError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             ElfError::Malformed(why) => write!(f, "malformed ELF: {why}"),
-            ElfError::NotX86_64 => write!(f, "not an x86_64 ELF (32-bit PV guests are not supported)"),
-            ElfError::NotXen => write!(f, "no Xen ELF notes or __xen_guest section: not a PV kernel"),
+            ElfError::NotX86_64 => {
+                write!(f, "not an x86_64 ELF (32-bit PV guests are not supported)")
+            }
+            ElfError::NotXen => write!(
+                f,
+                "no Xen ELF notes or __xen_guest section: not a PV kernel"
+            ),
             ElfError::BadLayout(why) => write!(f, "unusable kernel layout: {why}"),
         }
     }
@@ -125,8 +130,7 @@ impl<'a> Notes<'a> {
             let (k, v) = item.split_once('=').unwrap_or((item, ""));
             let num = || {
                 let v = v.trim();
-                let (digits, radix) =
-                    v.strip_prefix("0x").map(|h| (h, 16)).unwrap_or((v, 10));
+                let (digits, radix) = v.strip_prefix("0x").map(|h| (h, 16)).unwrap_or((v, 10));
                 u64::from_str_radix(digits, radix)
                     .map_err(|_| ElfError::Malformed("bad number in __xen_guest"))
             };
@@ -160,7 +164,9 @@ impl<'a> XenImage<'a> {
             return Err(ElfError::NotX86_64);
         }
         let hdr = FileHeader64::<LE>::parse(data).map_err(|_| ElfError::Malformed("header"))?;
-        let e = hdr.endian().map_err(|_| ElfError::Malformed("byte order"))?;
+        let e = hdr
+            .endian()
+            .map_err(|_| ElfError::Malformed("byte order"))?;
         if hdr.e_machine(e) != EM_X86_64 {
             return Err(ElfError::NotX86_64);
         }
@@ -177,7 +183,9 @@ impl<'a> XenImage<'a> {
                 notes.add(n.name(), n.n_type(e), n.desc());
             }
         }
-        let sections = hdr.sections(e, data).map_err(|_| ElfError::Malformed("sections"))?;
+        let sections = hdr
+            .sections(e, data)
+            .map_err(|_| ElfError::Malformed("sections"))?;
         if !notes.found {
             for sh in sections.iter().filter(|s| s.sh_type(e) == SHT_NOTE) {
                 if let Ok(Some(mut it)) = sh.notes(e, data) {
@@ -189,7 +197,9 @@ impl<'a> XenImage<'a> {
         }
         if !notes.found {
             if let Some((_, sh)) = sections.section_by_name(e, b"__xen_guest") {
-                let bytes = sh.data(e, data).map_err(|_| ElfError::Malformed("__xen_guest"))?;
+                let bytes = sh
+                    .data(e, data)
+                    .map_err(|_| ElfError::Malformed("__xen_guest"))?;
                 let s = note_str(bytes).ok_or(ElfError::Malformed("__xen_guest not text"))?;
                 notes.add_legacy(s)?;
             }
@@ -220,7 +230,9 @@ impl<'a> XenImage<'a> {
             if filesz > memsz {
                 return Err(ElfError::Malformed("segment file size exceeds memory size"));
             }
-            let in_file = off.checked_add(filesz).is_some_and(|end| end <= data.len() as u64);
+            let in_file = off
+                .checked_add(filesz)
+                .is_some_and(|end| end <= data.len() as u64);
             if !in_file {
                 return Err(ElfError::Malformed("segment outside the file"));
             }
@@ -289,7 +301,12 @@ pub(crate) mod tests {
 
     /// Builds a minimal ELF64 x86_64 executable: one PT_LOAD at `vaddr` holding `code`,
     /// and a PT_NOTE with the given Xen notes `(type, desc)`.
-    pub(crate) fn make_elf(vaddr: u64, code: &[u8], memsz: u64, notes: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    pub(crate) fn make_elf(
+        vaddr: u64,
+        code: &[u8],
+        memsz: u64,
+        notes: &[(u32, Vec<u8>)],
+    ) -> Vec<u8> {
         let mut note_bytes = Vec::new();
         for (kind, desc) in notes {
             note_bytes.extend_from_slice(&4u32.to_le_bytes());
@@ -317,19 +334,28 @@ pub(crate) mod tests {
         f[52..54].copy_from_slice(&64u16.to_le_bytes());
         f[54..56].copy_from_slice(&56u16.to_le_bytes());
         f[56..58].copy_from_slice(&2u16.to_le_bytes());
-        let ph = |f: &mut Vec<u8>, i: usize, kind: u32, off: u64, addr: u64, filesz: u64, memsz: u64| {
-            let b = phoff as usize + i * 56;
-            f[b..b + 4].copy_from_slice(&kind.to_le_bytes());
-            f[b + 4..b + 8].copy_from_slice(&7u32.to_le_bytes());
-            f[b + 8..b + 16].copy_from_slice(&off.to_le_bytes());
-            f[b + 16..b + 24].copy_from_slice(&addr.to_le_bytes());
-            f[b + 24..b + 32].copy_from_slice(&addr.to_le_bytes());
-            f[b + 32..b + 40].copy_from_slice(&filesz.to_le_bytes());
-            f[b + 40..b + 48].copy_from_slice(&memsz.to_le_bytes());
-            let align: u64 = if kind == PT_NOTE { 4 } else { 4096 };
-            f[b + 48..b + 56].copy_from_slice(&align.to_le_bytes());
-        };
-        ph(&mut f, 0, PT_LOAD, code_off, vaddr, code.len() as u64, memsz);
+        let ph =
+            |f: &mut Vec<u8>, i: usize, kind: u32, off: u64, addr: u64, filesz: u64, memsz: u64| {
+                let b = phoff as usize + i * 56;
+                f[b..b + 4].copy_from_slice(&kind.to_le_bytes());
+                f[b + 4..b + 8].copy_from_slice(&7u32.to_le_bytes());
+                f[b + 8..b + 16].copy_from_slice(&off.to_le_bytes());
+                f[b + 16..b + 24].copy_from_slice(&addr.to_le_bytes());
+                f[b + 24..b + 32].copy_from_slice(&addr.to_le_bytes());
+                f[b + 32..b + 40].copy_from_slice(&filesz.to_le_bytes());
+                f[b + 40..b + 48].copy_from_slice(&memsz.to_le_bytes());
+                let align: u64 = if kind == PT_NOTE { 4 } else { 4096 };
+                f[b + 48..b + 56].copy_from_slice(&align.to_le_bytes());
+            };
+        ph(
+            &mut f,
+            0,
+            PT_LOAD,
+            code_off,
+            vaddr,
+            code.len() as u64,
+            memsz,
+        );
         let nl = note_bytes.len() as u64;
         ph(&mut f, 1, PT_NOTE, note_off, 0, nl, nl);
         f[code_off as usize..note_off as usize].copy_from_slice(code);
@@ -368,11 +394,16 @@ pub(crate) mod tests {
     #[test]
     fn paddr_offset_relocates_segments() {
         // Linux style: physical addresses in the ELF, VIRT_BASE and PADDR_OFFSET 0.
-        let elf = make_elf(0x100_0000, &[0x90; 16], 16, &[
-            (3, BASE.to_le_bytes().to_vec()),
-            (4, 0u64.to_le_bytes().to_vec()),
-            (1, (BASE + 0x100_0000).to_le_bytes().to_vec()),
-        ]);
+        let elf = make_elf(
+            0x100_0000,
+            &[0x90; 16],
+            16,
+            &[
+                (3, BASE.to_le_bytes().to_vec()),
+                (4, 0u64.to_le_bytes().to_vec()),
+                (1, (BASE + 0x100_0000).to_le_bytes().to_vec()),
+            ],
+        );
         let img = XenImage::parse(&elf).unwrap();
         assert_eq!(img.kstart, BASE + 0x100_0000);
         assert_eq!(img.segments[0].vaddr, BASE + 0x100_0000);
@@ -380,7 +411,10 @@ pub(crate) mod tests {
 
     #[test]
     fn refuses_what_is_not_a_pv_kernel() {
-        assert!(matches!(XenImage::parse(b"not an elf"), Err(ElfError::Malformed(_))));
+        assert!(matches!(
+            XenImage::parse(b"not an elf"),
+            Err(ElfError::Malformed(_))
+        ));
         let plain = make_elf(0x40_0000, &[0x90; 16], 16, &[]);
         assert_eq!(XenImage::parse(&plain).unwrap_err(), ElfError::NotXen);
         let mut elf32 = plain.clone();
@@ -390,13 +424,36 @@ pub(crate) mod tests {
 
     #[test]
     fn refuses_bad_layouts() {
-        let in_xen = make_elf(0xffff_8000_0000_0000, &[0x90; 16], 16, &[(6, b"x\0".to_vec())]);
-        assert!(matches!(XenImage::parse(&in_xen), Err(ElfError::BadLayout(_))));
-        let entry_outside = make_elf(0x40_0000, &[0x90; 16], 16, &[(1, 0x10u64.to_le_bytes().to_vec())]);
-        assert!(matches!(XenImage::parse(&entry_outside), Err(ElfError::BadLayout(_))));
-        let hcall_unaligned =
-            make_elf(0x40_0000, &[0x90; 0x2000], 0x2000, &[(2, 0x40_0010u64.to_le_bytes().to_vec())]);
-        assert!(matches!(XenImage::parse(&hcall_unaligned), Err(ElfError::BadLayout(_))));
+        let in_xen = make_elf(
+            0xffff_8000_0000_0000,
+            &[0x90; 16],
+            16,
+            &[(6, b"x\0".to_vec())],
+        );
+        assert!(matches!(
+            XenImage::parse(&in_xen),
+            Err(ElfError::BadLayout(_))
+        ));
+        let entry_outside = make_elf(
+            0x40_0000,
+            &[0x90; 16],
+            16,
+            &[(1, 0x10u64.to_le_bytes().to_vec())],
+        );
+        assert!(matches!(
+            XenImage::parse(&entry_outside),
+            Err(ElfError::BadLayout(_))
+        ));
+        let hcall_unaligned = make_elf(
+            0x40_0000,
+            &[0x90; 0x2000],
+            0x2000,
+            &[(2, 0x40_0010u64.to_le_bytes().to_vec())],
+        );
+        assert!(matches!(
+            XenImage::parse(&hcall_unaligned),
+            Err(ElfError::BadLayout(_))
+        ));
         let mut truncated = make_elf(0x40_0000, &[0x90; 0x100], 0x100, &[(6, b"x\0".to_vec())]);
         truncated.truncate(0x1080);
         assert!(XenImage::parse(&truncated).is_err());
@@ -405,8 +462,10 @@ pub(crate) mod tests {
     #[test]
     fn reads_legacy_xen_guest_string() {
         let mut n = Notes::default();
-        n.add_legacy("GUEST_OS=linux,XEN_VER=xen-3.0,VIRT_BASE=0xffffffff80000000,HYPERCALL_PAGE=0x2")
-            .unwrap();
+        n.add_legacy(
+            "GUEST_OS=linux,XEN_VER=xen-3.0,VIRT_BASE=0xffffffff80000000,HYPERCALL_PAGE=0x2",
+        )
+        .unwrap();
         assert_eq!(n.guest_os, Some("linux"));
         assert_eq!(n.hypercall_page, Some(BASE + 0x2000));
     }

@@ -19,9 +19,14 @@ impl ShimExit {
     }
 
     pub fn from_qemu_status(status: i32) -> Option<Self> {
-        [Self::PoweredOff, Self::Crashed, Self::ShimPanic, Self::Reboot]
-            .into_iter()
-            .find(|e| ((e.port_value() << 1) | 1) as i32 == status)
+        [
+            Self::PoweredOff,
+            Self::Crashed,
+            Self::ShimPanic,
+            Self::Reboot,
+        ]
+        .into_iter()
+        .find(|e| ((e.port_value() << 1) | 1) as i32 == status)
     }
 
     /// What the initial domain's shutdown reason means for the machine.
@@ -43,6 +48,9 @@ mod tests {
         assert_eq!(ShimExit::from_qemu_status(33), Some(ShimExit::PoweredOff));
         assert_eq!(ShimExit::from_qemu_status(35), Some(ShimExit::Crashed));
         assert_eq!(ShimExit::from_qemu_status(0), None);
-        assert_eq!(ShimExit::for_shutdown(xen_sys::SHUTDOWN_watchdog), ShimExit::Reboot);
+        assert_eq!(
+            ShimExit::for_shutdown(xen_sys::SHUTDOWN_watchdog),
+            ShimExit::Reboot
+        );
     }
 }

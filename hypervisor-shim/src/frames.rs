@@ -51,10 +51,16 @@ impl FrameAllocator {
                 continue;
             }
             if r.start < start {
-                out.push(Range { start: r.start, end: start });
+                out.push(Range {
+                    start: r.start,
+                    end: start,
+                });
             }
             if end < r.end {
-                out.push(Range { start: end, end: r.end });
+                out.push(Range {
+                    start: end,
+                    end: r.end,
+                });
             }
         }
         self.ranges = out;

@@ -56,7 +56,12 @@ impl<M: Machine> Hypervisor<M> {
             img.entry,
             img.hypercall_page
         );
-        let cfg = DomainConfig { domid: 0, nr_pages, cmdline, initial: true };
+        let cfg = DomainConfig {
+            domid: 0,
+            nr_pages,
+            cmdline,
+            initial: true,
+        };
         let (m2p, machine) = (&self.m2p, &mut self.machine);
         let mut m2p_writes = Vec::new();
         let built = builder::build(
@@ -78,12 +83,21 @@ impl<M: Machine> Hypervisor<M> {
 
     /// Handles one entry from the running domain. `frame` is what the CPU and the entry
     /// stub saved; on `Resume` it holds what to return to.
-    pub fn handle(&mut self, frame: &mut TrapFrame, cr2: u64, console: &mut dyn FnMut(&[u8])) -> Next {
+    pub fn handle(
+        &mut self,
+        frame: &mut TrapFrame,
+        cr2: u64,
+        console: &mut dyn FnMut(&[u8]),
+    ) -> Next {
         let cur = self.current;
         let dom = &mut self.domains[cur];
         dom.regs = *frame;
         if frame.vector == SYSCALL_VECTOR {
-            let mut env = Env { machine: &mut self.machine, console, cmdline: &self.cmdline };
+            let mut env = Env {
+                machine: &mut self.machine,
+                console,
+                cmdline: &self.cmdline,
+            };
             hypercall::dispatch(&mut env, dom);
         } else {
             // No trap table yet: every exception is unhandled, and fatal to the guest only.
@@ -108,10 +122,16 @@ impl<M: Machine> Hypervisor<M> {
         let dom = self.domains.remove(index);
         match dom.state {
             RunState::Shutdown(r) => {
-                log::info!("d{} ({}) shut down: {}", dom.id, dom.name, shutdown_reason_name(r))
+                log::info!(
+                    "d{} ({}) shut down: {}",
+                    dom.id,
+                    dom.name,
+                    shutdown_reason_name(r)
+                )
             }
             _ => log::info!("d{} ({}) crashed", dom.id, dom.name),
         }
+        self.machine.release_address_space(dom.l4);
         for &mfn in dom.p2m.iter().chain(core::iter::once(&dom.shared_info)) {
             self.machine.zero_frame(mfn);
             self.m2p.set(&mut self.machine, mfn, INVALID);
@@ -150,8 +170,21 @@ mod tests {
         frames.add(1, 4096);
         let m2p = M2p::new(&mut machine, &mut frames, 4096).unwrap();
         let shim_l4 = vec![(M2p::l4_slot(), m2p.l4_entry)];
-        let mut h = Hypervisor { machine, frames, m2p, shim_l4, domains: Vec::new(), current: 0, cmdline: String::new() };
-        let elf = make_elf(BASE, &[0x90; 0x1000], 0x1000, &[(xen_sys::XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())]);
+        let mut h = Hypervisor {
+            machine,
+            frames,
+            m2p,
+            shim_l4,
+            domains: Vec::new(),
+            current: 0,
+            cmdline: String::new(),
+        };
+        let elf = make_elf(
+            BASE,
+            &[0x90; 0x1000],
+            0x1000,
+            &[(xen_sys::XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())],
+        );
         h.create_initial_domain(&elf, 1500, "").unwrap();
         h
     }
@@ -164,7 +197,12 @@ mod tests {
         f.rax = xen_sys::__HYPERVISOR_xen_version as u64;
         f.rdi = xen_sys::XENVER_pagesize as u64;
         let next = h.handle(&mut f, 0, &mut |_| {});
-        assert_eq!(next, Next::Resume { l4: h.domains[0].l4 });
+        assert_eq!(
+            next,
+            Next::Resume {
+                l4: h.domains[0].l4
+            }
+        );
         assert_eq!(f.rax, 4096);
     }
 
@@ -175,10 +213,15 @@ mod tests {
         let p2m = h.domains[0].p2m.clone();
         let mut f = h.domains[0].regs;
         f.vector = 14;
-        assert_eq!(h.handle(&mut f, 0x1234, &mut |_| {}), Next::Halt(ShimExit::Crashed));
+        assert_eq!(
+            h.handle(&mut f, 0x1234, &mut |_| {}),
+            Next::Halt(ShimExit::Crashed)
+        );
         assert!(h.domains.is_empty());
         assert_eq!(h.frames.free_frames(), free_before + p2m.len() as u64 + 1);
-        assert!(p2m.iter().all(|&mfn| h.machine.frame(mfn).unwrap().iter().all(|&b| b == 0)));
+        assert!(p2m
+            .iter()
+            .all(|&mfn| h.machine.frame(mfn).unwrap().iter().all(|&b| b == 0)));
     }
 
     #[test]
@@ -189,6 +232,9 @@ mod tests {
         f.rax = xen_sys::__HYPERVISOR_sched_op_compat as u64;
         f.rdi = xen_sys::SCHEDOP_shutdown as u64;
         f.rsi = xen_sys::SHUTDOWN_poweroff as u64;
-        assert_eq!(h.handle(&mut f, 0, &mut |_| {}), Next::Halt(ShimExit::PoweredOff));
+        assert_eq!(
+            h.handle(&mut f, 0, &mut |_| {}),
+            Next::Halt(ShimExit::PoweredOff)
+        );
     }
 }

@@ -60,7 +60,13 @@ impl Layout {
         let up = |a: u64| add(a, PAGE - 1).map(|a| a & !(PAGE - 1));
         let v_start = image.virt_base;
         let kernel = (image.kstart, up(image.kend)?);
-        let p2m = (kernel.1, up(add(kernel.1, nr_pages.checked_mul(8).ok_or(LayoutError::OutOfRange)?)?)?);
+        let p2m = (
+            kernel.1,
+            up(add(
+                kernel.1,
+                nr_pages.checked_mul(8).ok_or(LayoutError::OutOfRange)?,
+            )?)?,
+        );
         let start_info = p2m.1;
         let mut next = add(start_info, PAGE)?;
         let store_console = if initial_domain {
@@ -86,7 +92,10 @@ impl Layout {
             if needed <= nr_pt {
                 let pages = (v_end - v_start) / PAGE;
                 if pages > nr_pages {
-                    return Err(LayoutError::TooSmall { needed: pages, available: nr_pages });
+                    return Err(LayoutError::TooSmall {
+                        needed: pages,
+                        available: nr_pages,
+                    });
                 }
                 return Ok(Layout {
                     v_start,

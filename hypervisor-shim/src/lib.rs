@@ -11,14 +11,16 @@ pub mod trap;
 
 extern crate alloc;
 
+pub mod boot_info;
 pub mod builder;
-pub mod elf;
-pub mod frames;
-pub mod layout;
-pub mod machine;
-pub mod paging;
+pub mod cmdline;
 pub mod domain;
+pub mod elf;
 pub mod exit;
+pub mod frames;
 pub mod hypercall;
 pub mod hypervisor;
+pub mod layout;
 pub mod m2p;
+pub mod machine;
+pub mod paging;

@@ -49,9 +49,17 @@ impl M2p {
                 write_u64(m, l2?, paging::index(va, 2) * 8, Pte::new(t, table).0);
                 l1 = Some(t);
             }
-            write_u64(m, l1?, paging::index(va, 1) * 8, Pte::new(f, PRESENT | USER | ACCESSED | NX).0);
+            write_u64(
+                m,
+                l1?,
+                paging::index(va, 1) * 8,
+                Pte::new(f, PRESENT | USER | ACCESSED | NX).0,
+            );
         }
-        Some(M2p { frames, l4_entry: Pte::new(l3, table).0 })
+        Some(M2p {
+            frames,
+            l4_entry: Pte::new(l3, table).0,
+        })
     }
 
     pub fn set<M: Machine + ?Sized>(&self, m: &mut M, mfn: Mfn, pfn: u64) {
@@ -82,13 +90,20 @@ mod tests {
         let l4 = alloc.alloc().unwrap();
         m.zero_frame(l4);
         write_u64(&mut m, l4, M2p::l4_slot() * 8, m2p.l4_entry);
-        let mut g = GuestMemory { machine: &mut m, l4 };
+        let mut g = GuestMemory {
+            machine: &mut m,
+            l4,
+        };
         let mut b = [0u8; 8];
-        g.read(xen_sys::MACH2PHYS_VIRT_START + 700 * 8, &mut b).unwrap();
+        g.read(xen_sys::MACH2PHYS_VIRT_START + 700 * 8, &mut b)
+            .unwrap();
         assert_eq!(u64::from_le_bytes(b), 5);
-        g.read(xen_sys::MACH2PHYS_VIRT_START + 701 * 8, &mut b).unwrap();
+        g.read(xen_sys::MACH2PHYS_VIRT_START + 701 * 8, &mut b)
+            .unwrap();
         assert_eq!(u64::from_le_bytes(b), INVALID);
         assert!(g.write(xen_sys::MACH2PHYS_VIRT_START, &[0]).is_err());
-        assert!(g.read(xen_sys::MACH2PHYS_VIRT_START + 2048 * 8, &mut b).is_err());
+        assert!(g
+            .read(xen_sys::MACH2PHYS_VIRT_START + 2048 * 8, &mut b)
+            .is_err());
     }
 }

@@ -41,6 +41,9 @@ pub trait Machine {
         Some(u32::from_le_bytes(b))
     }
 
+    /// Stops using the address space rooted at `l4` (before its frames are scrubbed).
+    fn release_address_space(&mut self, _l4: Mfn) {}
+
     fn zero_frame(&mut self, mfn: Mfn) -> Option<()> {
         self.frame_mut(mfn)?.fill(0);
         Some(())
@@ -101,7 +104,9 @@ impl<M: Machine + ?Sized> GuestMemory<'_, M> {
     pub fn read(&self, va: u64, out: &mut [u8]) -> Result<(), GuestFault> {
         let mut done = 0;
         while done < out.len() {
-            let a = va.checked_add(done as u64).ok_or(GuestFault::Unmapped(va))?;
+            let a = va
+                .checked_add(done as u64)
+                .ok_or(GuestFault::Unmapped(va))?;
             let off = (a as usize) & (PAGE_SIZE - 1);
             let n = (PAGE_SIZE - off).min(out.len() - done);
             let mfn = self.translate(a, false)?;
@@ -115,7 +120,9 @@ impl<M: Machine + ?Sized> GuestMemory<'_, M> {
     pub fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
         let mut done = 0;
         while done < data.len() {
-            let a = va.checked_add(done as u64).ok_or(GuestFault::Unmapped(va))?;
+            let a = va
+                .checked_add(done as u64)
+                .ok_or(GuestFault::Unmapped(va))?;
             let off = (a as usize) & (PAGE_SIZE - 1);
             let n = (PAGE_SIZE - off).min(data.len() - done);
             let mfn = self.translate(a, true)?;
@@ -143,7 +150,10 @@ pub struct TestMachine {
 #[cfg(test)]
 impl TestMachine {
     pub fn new(base: Mfn, n: usize) -> Self {
-        Self { base, frames: alloc::vec![[0; PAGE_SIZE]; n] }
+        Self {
+            base,
+            frames: alloc::vec![[0; PAGE_SIZE]; n],
+        }
     }
 }
 

@@ -53,14 +53,38 @@ impl TrapFrame {
 /// Mnemonic and name of an exception vector.
 pub fn exception_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
-        "#BR bound range", "#UD invalid opcode", "#NM device not available", "#DF double fault",
-        "coprocessor overrun", "#TS invalid TSS", "#NP segment not present",
-        "#SS stack fault", "#GP general protection", "#PF page fault", "reserved",
-        "#MF x87 error", "#AC alignment check", "#MC machine check", "#XM SIMD error",
-        "#VE virtualization", "#CP control protection", "reserved", "reserved", "reserved",
-        "reserved", "reserved", "reserved", "#HV injection", "#VC VMM communication",
-        "#SX security", "reserved",
+        "#DE divide error",
+        "#DB debug",
+        "NMI",
+        "#BP breakpoint",
+        "#OF overflow",
+        "#BR bound range",
+        "#UD invalid opcode",
+        "#NM device not available",
+        "#DF double fault",
+        "coprocessor overrun",
+        "#TS invalid TSS",
+        "#NP segment not present",
+        "#SS stack fault",
+        "#GP general protection",
+        "#PF page fault",
+        "reserved",
+        "#MF x87 error",
+        "#AC alignment check",
+        "#MC machine check",
+        "#XM SIMD error",
+        "#VE virtualization",
+        "#CP control protection",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "#HV injection",
+        "#VC VMM communication",
+        "#SX security",
+        "reserved",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
@@ -80,11 +104,31 @@ pub fn write_fault_report(
         f.error_code,
         f.rip
     )?;
-    writeln!(out, "  cr2={cr2:#018x} rsp={:#018x} rflags={:#010x} cs={:#x} ss={:#x}", f.rsp, f.rflags, f.cs, f.ss)?;
-    writeln!(out, "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", f.rax, f.rbx, f.rcx, f.rdx)?;
-    writeln!(out, "  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}", f.rsi, f.rdi, f.rbp, f.r8)?;
-    writeln!(out, "  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}", f.r9, f.r10, f.r11, f.r12)?;
-    writeln!(out, "  r13={:#018x} r14={:#018x} r15={:#018x}", f.r13, f.r14, f.r15)
+    writeln!(
+        out,
+        "  cr2={cr2:#018x} rsp={:#018x} rflags={:#010x} cs={:#x} ss={:#x}",
+        f.rsp, f.rflags, f.cs, f.ss
+    )?;
+    writeln!(
+        out,
+        "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+        f.rax, f.rbx, f.rcx, f.rdx
+    )?;
+    writeln!(
+        out,
+        "  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}",
+        f.rsi, f.rdi, f.rbp, f.r8
+    )?;
+    writeln!(
+        out,
+        "  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}",
+        f.r9, f.r10, f.r11, f.r12
+    )?;
+    writeln!(
+        out,
+        "  r13={:#018x} r14={:#018x} r15={:#018x}",
+        f.r13, f.r14, f.r15
+    )
 }
 
 #[cfg(test)]
@@ -94,7 +138,14 @@ mod tests {
 
     #[test]
     fn fault_report_names_the_fault_and_registers() {
-        let f = TrapFrame { vector: 14, error_code: 6, rip: 0xffff_ffff_8000_1234, rax: 0x42, cs: 0xe033, ..Default::default() };
+        let f = TrapFrame {
+            vector: 14,
+            error_code: 6,
+            rip: 0xffff_ffff_8000_1234,
+            rax: 0x42,
+            cs: 0xe033,
+            ..Default::default()
+        };
         let mut s = String::new();
         write_fault_report(&mut s, "d0 (crash) crashed", &f, 0xdead).unwrap();
         assert!(s.starts_with("d0 (crash) crashed: #PF page fault (vector 14) error code 0x6 at rip=0xffffffff80001234"));

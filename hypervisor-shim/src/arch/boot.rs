@@ -119,6 +119,6 @@ boot_stack: .skip 4096
 boot_stack_top:
     .previous
 "#,
-    phys32_entry = const xen_sys::XEN_ELFNOTE_PHYS32_ENTRY
+    phys32_entry = const xen_sys::XEN_ELFNOTE_PHYS32_ENTRY,
     options(att_syntax)
 );

@@ -139,9 +139,8 @@ pub fn init() {
 
         // SYSRET to 64-bit ring 3 uses STAR[63:48] + 16 for CS and + 8 for SS: with
         // RING3_CS32 there, those are exactly FLAT_RING3_CS64 and FLAT_RING3_SS64.
-        Msr::new(MSR_STAR).write(
-            ((hypervisor_shim::trap::RING3_CS32 as u64) << 48) | ((SHIM_CS as u64) << 32),
-        );
+        Msr::new(MSR_STAR)
+            .write(((hypervisor_shim::trap::RING3_CS32 as u64) << 48) | ((SHIM_CS as u64) << 32));
         Msr::new(MSR_LSTAR).write(entry::syscall_entry_addr());
         Msr::new(MSR_CSTAR).write(entry::syscall_entry_addr());
         Msr::new(MSR_FMASK).write(SYSCALL_FMASK);
@@ -164,6 +163,17 @@ pub fn cr2() -> u64 {
 pub unsafe fn load_cr3(mfn: u64) {
     // SAFETY: per the caller's contract the shim stays mapped.
     unsafe { asm!("mov cr3, {}", in(reg) mfn << 12, options(nostack)) };
+}
+
+/// Switches to the boot page tables, which map only the shim.
+pub fn load_idle_tables() {
+    unsafe extern "C" {
+        static boot_pml4: [u64; 512];
+    }
+    // The boot tables live in the .boot section, which runs at its physical address.
+    let phys = core::ptr::addr_of!(boot_pml4) as u64;
+    // SAFETY: the boot tables map the shim's direct map exactly as at boot.
+    unsafe { load_cr3(phys >> 12) };
 }
 
 /// Stops the machine for good (interrupts off, hlt forever).

@@ -133,12 +133,9 @@ pub struct Stacks {
 }
 
 pub fn stacks() -> Stacks {
-    // SAFETY: only the addresses of the assembly-defined symbols are taken.
-    unsafe {
-        Stacks {
-            kernel_top: core::ptr::addr_of!(shim_stack_top) as u64,
-            ist_top: core::ptr::addr_of!(ist_stack_top) as u64,
-        }
+    Stacks {
+        kernel_top: core::ptr::addr_of!(shim_stack_top) as u64,
+        ist_top: core::ptr::addr_of!(ist_stack_top) as u64,
     }
 }
 
@@ -148,7 +145,7 @@ pub fn trap_stubs() -> &'static [u64; 32] {
 }
 
 pub fn syscall_entry_addr() -> u64 {
-    syscall_entry as usize as u64
+    syscall_entry as *const () as u64
 }
 
 /// Leaves the shim into the context described by `frame` (an `iretq`).

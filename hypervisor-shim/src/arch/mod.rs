@@ -1,36 +1,171 @@
-//! The thin, unsafe layer: boot, console, descriptor tables, entry stubs.
+//! The thin, unsafe layer: boot, console, descriptor tables, entry stubs, and the glue
+//! that hands every trap to [`Hypervisor::handle`].
 mod boot;
 pub mod cpu;
+mod directmap;
 pub mod entry;
 pub mod serial;
 
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
-use hypervisor_shim::trap::TrapFrame;
+
+use hypervisor_shim::exit::ShimExit;
+use hypervisor_shim::frames::FrameAllocator;
+use hypervisor_shim::hypervisor::{Hypervisor, Next};
+use hypervisor_shim::m2p::M2p;
+use hypervisor_shim::machine::PAGE_SIZE;
+use hypervisor_shim::trap::{write_fault_report, TrapFrame};
+use hypervisor_shim::{boot_info, cmdline};
+use linked_list_allocator::LockedHeap;
 use serial::Serial;
+use spin::Mutex;
+
+use directmap::DirectMap;
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+const HEAP_BYTES: usize = 16 << 20;
+
+static SHIM: Mutex<Option<Hypervisor<DirectMap>>> = Mutex::new(None);
+
+unsafe extern "C" {
+    static shim_phys_start: u8;
+    static shim_phys_end: u8;
+    static boot_pml4: [u64; 512];
+}
+
+struct SerialLogger;
+
+impl log::Log for SerialLogger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        let _ = writeln!(Serial, "(shim) {}", record.args());
+    }
+    fn flush(&self) {}
+}
+
+fn fail(why: &str) -> ! {
+    log::error!("cannot start: {why}");
+    exit_qemu(ShimExit::ShimPanic)
+}
 
 #[no_mangle]
 extern "C" fn shim_main(hvm_start_info: u64) -> ! {
     Serial::init();
-    let _ = writeln!(Serial, "(shim) booting, hvm_start_info at {hvm_start_info:#x}");
+    static LOGGER: SerialLogger = SerialLogger;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    {
+        static mut HEAP_SPACE: [u8; HEAP_BYTES] = [0; HEAP_BYTES];
+        // SAFETY: called once, before any allocation; the array is used for nothing else.
+        unsafe {
+            HEAP.lock()
+                .init(core::ptr::addr_of_mut!(HEAP_SPACE) as *mut u8, HEAP_BYTES)
+        };
+    }
     cpu::init();
-    let _ = writeln!(Serial, "(shim) tables loaded");
-    exit_qemu(0x10)
+
+    let mut machine = DirectMap;
+    let info = boot_info::parse(&machine, hvm_start_info).unwrap_or_else(|e| fail(e));
+    let opts = cmdline::ShimOptions::parse(&info.cmdline);
+    log::info!(
+        "hypervisor-shim {} starting; command line \"{}\"",
+        env!("CARGO_PKG_VERSION"),
+        info.cmdline
+    );
+
+    let mut frames = FrameAllocator::new();
+    let limit = boot::DIRECTMAP_BYTES;
+    let mut top = 0;
+    for &(s, e) in &info.ram {
+        let e = e.min(limit);
+        if s < e {
+            frames.add(s.div_ceil(PAGE_SIZE as u64), e / PAGE_SIZE as u64);
+            top = top.max(e / PAGE_SIZE as u64);
+        }
+    }
+    let (img_start, img_end) = (
+        core::ptr::addr_of!(shim_phys_start) as u64,
+        core::ptr::addr_of!(shim_phys_end) as u64,
+    );
+    frames.reserve(0, 0x100); // firmware, boot structures
+    frames.reserve(img_start / 4096, img_end.div_ceil(4096));
+    for &(s, size) in &info.modules {
+        frames.reserve(s / 4096, (s + size).div_ceil(4096));
+    }
+    log::info!("{} MiB of RAM free for domains", frames.free_frames() >> 8);
+
+    let m2p = M2p::new(&mut machine, &mut frames, top)
+        .unwrap_or_else(|| fail("no memory for the M2P table"));
+    // SAFETY: reading an entry of the boot page table, which stays mapped and unchanged.
+    let directmap_l4 = unsafe { (*core::ptr::addr_of!(boot_pml4))[262] };
+    let shim_l4: Vec<(usize, u64)> = [(M2p::l4_slot(), m2p.l4_entry), (262, directmap_l4)].into();
+
+    let Some(&(mod_start, mod_size)) = info.modules.first() else {
+        fail("no boot module: pass a PV kernel with -initrd")
+    };
+    let image =
+        DirectMap::module(mod_start, mod_size).unwrap_or_else(|| fail("boot module out of reach"));
+    let mut hv = Hypervisor {
+        machine,
+        frames,
+        m2p,
+        shim_l4,
+        domains: Vec::new(),
+        current: 0,
+        cmdline: String::from(&*info.cmdline),
+    };
+    let nr_pages = opts
+        .dom0_pages
+        .min(hv.frames.free_frames().saturating_sub(64));
+    let regs = match hv.create_initial_domain(image, nr_pages, opts.guest_cmdline) {
+        Ok(d) => d.regs,
+        Err(e) => fail(&alloc::format!("domain 0: {e}")),
+    };
+    let l4 = hv.domains[0].l4;
+    *SHIM.lock() = Some(hv);
+    // SAFETY: the domain's L4 carries the direct-map slot, so the shim stays mapped.
+    unsafe { cpu::load_cr3(l4) };
+    entry::enter(&regs)
 }
 
 #[no_mangle]
 extern "C" fn trap_entry(frame: &mut TrapFrame) -> *const TrapFrame {
-    let _ = writeln!(Serial, "(shim) trap {:#x} at {:#x}", frame.vector, frame.rip);
-    exit_qemu(0x11)
+    let cr2 = cpu::cr2();
+    if !frame.from_guest() {
+        let mut s = String::new();
+        let _ = write_fault_report(&mut s, "fault in the shim", frame, cr2);
+        let _ = write!(Serial, "(shim) {s}");
+        exit_qemu(ShimExit::ShimPanic)
+    }
+    let mut guard = SHIM.lock();
+    let Some(hv) = guard.as_mut() else {
+        exit_qemu(ShimExit::ShimPanic)
+    };
+    match hv.handle(frame, cr2, &mut |b| Serial::write_bytes(b)) {
+        Next::Resume { l4 } => {
+            // SAFETY: every domain L4 carries the direct-map slot.
+            unsafe { cpu::load_cr3(l4) };
+            frame
+        }
+        Next::Halt(exit) => {
+            drop(guard);
+            exit_qemu(exit)
+        }
+    }
 }
 
-pub fn exit_qemu(code: u32) -> ! {
+pub fn exit_qemu(exit: ShimExit) -> ! {
     // SAFETY: isa-debug-exit at 0xf4 ends QEMU; on other machines the write is ignored.
-    unsafe { x86_64::instructions::port::Port::<u32>::new(0xf4).write(code) };
+    unsafe { x86_64::instructions::port::Port::<u32>::new(0xf4).write(exit.port_value()) };
     cpu::halt()
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let _ = writeln!(Serial, "(shim) PANIC: {info}");
-    exit_qemu(0x12)
+    exit_qemu(ShimExit::ShimPanic)
 }

@@ -26,7 +26,9 @@ pub fn console_io<M: Machine + ?Sized>(
             let mut done = 0u64;
             while done < count {
                 let n = (count - done).min(CHUNK as u64) as usize;
-                let Some(va) = buffer.checked_add(done) else { return err(XEN_EFAULT) };
+                let Some(va) = buffer.checked_add(done) else {
+                    return err(XEN_EFAULT);
+                };
                 if env.guest(dom).read(va, &mut buf[..n]).is_err() {
                     return err(XEN_EFAULT);
                 }
@@ -49,25 +51,46 @@ mod tests {
     fn write_copies_the_guest_buffer() {
         let mut w = World::new(true);
         w.poke(SCRATCH, b"hello, console");
-        assert_eq!(w.call(__HYPERVISOR_console_io, &[CONSOLEIO_write as u64, 14, SCRATCH]), 0);
+        assert_eq!(
+            w.call(
+                __HYPERVISOR_console_io,
+                &[CONSOLEIO_write as u64, 14, SCRATCH]
+            ),
+            0
+        );
         assert_eq!(w.out, b"hello, console");
         // A write spanning pages and larger than one chunk arrives whole.
         let big: alloc::vec::Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
         w.out.clear();
         w.poke(SCRATCH + 0xf00, &big);
-        assert_eq!(w.call(__HYPERVISOR_console_io, &[0, 3000, SCRATCH + 0xf00]), 0);
+        assert_eq!(
+            w.call(__HYPERVISOR_console_io, &[0, 3000, SCRATCH + 0xf00]),
+            0
+        );
         assert_eq!(w.out, big);
     }
 
     #[test]
     fn bad_pointers_are_efault_not_a_shim_fault() {
         let mut w = World::new(true);
-        for bad in [0, 0xffff_8300_0000_0000, 0x8000_0000_0000_0000, u64::MAX - 4] {
-            assert_eq!(w.call(__HYPERVISOR_console_io, &[0, 16, bad]), err(XEN_EFAULT), "{bad:#x}");
+        for bad in [
+            0,
+            0xffff_8300_0000_0000,
+            0x8000_0000_0000_0000,
+            u64::MAX - 4,
+        ] {
+            assert_eq!(
+                w.call(__HYPERVISOR_console_io, &[0, 16, bad]),
+                err(XEN_EFAULT),
+                "{bad:#x}"
+            );
         }
         // Runs off the end of the mapped region part-way through.
         let end = w.v_end;
-        assert_eq!(w.call(__HYPERVISOR_console_io, &[0, 0x2000, end - 0x1000]), err(XEN_EFAULT));
+        assert_eq!(
+            w.call(__HYPERVISOR_console_io, &[0, 0x2000, end - 0x1000]),
+            err(XEN_EFAULT)
+        );
         // Count is 32 bits: the upper half is ignored, as Xen does.
         w.out.clear();
         assert_eq!(w.call(__HYPERVISOR_console_io, &[0, 1 << 32, 0]), 0);
@@ -77,7 +100,16 @@ mod tests {
     #[test]
     fn read_returns_nothing_and_unknown_subops_are_enosys() {
         let mut w = World::new(true);
-        assert_eq!(w.call(__HYPERVISOR_console_io, &[CONSOLEIO_read as u64, 16, SCRATCH]), 0);
-        assert_eq!(w.call(__HYPERVISOR_console_io, &[7, 16, SCRATCH]), err(XEN_ENOSYS));
+        assert_eq!(
+            w.call(
+                __HYPERVISOR_console_io,
+                &[CONSOLEIO_read as u64, 16, SCRATCH]
+            ),
+            0
+        );
+        assert_eq!(
+            w.call(__HYPERVISOR_console_io, &[7, 16, SCRATCH]),
+            err(XEN_ENOSYS)
+        );
     }
 }

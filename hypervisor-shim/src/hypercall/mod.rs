@@ -23,7 +23,10 @@ pub struct Env<'a, M: Machine + ?Sized> {
 
 impl<M: Machine + ?Sized> Env<'_, M> {
     fn guest(&mut self, dom: &Domain) -> GuestMemory<'_, M> {
-        GuestMemory { machine: &mut *self.machine, l4: dom.l4 }
+        GuestMemory {
+            machine: &mut *self.machine,
+            l4: dom.l4,
+        }
     }
 }
 
@@ -43,7 +46,12 @@ pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
         _ => {
             if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {
                 dom.reported_enosys |= 1 << nr;
-                log::warn!("d{}: hypercall {} ({}) not implemented: -ENOSYS", dom.id, nr, name(nr));
+                log::warn!(
+                    "d{}: hypercall {} ({}) not implemented: -ENOSYS",
+                    dom.id,
+                    nr,
+                    name(nr)
+                );
             } else if nr >= 64 {
                 log::warn!("d{}: hypercall {nr:#x} does not exist: -ENOSYS", dom.id);
             }
@@ -56,14 +64,49 @@ pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
 /// The `__HYPERVISOR_*` name of a hypercall number, for log lines.
 pub fn name(nr: u64) -> &'static str {
     const NAMES: &[&str] = &[
-        "set_trap_table", "mmu_update", "set_gdt", "stack_switch", "set_callbacks",
-        "fpu_taskswitch", "sched_op_compat", "platform_op", "set_debugreg", "get_debugreg",
-        "update_descriptor", "11", "memory_op", "multicall", "update_va_mapping",
-        "set_timer_op", "event_channel_op_compat", "xen_version", "console_io",
-        "physdev_op_compat", "grant_table_op", "vm_assist", "update_va_mapping_otherdomain",
-        "iret", "vcpu_op", "set_segment_base", "mmuext_op", "xsm_op", "nmi_op", "sched_op",
-        "callback_op", "xenoprof_op", "event_channel_op", "physdev_op", "hvm_op", "sysctl",
-        "domctl", "kexec_op", "tmem_op", "argo_op", "xenpmu_op", "dm_op", "hypfs_op",
+        "set_trap_table",
+        "mmu_update",
+        "set_gdt",
+        "stack_switch",
+        "set_callbacks",
+        "fpu_taskswitch",
+        "sched_op_compat",
+        "platform_op",
+        "set_debugreg",
+        "get_debugreg",
+        "update_descriptor",
+        "11",
+        "memory_op",
+        "multicall",
+        "update_va_mapping",
+        "set_timer_op",
+        "event_channel_op_compat",
+        "xen_version",
+        "console_io",
+        "physdev_op_compat",
+        "grant_table_op",
+        "vm_assist",
+        "update_va_mapping_otherdomain",
+        "iret",
+        "vcpu_op",
+        "set_segment_base",
+        "mmuext_op",
+        "xsm_op",
+        "nmi_op",
+        "sched_op",
+        "callback_op",
+        "xenoprof_op",
+        "event_channel_op",
+        "physdev_op",
+        "hvm_op",
+        "sysctl",
+        "domctl",
+        "kexec_op",
+        "tmem_op",
+        "argo_op",
+        "xenpmu_op",
+        "dm_op",
+        "hypfs_op",
     ];
     NAMES.get(nr as usize).copied().unwrap_or("unknown")
 }
@@ -92,15 +135,30 @@ pub(crate) mod tests {
 
     impl World {
         pub fn new(initial: bool) -> Self {
-            let elf = make_elf(BASE, &[0x90; 0x1000], 0x8000, &[(XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())]);
+            let elf = make_elf(
+                BASE,
+                &[0x90; 0x1000],
+                0x8000,
+                &[(XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())],
+            );
             let img = XenImage::parse(&elf).unwrap();
             let mut m = TestMachine::new(0x1000, 2048);
             let mut frames = FrameAllocator::new();
             frames.add(0x1000, 0x1000 + 2048);
-            let cfg = DomainConfig { domid: 0, nr_pages: 1536, cmdline: "", initial };
+            let cfg = DomainConfig {
+                domid: 0,
+                nr_pages: 1536,
+                cmdline: "",
+                initial,
+            };
             let built = build(&mut m, &mut frames, &mut |_, _| {}, &img, &cfg, &[]).unwrap();
             let v_end = built.layout.v_end;
-            World { m, dom: Domain::new(0, "test".to_string(), initial, built), out: Vec::new(), v_end }
+            World {
+                m,
+                dom: Domain::new(0, "test".to_string(), initial, built),
+                out: Vec::new(),
+                v_end,
+            }
         }
 
         /// Issues hypercall `nr` with `args` and returns RAX.
@@ -108,23 +166,40 @@ pub(crate) mod tests {
             let r = &mut self.dom.regs;
             r.rax = nr as u64;
             let regs = [&mut r.rdi, &mut r.rsi, &mut r.rdx, &mut r.r10, &mut r.r8];
-            for (reg, a) in regs.into_iter().zip(args.iter().chain(core::iter::repeat(&0))) {
+            for (reg, a) in regs
+                .into_iter()
+                .zip(args.iter().chain(core::iter::repeat(&0)))
+            {
                 *reg = *a;
             }
             let out = &mut self.out;
             let mut console = |b: &[u8]| out.extend_from_slice(b);
-            let mut env = Env { machine: &mut self.m, console: &mut console, cmdline: "dom0_mem=64M -- x" };
+            let mut env = Env {
+                machine: &mut self.m,
+                console: &mut console,
+                cmdline: "dom0_mem=64M -- x",
+            };
             dispatch(&mut env, &mut self.dom);
             self.dom.regs.rax as i64
         }
 
         pub fn poke(&mut self, va: u64, bytes: &[u8]) {
-            GuestMemory { machine: &mut self.m, l4: self.dom.l4 }.write(va, bytes).unwrap();
+            GuestMemory {
+                machine: &mut self.m,
+                l4: self.dom.l4,
+            }
+            .write(va, bytes)
+            .unwrap();
         }
 
         pub fn peek(&mut self, va: u64, n: usize) -> Vec<u8> {
             let mut v = alloc::vec![0; n];
-            GuestMemory { machine: &mut self.m, l4: self.dom.l4 }.read(va, &mut v).unwrap();
+            GuestMemory {
+                machine: &mut self.m,
+                l4: self.dom.l4,
+            }
+            .read(va, &mut v)
+            .unwrap();
             v
         }
     }
@@ -137,7 +212,11 @@ pub(crate) mod tests {
         assert_eq!(w.call(1000, &[]), err(XEN_ENOSYS));
         w.dom.regs.rax = u64::MAX;
         let mut console = |_: &[u8]| {};
-        let mut env = Env { machine: &mut w.m, console: &mut console, cmdline: "" };
+        let mut env = Env {
+            machine: &mut w.m,
+            console: &mut console,
+            cmdline: "",
+        };
         dispatch(&mut env, &mut w.dom);
         assert_eq!(w.dom.regs.rax as i64, err(XEN_ENOSYS));
     }

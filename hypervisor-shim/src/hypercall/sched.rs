@@ -9,12 +9,19 @@ use super::{err, Env};
 use crate::domain::{Domain, RunState};
 use crate::machine::{write_bytes, Machine};
 
-pub fn sched_op<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, cmd: u64, arg: u64) -> i64 {
+pub fn sched_op<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    cmd: u64,
+    arg: u64,
+) -> i64 {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
         SCHEDOP_yield => 0,
         SCHEDOP_block => block(env, dom),
         SCHEDOP_shutdown | SCHEDOP_shutdown_code => {
-            let Ok(reason) = env.guest(dom).read_u32(arg.wrapping_add(offset_of!(sched_shutdown, reason) as u64))
+            let Ok(reason) = env
+                .guest(dom)
+                .read_u32(arg.wrapping_add(offset_of!(sched_shutdown, reason) as u64))
             else {
                 return err(XEN_EFAULT);
             };
@@ -88,16 +95,25 @@ mod tests {
         let mut w = World::new(true);
         assert_eq!(shutdown_with(&mut w, SCHEDOP_shutdown, 99), err(XEN_EINVAL));
         assert_eq!(w.dom.state, RunState::Runnable);
-        assert_eq!(w.call(__HYPERVISOR_sched_op, &[SCHEDOP_shutdown as u64, 0]), err(XEN_EFAULT));
+        assert_eq!(
+            w.call(__HYPERVISOR_sched_op, &[SCHEDOP_shutdown as u64, 0]),
+            err(XEN_EFAULT)
+        );
         assert_eq!(w.dom.state, RunState::Runnable);
     }
 
     #[test]
     fn shutdown_code_is_what_gets_reported() {
         let mut w = World::new(true);
-        assert_eq!(shutdown_with(&mut w, SCHEDOP_shutdown_code, SHUTDOWN_reboot), 0);
+        assert_eq!(
+            shutdown_with(&mut w, SCHEDOP_shutdown_code, SHUTDOWN_reboot),
+            0
+        );
         assert_eq!(w.dom.state, RunState::Runnable);
-        assert_eq!(shutdown_with(&mut w, SCHEDOP_shutdown, SHUTDOWN_poweroff), 0);
+        assert_eq!(
+            shutdown_with(&mut w, SCHEDOP_shutdown, SHUTDOWN_poweroff),
+            0
+        );
         assert_eq!(w.dom.state, RunState::Shutdown(SHUTDOWN_reboot));
     }
 
@@ -107,7 +123,10 @@ mod tests {
         assert_eq!(w.call(__HYPERVISOR_sched_op, &[SCHEDOP_yield as u64, 0]), 0);
         assert_eq!(w.call(__HYPERVISOR_sched_op, &[SCHEDOP_block as u64, 0]), 0);
         assert_eq!(w.call(__HYPERVISOR_sched_op, &[42, 0]), err(XEN_ENOSYS));
-        assert_eq!(w.call(__HYPERVISOR_sched_op_compat, &[SCHEDOP_shutdown as u64, 3]), 0);
+        assert_eq!(
+            w.call(__HYPERVISOR_sched_op_compat, &[SCHEDOP_shutdown as u64, 3]),
+            0
+        );
         assert_eq!(w.dom.state, RunState::Shutdown(SHUTDOWN_crash));
     }
 }

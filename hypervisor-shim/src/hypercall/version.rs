@@ -19,11 +19,16 @@ pub fn features(dom: &Domain, submap: u32) -> u32 {
         0 if dom.privileged => 1 << XENFEAT_dom0,
         _ => 0,
     }
-
 }
 
 /// Writes `s` NUL-padded into a fixed-size guest char array of `size` bytes.
-fn put_str<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, va: u64, s: &str, size: usize) -> i64 {
+fn put_str<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    va: u64,
+    s: &str,
+    size: usize,
+) -> i64 {
     let mut buf = alloc::vec![0u8; size];
     let n = s.len().min(size - 1);
     buf[..n].copy_from_slice(&s.as_bytes()[..n]);
@@ -33,15 +38,26 @@ fn put_str<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, va: u64, s: 
     }
 }
 
-pub fn xen_version<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, cmd: u64, arg: u64) -> i64 {
+pub fn xen_version<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    cmd: u64,
+    arg: u64,
+) -> i64 {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
         XENVER_version => ((VERSION.0 << 16) | VERSION.1) as i64,
-        XENVER_extraversion => put_str(env, dom, arg, EXTRAVERSION, size_of::<xen_extraversion_t>()),
+        XENVER_extraversion => {
+            put_str(env, dom, arg, EXTRAVERSION, size_of::<xen_extraversion_t>())
+        }
         XENVER_compile_info => {
             let mut info = alloc::vec![0u8; size_of::<xen_compile_info>()];
             for (off, len, s) in [
                 (offset_of!(xen_compile_info, compiler), 64, "rustc"),
-                (offset_of!(xen_compile_info, compile_by), 16, "hypervisor-shim"),
+                (
+                    offset_of!(xen_compile_info, compile_by),
+                    16,
+                    "hypervisor-shim",
+                ),
                 (offset_of!(xen_compile_info, compile_domain), 32, ""),
                 (offset_of!(xen_compile_info, compile_date), 32, ""),
             ] {
@@ -53,7 +69,13 @@ pub fn xen_version<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, cmd:
                 Err(_) => err(XEN_EFAULT),
             }
         }
-        XENVER_capabilities => put_str(env, dom, arg, CAPABILITIES, size_of::<xen_capabilities_info_t>()),
+        XENVER_capabilities => put_str(
+            env,
+            dom,
+            arg,
+            CAPABILITIES,
+            size_of::<xen_capabilities_info_t>(),
+        ),
         XENVER_changeset => put_str(env, dom, arg, "", size_of::<xen_changeset_info_t>()),
         XENVER_platform_parameters => {
             let v = HYPERVISOR_VIRT_START.to_le_bytes();
@@ -66,11 +88,16 @@ pub fn xen_version<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, cmd:
         XENVER_get_features => {
             let idx_va = arg.wrapping_add(offset_of!(xen_feature_info, submap_idx) as u64);
             let map_va = arg.wrapping_add(offset_of!(xen_feature_info, submap) as u64);
-            let Ok(idx) = env.guest(dom).read_u32(idx_va) else { return err(XEN_EFAULT) };
+            let Ok(idx) = env.guest(dom).read_u32(idx_va) else {
+                return err(XEN_EFAULT);
+            };
             if idx >= XENFEAT_NR_SUBMAPS {
                 return err(XEN_EINVAL);
             }
-            match env.guest(dom).write(map_va, &features(dom, idx).to_le_bytes()) {
+            match env
+                .guest(dom)
+                .write(map_va, &features(dom, idx).to_le_bytes())
+            {
                 Ok(()) => 0,
                 Err(_) => err(XEN_EFAULT),
             }
@@ -155,7 +182,12 @@ mod tests {
         let mut w = World::new(false);
         assert_eq!(ver(&mut w, XENVER_commandline, SCRATCH), err(XEN_EPERM));
         assert_eq!(ver(&mut w, XENVER_build_id, SCRATCH), err(XEN_EPERM));
-        for cmd in [XENVER_extraversion, XENVER_capabilities, XENVER_get_features, XENVER_compile_info] {
+        for cmd in [
+            XENVER_extraversion,
+            XENVER_capabilities,
+            XENVER_get_features,
+            XENVER_compile_info,
+        ] {
             assert_eq!(ver(&mut w, cmd, 0x10), err(XEN_EFAULT));
             assert_eq!(ver(&mut w, cmd, u64::MAX), err(XEN_EFAULT));
         }
