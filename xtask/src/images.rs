@@ -1,0 +1,163 @@
+//! `cargo xtask build`: builds the shim and the guest images for the bare-metal target
+//! and copies them to one documented place, `target/images/<name>`, so QEMU command
+//! lines, scenarios, benchmarks and users never dig through cargo's per-profile output
+//! directories. The guests are every package under `examples/`, read from the
+//! directory so a new example needs no change here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::deps;
+
+/// Package name of the hypervisor.
+pub const SHIM: &str = "hypervisor-shim";
+
+/// The images of one build, all under `target/images/`.
+pub struct Images {
+    pub dir: PathBuf,
+    pub shim: PathBuf,
+    pub guests: Vec<(String, PathBuf)>,
+}
+
+impl Images {
+    /// The image of the example `name`.
+    pub fn guest(&self, name: &str) -> Result<PathBuf> {
+        self.guests
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
+            .with_context(|| format!("no image for example `{name}`"))
+    }
+
+    /// Prints where the images are.
+    pub fn print(&self) {
+        println!("images in {}:", self.dir.display());
+        println!("  {SHIM:<16} {}", self.shim.display());
+        for (name, path) in &self.guests {
+            println!("  {name:<16} {}", path.display());
+        }
+    }
+}
+
+/// cargo's target directory: `$CARGO_TARGET_DIR` or `<root>/target`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                std::env::current_dir().unwrap_or_default().join(d)
+            }
+        }
+        None => root.join("target"),
+    }
+}
+
+/// The cargo that runs us (so the same toolchain builds the images).
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(crate::bindgen::workspace_root());
+    cmd
+}
+
+/// The package names under `examples/`, sorted.
+pub fn guest_packages(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("examples");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let manifest = entry?.path().join("Cargo.toml");
+        if manifest.is_file() {
+            names.push(package_name(&manifest)?);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The `name` of a manifest's `[package]` section.
+fn package_name(manifest: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let mut in_package = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package {
+            if let Some(value) = line.strip_prefix("name") {
+                if let Some(value) = value.trim_start().strip_prefix('=') {
+                    return Ok(value.trim().trim_matches('"').to_owned());
+                }
+            }
+        }
+    }
+    bail!("{} has no package name", manifest.display())
+}
+
+/// Builds the shim and `guests` (release, bare-metal target) and copies the ELFs to
+/// `target/images/`.
+pub fn build(root: &Path, guests: &[String]) -> Result<Images> {
+    deps::ensure_target()?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", deps::TARGET, "-p", SHIM]);
+    for g in guests {
+        cmd.args(["-p", g]);
+    }
+    eprintln!("==> build: {}", crate::qemu::display_command(&cmd));
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the bare-metal images failed");
+    }
+
+    let target = target_dir(root);
+    let out = target.join(deps::TARGET).join("release");
+    let dir = target.join("images");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let copy = |name: &str| -> Result<PathBuf> {
+        let from = out.join(name);
+        let to = dir.join(name);
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        Ok(to)
+    };
+    let shim = copy(SHIM)?;
+    let guests = guests
+        .iter()
+        .map(|g| Ok((g.clone(), copy(g)?)))
+        .collect::<Result<_>>()?;
+    Ok(Images { dir, shim, guests })
+}
+
+/// Checks that `path` is an ELF file; returns it.
+pub fn check_elf(path: &Path) -> Result<PathBuf> {
+    let mut magic = [0u8; 4];
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("kernel {}", path.display()))?;
+    std::io::Read::read_exact(&mut file, &mut magic)
+        .ok()
+        .filter(|()| magic == *b"\x7fELF")
+        .with_context(|| format!("kernel {} is not an ELF file", path.display()))?;
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guests_are_the_packages_under_examples() {
+        let guests = guest_packages(&crate::bindgen::workspace_root()).unwrap();
+        assert!(guests.iter().any(|g| g == "hello"), "{guests:?}");
+    }
+
+    #[test]
+    fn only_elf_files_are_kernels() {
+        let root = crate::bindgen::workspace_root();
+        assert!(check_elf(&root.join("Cargo.toml")).is_err());
+        assert!(check_elf(&root.join("no-such-file")).is_err());
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(check_elf(&exe).unwrap(), exe);
+    }
+}

@@ -1,0 +1,430 @@
+//! QEMU: the command lines (shim on microvm, upstream Xen on q35), running with a
+//! deadline while reading the serial console line by line, and the exit-status
+//! convention between the shim and xtask ([`outcome`]). Everything that starts QEMU
+//! goes through here so the flags live in one place.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::deps::QEMU;
+
+/// QEMU accelerator. TCG by default: the nested KVM of our machines does not deliver
+/// ring-3 `syscall` (DESIGN.md, pitfalls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// The shim's command line: its own options, then ` -- ` and the guest's command line
+/// (the shim passes what follows `--` to the initial domain in `start_info.cmd_line`).
+pub fn shim_cmdline(shim_opts: &str, guest: &str) -> String {
+    match (shim_opts.is_empty(), guest.is_empty()) {
+        (_, true) => shim_opts.to_owned(),
+        (true, false) => format!("-- {guest}"),
+        (false, false) => format!("{shim_opts} -- {guest}"),
+    }
+}
+
+/// QEMU booting the shim (PVH entry) on microvm with `guest` as its boot module.
+///
+/// `-nodefaults` keeps microvm from adding devices we do not use; the serial port we
+/// need is still created by `-serial stdio`. `isa-debug-exit` lets the shim end QEMU
+/// with a status ([`outcome`]).
+pub fn shim_command(
+    shim: &Path,
+    guest: &Path,
+    cmdline: &str,
+    accel: Accel,
+    memory: &str,
+) -> Command {
+    let mut cmd = Command::new(QEMU);
+    cmd.args([
+        "-machine",
+        "microvm",
+        "-accel",
+        accel.as_str(),
+        "-m",
+        memory,
+    ]);
+    cmd.args(["-nodefaults", "-no-reboot", "-nographic"]);
+    cmd.args(["-serial", "stdio", "-monitor", "none", "-display", "none"]);
+    cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+    cmd.arg("-kernel").arg(shim);
+    cmd.arg("-initrd").arg(guest);
+    cmd.args(["-append", cmdline]);
+    cmd
+}
+
+/// QEMU booting upstream Xen (Multiboot) on q35 with `guest` as dom0.
+///
+/// `-cpu max,-smap,-rdtscp`: QEMU 7.2's TCG trips SMAP on a PV kernel's `iretq`, and
+/// its SVM emulation fails on RDTSCP (DESIGN.md, pitfalls). Xen does not end QEMU
+/// when dom0 halts; callers stop it once they have seen what they wait for.
+pub fn xen_command(xen: &Path, guest: &Path, accel: Accel) -> Command {
+    let mut cmd = Command::new(QEMU);
+    cmd.args(["-machine", "q35", "-accel", accel.as_str()]);
+    cmd.args([
+        "-cpu",
+        "max,-smap,-rdtscp",
+        "-m",
+        "512M",
+        "-no-reboot",
+        "-nographic",
+    ]);
+    cmd.args(["-serial", "stdio", "-monitor", "none", "-display", "none"]);
+    cmd.arg("-kernel").arg(xen);
+    cmd.arg("-initrd").arg(guest);
+    cmd.args(["-append", "console=com1 dom0_mem=64M"]);
+    cmd
+}
+
+/// How a QEMU run ended, by the shim's convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The initial domain powered off (success).
+    PowerOff,
+    /// The initial domain crashed.
+    Crash,
+    /// The shim itself panicked.
+    ShimPanic,
+    /// The initial domain asked for a reboot.
+    Reboot,
+    /// Anything else: QEMU's own status (0/1), or killed by a signal (`None`).
+    Other(Option<i32>),
+}
+
+/// Maps QEMU's exit status to an [`Outcome`].
+///
+/// The shim ends QEMU by writing a value to `isa-debug-exit` (port 0xf4); QEMU then
+/// exits with `(value << 1) | 1`:
+///
+/// | shim writes | QEMU status | meaning                            |
+/// |-------------|-------------|------------------------------------|
+/// | `0x10`      | 33          | initial domain powered off: success |
+/// | `0x11`      | 35          | initial domain crashed             |
+/// | `0x12`      | 37          | the shim panicked                  |
+/// | `0x13`      | 39          | initial domain asked for a reboot  |
+///
+/// QEMU's own 0 (e.g. `-no-reboot` on a triple fault) or 1 (error) are failures.
+pub fn outcome(status: ExitStatus) -> Outcome {
+    match status.code() {
+        Some(33) => Outcome::PowerOff,
+        Some(35) => Outcome::Crash,
+        Some(37) => Outcome::ShimPanic,
+        Some(39) => Outcome::Reboot,
+        code => Outcome::Other(code),
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::PowerOff => write!(f, "guest powered off (QEMU status 33)"),
+            Outcome::Crash => write!(f, "guest crashed (QEMU status 35)"),
+            Outcome::ShimPanic => write!(f, "the shim panicked (QEMU status 37)"),
+            Outcome::Reboot => write!(f, "guest asked for a reboot (QEMU status 39)"),
+            Outcome::Other(Some(c)) => write!(f, "QEMU exited with unexpected status {c}"),
+            Outcome::Other(None) => write!(f, "QEMU was killed by a signal"),
+        }
+    }
+}
+
+/// The command as a shell-like line, for progress output.
+pub fn display_command(cmd: &Command) -> String {
+    let quote = |s: &OsStr| {
+        let s = s.to_string_lossy();
+        if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"') {
+            format!("{s:?}")
+        } else {
+            s.into_owned()
+        }
+    };
+    // The program by name only: `cargo`, not the toolchain's full path.
+    let program = Path::new(cmd.get_program());
+    std::iter::once(quote(program.file_name().unwrap_or(program.as_os_str())))
+        .chain(cmd.get_args().map(quote))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn spawn_error(cmd: &Command) -> String {
+    format!(
+        "starting {} (is QEMU installed?)",
+        cmd.get_program().to_string_lossy()
+    )
+}
+
+/// Runs QEMU with the terminal's stdio (serial console on stdout). Returns its exit
+/// status, or `None` if it was killed after `timeout`.
+pub fn run_interactive(mut cmd: Command, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
+    let mut child = cmd.spawn().with_context(|| spawn_error(&cmd))?;
+    let Some(timeout) = timeout else {
+        return Ok(Some(child.wait().context("waiting for QEMU")?));
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for QEMU")? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            kill(&mut child);
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a line handler tells [`run_captured`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Kill QEMU now (we have seen what we waited for, or enough to fail).
+    Stop,
+}
+
+/// One line of serial output (or QEMU's stderr), with its arrival time.
+pub struct Line {
+    pub at: Duration,
+    pub text: String,
+}
+
+/// The record of a captured run.
+pub struct Captured {
+    pub lines: Vec<Line>,
+    /// Exit status if QEMU exited by itself.
+    pub status: Option<ExitStatus>,
+    /// The handler asked to stop and QEMU was killed.
+    pub stopped: bool,
+    /// The deadline passed and QEMU was killed.
+    pub timed_out: bool,
+    pub elapsed: Duration,
+}
+
+impl Captured {
+    /// Time from QEMU start to the first line containing `pattern`.
+    pub fn time_to_line(&self, pattern: &str) -> Option<Duration> {
+        self.lines
+            .iter()
+            .find(|l| l.text.contains(pattern))
+            .map(|l| l.at)
+    }
+
+    /// The last `n` lines, for failure reports.
+    pub fn tail(&self, n: usize) -> impl Iterator<Item = &str> {
+        self.lines[self.lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| l.text.as_str())
+    }
+}
+
+/// Runs QEMU with stdout and stderr piped, handing each line to `on_line` as it
+/// arrives (optionally echoing it), until QEMU exits, `on_line` says stop, or
+/// `timeout` passes; QEMU is killed in the last two cases.
+pub fn run_captured(
+    mut cmd: Command,
+    timeout: Duration,
+    echo: bool,
+    mut on_line: impl FnMut(&str) -> Control,
+) -> Result<Captured> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().with_context(|| spawn_error(&cmd))?;
+    let (tx, rx) = mpsc::channel();
+    // Not joined: they end when QEMU's pipes close.
+    spawn_reader(child.stdout.take().expect("piped"), tx.clone(), start);
+    spawn_reader(child.stderr.take().expect("piped"), tx, start);
+
+    let deadline = start + timeout;
+    let mut captured = Captured {
+        lines: Vec::new(),
+        status: None,
+        stopped: false,
+        timed_out: false,
+        elapsed: Duration::ZERO,
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if echo {
+                    println!("    | {}", line.text);
+                }
+                let control = on_line(&line.text);
+                captured.lines.push(line);
+                if control == Control::Stop {
+                    captured.stopped = true;
+                    kill(&mut child);
+                    break;
+                }
+            }
+            // Both pipes closed: QEMU is exiting.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                captured.timed_out = true;
+                kill(&mut child);
+                break;
+            }
+        }
+    }
+    if !captured.stopped && !captured.timed_out {
+        captured.status = Some(child.wait().context("waiting for QEMU")?);
+    }
+    captured.elapsed = start.elapsed();
+    Ok(captured)
+}
+
+/// Wall time from QEMU start to the first output line containing `pattern` (QEMU is
+/// killed then). For benchmarks: nothing is asserted.
+#[allow(dead_code)] // Used by `cargo xtask bench` (not yet written).
+pub fn time_to_line(cmd: Command, pattern: &str, timeout: Duration) -> Result<Duration> {
+    let captured = run_captured(cmd, timeout, false, |l| {
+        if l.contains(pattern) {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    })?;
+    captured
+        .time_to_line(pattern)
+        .with_context(|| format!("no line containing {pattern:?} within {timeout:?}"))
+}
+
+fn spawn_reader(pipe: impl Read + Send + 'static, tx: mpsc::Sender<Line>, start: Instant) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    // Serial output: may hold CRs, escape sequences or invalid UTF-8.
+                    let text = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\r', '\n'])
+                        .replace('\r', "");
+                    let line = Line {
+                        at: start.elapsed(),
+                        text,
+                    };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn outcome_follows_the_shim_convention() {
+        let status = |code: i32| sh(&format!("exit {code}")).status().unwrap();
+        assert_eq!(outcome(status(33)), Outcome::PowerOff);
+        assert_eq!(outcome(status(35)), Outcome::Crash);
+        assert_eq!(outcome(status(37)), Outcome::ShimPanic);
+        assert_eq!(outcome(status(39)), Outcome::Reboot);
+        assert_eq!(outcome(status(0)), Outcome::Other(Some(0)));
+        assert_eq!(outcome(status(1)), Outcome::Other(Some(1)));
+    }
+
+    #[test]
+    fn cmdline_separates_shim_and_guest() {
+        assert_eq!(shim_cmdline("", ""), "");
+        assert_eq!(shim_cmdline("loglvl=all", ""), "loglvl=all");
+        assert_eq!(shim_cmdline("", "a b"), "-- a b");
+        assert_eq!(shim_cmdline("loglvl=all", "a b"), "loglvl=all -- a b");
+    }
+
+    #[test]
+    fn captured_run_reads_both_pipes_until_exit() {
+        let c = run_captured(
+            sh("echo out; echo err >&2; exit 35"),
+            Duration::from_secs(10),
+            false,
+            |_| Control::Continue,
+        )
+        .unwrap();
+        let mut texts: Vec<_> = c.lines.iter().map(|l| l.text.as_str()).collect();
+        texts.sort();
+        assert_eq!(texts, ["err", "out"]);
+        assert_eq!(c.status.map(outcome), Some(Outcome::Crash));
+        assert!(!c.timed_out && !c.stopped);
+    }
+
+    #[test]
+    fn captured_run_is_killed_at_the_deadline() {
+        let c = run_captured(
+            sh("echo one; exec sleep 30"),
+            Duration::from_millis(300),
+            false,
+            |_| Control::Continue,
+        )
+        .unwrap();
+        assert!(c.timed_out);
+        assert!(c.status.is_none());
+        assert!(c.elapsed < Duration::from_secs(10));
+        assert!(c.time_to_line("one").is_some());
+    }
+
+    #[test]
+    fn captured_run_stops_when_asked() {
+        let c = run_captured(
+            sh("echo a; echo b; exec sleep 30"),
+            Duration::from_secs(10),
+            false,
+            |l| {
+                if l == "b" {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            },
+        )
+        .unwrap();
+        assert!(c.stopped && !c.timed_out);
+        assert!(c.elapsed < Duration::from_secs(10));
+        assert_eq!(c.tail(1).collect::<Vec<_>>(), ["b"]);
+    }
+
+    #[test]
+    fn interactive_run_times_out() {
+        let status =
+            run_interactive(sh("exec sleep 30"), Some(Duration::from_millis(200))).unwrap();
+        assert!(status.is_none());
+        let status = run_interactive(sh("exit 33"), Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(status.map(outcome), Some(Outcome::PowerOff));
+    }
+}
