@@ -15,9 +15,14 @@ use crate::xen;
 /// The greeting of `examples/hello`.
 pub const HELLO_GREETING: &str = "Hello from";
 /// The shim's report that hello, as domain 0, powered off.
-pub const SHIM_HELLO_POWERED_OFF: &str = "(shim) domain 0 (hello) powered off";
-/// The shim's crash report for `examples/crash`: these lines, in this order.
-pub const SHIM_CRASH_REPORT: &[&str] = &["crashed", "rip=", "cr2="];
+pub const SHIM_HELLO_POWERED_OFF: &str = "(shim) d0 (hello) shut down: poweroff";
+/// The shim's crash report for `examples/crash` (a write through a null pointer):
+/// these lines, in this order.
+pub const SHIM_CRASH_REPORT: &[&str] = &[
+    "(shim) d0 (crash) crashed: #PF page fault (vector 14) error code 0x6 at rip=0xffffffff8",
+    "cr2=0x0000000000000010",
+    "rax=",
+];
 /// The shim, still running after the crash, once no domain is left.
 pub const SHIM_NO_DOMAINS_LEFT: &str = "(shim) no domains left";
 /// Xen 4.17 when dom0 powers off (`hwdom_shutdown`, SHUTDOWN_poweroff). Xen then halts
@@ -79,6 +84,16 @@ pub const SCENARIOS: &[Scenario] = &[
         run: crash,
     },
     Scenario {
+        name: "crash-gp",
+        description: "a guest runs a privileged instruction (hlt): #GP reported, guest crashed",
+        run: crash_gp,
+    },
+    Scenario {
+        name: "crash-panic",
+        description: "a guest panics: libos logs it and shuts down with SHUTDOWN_crash",
+        run: crash_panic,
+    },
+    Scenario {
         name: "xen-hello",
         description: "upstream Xen 4.17 boots examples/hello as dom0: greeting printed",
         run: xen_hello,
@@ -100,7 +115,13 @@ fn hello(ctx: &Ctx) -> Result<Pass, Failure> {
                 guest: "hello",
                 guest_cmdline: "",
             },
-            expect: &[HELLO_GREETING, SHIM_HELLO_POWERED_OFF],
+            expect: &[
+                HELLO_GREETING,
+                "start_info: xen-3.0-x86_64, 16384 pages (64 MiB)",
+                "flags: 0x3 (privileged: true, initial domain: true)",
+                "heap works: sum of 1..=10 from a Vec is 55",
+                SHIM_HELLO_POWERED_OFF,
+            ],
             fail_on: &[],
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
@@ -123,6 +144,48 @@ fn crash(ctx: &Ctx) -> Result<Pass, Failure> {
                 guest_cmdline: "",
             },
             expect: &expect,
+            fail_on: &[],
+            end: End::Outcome(Outcome::Crash),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+fn crash_gp(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest: "crash",
+                guest_cmdline: "gp",
+            },
+            expect: &[
+                "crash: about to fault with 'gp'",
+                "(shim) d0 (crash) crashed: #GP general protection (vector 13)",
+                SHIM_NO_DOMAINS_LEFT,
+            ],
+            fail_on: &["still alive"],
+            end: End::Outcome(Outcome::Crash),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+fn crash_panic(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest: "crash",
+                guest_cmdline: "panic",
+            },
+            expect: &[
+                "panic: panicked at",
+                "(shim) d0 (crash) shut down: crash",
+                SHIM_NO_DOMAINS_LEFT,
+            ],
             fail_on: &[],
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
