@@ -14,6 +14,7 @@
 
 mod bindgen;
 mod deps;
+mod grub;
 mod images;
 mod qemu;
 mod scenarios;

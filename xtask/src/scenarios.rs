@@ -94,6 +94,11 @@ pub const SCENARIOS: &[Scenario] = &[
         run: crash_panic,
     },
     Scenario {
+        name: "third-party-grub",
+        description: "GRUB's PV image (Debian) boots via --kernel style: notes read, runs until it needs the PV MMU, contained",
+        run: third_party_grub,
+    },
+    Scenario {
         name: "xen-hello",
         description: "upstream Xen 4.17 boots examples/hello as dom0: greeting printed",
         run: xen_hello,
@@ -194,6 +199,28 @@ fn crash_panic(ctx: &Ctx) -> Result<Pass, Failure> {
     )
 }
 
+/// GRUB needs grant tables and the PV MMU (later issues): this checks that the shim
+/// loads a kernel built by others from its notes, runs it, answers what it does not
+/// implement with -ENOSYS, and contains the fault GRUB then takes.
+fn third_party_grub(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::ShimGrub,
+            expect: &[
+                "(shim) d0: GRUB (xen-3.0)",
+                "not implemented: -ENOSYS",
+                "(shim) d0 (GRUB) crashed",
+                SHIM_NO_DOMAINS_LEFT,
+            ],
+            fail_on: &["PANIC", "fault in the shim"],
+            end: End::Outcome(Outcome::Crash),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
 fn xen_hello(ctx: &Ctx) -> Result<Pass, Failure> {
     check(
         ctx,
@@ -217,6 +244,8 @@ pub enum Boot<'a> {
     },
     /// Upstream Xen 4.17 with the example `guest` as dom0.
     Xen { guest: &'a str },
+    /// The shim with GRUB's Xen PV image (built by others) as its only domain.
+    ShimGrub,
 }
 
 /// How the run must end.
@@ -251,6 +280,13 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
             &ctx.images.shim,
             &ctx.images.guest(guest)?,
             &qemu::shim_cmdline("", guest_cmdline),
+            ctx.accel,
+            "256M",
+        ),
+        Boot::ShimGrub => qemu::shim_command(
+            &ctx.images.shim,
+            &crate::grub::ensure(&ctx.target_dir)?,
+            &qemu::shim_cmdline("", ""),
             ctx.accel,
             "256M",
         ),
