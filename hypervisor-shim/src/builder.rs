@@ -85,11 +85,11 @@ pub fn hypercall_page() -> [u8; PAGE_SIZE] {
 }
 
 /// Builds a domain. `shim_l4` are the L4 slots the shim keeps in every address space
-/// (its direct map and the read-only M2P); `set_m2p` records machine-to-phys entries.
+/// (its direct map and the read-only M2P). The caller records the returned P2M in
+/// the M2P table.
 pub fn build<M: Machine>(
     m: &mut M,
     frames: &mut FrameAllocator,
-    set_m2p: &mut dyn FnMut(Mfn, u64),
     image: &XenImage,
     cfg: &DomainConfig,
     shim_l4: &[(usize, u64)],
@@ -103,13 +103,12 @@ pub fn build<M: Machine>(
         });
     }
     let mut p2m = Vec::with_capacity(cfg.nr_pages as usize);
-    for pfn in 0..cfg.nr_pages {
+    for _ in 0..cfg.nr_pages {
         let mfn = frames.alloc().ok_or(BuildError::OutOfMemory {
             wanted: cfg.nr_pages,
             free,
         })?;
         m.zero_frame(mfn);
-        set_m2p(mfn, pfn);
         p2m.push(mfn);
     }
     let shared = frames
@@ -258,7 +257,6 @@ mod tests {
     use super::*;
     use crate::elf::tests::make_elf;
     use crate::machine::{GuestMemory, TestMachine};
-    use alloc::collections::BTreeMap;
     use alloc::vec;
 
     const BASE: u64 = 0xffff_ffff_8000_0000;
@@ -287,7 +285,6 @@ mod tests {
     struct Built {
         m: TestMachine,
         d: BuiltDomain,
-        m2p: BTreeMap<Mfn, u64>,
     }
 
     fn build_test_domain(nr_pages: u64, initial: bool) -> Built {
@@ -296,7 +293,6 @@ mod tests {
         let mut m = TestMachine::new(0x1000, 4096);
         let mut frames = FrameAllocator::new();
         frames.add(0x1000, 0x1000 + 4096);
-        let mut m2p = BTreeMap::new();
         let cfg = DomainConfig {
             domid: 0,
             nr_pages,
@@ -304,18 +300,8 @@ mod tests {
             initial,
         };
         let shim = [(262usize, 0xdead_b000 | PRESENT | WRITABLE)];
-        let d = build(
-            &mut m,
-            &mut frames,
-            &mut |mfn, pfn| {
-                m2p.insert(mfn, pfn);
-            },
-            &img,
-            &cfg,
-            &shim,
-        )
-        .unwrap();
-        Built { m, d, m2p }
+        let d = build(&mut m, &mut frames, &img, &cfg, &shim).unwrap();
+        Built { m, d }
     }
 
     #[test]
@@ -360,10 +346,6 @@ mod tests {
         }
         assert!(g.translate(l.v_end, false).is_err());
         assert!(g.translate(0, false).is_err());
-        // The M2P agrees with the P2M.
-        for (pfn, mfn) in p2m.iter().enumerate() {
-            assert_eq!(b.m2p[mfn], pfn as u64);
-        }
     }
 
     #[test]
@@ -451,7 +433,7 @@ mod tests {
             cmdline: "",
             initial: false,
         };
-        let err = build(&mut m, &mut frames, &mut |_, _| {}, &img, &cfg, &[]).unwrap_err();
+        let err = build(&mut m, &mut frames, &img, &cfg, &[]).unwrap_err();
         assert!(matches!(err, BuildError::OutOfMemory { .. }));
     }
 }

@@ -62,19 +62,16 @@ impl<M: Machine> Hypervisor<M> {
             cmdline,
             initial: true,
         };
-        let (m2p, machine) = (&self.m2p, &mut self.machine);
-        let mut m2p_writes = Vec::new();
         let built = builder::build(
-            machine,
+            &mut self.machine,
             &mut self.frames,
-            &mut |mfn, pfn| m2p_writes.push((mfn, pfn)),
             &img,
             &cfg,
             &self.shim_l4,
         )
         .map_err(|e| format!("{e}"))?;
-        for (mfn, pfn) in m2p_writes {
-            m2p.set(machine, mfn, pfn);
+        for (pfn, &mfn) in built.p2m.iter().enumerate() {
+            self.m2p.set(&mut self.machine, mfn, pfn as u64);
         }
         self.domains.push(Domain::new(0, name, true, built));
         self.current = self.domains.len() - 1;
@@ -222,6 +219,36 @@ mod tests {
         assert!(p2m
             .iter()
             .all(|&mfn| h.machine.frame(mfn).unwrap().iter().all(|&b| b == 0)));
+    }
+
+    fn m2p_entry(h: &mut Hypervisor<TestMachine>, l4: Mfn, mfn: Mfn) -> u64 {
+        let g = crate::machine::GuestMemory {
+            machine: &mut h.machine,
+            l4,
+        };
+        let mut b = [0u8; 8];
+        g.read(xen_sys::MACH2PHYS_VIRT_START + mfn * 8, &mut b)
+            .unwrap();
+        u64::from_le_bytes(b)
+    }
+
+    #[test]
+    fn m2p_follows_the_domain_and_is_cleared_when_it_dies() {
+        let mut h = hv();
+        let (l4, p2m) = (h.domains[0].l4, h.domains[0].p2m.clone());
+        for (pfn, &mfn) in p2m.iter().enumerate() {
+            assert_eq!(m2p_entry(&mut h, l4, mfn), pfn as u64);
+        }
+        let mut f = h.domains[0].regs;
+        f.vector = 6;
+        h.handle(&mut f, 0, &mut |_| {});
+        // The dead domain's L4 is scrubbed: read the table through a fresh one.
+        let probe = h.frames.alloc().unwrap();
+        h.machine.zero_frame(probe);
+        crate::machine::write_u64(&mut h.machine, probe, M2p::l4_slot() * 8, h.m2p.l4_entry);
+        assert!(p2m
+            .iter()
+            .all(|&mfn| m2p_entry(&mut h, probe, mfn) == INVALID));
     }
 
     #[test]

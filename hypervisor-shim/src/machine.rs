@@ -4,6 +4,8 @@
 //! Guest virtual memory is reached only through a software walk of the guest's own page
 //! tables ([`GuestMemory`]), so a bad guest pointer is an error, never a shim fault.
 
+use core::ops::Range;
+
 use crate::paging::{self, Pte};
 
 pub const PAGE_SHIFT: u32 = 12;
@@ -17,14 +19,10 @@ pub trait Machine {
     fn frame_mut(&mut self, mfn: Mfn) -> Option<&mut Frame>;
 
     fn read_phys(&self, paddr: u64, out: &mut [u8]) -> Option<()> {
-        let mut done = 0;
-        while done < out.len() {
-            let a = paddr.checked_add(done as u64)?;
-            let off = (a as usize) & (PAGE_SIZE - 1);
-            let n = (PAGE_SIZE - off).min(out.len() - done);
+        for chunk in page_chunks(paddr, out.len()) {
+            let (a, off, r) = chunk?;
             let f = self.frame(a >> PAGE_SHIFT)?;
-            out[done..done + n].copy_from_slice(&f[off..off + n]);
-            done += n;
+            out[r.clone()].copy_from_slice(&f[off..off + r.len()]);
         }
         Some(())
     }
@@ -48,6 +46,25 @@ pub trait Machine {
         self.frame_mut(mfn)?.fill(0);
         Some(())
     }
+}
+
+/// Splits `[addr, addr + len)` at page boundaries: each piece's address, its offset in
+/// its page, and its range in the caller's buffer; `None` where the range wraps.
+fn page_chunks(addr: u64, len: usize) -> impl Iterator<Item = Option<(u64, usize, Range<usize>)>> {
+    let mut done = 0;
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let Some(a) = addr.checked_add(done as u64) else {
+            done = len;
+            return Some(None);
+        };
+        let off = (a as usize) & (PAGE_SIZE - 1);
+        let n = (PAGE_SIZE - off).min(len - done);
+        done += n;
+        Some(Some((a, off, done - n..done)))
+    })
 }
 
 /// Writes `bytes` at byte `offset` of frame `mfn` (within the frame).
@@ -102,33 +119,21 @@ impl<M: Machine + ?Sized> GuestMemory<'_, M> {
     }
 
     pub fn read(&self, va: u64, out: &mut [u8]) -> Result<(), GuestFault> {
-        let mut done = 0;
-        while done < out.len() {
-            let a = va
-                .checked_add(done as u64)
-                .ok_or(GuestFault::Unmapped(va))?;
-            let off = (a as usize) & (PAGE_SIZE - 1);
-            let n = (PAGE_SIZE - off).min(out.len() - done);
+        for chunk in page_chunks(va, out.len()) {
+            let (a, off, r) = chunk.ok_or(GuestFault::Unmapped(va))?;
             let mfn = self.translate(a, false)?;
             let f = self.machine.frame(mfn).ok_or(GuestFault::Unmapped(a))?;
-            out[done..done + n].copy_from_slice(&f[off..off + n]);
-            done += n;
+            out[r.clone()].copy_from_slice(&f[off..off + r.len()]);
         }
         Ok(())
     }
 
     pub fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
-        let mut done = 0;
-        while done < data.len() {
-            let a = va
-                .checked_add(done as u64)
-                .ok_or(GuestFault::Unmapped(va))?;
-            let off = (a as usize) & (PAGE_SIZE - 1);
-            let n = (PAGE_SIZE - off).min(data.len() - done);
+        for chunk in page_chunks(va, data.len()) {
+            let (a, off, r) = chunk.ok_or(GuestFault::Unmapped(va))?;
             let mfn = self.translate(a, true)?;
             let f = self.machine.frame_mut(mfn).ok_or(GuestFault::Unmapped(a))?;
-            f[off..off + n].copy_from_slice(&data[done..done + n]);
-            done += n;
+            f[off..off + r.len()].copy_from_slice(&data[r]);
         }
         Ok(())
     }

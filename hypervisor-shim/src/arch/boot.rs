@@ -3,13 +3,37 @@
 //! (`xen/include/public/arch-x86/hvm/start_info.h`).
 //!
 //! The trampoline identity-maps the low 4 GiB (for itself) and maps the same 4 GiB at
-//! `DIRECTMAP` (L4 slot 262) with 2 MiB pages, enters long mode and calls
+//! `DIRECTMAP` (L4 slot `DIRECTMAP_SLOT`, 262) with 2 MiB pages, enters long mode and calls
 //! [`crate::shim_main`] on the high-half stack.
 
 use core::arch::global_asm;
 
 /// Physical memory the boot page tables map (and the shim can therefore reach).
 pub const DIRECTMAP_BYTES: u64 = 4 << 30;
+/// Where physical memory appears; `SHIM_DIRECTMAP` in `linker.ld` must agree.
+pub const DIRECTMAP: u64 = 0xffff_8300_0000_0000;
+pub const DIRECTMAP_SLOT: usize = ((DIRECTMAP >> 39) & 0x1ff) as usize;
+
+unsafe extern "C" {
+    static boot_pml4: [u64; 512];
+}
+
+/// The boot L4, which maps only the shim (identity for the trampoline, and the direct
+/// map). It lives in `.boot`, linked at its physical address.
+fn boot_l4() -> &'static [u64; 512] {
+    // SAFETY: written once by the trampoline before any Rust code runs, never again.
+    unsafe { &*core::ptr::addr_of!(boot_pml4) }
+}
+
+/// The machine frame of the boot L4.
+pub fn boot_l4_mfn() -> u64 {
+    boot_l4().as_ptr() as u64 >> 12
+}
+
+/// The direct-map L4 entry, which every guest L4 carries so traps land in the shim.
+pub fn directmap_l4_entry() -> u64 {
+    boot_l4()[DIRECTMAP_SLOT]
+}
 
 global_asm!(
     r#"
@@ -39,11 +63,11 @@ pvh_start32:
     mov $(6 * 4096 / 4), %ecx
     rep stosl
 
-    /* PML4[0] and PML4[262] -> the PDPT; PDPT[0..4] -> four page directories. */
+    /* PML4[0] and PML4[DIRECTMAP_SLOT] -> the PDPT; PDPT[0..4] -> four page directories. */
     mov $boot_pdpt, %eax
     or $3, %eax
     mov %eax, boot_pml4
-    mov %eax, boot_pml4 + 262 * 8
+    mov %eax, boot_pml4 + {directmap_slot} * 8
     mov $boot_pd, %eax
     or $3, %eax
     mov $boot_pdpt, %edi
@@ -120,5 +144,6 @@ boot_stack_top:
     .previous
 "#,
     phys32_entry = const xen_sys::XEN_ELFNOTE_PHYS32_ENTRY,
+    directmap_slot = const DIRECTMAP_SLOT,
     options(att_syntax)
 );

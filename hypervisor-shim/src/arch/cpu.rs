@@ -167,13 +167,8 @@ pub unsafe fn load_cr3(mfn: u64) {
 
 /// Switches to the boot page tables, which map only the shim.
 pub fn load_idle_tables() {
-    unsafe extern "C" {
-        static boot_pml4: [u64; 512];
-    }
-    // The boot tables live in the .boot section, which runs at its physical address.
-    let phys = core::ptr::addr_of!(boot_pml4) as u64;
     // SAFETY: the boot tables map the shim's direct map exactly as at boot.
-    unsafe { load_cr3(phys >> 12) };
+    unsafe { load_cr3(super::boot::boot_l4_mfn()) };
 }
 
 /// Stops the machine for good (interrupts off, hlt forever).

@@ -3,9 +3,7 @@
 
 use hypervisor_shim::machine::{Frame, Machine, Mfn, PAGE_SHIFT};
 
-use super::boot::DIRECTMAP_BYTES;
-
-pub const DIRECTMAP: u64 = 0xffff_8300_0000_0000;
+use super::boot::{DIRECTMAP, DIRECTMAP_BYTES};
 
 pub struct DirectMap;
 

@@ -87,7 +87,6 @@ trap_common:
     call trap_entry
     mov %rax, %rsp
 
-    .global enter_frame
 enter_frame_from_rsp:
     pop %r15
     pop %r14
@@ -108,6 +107,7 @@ enter_frame_from_rsp:
     iretq
 
     /* enter_frame(frame: *const TrapFrame) -> ! */
+    .global enter_frame
 enter_frame:
     mov %rdi, %rsp
     jmp enter_frame_from_rsp

@@ -32,7 +32,6 @@ static SHIM: Mutex<Option<Hypervisor<DirectMap>>> = Mutex::new(None);
 unsafe extern "C" {
     static shim_phys_start: u8;
     static shim_phys_end: u8;
-    static boot_pml4: [u64; 512];
 }
 
 struct SerialLogger;
@@ -100,9 +99,11 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
 
     let m2p = M2p::new(&mut machine, &mut frames, top)
         .unwrap_or_else(|| fail("no memory for the M2P table"));
-    // SAFETY: reading an entry of the boot page table, which stays mapped and unchanged.
-    let directmap_l4 = unsafe { (*core::ptr::addr_of!(boot_pml4))[262] };
-    let shim_l4: Vec<(usize, u64)> = [(M2p::l4_slot(), m2p.l4_entry), (262, directmap_l4)].into();
+    let shim_l4: Vec<(usize, u64)> = [
+        (M2p::l4_slot(), m2p.l4_entry),
+        (boot::DIRECTMAP_SLOT, boot::directmap_l4_entry()),
+    ]
+    .into();
 
     let Some(&(mod_start, mod_size)) = info.modules.first() else {
         fail("no boot module: pass a PV kernel with -initrd")

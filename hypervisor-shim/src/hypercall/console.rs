@@ -1,14 +1,13 @@
 //! `console_io` (`xen.h`): the hypervisor console. Writes go to the serial line; reads
 //! return nothing (input arrives with the console back-end).
 
-use alloc::vec;
 use xen_sys::*;
 
 use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 
-/// Bytes copied from the guest per step, so a huge count never needs a huge buffer.
+/// Bytes copied from the guest per step (a stack buffer: no allocation per call).
 const CHUNK: usize = 512;
 
 pub fn console_io<M: Machine + ?Sized>(
@@ -22,7 +21,7 @@ pub fn console_io<M: Machine + ?Sized>(
         CONSOLEIO_write => {
             // `count` is an unsigned int in the ABI.
             let count = count as u32 as u64;
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = [0u8; CHUNK];
             let mut done = 0u64;
             while done < count {
                 let n = (count - done).min(CHUNK as u64) as usize;

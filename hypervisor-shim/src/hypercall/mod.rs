@@ -151,7 +151,7 @@ pub(crate) mod tests {
                 cmdline: "",
                 initial,
             };
-            let built = build(&mut m, &mut frames, &mut |_, _| {}, &img, &cfg, &[]).unwrap();
+            let built = build(&mut m, &mut frames, &img, &cfg, &[]).unwrap();
             let v_end = built.layout.v_end;
             World {
                 m,

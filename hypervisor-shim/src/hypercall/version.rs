@@ -21,6 +21,21 @@ pub fn features(dom: &Domain, submap: u32) -> u32 {
     }
 }
 
+/// Copies `bytes` to the guest at `va`: 0, or -EFAULT.
+fn copy_out<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, va: u64, bytes: &[u8]) -> i64 {
+    match env.guest(dom).write(va, bytes) {
+        Ok(()) => 0,
+        Err(_) => err(XEN_EFAULT),
+    }
+}
+
+/// Puts `s`, truncated and NUL-padded, in `buf` (a fixed-size C char array).
+fn fill_str(buf: &mut [u8], s: &str) {
+    let n = s.len().min(buf.len() - 1);
+    buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+    buf[n..].fill(0);
+}
+
 /// Writes `s` NUL-padded into a fixed-size guest char array of `size` bytes.
 fn put_str<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
@@ -30,12 +45,8 @@ fn put_str<M: Machine + ?Sized>(
     size: usize,
 ) -> i64 {
     let mut buf = alloc::vec![0u8; size];
-    let n = s.len().min(size - 1);
-    buf[..n].copy_from_slice(&s.as_bytes()[..n]);
-    match env.guest(dom).write(va, &buf) {
-        Ok(()) => 0,
-        Err(_) => err(XEN_EFAULT),
-    }
+    fill_str(&mut buf, s);
+    copy_out(env, dom, va, &buf)
 }
 
 pub fn xen_version<M: Machine + ?Sized>(
@@ -51,23 +62,18 @@ pub fn xen_version<M: Machine + ?Sized>(
         }
         XENVER_compile_info => {
             let mut info = alloc::vec![0u8; size_of::<xen_compile_info>()];
-            for (off, len, s) in [
-                (offset_of!(xen_compile_info, compiler), 64, "rustc"),
-                (
-                    offset_of!(xen_compile_info, compile_by),
-                    16,
-                    "hypervisor-shim",
-                ),
-                (offset_of!(xen_compile_info, compile_domain), 32, ""),
-                (offset_of!(xen_compile_info, compile_date), 32, ""),
-            ] {
-                let n = s.len().min(len - 1);
-                info[off..off + n].copy_from_slice(&s.as_bytes()[..n]);
+            // Field bounds come from the bindings' offsets (the fields are char arrays).
+            let fields = [
+                (offset_of!(xen_compile_info, compiler), "rustc"),
+                (offset_of!(xen_compile_info, compile_by), "hypervisor-shim"),
+                (offset_of!(xen_compile_info, compile_domain), ""),
+                (offset_of!(xen_compile_info, compile_date), ""),
+            ];
+            for (i, (start, s)) in fields.iter().enumerate() {
+                let end = fields.get(i + 1).map_or(info.len(), |f| f.0);
+                fill_str(&mut info[*start..end], s);
             }
-            match env.guest(dom).write(arg, &info) {
-                Ok(()) => 0,
-                Err(_) => err(XEN_EFAULT),
-            }
+            copy_out(env, dom, arg, &info)
         }
         XENVER_capabilities => put_str(
             env,
@@ -80,10 +86,7 @@ pub fn xen_version<M: Machine + ?Sized>(
         XENVER_platform_parameters => {
             let v = HYPERVISOR_VIRT_START.to_le_bytes();
             let va = arg.wrapping_add(offset_of!(xen_platform_parameters, virt_start) as u64);
-            match env.guest(dom).write(va, &v) {
-                Ok(()) => 0,
-                Err(_) => err(XEN_EFAULT),
-            }
+            copy_out(env, dom, va, &v)
         }
         XENVER_get_features => {
             let idx_va = arg.wrapping_add(offset_of!(xen_feature_info, submap_idx) as u64);
@@ -106,22 +109,13 @@ pub fn xen_version<M: Machine + ?Sized>(
         XENVER_guest_handle => {
             let mut handle = [0u8; size_of::<xen_domain_handle_t>()];
             handle[..2].copy_from_slice(&dom.id.to_le_bytes());
-            match env.guest(dom).write(arg, &handle) {
-                Ok(()) => 0,
-                Err(_) => err(XEN_EFAULT),
-            }
+            copy_out(env, dom, arg, &handle)
         }
         // The hypervisor's command line and build id are for the privileged domain only.
         XENVER_commandline if !dom.privileged => err(XEN_EPERM),
         XENVER_commandline => {
             let cmdline = env.cmdline;
-            let mut buf = alloc::vec![0u8; size_of::<xen_commandline_t>()];
-            let n = cmdline.len().min(buf.len() - 1);
-            buf[..n].copy_from_slice(&cmdline.as_bytes()[..n]);
-            match env.guest(dom).write(arg, &buf) {
-                Ok(()) => 0,
-                Err(_) => err(XEN_EFAULT),
-            }
+            put_str(env, dom, arg, cmdline, size_of::<xen_commandline_t>())
         }
         XENVER_build_id if !dom.privileged => err(XEN_EPERM),
         XENVER_build_id => err(XEN_ENODATA),
