@@ -147,13 +147,11 @@ pub fn apt(args: &[&str]) -> Result<()> {
     cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
     let out = cmd.output().context("running apt-get")?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        bail!("apt-get {} failed: {last}", args.join(" "));
+        bail!(
+            "apt-get {} failed: {}",
+            args.join(" "),
+            last_line(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -165,4 +163,14 @@ pub fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// The last non-empty line of a command's error output (what apt-get says went wrong).
+pub fn last_line(stderr: &[u8]) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    err.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string()
 }

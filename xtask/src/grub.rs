@@ -3,9 +3,8 @@
 //! `apt-get download` and unpacked under `target/grub-xen/`, never installed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 const PACKAGE: &str = "grub-xen-host";
 const IMAGE: &str = "usr/lib/grub-xen/grub-x86_64-xen.bin";
@@ -14,42 +13,11 @@ const IMAGE: &str = "usr/lib/grub-xen/grub-x86_64-xen.bin";
 pub fn ensure(target_dir: &Path) -> Result<PathBuf> {
     let dir = target_dir.join("grub-xen");
     let image = dir.join("pkg").join(IMAGE);
-    if image.is_file() {
-        return Ok(image);
+    if !image.is_file() {
+        crate::debian::fetch_unpacked(&dir, PACKAGE)?;
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    eprintln!("fetching Debian's {PACKAGE} with apt-get download");
-    let mut ok = Command::new("apt-get")
-        .args(["download", "-qq", PACKAGE])
-        .current_dir(&dir)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        // Fresh machines have no package lists: update them once and retry.
-        ok = crate::deps::apt(&["update", "-qq"]).is_ok()
-            && Command::new("apt-get")
-                .args(["download", "-qq", PACKAGE])
-                .current_dir(&dir)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-    }
-    if !ok {
-        bail!("cannot fetch `{PACKAGE}` with apt-get download (needs a Debian bookworm mirror)");
-    }
-    let deb = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .context("apt-get download left no .deb")?;
-    let status = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(dir.join("pkg"))
-        .status()
-        .context("running dpkg-deb")?;
-    if !status.success() || !image.is_file() {
-        bail!("unpacking {} did not give {IMAGE}", deb.display());
+    if !image.is_file() {
+        bail!("{PACKAGE} did not contain {IMAGE}");
     }
     Ok(image)
 }

@@ -13,6 +13,7 @@
 //! * [`test`]: the `cargo xtask test` sequence and its summary.
 
 mod bindgen;
+mod debian;
 mod deps;
 mod grub;
 mod images;

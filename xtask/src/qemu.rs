@@ -110,9 +110,8 @@ pub enum Outcome {
     Other(Option<i32>),
 }
 
-/// Maps QEMU's exit status to an [`Outcome`].
-///
-/// The shim ends QEMU by writing a value to `isa-debug-exit` (port 0xf4); QEMU then
+/// Maps QEMU's exit status to an [`Outcome`], by the shim's own convention
+/// (`hypervisor_shim::exit::ShimExit`). The shim ends QEMU by writing a value to `isa-debug-exit` (port 0xf4); QEMU then
 /// exits with `(value << 1) | 1`:
 ///
 /// | shim writes | QEMU status | meaning                            |
@@ -124,12 +123,13 @@ pub enum Outcome {
 ///
 /// QEMU's own 0 (e.g. `-no-reboot` on a triple fault) or 1 (error) are failures.
 pub fn outcome(status: ExitStatus) -> Outcome {
-    match status.code() {
-        Some(33) => Outcome::PowerOff,
-        Some(35) => Outcome::Crash,
-        Some(37) => Outcome::ShimPanic,
-        Some(39) => Outcome::Reboot,
-        code => Outcome::Other(code),
+    use hypervisor_shim::exit::ShimExit;
+    match status.code().and_then(ShimExit::from_qemu_status) {
+        Some(ShimExit::PoweredOff) => Outcome::PowerOff,
+        Some(ShimExit::Crashed) => Outcome::Crash,
+        Some(ShimExit::ShimPanic) => Outcome::ShimPanic,
+        Some(ShimExit::Reboot) => Outcome::Reboot,
+        None => Outcome::Other(status.code()),
     }
 }
 
