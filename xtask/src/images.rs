@@ -131,15 +131,34 @@ pub fn build(root: &Path, guests: &[String]) -> Result<Images> {
 }
 
 /// Checks that `path` is an ELF file; returns it.
-pub fn check_elf(path: &Path) -> Result<PathBuf> {
-    let mut magic = [0u8; 4];
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("kernel {}", path.display()))?;
-    std::io::Read::read_exact(&mut file, &mut magic)
-        .ok()
-        .filter(|()| magic == *b"\x7fELF")
-        .with_context(|| format!("kernel {} is not an ELF file", path.display()))?;
-    Ok(path.to_path_buf())
+/// A kernel the user passed with `--kernel`: a PV ELF is used as it is; a Linux bzImage
+/// is unwrapped to the ELF inside it (what Xen's loader does), written under `target/images/`.
+pub fn prepare_kernel(root: &Path, path: &Path) -> Result<PathBuf> {
+    let data = std::fs::read(path).with_context(|| format!("kernel {}", path.display()))?;
+    if data.starts_with(b"\x7fELF") {
+        return Ok(path.to_path_buf());
+    }
+    if !crate::bzimage::is_bzimage(&data) {
+        bail!(
+            "kernel {} is neither an ELF file nor a Linux bzImage",
+            path.display()
+        );
+    }
+    let elf =
+        crate::bzimage::unwrap(&data).with_context(|| format!("kernel {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map_or("kernel".into(), |n| n.to_string_lossy());
+    let dir = root.join("target/images");
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join(format!("{name}.elf"));
+    std::fs::write(&out, elf).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "==> {} is a bzImage: booting the ELF inside, {}",
+        path.display(),
+        out.display()
+    );
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -153,11 +172,11 @@ mod tests {
     }
 
     #[test]
-    fn only_elf_files_are_kernels() {
+    fn kernels_are_elf_files_or_bzimages() {
         let root = crate::bindgen::workspace_root();
-        assert!(check_elf(&root.join("Cargo.toml")).is_err());
-        assert!(check_elf(&root.join("no-such-file")).is_err());
+        assert!(prepare_kernel(&root, &root.join("Cargo.toml")).is_err());
+        assert!(prepare_kernel(&root, &root.join("no-such-file")).is_err());
         let exe = std::env::current_exe().unwrap();
-        assert_eq!(check_elf(&exe).unwrap(), exe);
+        assert_eq!(prepare_kernel(&root, &exe).unwrap(), exe);
     }
 }

@@ -13,6 +13,7 @@
 //! * [`test`]: the `cargo xtask test` sequence and its summary.
 
 mod bindgen;
+mod bzimage;
 mod debian;
 mod deps;
 mod grub;
@@ -68,7 +69,8 @@ struct RunArgs {
     /// The example guest to boot (a package under examples/).
     #[arg(default_value = "hello", conflicts_with = "kernel")]
     example: String,
-    /// Boot this PV kernel ELF as the only, privileged domain instead of an example.
+    /// Boot this PV kernel (an ELF, or a Linux bzImage) as the only, privileged domain
+    /// instead of an example.
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
     /// QEMU accelerator (TCG works everywhere; KVM only on real hosts).
@@ -80,6 +82,9 @@ struct RunArgs {
     /// Kill QEMU after this many seconds (default: no limit).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// Memory of the domain, as the shim's (and Xen's) `dom0_mem=` option (e.g. 512M).
+    #[arg(long, value_name = "SIZE")]
+    dom0_mem: Option<String>,
     /// The guest's command line (after `--`).
     #[arg(last = true, value_name = "GUEST_ARGS")]
     guest_args: Vec<String>,
@@ -143,7 +148,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 fn run(root: &std::path::Path, args: RunArgs) -> Result<ExitCode> {
     // Check the user's kernel before spending time on a build.
     let kernel = match &args.kernel {
-        Some(path) => Some(images::check_elf(path)?),
+        Some(path) => Some(images::prepare_kernel(root, path)?),
         None => None,
     };
     let built = match &kernel {
@@ -166,7 +171,11 @@ fn run(root: &std::path::Path, args: RunArgs) -> Result<ExitCode> {
     };
     deps::ensure_qemu()?;
 
-    let cmdline = qemu::shim_cmdline("", &args.guest_args.join(" "));
+    let shim_opts = args
+        .dom0_mem
+        .as_ref()
+        .map_or(String::new(), |m| format!("dom0_mem={m}"));
+    let cmdline = qemu::shim_cmdline(&shim_opts, &args.guest_args.join(" "));
     let cmd = qemu::shim_command(&built.shim, &guest, &cmdline, args.accel, &args.memory);
     eprintln!("==> booting {} on the shim", guest.display());
     eprintln!("    {}", qemu::display_command(&cmd));
