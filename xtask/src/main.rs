@@ -12,6 +12,7 @@
 //! * [`bindgen`]: regenerates and checks `xen-sys/src/bindings.rs`;
 //! * [`test`]: the `cargo xtask test` sequence and its summary.
 
+mod bench;
 mod bindgen;
 mod bzimage;
 mod debian;
@@ -56,6 +57,13 @@ enum Command {
     Run(RunArgs),
     /// Run rustfmt, clippy, host tests, the bindings check and the QEMU scenarios.
     Test(TestArgs),
+    /// Measure boot, domain build, hypercall costs and footprint beside upstream Xen
+    /// 4.17; print the table and write it as JSON under target/bench/.
+    Bench {
+        /// Only the benchmark groups whose name contains NAME (boot, build, hypercall,
+        /// ring, footprint, io).
+        name: Option<String>,
+    },
     /// Regenerate xen-sys/src/bindings.rs from the Xen public headers.
     Bindgen {
         /// Only check that the checked-in file matches a fresh generation.
@@ -137,6 +145,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Bench { name } => {
+            bench::run(&root, name.as_deref())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bindgen { check } => {
             bindgen_command(&root, check)?;

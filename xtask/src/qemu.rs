@@ -292,22 +292,6 @@ pub fn run_captured(
     Ok(captured)
 }
 
-/// Wall time from QEMU start to the first output line containing `pattern` (QEMU is
-/// killed then). For benchmarks: nothing is asserted.
-#[allow(dead_code)] // Used by `cargo xtask bench` (not yet written).
-pub fn time_to_line(cmd: Command, pattern: &str, timeout: Duration) -> Result<Duration> {
-    let captured = run_captured(cmd, timeout, false, |l| {
-        if l.contains(pattern) {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
-    })?;
-    captured
-        .time_to_line(pattern)
-        .with_context(|| format!("no line containing {pattern:?} within {timeout:?}"))
-}
-
 fn spawn_reader(pipe: impl Read + Send + 'static, tx: mpsc::Sender<Line>, start: Instant) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(pipe);

@@ -178,3 +178,9 @@ pub fn halt() -> ! {
         x86_64::instructions::hlt();
     }
 }
+
+/// The time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

@@ -1,0 +1,593 @@
+//! `cargo xtask bench`: the performance table. Benchmarks report, they never assert.
+//!
+//! TCG on a shared machine is noisy, so every figure is one of: a median (with min and
+//! max) of several runs beside a reference measured in the same run (upstream Xen 4.17
+//! in the same QEMU); or a count of TSC ticks under `-icount shift=0`, where QEMU's TSC
+//! advances one tick per guest instruction, so the count is deterministic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::images::{self, Images};
+use crate::qemu::{self, Accel, Captured, Control, Outcome};
+use crate::{deps, xen};
+
+/// Runs of each wall-clock measurement.
+const RUNS: usize = 5;
+/// The first line libos prints (its log lines start with the level in brackets).
+const FIRST_GUEST_LINE: &str = "[INFO] ";
+/// The first line hello's `main` prints.
+const HELLO_MAIN: &str = crate::scenarios::HELLO_GREETING;
+/// Deterministic TSC: one tick per guest instruction, no sleeping on the host clock.
+const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Median, min and max of a set of runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    pub runs: Vec<f64>,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    pub fn of(mut runs: Vec<f64>) -> Option<Stats> {
+        if runs.is_empty() {
+            return None;
+        }
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        runs.shrink_to_fit();
+        Some(Stats {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+            runs,
+        })
+    }
+
+    fn json(&self) -> Value {
+        json!({"median": self.median, "min": self.min, "max": self.max, "runs": self.runs})
+    }
+}
+
+/// One row of the table: our figure, the reference's, or why there is none yet.
+pub struct Row {
+    pub group: &'static str,
+    pub name: String,
+    pub unit: &'static str,
+    pub ours: Option<Stats>,
+    pub reference: Option<Stats>,
+    pub note: String,
+}
+
+impl Row {
+    fn new(group: &'static str, name: impl Into<String>, unit: &'static str) -> Row {
+        Row {
+            group,
+            name: name.into(),
+            unit,
+            ours: None,
+            reference: None,
+            note: String::new(),
+        }
+    }
+
+    fn not_yet(group: &'static str, name: &str, why: &str) -> Row {
+        Row {
+            note: format!("not measurable yet: {why}"),
+            ..Row::new(group, name, "")
+        }
+    }
+
+    fn failed(mut self, e: &anyhow::Error) -> Row {
+        self.note = format!("failed: {e:#}");
+        self
+    }
+
+    /// Reference median over ours: above 1 means we are faster or smaller.
+    pub fn ratio(&self) -> Option<f64> {
+        match (&self.ours, &self.reference) {
+            (Some(o), Some(r)) if o.median > 0.0 => Some(r.median / o.median),
+            _ => None,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "group": self.group,
+            "name": self.name,
+            "unit": self.unit,
+            "shim": self.ours.as_ref().map(Stats::json),
+            "xen_4_17": self.reference.as_ref().map(Stats::json),
+            "ratio_xen_over_shim": self.ratio(),
+            "note": self.note,
+        })
+    }
+}
+
+struct Ctx<'a> {
+    root: &'a Path,
+    images: &'a Images,
+    /// Upstream Xen, or why it is missing.
+    xen: std::result::Result<PathBuf, String>,
+}
+
+/// A benchmark group: its name and the rows it measures.
+struct Group {
+    name: &'static str,
+    run: fn(&Ctx) -> Vec<Row>,
+}
+
+const GROUPS: &[Group] = &[
+    Group {
+        name: "boot",
+        run: boot,
+    },
+    Group {
+        name: "build",
+        run: domain_build,
+    },
+    Group {
+        name: "hypercall",
+        run: hypercalls,
+    },
+    Group {
+        name: "ring",
+        run: rings,
+    },
+    Group {
+        name: "footprint",
+        run: footprint,
+    },
+    Group {
+        name: "io",
+        run: io,
+    },
+];
+
+pub fn run(root: &Path, filter: Option<&str>) -> Result<()> {
+    let groups: Vec<&Group> = GROUPS
+        .iter()
+        .filter(|g| filter.is_none_or(|f| g.name.contains(f)))
+        .collect();
+    if groups.is_empty() {
+        let names: Vec<_> = GROUPS.iter().map(|g| g.name).collect();
+        bail!("no benchmark group matches (groups: {})", names.join(", "));
+    }
+    deps::ensure_qemu()?;
+    let images = images::build(root, &["hello".into(), "bench".into()])?;
+    let target = images::target_dir(root);
+    let ctx = Ctx {
+        root,
+        images: &images,
+        xen: xen::ensure(&target).map_err(|e| format!("{e:#}")),
+    };
+    let mut rows = Vec::new();
+    for g in groups {
+        eprintln!("==> bench {}", g.name);
+        rows.extend((g.run)(&ctx));
+    }
+    print_table(&rows);
+    let out = write_json(&target, &rows)?;
+    println!("\nwritten to {}", out.display());
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    let fmt = |s: &Option<Stats>| match s {
+        Some(s) => format!("{} ({}..{})", num(s.median), num(s.min), num(s.max)),
+        None => "-".into(),
+    };
+    println!(
+        "\n| group | measurement | unit | shim: median (min..max) | Xen 4.17: median (min..max) | Xen/shim | note |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.group,
+            r.name,
+            r.unit,
+            fmt(&r.ours),
+            fmt(&r.reference),
+            r.ratio().map_or("-".into(), |x| format!("{x:.2}")),
+            r.note
+        );
+    }
+}
+
+/// Three significant digits, without exponent noise for the sizes we show.
+fn num(x: f64) -> String {
+    if x >= 100.0 || x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else if x >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn qemu_version() -> String {
+    Command::new(deps::QEMU)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn write_json(target: &Path, rows: &[Row]) -> Result<PathBuf> {
+    let dir = target.join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let doc = json!({
+        "unix_time": secs,
+        "qemu": qemu_version(),
+        "accel": "tcg",
+        "host_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "icount": ICOUNT.join(" "),
+        "runs_per_wall_clock_figure": RUNS,
+        "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&doc)?;
+    let out = dir.join(format!("bench-{secs}.json"));
+    std::fs::write(&out, &text)?;
+    std::fs::write(dir.join("latest.json"), &text)?;
+    Ok(out)
+}
+
+/// Runs `cmd` capturing its output until a line contains `stop_at` (or QEMU exits).
+fn capture(cmd: Command, stop_at: &str) -> Result<Captured> {
+    let c = qemu::run_captured(cmd, TIMEOUT, false, |l| {
+        if l.contains(stop_at) {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    })?;
+    if c.timed_out {
+        bail!("timed out; last line: {:?}", c.tail(1).next());
+    }
+    Ok(c)
+}
+
+fn shim(
+    ctx: &Ctx,
+    guest: &str,
+    shim_opts: &str,
+    guest_cmdline: &str,
+    memory: &str,
+) -> Result<Command> {
+    let cmdline = qemu::shim_cmdline(shim_opts, guest_cmdline);
+    Ok(qemu::shim_command(
+        &ctx.images.shim,
+        &ctx.images.guest(guest)?,
+        &cmdline,
+        Accel::Tcg,
+        memory,
+    ))
+}
+
+fn xen_cmd(ctx: &Ctx, guest: &str) -> Result<Command> {
+    let xen = ctx.xen.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(qemu::xen_command(
+        xen,
+        &ctx.images.guest(guest)?,
+        Accel::Tcg,
+    ))
+}
+
+/// Seconds from QEMU start to each pattern, over [`RUNS`] boots.
+fn boot_times(mut make: impl FnMut() -> Result<Command>, patterns: &[&str]) -> Result<Vec<Stats>> {
+    let mut times = vec![Vec::new(); patterns.len()];
+    for _ in 0..RUNS {
+        let last = patterns.last().expect("a pattern");
+        let c = capture(make()?, last)?;
+        for (p, t) in patterns.iter().zip(&mut times) {
+            let at = c
+                .time_to_line(p)
+                .with_context(|| format!("no line containing {p:?}"))?;
+            t.push(at.as_secs_f64());
+        }
+    }
+    Ok(times.into_iter().filter_map(Stats::of).collect())
+}
+
+fn boot(ctx: &Ctx) -> Vec<Row> {
+    let patterns = [FIRST_GUEST_LINE, HELLO_MAIN];
+    let mut rows = vec![
+        Row::new("boot", "hello: QEMU start to the guest's first line", "s"),
+        Row::new("boot", "hello: QEMU start to main", "s"),
+    ];
+    match boot_times(|| shim(ctx, "hello", "", "", "256M"), &patterns) {
+        Ok(s) => {
+            for (row, s) in rows.iter_mut().zip(s) {
+                row.ours = Some(s);
+            }
+        }
+        Err(e) => return rows.into_iter().map(|r| r.failed(&e)).collect(),
+    }
+    match boot_times(|| xen_cmd(ctx, "hello"), &patterns) {
+        Ok(s) => {
+            for (row, s) in rows.iter_mut().zip(s) {
+                row.reference = Some(s);
+            }
+        }
+        Err(e) => {
+            for r in &mut rows {
+                r.note = format!("Xen 4.17 failed: {e:#}");
+            }
+        }
+    }
+    rows
+}
+
+/// The shim logs `d0 built: N pages in T TSC ticks`.
+fn build_ticks(c: &Captured) -> Option<f64> {
+    let line = c.lines.iter().find(|l| l.text.contains("d0 built: "))?;
+    let (_, rest) = line.text.split_once(" pages in ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+fn domain_build(ctx: &Ctx) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for mib in [1u64, 16, 256] {
+        let mut row = Row::new(
+            "build",
+            format!("build a {mib} MiB domain (hello)"),
+            "TSC ticks (-icount: instructions)",
+        );
+        let measured =
+            shim(ctx, "hello", &format!("dom0_mem={mib}M"), "", "512M").and_then(|mut cmd| {
+                cmd.args(ICOUNT);
+                let c = capture(cmd, "d0 built: ")?;
+                match build_ticks(&c) {
+                    Some(t) => Ok(t),
+                    None => bail!(
+                        "no build line; the shim said: {}",
+                        c.tail(1).next().unwrap_or("nothing")
+                    ),
+                }
+            });
+        match measured {
+            Ok(t) => {
+                row.ours = Stats::of(vec![t]);
+                row.note = format!("{} ticks per 4 KiB page", num(t / (mib * 256) as f64));
+            }
+            Err(e) => row = row.failed(&e),
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Parses the bench guest's `bench NAME: N ops, T ticks` line into ticks per op.
+pub fn per_op(lines: &[qemu::Line], name: &str) -> Option<f64> {
+    let prefix = format!("bench {name}: ");
+    let line = lines.iter().find_map(|l| {
+        let at = l.text.find(&prefix)?;
+        Some(&l.text[at + prefix.len()..])
+    })?;
+    let mut words = line.split([' ', ',']).filter(|w| !w.is_empty());
+    let ops: f64 = words.next()?.parse().ok()?;
+    let ticks: f64 = words.nth(1)?.parse().ok()?;
+    (ops > 0.0).then_some(ticks / ops)
+}
+
+fn hypercalls(ctx: &Ctx) -> Vec<Row> {
+    const MEASURED: &[(&str, &str)] = &[("null-hypercall", "null hypercall (xen_version)")];
+    let run = |cmd: Result<Command>| -> Result<Vec<qemu::Line>> {
+        let mut cmd = cmd?;
+        cmd.args(ICOUNT);
+        Ok(capture(cmd, "bench: done")?.lines)
+    };
+    let ours = run(shim(ctx, "bench", "", "", "256M"));
+    let xen = run(xen_cmd(ctx, "bench"));
+    let mut rows = Vec::new();
+    for &(name, label) in MEASURED {
+        let mut row = Row::new("hypercall", label, "TSC ticks per call (-icount)");
+        match &ours {
+            Ok(lines) => row.ours = per_op(lines, name).and_then(|x| Stats::of(vec![x])),
+            Err(e) => row = row.failed(e),
+        }
+        match &xen {
+            Ok(lines) => row.reference = per_op(lines, name).and_then(|x| Stats::of(vec![x])),
+            Err(e) => row.note = format!("Xen 4.17 failed: {e:#}"),
+        }
+        rows.push(row);
+    }
+    for name in ["mmu_update of one entry", "update_va_mapping"] {
+        rows.push(Row::not_yet(
+            "hypercall",
+            name,
+            "needs the PV MMU (issue 3)",
+        ));
+    }
+    for name in [
+        "event-channel round trip, two domains",
+        "timer wake-up latency",
+    ] {
+        rows.push(Row::not_yet(
+            "hypercall",
+            name,
+            "needs domains, event channels and timers (issue 4)",
+        ));
+    }
+    rows
+}
+
+fn rings(_: &Ctx) -> Vec<Row> {
+    ["shared ring, single requests", "shared ring, batches of 32"]
+        .into_iter()
+        .map(|n| {
+            Row::not_yet(
+                "ring",
+                n,
+                "the shared ring comes with the split drivers (issue 5)",
+            )
+        })
+        .collect()
+}
+
+/// Smallest `dom0_mem` (KiB, to 64 KiB) with which `guest` still powers off cleanly.
+fn min_memory(ctx: &Ctx, guest: &str) -> Result<u64> {
+    let boots = |kib: u64| -> Result<bool> {
+        let cmd = shim(ctx, guest, &format!("dom0_mem={kib}K"), "", "256M")?;
+        let c = qemu::run_captured(cmd, TIMEOUT, false, |_| Control::Continue)?;
+        Ok(c.status.map(qemu::outcome) == Some(Outcome::PowerOff))
+    };
+    let (mut lo, mut hi) = (64u64, 64 * 1024);
+    if !boots(hi)? {
+        bail!("{guest} does not power off even with {hi} KiB");
+    }
+    // Invariant: `hi` boots, `lo` (or anything below) has not been shown to.
+    while hi - lo > 64 {
+        let mid = (lo + hi) / 2 / 64 * 64;
+        if boots(mid)? {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
+}
+
+/// (file bytes, memory bytes) of an ELF image's loadable segments: what a domain or the
+/// machine must hold, without symbols and debug information.
+fn loaded_size(path: &Path) -> Result<(u64, u64)> {
+    use object::{Object, ObjectSegment};
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file =
+        object::File::parse(&*data).with_context(|| format!("{} is not an ELF", path.display()))?;
+    Ok(file
+        .segments()
+        .fold((0, 0), |(f, m), s| (f + s.file_range().1, m + s.size())))
+}
+
+fn footprint(ctx: &Ctx) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut sizes = vec![("hypervisor-shim".to_owned(), ctx.images.shim.clone())];
+    if let Ok(guests) = images::guest_packages(ctx.root) {
+        for g in guests {
+            if let Ok(p) = ctx.images.guest(&g) {
+                sizes.push((g, p));
+            }
+        }
+    }
+    for (name, path) in sizes {
+        let mut row = Row::new("footprint", format!("loaded size: {name}"), "KiB");
+        match loaded_size(&path) {
+            Ok((file, mem)) => {
+                row.ours = Stats::of(vec![mem as f64 / 1024.0]);
+                row.note = format!(
+                    "memory of its PT_LOAD segments ({} KiB from the file); the file is {} KiB with symbols",
+                    num(file as f64 / 1024.0),
+                    num(std::fs::metadata(&path).map_or(0, |m| m.len()) as f64 / 1024.0)
+                );
+            }
+            Err(e) => row = row.failed(&e),
+        }
+        rows.push(row);
+    }
+    let mut row = Row::new(
+        "footprint",
+        "memory hello needs to boot and power off",
+        "KiB",
+    );
+    match min_memory(ctx, "hello") {
+        Ok(kib) => row.ours = Stats::of(vec![kib as f64]),
+        Err(e) => row = row.failed(&e),
+    }
+    rows.push(row);
+    rows.push(Row::not_yet(
+        "footprint",
+        "hello domains per GiB of guest RAM",
+        "one domain per machine until issue 4",
+    ));
+    rows
+}
+
+fn io(_: &Ctx) -> Vec<Row> {
+    [
+        (
+            "block IOPS and MB/s vs Linux virtio-blk",
+            "blkfront/blkback not built yet",
+        ),
+        (
+            "network packets/s and Mbit/s vs Linux virtio-net",
+            "netfront/netback not built yet",
+        ),
+        ("save/restore and migration", "not built yet"),
+    ]
+    .into_iter()
+    .map(|(n, why)| Row::not_yet("io", n, why))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_take_the_middle_of_sorted_runs() {
+        let s = Stats::of(vec![3.0, 1.0, 2.0, 10.0, 4.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (3.0, 1.0, 10.0));
+        assert_eq!(s.runs, vec![3.0, 1.0, 2.0, 10.0, 4.0]);
+        assert_eq!(Stats::of(vec![1.0, 4.0]).unwrap().median, 2.5);
+        assert!(Stats::of(vec![]).is_none());
+    }
+
+    #[test]
+    fn ratio_is_reference_over_ours() {
+        let mut r = Row::new("g", "n", "s");
+        assert_eq!(r.ratio(), None);
+        r.ours = Stats::of(vec![0.1]);
+        r.reference = Stats::of(vec![1.0]);
+        assert_eq!(r.ratio(), Some(10.0));
+    }
+
+    #[test]
+    fn bench_lines_parse_to_ticks_per_op() {
+        let line = |t: &str| qemu::Line {
+            at: Duration::ZERO,
+            text: t.into(),
+        };
+        let lines = [
+            line("(shim) something"),
+            line("bench null-hypercall: 10000 ops, 2500000 ticks"),
+        ];
+        assert_eq!(per_op(&lines, "null-hypercall"), Some(250.0));
+        assert_eq!(per_op(&lines, "other"), None);
+        assert_eq!(per_op(&[line("bench x: 0 ops, 5 ticks")], "x"), None);
+    }
+
+    #[test]
+    fn build_line_gives_the_ticks() {
+        let c = Captured {
+            lines: vec![qemu::Line {
+                at: Duration::ZERO,
+                text: "(shim) d0 built: 4096 pages in 123456 TSC ticks".into(),
+            }],
+            status: None,
+            stopped: true,
+            timed_out: false,
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(build_ticks(&c), Some(123456.0));
+    }
+}
