@@ -169,10 +169,15 @@ pub struct MemoryMap {
     pub boot_pages: u64,
     pub mapped_pages: u64,
     pub table_frames: u64,
+    /// Why the rest of memory could not be mapped (the heap is then the bootstrap
+    /// padding only, and the pool is empty).
+    pub error: Option<XenError>,
 }
 
-/// Maps all memory (see the module doc). Returns the heap's region.
-pub fn init(si: &StartInfo) -> Result<MemoryMap, XenError> {
+/// Maps all memory (see the module doc). Returns the heap's region. If the
+/// hypervisor refuses (e.g. one without a PV MMU answers `-ENOSYS`), the heap is the
+/// bootstrap padding and [`MemoryMap::error`] says why.
+pub fn init(si: &StartInfo) -> MemoryMap {
     let va = scratch_va();
     let (_, scratch_pte) =
         paging::walk(paging::boot_l4_mfn(), va, 1).expect("the scratch page is mapped");
@@ -185,7 +190,17 @@ pub fn init(si: &StartInfo) -> Result<MemoryMap, XenError> {
     while boot_end < paging::pfn_to_virt(nr) && paging::is_mapped(boot_end) {
         boot_end += PAGE_SIZE;
     }
-    let first = paging::virt_to_pfn(boot_end);
+    map_rest(nr, heap_start, boot_end).unwrap_or_else(|e| MemoryMap {
+        heap_start,
+        heap_end: boot_end,
+        boot_pages: paging::virt_to_pfn(boot_end),
+        mapped_pages: 0,
+        table_frames: 0,
+        error: Some(e),
+    })
+}
+
+fn map_rest(nr: u64, heap_start: u64, boot_end: u64) -> Result<MemoryMap, XenError> {    let first = paging::virt_to_pfn(boot_end);
     // Upper bound on the new tables: one L1 per 2 MiB (plus the partial first one), one
     // L2 per 1 GiB (plus one).
     let l1s = (nr.saturating_sub(first)).div_ceil(512) + 1;
@@ -199,6 +214,7 @@ pub fn init(si: &StartInfo) -> Result<MemoryMap, XenError> {
             boot_pages: first,
             mapped_pages: 0,
             table_frames: 0,
+            error: None,
         });
     }
     let tables_first = nr - reserved;
@@ -264,5 +280,6 @@ pub fn init(si: &StartInfo) -> Result<MemoryMap, XenError> {
         boot_pages: first,
         mapped_pages: nr - first,
         table_frames: next_table - tables_first,
+        error: None,
     })
 }

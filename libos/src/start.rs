@@ -91,21 +91,22 @@ extern "C" fn libos_start(si: *const xen_sys::start_info) -> ! {
     crate::start_info::init(si);
     crate::console::init();
     let si = crate::start_info::get();
-    // Handlers first, so that anything below that faults gets a diagnostic.
+    // Handlers first, so that anything below that faults gets a diagnostic. A
+    // hypervisor without these calls (-ENOSYS) still runs us, with less: say so.
     if let Err(e) = crate::traps::init() {
-        panic!("set_trap_table: {e}");
+        log::warn!("no exception handlers (set_trap_table: {e}): a fault crashes the domain without a diagnostic");
     }
     if let Err(e) = crate::shared_info::init(si.shared_info_maddr()) {
-        panic!("mapping shared_info: {e}");
+        log::warn!("shared_info not mapped: {e}");
     }
     let guard = core::ptr::addr_of!(libos_stack_guard) as u64;
-    if let Err(e) = crate::hypercall::update_va_mapping(guard, 0, xen_sys::UVMF_INVLPG as u64) {
-        panic!("unmapping the stack guard page: {e}");
+    if let Err(e) = crate::hypercall::update_va_mapping(guard, 0, xen_sys::UVMF_INVLPG) {
+        log::warn!("no stack guard page: {e}");
     }
-    let map = match crate::memory::init(si) {
-        Ok(map) => map,
-        Err(e) => panic!("mapping memory: {e}"),
-    };
+    let map = crate::memory::init(si);
+    if let Some(e) = map.error {
+        log::warn!("only the bootstrap mapping is usable: mapping the rest of memory failed: {e}");
+    }
     crate::heap::init(map.heap_start, map.heap_end);
     log::info!(
         "memory: {} pages, {} mapped at boot, {} mapped by libos ({} new page tables); heap {} KiB at {:#x}; {} spare frames",
