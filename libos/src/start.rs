@@ -79,6 +79,11 @@ unsafe extern "C" {
     static libos_stack_guard: u8;
 }
 
+/// The unmapped page below the boot stack.
+pub fn stack_guard_va() -> u64 {
+    core::ptr::addr_of!(libos_stack_guard) as u64
+}
+
 unsafe extern "Rust" {
     /// The application's `main`, declared by [`crate::main!`].
     fn __libos_main();

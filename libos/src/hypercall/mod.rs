@@ -180,3 +180,9 @@ pub mod heapless_str {
         }
     }
 }
+
+/// Address of hypercall `nr`'s entry in the hypercall page (for code that must jump
+/// there itself, like an `iret`).
+pub fn entry_address(nr: u32) -> u64 {
+    entry(nr) as u64
+}
