@@ -152,7 +152,10 @@ impl Batch {
 /// A zeroed new page-table frame hooked into `parent_maddr` (the entry's machine
 /// address).
 fn new_table(next: &mut u64, limit: u64, parent_maddr: u64) -> Result<u64, XenError> {
-    assert!(*next < limit, "page-table frames for the memory map ran out");
+    assert!(
+        *next < limit,
+        "page-table frames for the memory map ran out"
+    );
     let mfn = paging::pfn_to_mfn(*next);
     *next += 1;
     with_frame(mfn, |t| t.fill(0))?;
@@ -200,7 +203,8 @@ pub fn init(si: &StartInfo) -> MemoryMap {
     })
 }
 
-fn map_rest(nr: u64, heap_start: u64, boot_end: u64) -> Result<MemoryMap, XenError> {    let first = paging::virt_to_pfn(boot_end);
+fn map_rest(nr: u64, heap_start: u64, boot_end: u64) -> Result<MemoryMap, XenError> {
+    let first = paging::virt_to_pfn(boot_end);
     // Upper bound on the new tables: one L1 per 2 MiB (plus the partial first one), one
     // L2 per 1 GiB (plus one).
     let l1s = (nr.saturating_sub(first)).div_ceil(512) + 1;
@@ -240,7 +244,11 @@ fn map_rest(nr: u64, heap_start: u64, boot_end: u64) -> Result<MemoryMap, XenErr
                 l2 = Some(if l3e & pte::PRESENT != 0 {
                     (gib, (l3e & pte::ADDR_MASK) / PAGE_SIZE, false)
                 } else {
-                    (gib, new_table(&mut next_table, pool_first, l3e_maddr)?, true)
+                    (
+                        gib,
+                        new_table(&mut next_table, pool_first, l3e_maddr)?,
+                        true,
+                    )
                 });
             }
             let (_, l2_mfn, l2_new) = l2.expect("set above");

@@ -20,7 +20,7 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use xen_sys::{iret_context, trap_info, FLAT_KERNEL_CS, SHUTDOWN_crash};
+use xen_sys::{iret_context, trap_info, SHUTDOWN_crash, FLAT_KERNEL_CS};
 
 use crate::println;
 
@@ -240,7 +240,10 @@ pub fn name(vector: u8) -> (&'static str, &'static str) {
         ("#SX", "security exception"),
         ("#31", "reserved vector 31"),
     ];
-    NAMES.get(usize::from(vector)).copied().unwrap_or(("#?", "unknown vector"))
+    NAMES
+        .get(usize::from(vector))
+        .copied()
+        .unwrap_or(("#?", "unknown vector"))
 }
 
 /// The trap table: every vector 0-31 to its stub, in the kernel code segment, plus
@@ -281,8 +284,7 @@ pub fn catch<F: FnOnce()>(f: F) -> Result<(), Fault> {
     // SAFETY: libos_catch saves and restores the callee-saved registers and the stack
     // around the call; after a fault the handler resumes at its landing pad with the
     // stack pointer it saved, which is exactly how a `setjmp`/`longjmp` pair behaves.
-    let faulted =
-        unsafe { libos_catch(&mut f as *mut Option<F> as *mut u8, trampoline::<F>) } != 0;
+    let faulted = unsafe { libos_catch(&mut f as *mut Option<F> as *mut u8, trampoline::<F>) } != 0;
     if faulted {
         let c = |i: usize| CAUGHT[i].load(Ordering::Relaxed);
         Err(Fault {
@@ -386,7 +388,11 @@ fn report(vector: u8, f: &Frame, cr2: Option<u64>, s: &Saved) {
                     } else {
                         "not present"
                     },
-                    if e & 16 != 0 { ", instruction fetch" } else { "" },
+                    if e & 16 != 0 {
+                        ", instruction fetch"
+                    } else {
+                        ""
+                    },
                 )
             }
             None => println!("libos:   cr2 unknown (shared_info not mapped yet)"),

@@ -17,7 +17,6 @@ extern crate alloc;
 use alloc::boxed::Box;
 use core::ptr::{read_volatile, write_volatile};
 
-
 use libos::hypercall::{self, mmuext_mfn, mmuext_one, XenError};
 use libos::memory::{self, Frame};
 use libos::paging::{self, pte, ENTRIES, PAGE_SIZE};
@@ -65,38 +64,166 @@ impl Ctx {
 }
 
 const ATTACKS: &[Attack] = &[
-    Attack { name: "map-beyond-ram", fatal: false, run: map_beyond_ram },
-    Attack { name: "map-m2p-writable", fatal: false, run: map_m2p_writable },
-    Attack { name: "pt-writable-uvm", fatal: false, run: pt_writable_uvm },
-    Attack { name: "pt-writable-mmu", fatal: false, run: pt_writable_mmu },
-    Attack { name: "pt-direct-write", fatal: false, run: pt_direct_write },
-    Attack { name: "pin-self-writable", fatal: false, run: pin_self_writable },
-    Attack { name: "unpin-not-pinned", fatal: false, run: unpin_not_pinned },
-    Attack { name: "double-pin", fatal: false, run: double_pin },
-    Attack { name: "unpin-current-l4", fatal: false, run: unpin_current_l4 },
-    Attack { name: "baseptr-non-l4", fatal: false, run: baseptr_non_l4 },
-    Attack { name: "baseptr-foreign", fatal: false, run: baseptr_foreign },
-    Attack { name: "l4-xen-slot", fatal: false, run: l4_xen_slot },
-    Attack { name: "pse-superpage", fatal: false, run: pse_superpage },
-    Attack { name: "linear-pt-writable", fatal: false, run: linear_pt_writable },
-    Attack { name: "mmu-overrun", fatal: false, run: mmu_overrun },
-    Attack { name: "mmu-unmapped-ptr", fatal: false, run: mmu_unmapped_ptr },
-    Attack { name: "mmu-xen-ptr", fatal: false, run: mmu_xen_ptr },
-    Attack { name: "machphys-foreign", fatal: false, run: machphys_foreign },
-    Attack { name: "uvm-noncanonical", fatal: false, run: uvm_noncanonical },
-    Attack { name: "multicall-overrun", fatal: false, run: multicall_overrun },
-    Attack { name: "trap-noncanonical", fatal: false, run: trap_noncanonical },
-    Attack { name: "increase-huge", fatal: false, run: increase_huge },
-    Attack { name: "decrease-not-owned", fatal: false, run: decrease_not_owned },
-    Attack { name: "mmuext-unknown", fatal: false, run: mmuext_unknown },
-    Attack { name: "set-gdt-bad", fatal: false, run: set_gdt_bad },
-    Attack { name: "update-desc-ring0", fatal: false, run: update_desc_ring0 },
-    Attack { name: "hypercall-unknown", fatal: false, run: hypercall_unknown },
-    Attack { name: "callback-unregister-event", fatal: false, run: callback_unregister_event },
-    Attack { name: "stack-switch-bad-ss", fatal: false, run: stack_switch_bad_ss },
-    Attack { name: "vm-assist-unknown", fatal: false, run: vm_assist_unknown },
-    Attack { name: "segbase-noncanonical", fatal: false, run: segbase_noncanonical },
-    Attack { name: "iret-bogus", fatal: true, run: iret_bogus },
+    Attack {
+        name: "map-beyond-ram",
+        fatal: false,
+        run: map_beyond_ram,
+    },
+    Attack {
+        name: "map-m2p-writable",
+        fatal: false,
+        run: map_m2p_writable,
+    },
+    Attack {
+        name: "pt-writable-uvm",
+        fatal: false,
+        run: pt_writable_uvm,
+    },
+    Attack {
+        name: "pt-writable-mmu",
+        fatal: false,
+        run: pt_writable_mmu,
+    },
+    Attack {
+        name: "pt-direct-write",
+        fatal: false,
+        run: pt_direct_write,
+    },
+    Attack {
+        name: "pin-self-writable",
+        fatal: false,
+        run: pin_self_writable,
+    },
+    Attack {
+        name: "unpin-not-pinned",
+        fatal: false,
+        run: unpin_not_pinned,
+    },
+    Attack {
+        name: "double-pin",
+        fatal: false,
+        run: double_pin,
+    },
+    Attack {
+        name: "unpin-current-l4",
+        fatal: false,
+        run: unpin_current_l4,
+    },
+    Attack {
+        name: "baseptr-non-l4",
+        fatal: false,
+        run: baseptr_non_l4,
+    },
+    Attack {
+        name: "baseptr-foreign",
+        fatal: false,
+        run: baseptr_foreign,
+    },
+    Attack {
+        name: "l4-hypervisor-slot",
+        fatal: false,
+        run: l4_xen_slot,
+    },
+    Attack {
+        name: "pse-superpage",
+        fatal: false,
+        run: pse_superpage,
+    },
+    Attack {
+        name: "linear-pt-writable",
+        fatal: false,
+        run: linear_pt_writable,
+    },
+    Attack {
+        name: "mmu-overrun",
+        fatal: false,
+        run: mmu_overrun,
+    },
+    Attack {
+        name: "mmu-unmapped-ptr",
+        fatal: false,
+        run: mmu_unmapped_ptr,
+    },
+    Attack {
+        name: "mmu-hypervisor-ptr",
+        fatal: false,
+        run: mmu_xen_ptr,
+    },
+    Attack {
+        name: "machphys-foreign",
+        fatal: false,
+        run: machphys_foreign,
+    },
+    Attack {
+        name: "uvm-noncanonical",
+        fatal: false,
+        run: uvm_noncanonical,
+    },
+    Attack {
+        name: "multicall-overrun",
+        fatal: false,
+        run: multicall_overrun,
+    },
+    Attack {
+        name: "trap-noncanonical",
+        fatal: false,
+        run: trap_noncanonical,
+    },
+    Attack {
+        name: "increase-huge",
+        fatal: false,
+        run: increase_huge,
+    },
+    Attack {
+        name: "decrease-not-owned",
+        fatal: false,
+        run: decrease_not_owned,
+    },
+    Attack {
+        name: "mmuext-unknown",
+        fatal: false,
+        run: mmuext_unknown,
+    },
+    Attack {
+        name: "set-gdt-bad",
+        fatal: false,
+        run: set_gdt_bad,
+    },
+    Attack {
+        name: "update-desc-ring0",
+        fatal: false,
+        run: update_desc_ring0,
+    },
+    Attack {
+        name: "hypercall-unknown",
+        fatal: false,
+        run: hypercall_unknown,
+    },
+    Attack {
+        name: "callback-unregister-event",
+        fatal: false,
+        run: callback_unregister_event,
+    },
+    Attack {
+        name: "stack-switch-bad-ss",
+        fatal: false,
+        run: stack_switch_bad_ss,
+    },
+    Attack {
+        name: "vm-assist-unknown",
+        fatal: false,
+        run: vm_assist_unknown,
+    },
+    Attack {
+        name: "segbase-noncanonical",
+        fatal: false,
+        run: segbase_noncanonical,
+    },
+    Attack {
+        name: "iret-bogus",
+        fatal: true,
+        run: iret_bogus,
+    },
 ];
 
 fn main() {
@@ -151,11 +278,17 @@ impl Victim {
     }
     /// Its own, writable mapping (the legitimate `update_va_mapping`).
     fn restore(&self) -> Result<(), XenError> {
-        hypercall::update_va_mapping(self.va(), self.mfn() * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG as u64)
+        hypercall::update_va_mapping(
+            self.va(),
+            self.mfn() * PAGE_SIZE | pte::DATA_RW,
+            UVMF_INVLPG as u64,
+        )
     }
     /// Machine address of its L1 entry.
     fn l1e(&self) -> u64 {
-        paging::walk(paging::boot_l4_mfn(), self.va(), 1).expect("mapped").0
+        paging::walk(paging::boot_l4_mfn(), self.va(), 1)
+            .expect("mapped")
+            .0
     }
 }
 
@@ -185,8 +318,12 @@ impl Cliff {
 impl Drop for Cliff {
     fn drop(&mut self) {
         let mfn = paging::virt_to_mfn(self.hole());
-        hypercall::update_va_mapping(self.hole(), mfn * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG as u64)
-            .expect("remap a heap page");
+        hypercall::update_va_mapping(
+            self.hole(),
+            mfn * PAGE_SIZE | pte::DATA_RW,
+            UVMF_INVLPG as u64,
+        )
+        .expect("remap a heap page");
     }
 }
 
@@ -238,22 +375,38 @@ fn mmu_raw(reqs: u64, count: u64) -> i64 {
 /// Map a machine frame beyond RAM (no domain owns it).
 fn map_beyond_ram(c: &Ctx) {
     let v = Victim::new();
-    c.result_of(hypercall::update_va_mapping(v.va(), BEYOND_RAM_MFN * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG as u64));
+    c.result_of(hypercall::update_va_mapping(
+        v.va(),
+        BEYOND_RAM_MFN * PAGE_SIZE | pte::DATA_RW,
+        UVMF_INVLPG as u64,
+    ));
     c.legit(v.restore());
 }
 
 /// Map a frame of Xen's M2P table writable.
 fn map_m2p_writable(c: &Ctx) {
     let v = Victim::new();
-    c.result_of(hypercall::update_va_mapping(v.va(), m2p_mfn() * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG as u64));
+    c.result_of(hypercall::update_va_mapping(
+        v.va(),
+        m2p_mfn() * PAGE_SIZE | pte::DATA_RW,
+        UVMF_INVLPG as u64,
+    ));
     c.legit(v.restore());
 }
 
 /// Make a live L1 table writable through update_va_mapping of its linear address.
 fn pt_writable_uvm(c: &Ctx) {
     let l1 = boot_l1();
-    c.result_of(hypercall::update_va_mapping(l1.va(), l1.mfn * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG as u64));
-    c.legit(hypercall::update_va_mapping(l1.va(), l1.mfn * PAGE_SIZE | pte::DATA_RO, UVMF_INVLPG as u64));
+    c.result_of(hypercall::update_va_mapping(
+        l1.va(),
+        l1.mfn * PAGE_SIZE | pte::DATA_RW,
+        UVMF_INVLPG as u64,
+    ));
+    c.legit(hypercall::update_va_mapping(
+        l1.va(),
+        l1.mfn * PAGE_SIZE | pte::DATA_RO,
+        UVMF_INVLPG as u64,
+    ));
 }
 
 /// Same through mmu_update on the entry that maps it.
@@ -320,25 +473,43 @@ fn double_pin(c: &Ctx) {
 fn unpin_current_l4(c: &Ctx) {
     let l4 = Frame::from_pfn(paging::virt_to_pfn(start_info::get().pt_base()));
     let unpinned = unpin(l4);
-    println!("attack {}: unpinning the current L4: {}", c.name, unpinned.map_or_else(|e| alloc::format!("{e}"), |()| "0".into()));
-    c.result_of(hypercall::update_va_mapping(l4.va(), l4.mfn * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG as u64));
+    println!(
+        "attack {}: unpinning the current L4: {}",
+        c.name,
+        unpinned.map_or_else(|e| alloc::format!("{e}"), |()| "0".into())
+    );
+    c.result_of(hypercall::update_va_mapping(
+        l4.va(),
+        l4.mfn * PAGE_SIZE | pte::DATA_RW,
+        UVMF_INVLPG as u64,
+    ));
     if unpinned.is_ok() {
         pin(MMUEXT_PIN_L4_TABLE, l4).expect("re-pin the L4");
     }
-    c.legit(hypercall::update_va_mapping(l4.va(), l4.mfn * PAGE_SIZE | pte::DATA_RO, UVMF_INVLPG as u64));
+    c.legit(hypercall::update_va_mapping(
+        l4.va(),
+        l4.mfn * PAGE_SIZE | pte::DATA_RO,
+        UVMF_INVLPG as u64,
+    ));
 }
 
 /// Switch to a "page table" that is a writable data frame.
 fn baseptr_non_l4(c: &Ctx) {
     let v = Victim::new();
     c.result_of(mmuext_one(mmuext_mfn(MMUEXT_NEW_BASEPTR, v.mfn())));
-    c.legit(mmuext_one(mmuext_mfn(MMUEXT_NEW_BASEPTR, paging::boot_l4_mfn())));
+    c.legit(mmuext_one(mmuext_mfn(
+        MMUEXT_NEW_BASEPTR,
+        paging::boot_l4_mfn(),
+    )));
 }
 
 /// Switch to a frame we do not own.
 fn baseptr_foreign(c: &Ctx) {
     c.result_of(mmuext_one(mmuext_mfn(MMUEXT_NEW_BASEPTR, m2p_mfn())));
-    c.legit(mmuext_one(mmuext_mfn(MMUEXT_NEW_BASEPTR, paging::boot_l4_mfn())));
+    c.legit(mmuext_one(mmuext_mfn(
+        MMUEXT_NEW_BASEPTR,
+        paging::boot_l4_mfn(),
+    )));
 }
 
 /// Write an L4 slot in the hypervisor's range (256: the M2P) with our own L3.
@@ -358,7 +529,10 @@ fn pse_superpage(c: &Ctx) {
     let (maddr, e) = paging::walk(l4, end, 2).expect("the last L2 covers it");
     assert_eq!(e & pte::PRESENT, 0, "slot after memory is free");
     let first = paging::pfn_to_mfn(0);
-    c.result_of(one_update(maddr, first * PAGE_SIZE | pte::DATA_RW | pte::PSE));
+    c.result_of(one_update(
+        maddr,
+        first * PAGE_SIZE | pte::DATA_RW | pte::PSE,
+    ));
     c.legit(one_update(maddr, 0));
 }
 
@@ -375,7 +549,10 @@ fn linear_pt_writable(c: &Ctx) {
 fn mmu_overrun(c: &Ctx) {
     let v = Victim::new();
     let cliff = Cliff::new();
-    let req = mmu_update { ptr: v.l1e(), val: v.mfn() * PAGE_SIZE | pte::DATA_RW };
+    let req = mmu_update {
+        ptr: v.l1e(),
+        val: v.mfn() * PAGE_SIZE | pte::DATA_RW,
+    };
     let at = cliff.edge() - 16;
     // SAFETY: the last 16 bytes of the mapped page of the cliff.
     unsafe { write_volatile(at as *mut mmu_update, req) };
@@ -401,15 +578,25 @@ fn mmu_xen_ptr(c: &Ctx) {
 /// MMU_MACHPHYS_UPDATE of a frame we do not own (an M2P frame).
 fn machphys_foreign(c: &Ctx) {
     let v = Victim::new();
-    c.result_of(one_update(m2p_mfn() * PAGE_SIZE | u64::from(MMU_MACHPHYS_UPDATE), 0));
+    c.result_of(one_update(
+        m2p_mfn() * PAGE_SIZE | u64::from(MMU_MACHPHYS_UPDATE),
+        0,
+    ));
     let pfn = paging::virt_to_pfn(v.va());
-    c.legit(one_update(v.mfn() * PAGE_SIZE | u64::from(MMU_MACHPHYS_UPDATE), pfn));
+    c.legit(one_update(
+        v.mfn() * PAGE_SIZE | u64::from(MMU_MACHPHYS_UPDATE),
+        pfn,
+    ));
 }
 
 /// update_va_mapping of a non-canonical address.
 fn uvm_noncanonical(c: &Ctx) {
     let v = Victim::new();
-    c.result_of(hypercall::update_va_mapping(0x0000_8000_0000_0000, v.mfn() * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG as u64));
+    c.result_of(hypercall::update_va_mapping(
+        0x0000_8000_0000_0000,
+        v.mfn() * PAGE_SIZE | pte::DATA_RW,
+        UVMF_INVLPG as u64,
+    ));
     c.legit(v.restore());
 }
 
@@ -417,21 +604,33 @@ fn uvm_noncanonical(c: &Ctx) {
 fn multicall_overrun(c: &Ctx) {
     let cliff = Cliff::new();
     let at = cliff.edge() - 64;
-    let e = hypercall::multicall_entry(__HYPERVISOR_xen_version, [u64::from(XENVER_version), 0, 0, 0, 0, 0]);
+    let e = hypercall::multicall_entry(
+        __HYPERVISOR_xen_version,
+        [u64::from(XENVER_version), 0, 0, 0, 0, 0],
+    );
     // SAFETY: the last 64 bytes of the mapped page of the cliff.
     unsafe { write_volatile(at as *mut multicall_entry, e) };
     // SAFETY: the second entry is in the hole: the attack.
     c.result(unsafe { hypercall::multicall_raw(at, 2) });
     let mut calls = [e];
     c.legit(hypercall::multicall(&mut calls).and_then(|()| {
-        if calls[0].result >> 16 >= 3 { Ok(()) } else { Err(XenError(XEN_EINVAL.into())) }
+        if calls[0].result >> 16 >= 3 {
+            Ok(())
+        } else {
+            Err(XenError(XEN_EINVAL.into()))
+        }
     }));
 }
 
 /// A trap handler at a non-canonical address.
 fn trap_noncanonical(c: &Ctx) {
     let table = [
-        trap_info { vector: 6, flags: 0, cs: FLAT_KERNEL_CS as u16, address: 0x0000_8000_0000_0000 },
+        trap_info {
+            vector: 6,
+            flags: 0,
+            cs: FLAT_KERNEL_CS as u16,
+            address: 0x0000_8000_0000_0000,
+        },
         trap_info::default(),
     ];
     c.result_of(hypercall::set_trap_table(&table));
@@ -442,14 +641,18 @@ fn trap_noncanonical(c: &Ctx) {
 fn increase_huge(c: &Ctx) {
     let mut frames = [0 as xen_pfn_t; 1];
     let mut r = xen_memory_reservation {
-        extent_start: __guest_handle_xen_pfn_t { p: frames.as_mut_ptr() },
+        extent_start: __guest_handle_xen_pfn_t {
+            p: frames.as_mut_ptr(),
+        },
         nr_extents: 1 << 40,
         extent_order: 30,
         mem_flags: 0,
         domid: DOMID_SELF,
     };
     // SAFETY: `r` lives across the call; the absurd sizes are the attack.
-    c.result(unsafe { hypercall::memory_op_raw(XENMEM_increase_reservation, &mut r as *mut _ as u64) });
+    c.result(unsafe {
+        hypercall::memory_op_raw(XENMEM_increase_reservation, &mut r as *mut _ as u64)
+    });
     c.legit(hypercall::memory_query(XENMEM_current_reservation));
 }
 
@@ -457,7 +660,12 @@ fn increase_huge(c: &Ctx) {
 fn decrease_not_owned(c: &Ctx) {
     let nr = start_info::get().nr_pages();
     let mut frames = [nr + 0x1000, nr + 0x1001];
-    c.result_of(hypercall::reservation(XENMEM_decrease_reservation, &mut frames, 2, 0));
+    c.result_of(hypercall::reservation(
+        XENMEM_decrease_reservation,
+        &mut frames,
+        2,
+        0,
+    ));
     c.legit(hypercall::memory_query(XENMEM_maximum_reservation));
 }
 
@@ -499,13 +707,21 @@ fn hypercall_unknown(c: &Ctx) {
     // SAFETY: no arguments; the number is the attack.
     c.result(unsafe { hypercall::hypercall(100, 0, 0, 0, 0, 0) });
     let (major, _) = hypercall::xen_version();
-    c.legit(if major >= 3 { Ok(()) } else { Err(XenError(XEN_EINVAL.into())) });
+    c.legit(if major >= 3 {
+        Ok(())
+    } else {
+        Err(XenError(XEN_EINVAL.into()))
+    });
 }
 
 /// Unregister the event callback.
 fn callback_unregister_event(c: &Ctx) {
     c.result_of(hypercall::callback_unregister(CALLBACKTYPE_event));
-    c.legit(hypercall::callback_register(CALLBACKTYPE_failsafe, failsafe as *const () as u64, 0));
+    c.legit(hypercall::callback_register(
+        CALLBACKTYPE_failsafe,
+        failsafe as *const () as u64,
+        0,
+    ));
 }
 
 /// The failsafe callback: a segment reload or iret failed in the hypervisor.
@@ -524,12 +740,18 @@ fn stack_switch_bad_ss(c: &Ctx) {
 /// vm_assist with an unknown type.
 fn vm_assist_unknown(c: &Ctx) {
     c.result_of(hypercall::vm_assist(VMASST_CMD_enable, 31));
-    c.legit(hypercall::vm_assist(VMASST_CMD_enable, VMASST_TYPE_runstate_update_flag));
+    c.legit(hypercall::vm_assist(
+        VMASST_CMD_enable,
+        VMASST_TYPE_runstate_update_flag,
+    ));
 }
 
 /// set_segment_base with a non-canonical FS base.
 fn segbase_noncanonical(c: &Ctx) {
-    c.result_of(hypercall::set_segment_base(SEGBASE_FS, 0x8000_0000_0000_0000));
+    c.result_of(hypercall::set_segment_base(
+        SEGBASE_FS,
+        0x8000_0000_0000_0000,
+    ));
     c.legit(hypercall::set_segment_base(SEGBASE_FS, 0));
 }
 

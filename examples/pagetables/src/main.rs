@@ -25,7 +25,7 @@ use libos::memory::{self, Frame};
 use libos::paging::{self, pte, ENTRIES, PAGE_SIZE};
 use libos::{println, start_info, traps};
 use xen_sys::{
-    MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, SHUTDOWN_crash, UVMF_INVLPG,
+    SHUTDOWN_crash, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE, UVMF_INVLPG,
 };
 
 /// The test page's new address: L4 slot 2, far from anything else we map.
@@ -142,12 +142,18 @@ fn main() {
     fill(l4, |t| t.copy_from_slice(&copy));
     println!("pagetables: built L4 {:#x} with 7 new tables", l4.mfn);
 
-    ok(mmuext_one(mmuext_mfn(MMUEXT_PIN_L4_TABLE, l4.mfn)), "pin L4");
+    ok(
+        mmuext_one(mmuext_mfn(MMUEXT_PIN_L4_TABLE, l4.mfn)),
+        "pin L4",
+    );
     println!("pagetables: pinned");
     if probe(TEST_VA).is_ok() {
         fail("the test address is mapped before the switch");
     }
-    ok(mmuext_one(mmuext_mfn(MMUEXT_NEW_BASEPTR, l4.mfn)), "switch to the new L4");
+    ok(
+        mmuext_one(mmuext_mfn(MMUEXT_NEW_BASEPTR, l4.mfn)),
+        "switch to the new L4",
+    );
     println!("pagetables: running on the new tables");
     match probe(TEST_VA) {
         Ok(MAGIC) => println!("pagetables: test page at {TEST_VA:#x} reads {MAGIC:#x}"),
@@ -164,10 +170,17 @@ fn main() {
         other => fail(&alloc::format!("left-out chunk: {other:?}")),
     }
 
-    ok(mmuext_one(mmuext_mfn(MMUEXT_NEW_BASEPTR, boot_l4)), "switch back");
+    ok(
+        mmuext_one(mmuext_mfn(MMUEXT_NEW_BASEPTR, boot_l4)),
+        "switch back",
+    );
     match probe(TEST_VA) {
-        Err(f) if f.vector == 14 => println!("pagetables: back on the boot tables: test address faults: {f}"),
-        other => fail(&alloc::format!("test address after switching back: {other:?}")),
+        Err(f) if f.vector == 14 => {
+            println!("pagetables: back on the boot tables: test address faults: {f}")
+        }
+        other => fail(&alloc::format!(
+            "test address after switching back: {other:?}"
+        )),
     }
     if probe(hole_va).is_err() {
         fail("left-out chunk still faults on the boot tables");

@@ -48,7 +48,9 @@ pub fn memory_query(cmd: u32) -> Result<u64, XenError> {
 pub fn machphys_mfn_list(out: &mut [xen_pfn_t]) -> Result<u64, XenError> {
     let mut l = xen_machphys_mfn_list {
         max_extents: out.len() as u32,
-        extent_start: __guest_handle_xen_pfn_t { p: out.as_mut_ptr() },
+        extent_start: __guest_handle_xen_pfn_t {
+            p: out.as_mut_ptr(),
+        },
         nr_extents: 0,
     };
     // SAFETY: `l` and `out` live across the call; at most `out.len()` are written.

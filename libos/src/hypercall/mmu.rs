@@ -19,7 +19,9 @@ pub fn mmu_update(reqs: &[mmu_update]) -> Result<u64, (XenError, u64)> {
             DOMID_SELF,
         )
     };
-    check(r).map(|_| u64::from(done)).map_err(|e| (e, u64::from(done)))
+    check(r)
+        .map(|_| u64::from(done))
+        .map_err(|e| (e, u64::from(done)))
 }
 
 /// `mmu_update` with raw arguments (for callers that must pass odd pointers or counts).
@@ -29,7 +31,16 @@ pub fn mmu_update(reqs: &[mmu_update]) -> Result<u64, (XenError, u64)> {
 /// non-zero): both must be valid or deliberately invalid guest addresses.
 pub unsafe fn mmu_update_raw(reqs: u64, count: u64, done: u64, domid: u16) -> i64 {
     // SAFETY: forwarded to the caller.
-    unsafe { hypercall(__HYPERVISOR_mmu_update, reqs, count, done, u64::from(domid), 0) }
+    unsafe {
+        hypercall(
+            __HYPERVISOR_mmu_update,
+            reqs,
+            count,
+            done,
+            u64::from(domid),
+            0,
+        )
+    }
 }
 
 /// `HYPERVISOR_update_va_mapping(va, pte, flags)`: sets the L1 entry that maps `va`
@@ -73,7 +84,9 @@ pub fn mmuext_op(ops: &[mmuext_op]) -> Result<u64, (XenError, u64)> {
             0,
         )
     };
-    check(r).map(|_| u64::from(done)).map_err(|e| (e, u64::from(done)))
+    check(r)
+        .map(|_| u64::from(done))
+        .map_err(|e| (e, u64::from(done)))
 }
 
 /// One `mmuext_op` on its own.

@@ -14,8 +14,17 @@ pub fn set_trap_table(table: &[trap_info]) -> Result<(), XenError> {
         return Err(XenError(i64::from(XEN_EINVAL)));
     }
     // SAFETY: the table is terminated and lives across the call; only read.
-    check(unsafe { hypercall(__HYPERVISOR_set_trap_table, table.as_ptr() as u64, 0, 0, 0, 0) })
-        .map(|_| ())
+    check(unsafe {
+        hypercall(
+            __HYPERVISOR_set_trap_table,
+            table.as_ptr() as u64,
+            0,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(|_| ())
 }
 
 /// `set_trap_table` with a raw pointer.
@@ -85,23 +94,40 @@ pub fn stack_switch(ss: u64, rsp: u64) -> Result<(), XenError> {
 /// `HYPERVISOR_set_segment_base(which, base)` (`SEGBASE_*`).
 pub fn set_segment_base(which: u32, base: u64) -> Result<(), XenError> {
     // SAFETY: values only.
-    check(unsafe { hypercall(__HYPERVISOR_set_segment_base, u64::from(which), base, 0, 0, 0) })
-        .map(|_| ())
+    check(unsafe {
+        hypercall(
+            __HYPERVISOR_set_segment_base,
+            u64::from(which),
+            base,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(|_| ())
 }
 
 /// `HYPERVISOR_fpu_taskswitch(set)`: sets (1) or clears (0) CR0.TS for us.
 pub fn fpu_taskswitch(set: bool) -> Result<(), XenError> {
     // SAFETY: a value only.
-    check(unsafe { hypercall(__HYPERVISOR_fpu_taskswitch, u64::from(set), 0, 0, 0, 0) })
-        .map(|_| ())
+    check(unsafe { hypercall(__HYPERVISOR_fpu_taskswitch, u64::from(set), 0, 0, 0, 0) }).map(|_| ())
 }
 
 /// `HYPERVISOR_set_gdt(frames, entries)`: the GDT lives in `frames` (machine frames,
 /// which must not be writable anywhere).
 pub fn set_gdt(frames: &[xen_pfn_t], entries: u64) -> Result<(), XenError> {
     // SAFETY: the frame list lives across the call and is only read.
-    check(unsafe { hypercall(__HYPERVISOR_set_gdt, frames.as_ptr() as u64, entries, 0, 0, 0) })
-        .map(|_| ())
+    check(unsafe {
+        hypercall(
+            __HYPERVISOR_set_gdt,
+            frames.as_ptr() as u64,
+            entries,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(|_| ())
 }
 
 /// `HYPERVISOR_update_descriptor(maddr, desc)`: writes one 8-byte descriptor at machine
