@@ -104,7 +104,7 @@ pub fn free_frames() -> u64 {
 pub fn with_frame<R>(mfn: u64, f: impl FnOnce(&mut [u64; ENTRIES]) -> R) -> Result<R, XenError> {
     let saved = SCRATCH.lock();
     let va = scratch_va();
-    hypercall::update_va_mapping(va, mfn * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG)?;
+    hypercall::update_va_mapping(va, (mfn * PAGE_SIZE) | pte::DATA_RW, UVMF_INVLPG)?;
     // SAFETY: the scratch page is a page-aligned page of our image, now mapped
     // writable to `mfn`, and only used under the SCRATCH lock.
     let r = f(unsafe { &mut *(va as *mut [u64; ENTRIES]) });
@@ -159,7 +159,7 @@ fn new_table(next: &mut u64, limit: u64, parent_maddr: u64) -> Result<u64, XenEr
     let mfn = paging::pfn_to_mfn(*next);
     *next += 1;
     with_frame(mfn, |t| t.fill(0))?;
-    set_entry(parent_maddr, mfn * PAGE_SIZE | pte::TABLE)?;
+    set_entry(parent_maddr, (mfn * PAGE_SIZE) | pte::TABLE)?;
     Ok(mfn)
 }
 
@@ -208,7 +208,7 @@ fn map_rest(nr: u64, heap_start: u64, boot_end: u64) -> Result<MemoryMap, XenErr
     // Upper bound on the new tables: one L1 per 2 MiB (plus the partial first one), one
     // L2 per 1 GiB (plus one).
     let l1s = (nr.saturating_sub(first)).div_ceil(512) + 1;
-    let l2s = (nr * PAGE_SIZE >> 30) + 2;
+    let l2s = ((nr * PAGE_SIZE) >> 30) + 2;
     let reserved = l1s + l2s + POOL_FRAMES;
     if nr < first + reserved {
         // Too little memory beyond the bootstrap mapping: no pool, heap as mapped.
@@ -273,7 +273,7 @@ fn map_rest(nr: u64, heap_start: u64, boot_end: u64) -> Result<MemoryMap, XenErr
             pte::DATA_RO
         };
         let l1e_maddr = l1_mfn * PAGE_SIZE + paging::table_index(v, 1) as u64 * 8;
-        batch.push(l1e_maddr, paging::pfn_to_mfn(pfn) * PAGE_SIZE | flags)?;
+        batch.push(l1e_maddr, (paging::pfn_to_mfn(pfn) * PAGE_SIZE) | flags)?;
     }
     batch.flush()?;
 

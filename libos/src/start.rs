@@ -14,7 +14,7 @@ use xen_sys::{
 /// The boot stack; a multiple of the page size, so the guard page below it is a page
 /// of its own.
 const STACK_BYTES: usize = 128 * 1024;
-const _: () = assert!(STACK_BYTES % 4096 == 0);
+const _: () = assert!(STACK_BYTES.is_multiple_of(4096));
 
 global_asm!(
     r#"

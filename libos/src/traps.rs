@@ -304,6 +304,7 @@ extern "C" fn libos_trap(saved: *const Saved) -> ! {
     let s = unsafe { &*saved };
     let vector = s.vector as u8;
     // The frame after RCX, R11: [error code], RIP, CS, RFLAGS, RSP, SS.
+    // SAFETY: Xen's frame continues right after R11 (see the module doc).
     let tail = unsafe { (&s.r11 as *const u64).add(1) };
     let word = |i: usize| {
         // SAFETY: Xen wrote 5 words (6 with an error code) after R11.

@@ -51,11 +51,14 @@ pub struct Ctx<'a> {
     pub verbose: bool,
 }
 
+/// What a scenario runs.
+pub type RunFn = dyn Fn(&Ctx) -> Result<Pass, Failure>;
+
 /// One scenario.
 pub struct Scenario {
     pub name: String,
     pub description: String,
-    pub run: Box<dyn Fn(&Ctx) -> Result<Pass, Failure>>,
+    pub run: Box<RunFn>,
 }
 
 impl Scenario {

@@ -280,8 +280,8 @@ impl Victim {
     fn restore(&self) -> Result<(), XenError> {
         hypercall::update_va_mapping(
             self.va(),
-            self.mfn() * PAGE_SIZE | pte::DATA_RW,
-            UVMF_INVLPG as u64,
+            (self.mfn() * PAGE_SIZE) | pte::DATA_RW,
+            UVMF_INVLPG,
         )
     }
     /// Machine address of its L1 entry.
@@ -303,7 +303,7 @@ impl Cliff {
         let c = Cliff {
             pages: Box::new([Page([0; ENTRIES]), Page([0; ENTRIES])]),
         };
-        hypercall::update_va_mapping(c.hole(), 0, UVMF_INVLPG as u64).expect("unmap a heap page");
+        hypercall::update_va_mapping(c.hole(), 0, UVMF_INVLPG).expect("unmap a heap page");
         c
     }
     /// The end of the mapped page.
@@ -318,12 +318,8 @@ impl Cliff {
 impl Drop for Cliff {
     fn drop(&mut self) {
         let mfn = paging::virt_to_mfn(self.hole());
-        hypercall::update_va_mapping(
-            self.hole(),
-            mfn * PAGE_SIZE | pte::DATA_RW,
-            UVMF_INVLPG as u64,
-        )
-        .expect("remap a heap page");
+        hypercall::update_va_mapping(self.hole(), (mfn * PAGE_SIZE) | pte::DATA_RW, UVMF_INVLPG)
+            .expect("remap a heap page");
     }
 }
 
@@ -377,8 +373,8 @@ fn map_beyond_ram(c: &Ctx) {
     let v = Victim::new();
     c.result_of(hypercall::update_va_mapping(
         v.va(),
-        BEYOND_RAM_MFN * PAGE_SIZE | pte::DATA_RW,
-        UVMF_INVLPG as u64,
+        (BEYOND_RAM_MFN * PAGE_SIZE) | pte::DATA_RW,
+        UVMF_INVLPG,
     ));
     c.legit(v.restore());
 }
@@ -388,8 +384,8 @@ fn map_m2p_writable(c: &Ctx) {
     let v = Victim::new();
     c.result_of(hypercall::update_va_mapping(
         v.va(),
-        m2p_mfn() * PAGE_SIZE | pte::DATA_RW,
-        UVMF_INVLPG as u64,
+        (m2p_mfn() * PAGE_SIZE) | pte::DATA_RW,
+        UVMF_INVLPG,
     ));
     c.legit(v.restore());
 }
@@ -399,13 +395,13 @@ fn pt_writable_uvm(c: &Ctx) {
     let l1 = boot_l1();
     c.result_of(hypercall::update_va_mapping(
         l1.va(),
-        l1.mfn * PAGE_SIZE | pte::DATA_RW,
-        UVMF_INVLPG as u64,
+        (l1.mfn * PAGE_SIZE) | pte::DATA_RW,
+        UVMF_INVLPG,
     ));
     c.legit(hypercall::update_va_mapping(
         l1.va(),
-        l1.mfn * PAGE_SIZE | pte::DATA_RO,
-        UVMF_INVLPG as u64,
+        (l1.mfn * PAGE_SIZE) | pte::DATA_RO,
+        UVMF_INVLPG,
     ));
 }
 
@@ -413,8 +409,8 @@ fn pt_writable_uvm(c: &Ctx) {
 fn pt_writable_mmu(c: &Ctx) {
     let l1 = boot_l1();
     let (maddr, _) = paging::walk(paging::boot_l4_mfn(), l1.va(), 1).expect("walk");
-    c.result_of(one_update(maddr, l1.mfn * PAGE_SIZE | pte::DATA_RW));
-    c.legit(one_update(maddr, l1.mfn * PAGE_SIZE | pte::DATA_RO));
+    c.result_of(one_update(maddr, (l1.mfn * PAGE_SIZE) | pte::DATA_RW));
+    c.legit(one_update(maddr, (l1.mfn * PAGE_SIZE) | pte::DATA_RO));
 }
 
 /// Write a live L1 table directly through its read-only mapping: an entry (the
@@ -426,7 +422,7 @@ fn pt_direct_write(c: &Ctx) {
     assert_eq!(entry, 0, "the guard page is unmapped");
     let l1 = Frame::from_pfn(paging::mfn_to_pfn(maddr / PAGE_SIZE));
     let target = (l1.va() + maddr % PAGE_SIZE) as *mut u64;
-    let bad = BEYOND_RAM_MFN * PAGE_SIZE | pte::DATA_RW;
+    let bad = (BEYOND_RAM_MFN * PAGE_SIZE) | pte::DATA_RW;
     // SAFETY: a write to a read-only page table on purpose; `catch` turns the fault
     // into a value.
     match traps::catch(|| unsafe { write_volatile(target, bad) }) {
@@ -441,7 +437,7 @@ fn pin_self_writable(c: &Ctx) {
     let f = pool_frame();
     memory::with_frame(f.mfn, |t| {
         t.fill(0);
-        t[0] = f.mfn * PAGE_SIZE | pte::DATA_RW;
+        t[0] = (f.mfn * PAGE_SIZE) | pte::DATA_RW;
     })
     .expect("fill");
     c.result_of(pin(MMUEXT_PIN_L1_TABLE, f));
@@ -480,16 +476,16 @@ fn unpin_current_l4(c: &Ctx) {
     );
     c.result_of(hypercall::update_va_mapping(
         l4.va(),
-        l4.mfn * PAGE_SIZE | pte::DATA_RW,
-        UVMF_INVLPG as u64,
+        (l4.mfn * PAGE_SIZE) | pte::DATA_RW,
+        UVMF_INVLPG,
     ));
     if unpinned.is_ok() {
         pin(MMUEXT_PIN_L4_TABLE, l4).expect("re-pin the L4");
     }
     c.legit(hypercall::update_va_mapping(
         l4.va(),
-        l4.mfn * PAGE_SIZE | pte::DATA_RO,
-        UVMF_INVLPG as u64,
+        (l4.mfn * PAGE_SIZE) | pte::DATA_RO,
+        UVMF_INVLPG,
     ));
 }
 
@@ -531,7 +527,7 @@ fn pse_superpage(c: &Ctx) {
     let first = paging::pfn_to_mfn(0);
     c.result_of(one_update(
         maddr,
-        first * PAGE_SIZE | pte::DATA_RW | pte::PSE,
+        (first * PAGE_SIZE) | pte::DATA_RW | pte::PSE,
     ));
     c.legit(one_update(maddr, 0));
 }
@@ -541,7 +537,7 @@ fn linear_pt_writable(c: &Ctx) {
     let l4 = paging::boot_l4_mfn();
     // Slot 300: a free guest slot.
     let maddr = l4 * PAGE_SIZE + 300 * 8;
-    c.result_of(one_update(maddr, l4 * PAGE_SIZE | pte::TABLE));
+    c.result_of(one_update(maddr, (l4 * PAGE_SIZE) | pte::TABLE));
     c.legit(one_update(maddr, 0));
 }
 
@@ -551,7 +547,7 @@ fn mmu_overrun(c: &Ctx) {
     let cliff = Cliff::new();
     let req = mmu_update {
         ptr: v.l1e(),
-        val: v.mfn() * PAGE_SIZE | pte::DATA_RW,
+        val: (v.mfn() * PAGE_SIZE) | pte::DATA_RW,
     };
     let at = cliff.edge() - 16;
     // SAFETY: the last 16 bytes of the mapped page of the cliff.
@@ -565,26 +561,26 @@ fn mmu_unmapped_ptr(c: &Ctx) {
     let v = Victim::new();
     let cliff = Cliff::new();
     c.result(mmu_raw(cliff.hole(), 1));
-    c.legit(one_update(v.l1e(), v.mfn() * PAGE_SIZE | pte::DATA_RW));
+    c.legit(one_update(v.l1e(), (v.mfn() * PAGE_SIZE) | pte::DATA_RW));
 }
 
 /// mmu_update with a request pointer into the hypervisor's own range.
 fn mmu_xen_ptr(c: &Ctx) {
     let v = Victim::new();
     c.result(mmu_raw(HYPERVISOR_VIRT_START + 0x100_0000_0000, 1));
-    c.legit(one_update(v.l1e(), v.mfn() * PAGE_SIZE | pte::DATA_RW));
+    c.legit(one_update(v.l1e(), (v.mfn() * PAGE_SIZE) | pte::DATA_RW));
 }
 
 /// MMU_MACHPHYS_UPDATE of a frame we do not own (an M2P frame).
 fn machphys_foreign(c: &Ctx) {
     let v = Victim::new();
     c.result_of(one_update(
-        m2p_mfn() * PAGE_SIZE | u64::from(MMU_MACHPHYS_UPDATE),
+        (m2p_mfn() * PAGE_SIZE) | u64::from(MMU_MACHPHYS_UPDATE),
         0,
     ));
     let pfn = paging::virt_to_pfn(v.va());
     c.legit(one_update(
-        v.mfn() * PAGE_SIZE | u64::from(MMU_MACHPHYS_UPDATE),
+        (v.mfn() * PAGE_SIZE) | u64::from(MMU_MACHPHYS_UPDATE),
         pfn,
     ));
 }
@@ -594,8 +590,8 @@ fn uvm_noncanonical(c: &Ctx) {
     let v = Victim::new();
     c.result_of(hypercall::update_va_mapping(
         0x0000_8000_0000_0000,
-        v.mfn() * PAGE_SIZE | pte::DATA_RW,
-        UVMF_INVLPG as u64,
+        (v.mfn() * PAGE_SIZE) | pte::DATA_RW,
+        UVMF_INVLPG,
     ));
     c.legit(v.restore());
 }

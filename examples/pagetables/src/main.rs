@@ -102,13 +102,13 @@ fn main() {
     let frames = [l4, l3k, l2k, l1k, l3t, l2t, l1t];
 
     fill(l1t, |t| {
-        t[paging::table_index(TEST_VA, 1)] = test_mfn * PAGE_SIZE | pte::DATA_RW
+        t[paging::table_index(TEST_VA, 1)] = (test_mfn * PAGE_SIZE) | pte::DATA_RW
     });
     fill(l2t, |t| {
-        t[paging::table_index(TEST_VA, 2)] = l1t.mfn * PAGE_SIZE | pte::TABLE
+        t[paging::table_index(TEST_VA, 2)] = (l1t.mfn * PAGE_SIZE) | pte::TABLE
     });
     fill(l3t, |t| {
-        t[paging::table_index(TEST_VA, 3)] = l2t.mfn * PAGE_SIZE | pte::TABLE
+        t[paging::table_index(TEST_VA, 3)] = (l2t.mfn * PAGE_SIZE) | pte::TABLE
     });
     // Copies of the kernel region's tables: read the old ones first (through the
     // linear region), then write the copies.
@@ -120,13 +120,13 @@ fn main() {
     for (i, e) in copy.iter_mut().enumerate() {
         *e = paging::read_entry(old_l2, i);
     }
-    copy[paging::table_index(base, 2)] = l1k.mfn * PAGE_SIZE | pte::TABLE;
+    copy[paging::table_index(base, 2)] = (l1k.mfn * PAGE_SIZE) | pte::TABLE;
     copy[paging::table_index(hole_va, 2)] = 0;
     fill(l2k, |t| t.copy_from_slice(&copy));
     for (i, e) in copy.iter_mut().enumerate() {
         *e = paging::read_entry(old_l3, i);
     }
-    copy[paging::table_index(base, 3)] = l2k.mfn * PAGE_SIZE | pte::TABLE;
+    copy[paging::table_index(base, 3)] = (l2k.mfn * PAGE_SIZE) | pte::TABLE;
     fill(l3k, |t| t.copy_from_slice(&copy));
     // The L4: the boot L4's guest slots (not Xen's 256-271, which Xen fills in when
     // it validates an L4), our kernel L3 and the test L3.
@@ -137,8 +137,8 @@ fn main() {
             paging::read_entry(boot_l4, i)
         };
     }
-    copy[paging::table_index(base, 4)] = l3k.mfn * PAGE_SIZE | pte::TABLE;
-    copy[paging::table_index(TEST_VA, 4)] = l3t.mfn * PAGE_SIZE | pte::TABLE;
+    copy[paging::table_index(base, 4)] = (l3k.mfn * PAGE_SIZE) | pte::TABLE;
+    copy[paging::table_index(TEST_VA, 4)] = (l3t.mfn * PAGE_SIZE) | pte::TABLE;
     fill(l4, |t| t.copy_from_slice(&copy));
     println!("pagetables: built L4 {:#x} with 7 new tables", l4.mfn);
 
@@ -196,13 +196,13 @@ fn main() {
         // No longer page tables: each maps writable again, then back to read-only
         // for the pool.
         ok(
-            hypercall::update_va_mapping(f.va(), f.mfn * PAGE_SIZE | pte::DATA_RW, UVMF_INVLPG),
+            hypercall::update_va_mapping(f.va(), (f.mfn * PAGE_SIZE) | pte::DATA_RW, UVMF_INVLPG),
             "mapping a torn-down table frame writable",
         );
         // SAFETY: the frame is now mapped writable at its linear address.
         unsafe { core::ptr::write_volatile(f.va() as *mut u64, 0) };
         ok(
-            hypercall::update_va_mapping(f.va(), f.mfn * PAGE_SIZE | pte::DATA_RO, UVMF_INVLPG),
+            hypercall::update_va_mapping(f.va(), (f.mfn * PAGE_SIZE) | pte::DATA_RO, UVMF_INVLPG),
             "mapping it read-only again",
         );
         memory::free_frame(f);
