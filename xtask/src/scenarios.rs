@@ -328,7 +328,7 @@ fn xen_pagetables(ctx: &Ctx) -> Result<Pass, Failure> {
                 XEN_DOM0_CRASHED,
             ],
             end: End::StopWhenSeen,
-            timeout: Duration::from_secs(180),
+            timeout: Duration::from_secs(60),
             first_guest_line: None,
         },
     )
@@ -350,7 +350,7 @@ fn xen_crash(ctx: &Ctx) -> Result<Pass, Failure> {
             expect: &expect,
             fail_on: &["Panic on CPU", "still alive"],
             end: End::StopWhenSeen,
-            timeout: Duration::from_secs(180),
+            timeout: Duration::from_secs(60),
             first_guest_line: None,
         },
     )
@@ -415,7 +415,7 @@ fn xen_attack_all(ctx: &Ctx) -> Result<Pass, Failure> {
                 XEN_DOM0_CRASHED,
             ],
             end: End::StopWhenSeen,
-            timeout: Duration::from_secs(180),
+            timeout: Duration::from_secs(60),
             first_guest_line: None,
         },
     )
@@ -436,7 +436,7 @@ fn xen_attack_fatal(ctx: &Ctx, a: &Attack) -> Result<Pass, Failure> {
             expect: &expect,
             fail_on: &["still alive", "fatal exception", "Panic on CPU"],
             end: End::StopWhenSeen,
-            timeout: Duration::from_secs(180),
+            timeout: Duration::from_secs(60),
             first_guest_line: None,
         },
     )
