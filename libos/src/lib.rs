@@ -10,11 +10,16 @@
 extern crate alloc;
 
 pub mod console;
+pub mod errno;
 pub mod heap;
 pub mod hypercall;
+pub mod memory;
+pub mod paging;
 mod panic;
+pub mod shared_info;
 pub mod start;
 pub mod start_info;
+pub mod traps;
 
 pub use start_info::StartInfo;
 

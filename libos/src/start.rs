@@ -11,7 +11,10 @@ use xen_sys::{
     XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
 
+/// The boot stack; a multiple of the page size, so the guard page below it is a page
+/// of its own.
 const STACK_BYTES: usize = 128 * 1024;
+const _: () = assert!(STACK_BYTES.is_multiple_of(4096));
 
 global_asm!(
     r#"
@@ -45,10 +48,20 @@ _start:
     ud2
     .popsection
 
-    .pushsection .bss.libos_stack, "aw", @nobits
-    .balign 16
+    /* Page-aligned pages of our own: the guard page below the stack (unmapped at
+       start, so an overflow faults instead of corrupting memory), the stack, and two
+       pages whose mappings libos replaces (shared_info, and the scratch mapping of
+       memory.rs). */
+    .pushsection .bss.libos_pages, "aw", @nobits
+    .balign 4096
+    .global libos_stack_guard
+libos_stack_guard: .skip 4096
 libos_stack: .skip {stack}
 libos_stack_top:
+    .global libos_shared_info_page
+libos_shared_info_page: .skip 4096
+    .global libos_scratch_page
+libos_scratch_page: .skip 4096
     .popsection
 "#,
     xen_version = const XEN_ELFNOTE_XEN_VERSION,
@@ -61,6 +74,16 @@ libos_stack_top:
     options(att_syntax)
 );
 
+unsafe extern "C" {
+    /// The page below the boot stack (see the assembly above).
+    static libos_stack_guard: u8;
+}
+
+/// The unmapped page below the boot stack.
+pub fn stack_guard_va() -> u64 {
+    core::ptr::addr_of!(libos_stack_guard) as u64
+}
+
 unsafe extern "Rust" {
     /// The application's `main`, declared by [`crate::main!`].
     fn __libos_main();
@@ -72,7 +95,34 @@ extern "C" fn libos_start(si: *const xen_sys::start_info) -> ! {
     let si = unsafe { si.read() };
     crate::start_info::init(si);
     crate::console::init();
-    crate::heap::init(crate::start_info::get());
+    let si = crate::start_info::get();
+    // Handlers first, so that anything below that faults gets a diagnostic. A
+    // hypervisor without these calls (-ENOSYS) still runs us, with less: say so.
+    if let Err(e) = crate::traps::init() {
+        log::warn!("no exception handlers (set_trap_table: {e}): a fault crashes the domain without a diagnostic");
+    }
+    if let Err(e) = crate::shared_info::init(si.shared_info_maddr()) {
+        log::warn!("shared_info not mapped: {e}");
+    }
+    let guard = core::ptr::addr_of!(libos_stack_guard) as u64;
+    if let Err(e) = crate::hypercall::update_va_mapping(guard, 0, xen_sys::UVMF_INVLPG) {
+        log::warn!("no stack guard page: {e}");
+    }
+    let map = crate::memory::init(si);
+    if let Some(e) = map.error {
+        log::warn!("only the bootstrap mapping is usable: mapping the rest of memory failed: {e}");
+    }
+    crate::heap::init(map.heap_start, map.heap_end);
+    log::info!(
+        "memory: {} pages, {} mapped at boot, {} mapped by libos ({} new page tables); heap {} KiB at {:#x}; {} spare frames",
+        si.nr_pages(),
+        map.boot_pages,
+        map.mapped_pages,
+        map.table_frames,
+        (map.heap_end - map.heap_start) / 1024,
+        map.heap_start,
+        crate::memory::free_frames(),
+    );
     // SAFETY: `__libos_main` is defined by the application through `main!`.
     unsafe { __libos_main() };
     crate::hypercall::shutdown(xen_sys::SHUTDOWN_poweroff)

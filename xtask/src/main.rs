@@ -12,6 +12,7 @@
 //! * [`bindgen`]: regenerates and checks `xen-sys/src/bindings.rs`;
 //! * [`test`]: the `cargo xtask test` sequence and its summary.
 
+mod attacks;
 mod bench;
 mod bindgen;
 mod bzimage;

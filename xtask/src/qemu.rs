@@ -77,7 +77,10 @@ pub fn shim_command(
 /// `-cpu max,-smap,-rdtscp`: QEMU 7.2's TCG trips SMAP on a PV kernel's `iretq`, and
 /// its SVM emulation fails on RDTSCP (DESIGN.md, pitfalls). Xen does not end QEMU
 /// when dom0 halts; callers stop it once they have seen what they wait for.
-pub fn xen_command(xen: &Path, guest: &Path, accel: Accel) -> Command {
+///
+/// `cmdline` becomes dom0's command line: Multiboot passes the module's string after
+/// its file name, and Xen hands that to dom0 in `start_info.cmd_line`.
+pub fn xen_command(xen: &Path, guest: &Path, cmdline: &str, accel: Accel) -> Command {
     let mut cmd = Command::new(QEMU);
     cmd.args(["-machine", "q35", "-accel", accel.as_str()]);
     cmd.args([
@@ -90,7 +93,12 @@ pub fn xen_command(xen: &Path, guest: &Path, accel: Accel) -> Command {
     ]);
     cmd.args(["-serial", "stdio", "-monitor", "none", "-display", "none"]);
     cmd.arg("-kernel").arg(xen);
-    cmd.arg("-initrd").arg(guest);
+    let mut module = guest.as_os_str().to_owned();
+    if !cmdline.is_empty() {
+        module.push(" ");
+        module.push(cmdline);
+    }
+    cmd.arg("-initrd").arg(module);
     cmd.args(["-append", "console=com1 dom0_mem=64M"]);
     cmd
 }

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::attacks::{self, Answer, Attack};
 use crate::images::Images;
 use crate::qemu::{self, Accel, Control, Outcome};
 use crate::xen;
@@ -16,13 +17,21 @@ use crate::xen;
 pub const HELLO_GREETING: &str = "Hello from";
 /// The shim's report that hello, as domain 0, powered off.
 pub const SHIM_HELLO_POWERED_OFF: &str = "(shim) d0 (hello) shut down: poweroff";
-/// The shim's crash report for `examples/crash` (a write through a null pointer):
-/// these lines, in this order.
-pub const SHIM_CRASH_REPORT: &[&str] = &[
-    "(shim) d0 (crash) crashed: #PF page fault (vector 14) error code 0x6 at rip=0xffffffff8",
-    "cr2=0x0000000000000010",
+/// libos's diagnostic for `examples/crash` (a write through a null pointer, in
+/// kernel mode), as Xen 4.17 delivers the fault: these lines, in this order.
+pub const LIBOS_PF_REPORT: &[&str] = &[
+    "libos: fatal exception #PF page fault (vector 14) in kernel mode, error code 0x2",
+    "rip=0xffffffff8",
+    "cr2=0x0000000000000010 (write, not present)",
     "rax=",
+    "libos: crashing the domain",
 ];
+/// The shim's report that the crash example shut itself down with SHUTDOWN_crash.
+pub const SHIM_CRASH_SHUTDOWN: &str = "(shim) d0 (crash) shut down: crash";
+/// The pagetables example's last line.
+pub const PAGETABLES_SUCCESS: &str = "pagetables: success";
+/// Xen 4.17 when dom0 crashes (it then resets the machine; QEMU has -no-reboot).
+pub const XEN_DOM0_CRASHED: &str = "Hardware Dom0 crashed";
 /// The shim, still running after the crash, once no domain is left.
 pub const SHIM_NO_DOMAINS_LEFT: &str = "(shim) no domains left";
 /// Xen 4.17 when dom0 powers off (`hwdom_shutdown`, SHUTDOWN_poweroff). Xen then halts
@@ -42,11 +51,28 @@ pub struct Ctx<'a> {
     pub verbose: bool,
 }
 
+/// What a scenario runs.
+pub type RunFn = dyn Fn(&Ctx) -> Result<Pass, Failure>;
+
 /// One scenario.
 pub struct Scenario {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub run: fn(&Ctx) -> Result<Pass, Failure>,
+    pub name: String,
+    pub description: String,
+    pub run: Box<RunFn>,
+}
+
+impl Scenario {
+    fn new(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        run: impl Fn(&Ctx) -> Result<Pass, Failure> + 'static,
+    ) -> Scenario {
+        Scenario {
+            name: name.into(),
+            description: description.into(),
+            run: Box::new(run),
+        }
+    }
 }
 
 /// A passed scenario, with what it measured (reported, never asserted).
@@ -71,44 +97,59 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// Every scenario, in the order `cargo xtask test` runs them.
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "hello",
-        description: "shim boots examples/hello as dom0: greeting printed, powers off (exit 0)",
-        run: hello,
-    },
-    Scenario {
-        name: "crash",
-        description: "a guest faults: shim reports a crash with rip/cr2 and keeps running",
-        run: crash,
-    },
-    Scenario {
-        name: "crash-gp",
-        description: "a guest runs a privileged instruction (hlt): #GP reported, guest crashed",
-        run: crash_gp,
-    },
-    Scenario {
-        name: "crash-panic",
-        description: "a guest panics: libos logs it and shuts down with SHUTDOWN_crash",
-        run: crash_panic,
-    },
-    Scenario {
-        name: "third-party-grub",
-        description: "GRUB's PV image (Debian) boots via --kernel style: notes read, runs until it needs the PV MMU, contained",
-        run: third_party_grub,
-    },
-    Scenario {
-        name: "xen-hello",
-        description: "upstream Xen 4.17 boots examples/hello as dom0: greeting printed",
-        run: xen_hello,
-    },
-];
+/// Every scenario, in the order `cargo xtask test` runs them: the fixed ones, one
+/// `attack-NAME` per entry of [`attacks::ATTACKS`], then the Xen references.
+pub fn all() -> Vec<Scenario> {
+    let mut v = vec![
+        Scenario::new("hello", "shim boots examples/hello as dom0: greeting printed, powers off (exit 0)", hello),
+        Scenario::new("crash", "a guest faults: shim reports a crash with rip/cr2 and keeps running", crash),
+        Scenario::new("crash-gp", "a guest runs a privileged instruction (hlt): #GP reported, guest crashed", crash_gp),
+        Scenario::new("crash-panic", "a guest panics: libos logs it and shuts down with SHUTDOWN_crash", crash_panic),
+        Scenario::new("pagetables", "a guest builds, pins, switches to and tears down page tables of its own (needs the shim's PV MMU)", pagetables),
+        Scenario::new("third-party-grub", "GRUB's PV image (Debian) boots via --kernel style: notes read, runs until it needs the PV MMU, contained", third_party_grub),
+        Scenario::new("xen-hello", "upstream Xen 4.17 boots examples/hello as dom0: greeting printed", xen_hello),
+    ];
+    let xen_at = v
+        .iter()
+        .position(|s| s.name.starts_with("xen-"))
+        .unwrap_or(v.len());
+    let attacks = attacks::ATTACKS.iter().map(|a| {
+        Scenario::new(
+            format!("attack-{}", a.name),
+            format!("hostile guest: {}; answer as Xen's", a.what),
+            move |ctx| attack_on_shim(ctx, a),
+        )
+    });
+    v.splice(xen_at..xen_at, attacks);
+    v.push(Scenario::new(
+        "xen-crash",
+        "upstream Xen 4.17 delivers a guest page fault to libos's handler: diagnostic, then crash",
+        xen_crash,
+    ));
+    v.push(Scenario::new(
+        "xen-pagetables",
+        "upstream Xen 4.17 runs examples/pagetables: the reference for scenario pagetables",
+        xen_pagetables,
+    ));
+    v.push(Scenario::new(
+        "xen-attack-all",
+        "upstream Xen 4.17 answers every non-fatal attack: the reference codes of the attack table",
+        xen_attack_all,
+    ));
+    for a in attacks::ATTACKS.iter().filter(|a| a.xen == Answer::Crash) {
+        v.push(Scenario::new(
+            format!("xen-attack-{}", a.name),
+            format!("upstream Xen 4.17 crashes the domain for: {}", a.what),
+            move |ctx| xen_attack_fatal(ctx, a),
+        ));
+    }
+    v
+}
 
 /// `cargo xtask test --list`.
 pub fn list() {
-    for s in SCENARIOS {
-        println!("{:<12} {}", s.name, s.description);
+    for s in all() {
+        println!("{:<32} {}", s.name, s.description);
     }
 }
 
@@ -136,10 +177,10 @@ fn hello(ctx: &Ctx) -> Result<Pass, Failure> {
 }
 
 fn crash(ctx: &Ctx) -> Result<Pass, Failure> {
-    let expect: Vec<&str> = SHIM_CRASH_REPORT
+    let expect: Vec<&str> = LIBOS_PF_REPORT
         .iter()
         .copied()
-        .chain([SHIM_NO_DOMAINS_LEFT])
+        .chain([SHIM_CRASH_SHUTDOWN, SHIM_NO_DOMAINS_LEFT])
         .collect();
     check(
         ctx,
@@ -167,7 +208,9 @@ fn crash_gp(ctx: &Ctx) -> Result<Pass, Failure> {
             },
             expect: &[
                 "crash: about to fault with 'gp'",
-                "(shim) d0 (crash) crashed: #GP general protection (vector 13)",
+                "libos: fatal exception #GP general protection (vector 13) in kernel mode, error code 0x0",
+                "libos: crashing the domain",
+                SHIM_CRASH_SHUTDOWN,
                 SHIM_NO_DOMAINS_LEFT,
             ],
             fail_on: &["still alive"],
@@ -225,12 +268,176 @@ fn xen_hello(ctx: &Ctx) -> Result<Pass, Failure> {
     check(
         ctx,
         Check {
-            boot: Boot::Xen { guest: "hello" },
+            boot: Boot::Xen {
+                guest: "hello",
+                guest_cmdline: "",
+            },
             expect: &[HELLO_GREETING, XEN_DOM0_HALTED],
             fail_on: XEN_FAILURES,
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(180),
             first_guest_line: Some(HELLO_GREETING),
+        },
+    )
+}
+
+fn pagetables(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest: "pagetables",
+                guest_cmdline: "",
+            },
+            expect: &[
+                "pagetables: pinned",
+                "pagetables: running on the new tables",
+                "pagetables: left-out chunk",
+                "pagetables: back on the boot tables",
+                PAGETABLES_SUCCESS,
+                "(shim) d0 (pagetables) shut down: poweroff",
+            ],
+            fail_on: &["FAILED", "fatal exception"],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+fn xen_pagetables(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Xen {
+                guest: "pagetables",
+                guest_cmdline: "",
+            },
+            expect: &[
+                "pagetables: pinned",
+                "pagetables: running on the new tables",
+                "pagetables: left-out chunk",
+                "pagetables: back on the boot tables",
+                PAGETABLES_SUCCESS,
+                XEN_DOM0_HALTED,
+            ],
+            fail_on: &[
+                "FAILED",
+                "fatal exception",
+                "Panic on CPU",
+                XEN_DOM0_CRASHED,
+            ],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+fn xen_crash(ctx: &Ctx) -> Result<Pass, Failure> {
+    let expect: Vec<&str> = LIBOS_PF_REPORT
+        .iter()
+        .copied()
+        .chain([XEN_DOM0_CRASHED])
+        .collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Xen {
+                guest: "crash",
+                guest_cmdline: "pagefault",
+            },
+            expect: &expect,
+            fail_on: &["Panic on CPU", "still alive"],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+/// One attack on the shim: the shim must answer as Xen does ([`attacks::ATTACKS`]).
+fn attack_on_shim(ctx: &Ctx, a: &Attack) -> Result<Pass, Failure> {
+    let mut lines = attacks::expected_lines(a);
+    let (end, fail_on): (Outcome, &[&str]) = match a.xen {
+        Answer::Result(_) => {
+            lines.push("(shim) d0 (attack) shut down: poweroff".into());
+            (
+                Outcome::PowerOff,
+                &["legitimate call FAILED", "fatal exception"],
+            )
+        }
+        Answer::Crash => {
+            lines.push("(shim) d0 (attack) crashed".into());
+            (Outcome::Crash, &["still alive", "fatal exception"])
+        }
+    };
+    lines.push(SHIM_NO_DOMAINS_LEFT.into());
+    let expect: Vec<&str> = lines.iter().map(String::as_str).collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest: "attack",
+                guest_cmdline: a.name,
+            },
+            expect: &expect,
+            fail_on,
+            end: End::Outcome(end),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+/// Every non-fatal attack on Xen in one boot (`attack all`): the reference codes.
+fn xen_attack_all(ctx: &Ctx) -> Result<Pass, Failure> {
+    let mut lines: Vec<String> = attacks::ATTACKS
+        .iter()
+        .filter(|a| a.xen != Answer::Crash)
+        .flat_map(attacks::expected_lines)
+        .collect();
+    lines.push(attacks::ALL_DONE.into());
+    lines.push(XEN_DOM0_HALTED.into());
+    let expect: Vec<&str> = lines.iter().map(String::as_str).collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Xen {
+                guest: "attack",
+                guest_cmdline: "all",
+            },
+            expect: &expect,
+            fail_on: &[
+                "legitimate call FAILED",
+                "fatal exception",
+                "Panic on CPU",
+                XEN_DOM0_CRASHED,
+            ],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+/// An attack Xen answers by crashing the domain.
+fn xen_attack_fatal(ctx: &Ctx, a: &Attack) -> Result<Pass, Failure> {
+    let mut lines = attacks::expected_lines(a);
+    lines.push(XEN_DOM0_CRASHED.into());
+    let expect: Vec<&str> = lines.iter().map(String::as_str).collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Xen {
+                guest: "attack",
+                guest_cmdline: a.name,
+            },
+            expect: &expect,
+            fail_on: &["still alive", "fatal exception", "Panic on CPU"],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
         },
     )
 }
@@ -243,7 +450,10 @@ pub enum Boot<'a> {
         guest_cmdline: &'a str,
     },
     /// Upstream Xen 4.17 with the example `guest` as dom0.
-    Xen { guest: &'a str },
+    Xen {
+        guest: &'a str,
+        guest_cmdline: &'a str,
+    },
     /// The shim with GRUB's Xen PV image (built by others) as its only domain.
     ShimGrub,
 }
@@ -290,9 +500,13 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
             ctx.accel,
             "256M",
         ),
-        Boot::Xen { guest } => qemu::xen_command(
+        Boot::Xen {
+            guest,
+            guest_cmdline,
+        } => qemu::xen_command(
             &xen::ensure(&ctx.target_dir)?,
             &ctx.images.guest(guest)?,
+            guest_cmdline,
             ctx.accel,
         ),
     };

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::qemu::{display_command, Accel};
-use crate::scenarios::{self, Ctx, SCENARIOS};
+use crate::scenarios::{self, Ctx};
 use crate::{bindgen, deps, images};
 
 enum Status {
@@ -84,7 +84,8 @@ impl Summary {
 /// Runs the whole sequence, or with `filter` only the scenarios whose name contains it.
 /// Returns whether everything passed.
 pub fn run(root: &Path, filter: Option<&str>, accel: Accel, verbose: bool) -> Result<bool> {
-    let selected: Vec<_> = SCENARIOS
+    let all = scenarios::all();
+    let selected: Vec<_> = all
         .iter()
         .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
         .collect();

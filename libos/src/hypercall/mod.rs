@@ -6,6 +6,16 @@ use core::mem::size_of;
 
 use xen_sys::*;
 
+mod memory;
+mod mmu;
+mod multicall;
+mod traps;
+
+pub use memory::*;
+pub use mmu::*;
+pub use multicall::*;
+pub use traps::*;
+
 global_asm!(
     ".pushsection .text.hypercall_page, \"ax\"",
     ".balign 4096",
@@ -19,7 +29,7 @@ unsafe extern "C" {
     static hypercall_page: [u8; 4096];
 }
 
-fn entry(nr: u32) -> usize {
+pub(crate) fn entry(nr: u32) -> usize {
     // Only the address is taken; the page itself is the hypervisor's to fill.
     core::ptr::addr_of!(hypercall_page) as usize + nr as usize * 32
 }
@@ -53,7 +63,21 @@ pub unsafe fn hypercall(nr: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) ->
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XenError(pub i64);
 
-fn check(ret: i64) -> Result<i64, XenError> {
+impl XenError {
+    /// The symbolic name of the code (`EINVAL`...), for diagnostics.
+    pub fn name(self) -> &'static str {
+        crate::errno::name(self.0)
+    }
+}
+
+impl core::fmt::Display for XenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "-{} {}", self.0, self.name())
+    }
+}
+
+/// A raw hypercall return value as `Ok(non-negative)` or `Err(XenError)`.
+pub fn check(ret: i64) -> Result<i64, XenError> {
     if ret < 0 {
         Err(XenError(-ret))
     } else {
@@ -155,4 +179,10 @@ pub mod heapless_str {
             core::str::from_utf8(&self.0[..end]).unwrap_or("?")
         }
     }
+}
+
+/// Address of hypercall `nr`'s entry in the hypercall page (for code that must jump
+/// there itself, like an `iret`).
+pub fn entry_address(nr: u32) -> u64 {
+    entry(nr) as u64
 }
