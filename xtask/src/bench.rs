@@ -288,6 +288,7 @@ fn xen_cmd(ctx: &Ctx, guest: &str) -> Result<Command> {
     Ok(qemu::xen_command(
         xen,
         &ctx.images.guest(guest)?,
+        "",
         Accel::Tcg,
     ))
 }
