@@ -6,6 +6,8 @@
 mod console;
 mod gdt;
 mod memory;
+#[cfg(test)]
+mod mm_tests;
 mod mmu;
 mod mmuext;
 mod sched;
