@@ -65,7 +65,7 @@ pub fn update_descriptor<M: Machine + ?Sized>(
     ma: u64,
     desc: u64,
 ) -> i64 {
-    let Some(fixed) = check_descriptor(desc).filter(|_| ma % 8 == 0) else {
+    let Some(fixed) = check_descriptor(desc).filter(|_| ma.is_multiple_of(8)) else {
         return err(XEN_EINVAL);
     };
     let mfn = ma >> PAGE_SHIFT;

@@ -469,3 +469,222 @@ fn descriptor_pages_are_checked_and_exclusive() {
     );
     assert_eq!(t.p(g).type_count, 0);
 }
+
+/// Random sequences of guest operations on a small domain: after each, the counts are
+/// exactly what the live tables, pins and base pointer account for, no frame is both a
+/// live table and writable-mapped, no live entry reaches a frame the domain does not
+/// own (the M2P read-only excepted); after teardown every frame of the domain is free.
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FRAMES: usize = 10;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// mmu_update of `table`'s slot to point at target `t` (see `target`).
+        Write {
+            table: usize,
+            slot: usize,
+            t: usize,
+            flags: u64,
+        },
+        Pin {
+            f: usize,
+            level: u32,
+        },
+        Unpin {
+            f: usize,
+        },
+        NewBase {
+            f: usize,
+        },
+        /// update_va_mapping-style change of an entry of a pinned L1.
+        ModL1 {
+            f: usize,
+            slot: usize,
+            t: usize,
+            writable: bool,
+        },
+        Release {
+            f: usize,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let flags = prop_oneof![
+            Just(0),
+            Just(RO),
+            Just(RW),
+            Just(RW | HUGE),
+            Just(RO | 1 << 4)
+        ];
+        prop_oneof![
+            4 => (0..FRAMES, 0..3usize, 0..FRAMES + 3, flags)
+                .prop_map(|(table, slot, t, flags)| Op::Write { table, slot, t, flags }),
+            2 => (0..FRAMES, 1..=4u32).prop_map(|(f, level)| Op::Pin { f, level }),
+            1 => (0..FRAMES).prop_map(|f| Op::Unpin { f }),
+            1 => (0..FRAMES).prop_map(|f| Op::NewBase { f }),
+            2 => (0..FRAMES, 0..3usize, 0..FRAMES + 3, any::<bool>())
+                .prop_map(|(f, slot, t, writable)| Op::ModL1 { f, slot, t, writable }),
+            1 => (0..FRAMES).prop_map(|f| Op::Release { f }),
+        ]
+    }
+
+    /// Target `i`: one of the domain's frames, or a foreign, M2P or shim frame.
+    fn target(t: &T, i: usize) -> Mfn {
+        match i.checked_sub(FRAMES) {
+            None => t.mine[i],
+            Some(0) => t.theirs[0],
+            Some(1) => t.m2p.frames()[0],
+            Some(_) => t.shim_frame(),
+        }
+    }
+
+    fn apply(t: &mut T, base: &mut Option<Mfn>, op: &Op) {
+        let _ = match *op {
+            Op::Write {
+                table,
+                slot,
+                t: i,
+                flags,
+            } => {
+                let (tb, tg) = (t.mine[table], target(t, i));
+                // Slots 0..3, and for an L4 one slot in the shim's range.
+                let slot = if slot == 2 { 262 } else { slot };
+                let v = if flags == 0 { 0 } else { Pte::new(tg, flags).0 };
+                t.ft.update_entry(&mut t.m, (tb << 12) + slot as u64 * 8, v, D, D, false)
+            }
+            Op::Pin { f, level } => t.pin(t.mine[f], level),
+            Op::Unpin { f } => t.unpin(t.mine[f]),
+            Op::NewBase { f } => {
+                let new = t.mine[f];
+                let r = t.ft.switch_base(&mut t.m, D, Some(new), *base);
+                if r.is_ok() {
+                    *base = Some(new);
+                }
+                r
+            }
+            Op::ModL1 {
+                f,
+                slot,
+                t: i,
+                writable,
+            } => {
+                let tg = target(t, i);
+                let flags = if writable { RW } else { RO };
+                t.ft.mod_entry(&mut t.m, t.mine[f], slot, Pte::new(tg, flags).0, D, false)
+            }
+            Op::Release { f } => {
+                let mfn = t.mine[f];
+                if Some(mfn) == *base {
+                    Ok(()) // the base pointer's frame stays allocated in this model
+                } else {
+                    t.ft.release(&mut t.m, mfn, D)
+                }
+            }
+        };
+    }
+
+    fn check(t: &T, base: Option<Mfn>) -> Result<(), TestCaseError> {
+        let mut types = alloc::collections::BTreeMap::<Mfn, u32>::new();
+        let mut refs = alloc::collections::BTreeMap::<Mfn, u32>::new();
+        for (mfn, p) in t.ft.pages() {
+            if p.owner != Owner::Domain(D) {
+                continue;
+            }
+            *refs.entry(mfn).or_default() += p.allocated as u32 + p.pinned as u32;
+            *types.entry(mfn).or_default() += p.pinned as u32;
+            let Some(level) = p.ty.level().filter(|_| p.is_live_table()) else {
+                continue;
+            };
+            for i in 0..ENTRIES_ {
+                if level == 4 && rules::is_reserved_l4_slot(i) {
+                    continue;
+                }
+                let e = Pte(t.get(mfn, i));
+                if !e.present() {
+                    continue;
+                }
+                let tgt = e.mfn();
+                let tp = t.ft.page(tgt).copied();
+                let owner = tp.map(|p| p.owner);
+                if owner == Some(Owner::M2pShared) && level == 1 && !e.writable() {
+                    continue;
+                }
+                prop_assert_eq!(
+                    owner,
+                    Some(Owner::Domain(D)),
+                    "entry of {:#x} to {:#x}",
+                    mfn,
+                    tgt
+                );
+                let tp = tp.unwrap();
+                *refs.entry(tgt).or_default() += 1;
+                if level > 1 || e.writable() {
+                    *types.entry(tgt).or_default() += 1;
+                }
+                if level == 1 && e.writable() {
+                    prop_assert_eq!(
+                        tp.ty,
+                        PageType::Writable,
+                        "writable mapping of a {:?}",
+                        tp.ty
+                    );
+                } else if level > 1 {
+                    prop_assert_eq!(tp.ty, PageType::table(level - 1));
+                    prop_assert!(tp.is_live_table());
+                }
+            }
+        }
+        if let Some(b) = base {
+            *refs.entry(b).or_default() += 1;
+            *types.entry(b).or_default() += 1;
+            prop_assert_eq!(t.p(b).ty, PageType::L4);
+        }
+        for (mfn, p) in t.ft.pages() {
+            if p.owner != Owner::Domain(D) {
+                continue;
+            }
+            prop_assert_eq!(p.refs, refs[&mfn], "refs of {:#x}: {:?}", mfn, p);
+            prop_assert_eq!(
+                p.type_count,
+                types[&mfn],
+                "type count of {:#x}: {:?}",
+                mfn,
+                p
+            );
+            if p.ty.level().is_some() && p.type_count > 0 {
+                prop_assert!(p.validated);
+            }
+        }
+        Ok(())
+    }
+
+    const ENTRIES_: usize = crate::paging::ENTRIES;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut t = setup(false);
+            let free_before = t.alloc.free_frames();
+            let mut base = None;
+            for op in &ops {
+                apply(&mut t, &mut base, op);
+                t.ft.reclaim(&mut t.m, &mut t.alloc, &t.m2p);
+                check(&t, base)?;
+            }
+            let held: Vec<Mfn> = base.into_iter().collect();
+            prop_assert_eq!(t.ft.teardown(&mut t.m, D, &held), 0);
+            t.ft.reclaim(&mut t.m, &mut t.alloc, &t.m2p);
+            prop_assert_eq!(t.alloc.free_frames(), free_before + t.mine.len() as u64);
+            for &x in &t.mine {
+                prop_assert_eq!(t.p(x), PageInfo::new(Owner::Free));
+            }
+            for &x in &t.theirs {
+                prop_assert_eq!((t.p(x).refs, t.p(x).type_count), (1, 0));
+            }
+        }
+    }
+}
