@@ -25,6 +25,19 @@ pub struct Domain {
     pub privileged: bool,
     pub p2m: Vec<Mfn>,
     pub l4: Mfn,
+    /// The user-mode base pointer (`MMUEXT_NEW_USER_BASEPTR`; `None` = none): loaded
+    /// when the guest returns to user mode. Holds an L4 type reference, as `l4` does.
+    pub user_l4: Option<Mfn>,
+    /// The LDT set by `MMUEXT_SET_LDT`: linear base and number of entries.
+    pub ldt: (u64, u32),
+    /// GDT frames set by `set_gdt` (each holds a segment-descriptor type reference)
+    /// and the number of entries.
+    pub gdt_frames: Vec<Mfn>,
+    pub gdt_entries: u32,
+    /// Frames in the domain's reservation (`XENMEM_current_reservation`).
+    pub tot_pages: u64,
+    /// The reservation's limit (`XENMEM_maximum_reservation`).
+    pub max_pages: u64,
     pub shared_info: Mfn,
     pub regs: TrapFrame,
     pub state: RunState,
@@ -36,18 +49,34 @@ pub struct Domain {
 
 impl Domain {
     pub fn new(id: u16, name: String, privileged: bool, built: BuiltDomain) -> Self {
+        let nr_pages = built.p2m.len() as u64;
         Domain {
             id,
             name,
             privileged,
             p2m: built.p2m,
             l4: built.l4,
+            user_l4: None,
+            ldt: (0, 0),
+            gdt_frames: Vec::new(),
+            gdt_entries: 0,
+            tot_pages: nr_pages,
+            max_pages: nr_pages,
             shared_info: built.shared_info,
             regs: built.regs,
             state: RunState::Runnable,
             shutdown_code: None,
             reported_enosys: 0,
         }
+    }
+
+    /// The frames whose type references the domain's vCPU and descriptor state holds
+    /// (base pointers, GDT frames): what teardown drops first.
+    pub fn held_type_refs(&self) -> Vec<Mfn> {
+        let mut v = alloc::vec![self.l4];
+        v.extend(self.user_l4);
+        v.extend(self.gdt_frames.iter().copied());
+        v
     }
 
     pub fn runnable(&self) -> bool {

@@ -80,9 +80,31 @@ impl FrameAllocator {
         Some(f)
     }
 
+    /// `2^order` contiguous frames, aligned to their size (Xen's extents), or `None`.
+    pub fn alloc_contiguous(&mut self, order: u32) -> Option<Mfn> {
+        if order == 0 {
+            return self.alloc();
+        }
+        let n = 1u64.checked_shl(order)?;
+        let start = self.ranges.iter().find_map(|r| {
+            let s = r.start.checked_add(n - 1)? & !(n - 1);
+            (s.checked_add(n)? <= r.end).then_some(s)
+        })?;
+        self.reserve(start, start + n);
+        Some(start)
+    }
+
     /// Returns a frame for reuse. The caller has scrubbed it and dropped every mapping.
     pub fn free(&mut self, mfn: Mfn) {
         self.freed.push(mfn);
+    }
+
+    /// Every free frame (the ranges, then the freed list).
+    pub fn free_list(&self) -> impl Iterator<Item = Mfn> + '_ {
+        self.ranges
+            .iter()
+            .flat_map(|r| r.start..r.end)
+            .chain(self.freed.iter().copied())
     }
 
     pub fn free_frames(&self) -> u64 {
@@ -106,6 +128,17 @@ mod tests {
         assert!(all.iter().all(|f| !(0x150..0x160).contains(f)));
         assert_eq!(all.len(), 0x100 - 0x20 - 1);
         assert_eq!(a.alloc(), None);
+    }
+
+    #[test]
+    fn contiguous_extents_are_aligned() {
+        let mut a = FrameAllocator::new();
+        a.add(3, 40);
+        assert_eq!(a.alloc_contiguous(3), Some(8));
+        assert_eq!(a.alloc_contiguous(4), Some(16));
+        assert_eq!(a.alloc_contiguous(5), None);
+        assert_eq!(a.free_frames(), 37 - 24);
+        assert_eq!(a.alloc_contiguous(64), None);
     }
 
     #[test]

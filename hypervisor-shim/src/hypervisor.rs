@@ -12,8 +12,9 @@ use crate::elf::XenImage;
 use crate::exit::ShimExit;
 use crate::frames::FrameAllocator;
 use crate::hypercall::{self, Env};
-use crate::m2p::{M2p, INVALID};
+use crate::m2p::M2p;
 use crate::machine::{Machine, Mfn};
+use crate::mm::{self, FrameTable, Mm};
 use crate::trap::{write_fault_report, TrapFrame, SYSCALL_VECTOR};
 
 pub struct Hypervisor<M: Machine> {
@@ -22,6 +23,8 @@ pub struct Hypervisor<M: Machine> {
     pub m2p: M2p,
     /// L4 entries every guest address space carries (M2P, the shim's direct map).
     pub shim_l4: Vec<(usize, u64)>,
+    /// Owner, page type and reference counts of every machine frame.
+    pub frame_table: FrameTable,
     pub domains: Vec<Domain>,
     pub current: usize,
     pub cmdline: String,
@@ -73,6 +76,8 @@ impl<M: Machine> Hypervisor<M> {
         for (pfn, &mfn) in built.p2m.iter().enumerate() {
             self.m2p.set(&mut self.machine, mfn, pfn as u64);
         }
+        mm::adopt_domain(&mut self.frame_table, &mut self.machine, 0, true, &built)
+            .map_err(|e| format!("bootstrap page tables refused: -{e}"))?;
         self.domains.push(Domain::new(0, name, true, built));
         self.current = self.domains.len() - 1;
         Ok(&self.domains[self.current])
@@ -94,6 +99,11 @@ impl<M: Machine> Hypervisor<M> {
                 machine: &mut self.machine,
                 console,
                 cmdline: &self.cmdline,
+                mm: Mm {
+                    table: &mut self.frame_table,
+                    alloc: &mut self.frames,
+                    m2p: &self.m2p,
+                },
             };
             hypercall::dispatch(&mut env, dom);
         } else {
@@ -129,12 +139,23 @@ impl<M: Machine> Hypervisor<M> {
             _ => log::info!("d{} ({}) crashed", dom.id, dom.name),
         }
         self.machine.release_address_space(dom.l4);
-        for &mfn in dom.p2m.iter().chain(core::iter::once(&dom.shared_info)) {
-            self.machine.zero_frame(mfn);
-            self.m2p.set(&mut self.machine, mfn, INVALID);
-            self.frames.free(mfn);
+        if let Some(user) = dom.user_l4 {
+            self.machine.release_address_space(user);
         }
-        log::info!("{} frames free", self.frames.free_frames());
+        // Every reference the domain holds goes, then every frame it owns (its
+        // reservation, what populate_physmap gave it, shared_info) is scrubbed, its
+        // M2P entry invalidated and returned.
+        let still_mapped =
+            self.frame_table
+                .teardown(&mut self.machine, dom.id, &dom.held_type_refs());
+        let freed = self
+            .frame_table
+            .reclaim(&mut self.machine, &mut self.frames, &self.m2p);
+        log::info!(
+            "d{}: {freed} frames freed ({still_mapped} still mapped elsewhere), {} frames free",
+            dom.id,
+            self.frames.free_frames()
+        );
         match self.domains.first() {
             Some(next) => {
                 self.current = 0;
@@ -156,6 +177,7 @@ impl<M: Machine> Hypervisor<M> {
 mod tests {
     use super::*;
     use crate::elf::tests::make_elf;
+    use crate::m2p::INVALID;
     use crate::machine::TestMachine;
     use alloc::vec;
 
@@ -167,11 +189,13 @@ mod tests {
         frames.add(1, 4096);
         let m2p = M2p::new(&mut machine, &mut frames, 4096).unwrap();
         let shim_l4 = vec![(M2p::l4_slot(), m2p.l4_entry)];
+        let frame_table = FrameTable::new(4096, &frames, &m2p, &shim_l4);
         let mut h = Hypervisor {
             machine,
             frames,
             m2p,
             shim_l4,
+            frame_table,
             domains: Vec::new(),
             current: 0,
             cmdline: String::new(),

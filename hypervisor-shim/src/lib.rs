@@ -23,4 +23,5 @@ pub mod hypervisor;
 pub mod layout;
 pub mod m2p;
 pub mod machine;
+pub mod mm;
 pub mod paging;

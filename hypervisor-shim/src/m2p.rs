@@ -69,6 +69,16 @@ impl M2p {
         }
     }
 
+    /// The frames holding the table (shared read-only with every guest).
+    pub fn frames(&self) -> &[Mfn] {
+        &self.frames
+    }
+
+    /// Bytes of the table that are mapped (one entry per machine frame, whole pages).
+    pub fn mapped_bytes(&self) -> u64 {
+        self.frames.len() as u64 * PAGE_SIZE as u64
+    }
+
     /// The L4 slot of `MACH2PHYS_VIRT_START`.
     pub fn l4_slot() -> usize {
         paging::index(xen_sys::MACH2PHYS_VIRT_START, 4)

@@ -18,6 +18,7 @@ global_asm!(
     .global shim_stack_top
 shim_stack: .skip {stack}
 shim_stack_top:
+    .global ist_stack_top
 ist_stack: .skip 16384
 ist_stack_top:
     .previous

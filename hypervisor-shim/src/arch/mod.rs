@@ -15,6 +15,7 @@ use hypervisor_shim::frames::FrameAllocator;
 use hypervisor_shim::hypervisor::{Hypervisor, Next};
 use hypervisor_shim::m2p::M2p;
 use hypervisor_shim::machine::PAGE_SIZE;
+use hypervisor_shim::mm::FrameTable;
 use hypervisor_shim::trap::{write_fault_report, TrapFrame};
 use hypervisor_shim::{boot_info, cmdline};
 use linked_list_allocator::LockedHeap;
@@ -110,11 +111,13 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
     };
     let image =
         DirectMap::module(mod_start, mod_size).unwrap_or_else(|| fail("boot module out of reach"));
+    let frame_table = FrameTable::new(top, &frames, &m2p, &shim_l4);
     let mut hv = Hypervisor {
         machine,
         frames,
         m2p,
         shim_l4,
+        frame_table,
         domains: Vec::new(),
         current: 0,
         cmdline: String::from(&*info.cmdline),

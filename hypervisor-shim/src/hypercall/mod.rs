@@ -4,6 +4,12 @@
 //! the guest's own page tables ([`GuestMemory`]), so a bad one is `-EFAULT`.
 
 mod console;
+mod gdt;
+mod memory;
+#[cfg(test)]
+mod mm_tests;
+mod mmu;
+mod mmuext;
 mod sched;
 mod version;
 
@@ -11,6 +17,7 @@ use xen_sys::*;
 
 use crate::domain::Domain;
 use crate::machine::{GuestMemory, Machine};
+use crate::mm::Mm;
 
 /// What the shim gives hypercalls besides the calling domain.
 pub struct Env<'a, M: Machine + ?Sized> {
@@ -19,6 +26,8 @@ pub struct Env<'a, M: Machine + ?Sized> {
     pub console: &'a mut dyn FnMut(&[u8]),
     /// The shim's own command line (`XENVER_commandline`).
     pub cmdline: &'a str,
+    /// Frame table, allocator and M2P for the memory hypercalls.
+    pub mm: Mm<'a>,
 }
 
 impl<M: Machine + ?Sized> Env<'_, M> {
@@ -37,12 +46,21 @@ pub(crate) fn err(e: xen_errno) -> i64 {
 /// Runs the hypercall described by `dom.regs` and stores its result in `dom.regs.rax`.
 pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
     let r = &dom.regs;
-    let (nr, a1, a2) = (r.rax, r.rdi, r.rsi);
+    let (nr, a1, a2, a3, a4) = (r.rax, r.rdi, r.rsi, r.rdx, r.r10);
     let ret = match u32::try_from(nr).unwrap_or(u32::MAX) {
         __HYPERVISOR_console_io => console::console_io(env, dom, a1, a2, r.rdx),
         __HYPERVISOR_sched_op => sched::sched_op(env, dom, a1, a2),
         __HYPERVISOR_sched_op_compat => sched::sched_op_compat(env, dom, a1, a2),
         __HYPERVISOR_xen_version => version::xen_version(env, dom, a1, a2),
+        __HYPERVISOR_mmu_update => mmu::mmu_update(env, dom, a1, a2, a3, a4),
+        __HYPERVISOR_update_va_mapping => mmu::update_va_mapping(env, dom, a1, a2, a3),
+        __HYPERVISOR_update_va_mapping_otherdomain => {
+            mmu::update_va_mapping_otherdomain(env, dom, a1, a2, a3, a4)
+        }
+        __HYPERVISOR_mmuext_op => mmuext::mmuext_op(env, dom, a1, a2, a3, a4),
+        __HYPERVISOR_memory_op => memory::memory_op(env, dom, a1, a2),
+        __HYPERVISOR_set_gdt => gdt::set_gdt(env, dom, a1, a2),
+        __HYPERVISOR_update_descriptor => gdt::update_descriptor(env, dom, a1, a2),
         _ => {
             if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {
                 dom.reported_enosys |= 1 << nr;
@@ -127,6 +145,9 @@ pub(crate) mod tests {
 
     pub struct World {
         pub m: TestMachine,
+        pub frames: FrameAllocator,
+        pub m2p: crate::m2p::M2p,
+        pub table: crate::mm::FrameTable,
         pub dom: Domain,
         pub out: Vec<u8>,
         /// End of the domain's initial mapping (nothing is mapped from here on).
@@ -151,10 +172,20 @@ pub(crate) mod tests {
                 cmdline: "",
                 initial,
             };
-            let built = build(&mut m, &mut frames, &img, &cfg, &[]).unwrap();
+            let m2p = crate::m2p::M2p::new(&mut m, &mut frames, 0x1800).unwrap();
+            let shim_l4 = [(crate::m2p::M2p::l4_slot(), m2p.l4_entry)];
+            let mut table = crate::mm::FrameTable::new(0x1800, &frames, &m2p, &shim_l4);
+            let built = build(&mut m, &mut frames, &img, &cfg, &shim_l4).unwrap();
+            for (pfn, &mfn) in built.p2m.iter().enumerate() {
+                m2p.set(&mut m, mfn, pfn as u64);
+            }
+            crate::mm::adopt_domain(&mut table, &mut m, 0, initial, &built).unwrap();
             let v_end = built.layout.v_end;
             World {
                 m,
+                frames,
+                m2p,
+                table,
                 dom: Domain::new(0, "test".to_string(), initial, built),
                 out: Vec::new(),
                 v_end,
@@ -178,6 +209,11 @@ pub(crate) mod tests {
                 machine: &mut self.m,
                 console: &mut console,
                 cmdline: "dom0_mem=64M -- x",
+                mm: Mm {
+                    table: &mut self.table,
+                    alloc: &mut self.frames,
+                    m2p: &self.m2p,
+                },
             };
             dispatch(&mut env, &mut self.dom);
             self.dom.regs.rax as i64
@@ -207,8 +243,8 @@ pub(crate) mod tests {
     #[test]
     fn unknown_hypercalls_are_enosys_and_logged_once() {
         let mut w = World::new(true);
-        assert_eq!(w.call(__HYPERVISOR_mmu_update, &[]), err(XEN_ENOSYS));
-        assert_ne!(w.dom.reported_enosys & (1 << __HYPERVISOR_mmu_update), 0);
+        assert_eq!(w.call(__HYPERVISOR_xenoprof_op, &[]), err(XEN_ENOSYS));
+        assert_ne!(w.dom.reported_enosys & (1 << __HYPERVISOR_xenoprof_op), 0);
         assert_eq!(w.call(1000, &[]), err(XEN_ENOSYS));
         w.dom.regs.rax = u64::MAX;
         let mut console = |_: &[u8]| {};
@@ -216,6 +252,11 @@ pub(crate) mod tests {
             machine: &mut w.m,
             console: &mut console,
             cmdline: "",
+            mm: Mm {
+                table: &mut w.table,
+                alloc: &mut w.frames,
+                m2p: &w.m2p,
+            },
         };
         dispatch(&mut env, &mut w.dom);
         assert_eq!(w.dom.regs.rax as i64, err(XEN_ENOSYS));

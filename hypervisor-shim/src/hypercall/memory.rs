@@ -1,0 +1,236 @@
+//! `memory_op` (`memory.h`; Xen's `do_memory_op` in `xen/common/memory.c` and
+//! `arch_memory_op` in `xen/arch/x86/mm.c`) for a PV guest: its reservation (extents
+//! are machine frames: MFNs out, GMFN = MFN in), the M2P mapping, its memory map.
+
+use core::mem::{offset_of, size_of};
+
+use xen_sys::*;
+
+use super::mmu::{le_u64, read_guest, read_guest_u64, write_guest};
+use super::{err, Env};
+use crate::domain::Domain;
+use crate::machine::{Machine, PAGE_SHIFT};
+
+/// `cmd[:6]` is the extent to resume from (`MEMOP_EXTENT_SHIFT`, `MEMOP_CMD_MASK`:
+/// public `memory.h`, but only under `__XEN__`, so not in the bindings).
+const MEMOP_EXTENT_SHIFT: u32 = 6;
+const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
+/// Largest extent order per call (Xen's Kconfig defaults `CONFIG_DOMU_MAX_ORDER`,
+/// `CONFIG_HWDOM_MAX_ORDER`).
+const DOMU_MAX_ORDER: u32 = 9;
+const HWDOM_MAX_ORDER: u32 = 12;
+/// An E820 entry as `XENMEM_memory_map` returns it: `{u64 addr; u64 size; u32 type}`,
+/// packed (Xen's `struct e820entry`, a private header, not in the bindings).
+const E820_ENTRY_SIZE: usize = 20;
+const E820_RAM: u32 = 1;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reservation {
+    Increase,
+    Decrease,
+    Populate,
+}
+
+pub fn memory_op<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    cmd: u64,
+    arg: u64,
+) -> i64 {
+    let op = (cmd & MEMOP_CMD_MASK) as u32;
+    let start_extent = cmd >> MEMOP_EXTENT_SHIFT;
+    let r = match op {
+        XENMEM_increase_reservation => {
+            reservation(env, dom, Reservation::Increase, start_extent, arg)
+        }
+        XENMEM_decrease_reservation => {
+            reservation(env, dom, Reservation::Decrease, start_extent, arg)
+        }
+        XENMEM_populate_physmap => reservation(env, dom, Reservation::Populate, start_extent, arg),
+        _ if start_extent != 0 => Err(err(XEN_ENOSYS)),
+        XENMEM_maximum_ram_page => Ok(env.mm.table.nr_frames() as i64),
+        XENMEM_current_reservation | XENMEM_maximum_reservation => {
+            read_guest::<2, M>(env, dom, arg).and_then(|b| {
+                own_domain(env, dom, u16::from_le_bytes(b))?;
+                Ok(if op == XENMEM_current_reservation {
+                    dom.tot_pages
+                } else {
+                    dom.max_pages
+                } as i64)
+            })
+        }
+        XENMEM_machphys_mapping => {
+            let mut out = [0u8; size_of::<xen_machphys_mapping>()];
+            let v_end = MACH2PHYS_VIRT_START + env.mm.m2p.mapped_bytes();
+            let fields = [
+                (
+                    offset_of!(xen_machphys_mapping, v_start),
+                    MACH2PHYS_VIRT_START,
+                ),
+                (offset_of!(xen_machphys_mapping, v_end), v_end),
+                (
+                    offset_of!(xen_machphys_mapping, max_mfn),
+                    env.mm.table.nr_frames().saturating_sub(1),
+                ),
+            ];
+            for (off, v) in fields {
+                out[off..off + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            write_guest(env, dom, arg, &out).map(|()| 0)
+        }
+        XENMEM_memory_map => memory_map(env, dom, arg).map(|()| 0),
+        _ => {
+            log::warn!("d{}: memory_op {op} not implemented: -ENOSYS", dom.id);
+            Err(err(XEN_ENOSYS))
+        }
+    };
+    r.unwrap_or_else(|e| e)
+}
+
+/// The domain a `domid_t` argument names: only the caller itself is reachable from
+/// here (another domain's reservation is toolstack business, issue 4).
+fn own_domain<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, domid: u16) -> Result<(), i64> {
+    if domid == DOMID_SELF || domid == dom.id {
+        Ok(())
+    } else if !env.mm.table.domain_exists(domid) {
+        Err(err(XEN_ESRCH))
+    } else if !dom.privileged {
+        Err(err(XEN_EPERM))
+    } else {
+        log::warn!(
+            "d{}: memory_op on another domain's reservation is not supported",
+            dom.id
+        );
+        Err(err(XEN_ESRCH))
+    }
+}
+
+/// `XENMEM_memory_map`: the pseudo-physical map the toolstack would have set for a PV
+/// domain: one RAM range covering its maximum reservation.
+fn memory_map<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    arg: u64,
+) -> Result<(), i64> {
+    let map = read_guest::<{ size_of::<xen_memory_map>() }, M>(env, dom, arg)?;
+    let nr = u32::from_le_bytes([map[0], map[1], map[2], map[3]]);
+    let buffer = le_u64(&map, offset_of!(xen_memory_map, buffer));
+    let n = nr.min(1);
+    if n == 1 {
+        let mut e = [0u8; E820_ENTRY_SIZE];
+        let size = dom.max_pages.saturating_mul(1 << PAGE_SHIFT);
+        e[8..16].copy_from_slice(&size.to_le_bytes());
+        e[16..20].copy_from_slice(&E820_RAM.to_le_bytes());
+        write_guest(env, dom, buffer, &e)?;
+    }
+    write_guest(env, dom, arg, &n.to_le_bytes())
+}
+
+/// increase/decrease_reservation and populate_physmap: returns the number of extents
+/// done (from `start_extent`), as Xen does; a request it cannot (fully) satisfy stops
+/// at the first extent it cannot do.
+fn reservation<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    kind: Reservation,
+    start_extent: u64,
+    arg: u64,
+) -> Result<i64, i64> {
+    let r = read_guest::<{ size_of::<xen_memory_reservation>() }, M>(env, dom, arg)?;
+    let list = le_u64(&r, offset_of!(xen_memory_reservation, extent_start));
+    let nr_extents = le_u64(&r, offset_of!(xen_memory_reservation, nr_extents));
+    let off = offset_of!(xen_memory_reservation, extent_order);
+    let order = u32::from_le_bytes([r[off], r[off + 1], r[off + 2], r[off + 3]]);
+    let off = offset_of!(xen_memory_reservation, domid);
+    let domid = u16::from_le_bytes([r[off], r[off + 1]]);
+    let done = i64::try_from(start_extent).map_err(|_| err(XEN_EINVAL))?;
+    if nr_extents > u64::MAX >> MEMOP_EXTENT_SHIFT {
+        return Err(err(XEN_EINVAL));
+    }
+    if start_extent >= nr_extents {
+        return Ok(done);
+    }
+    if list != 0 && !crate::mm::rules::array_ok(list, nr_extents, 8) {
+        return Ok(done);
+    }
+    own_domain(env, dom, domid)?;
+    let max_order = if dom.privileged {
+        HWDOM_MAX_ORDER
+    } else {
+        DOMU_MAX_ORDER
+    };
+    if order > max_order {
+        log::warn!("d{}: extent order {order} > {max_order} refused", dom.id);
+        return Ok(done);
+    }
+    let n = 1u64 << order;
+    let mut i = start_extent;
+    while i < nr_extents {
+        if kind == Reservation::Decrease {
+            if list == 0 {
+                break;
+            }
+            let Ok(gmfn) = read_guest_u64(env, dom, list + i * 8) else {
+                break;
+            };
+            let mut ok = true;
+            for j in 0..n {
+                let Some(mfn) = gmfn.checked_add(j) else {
+                    ok = false;
+                    break;
+                };
+                if env
+                    .mm
+                    .table
+                    .release(&mut *env.machine, mfn, dom.id)
+                    .is_err()
+                {
+                    ok = false;
+                    break;
+                }
+                env.mm.m2p.set(&mut *env.machine, mfn, crate::m2p::INVALID);
+                dom.tot_pages = dom.tot_pages.saturating_sub(1);
+            }
+            env.mm.reclaim(&mut *env.machine);
+            if !ok {
+                break;
+            }
+        } else {
+            let gpfn = if kind == Reservation::Populate {
+                match read_guest_u64(env, dom, list + i * 8) {
+                    Ok(g) if list != 0 => Some(g),
+                    _ => break,
+                }
+            } else {
+                None
+            };
+            if dom.tot_pages.saturating_add(n) > dom.max_pages {
+                log::warn!(
+                    "d{}: over-allocation ({} + {n} > {} pages)",
+                    dom.id,
+                    dom.tot_pages,
+                    dom.max_pages
+                );
+                break;
+            }
+            let Some(base) = env.mm.alloc.alloc_contiguous(order) else {
+                break;
+            };
+            for j in 0..n {
+                let mfn = base + j;
+                env.machine.zero_frame(mfn);
+                if env.mm.table.assign(mfn, dom.id, false).is_err() {
+                    log::error!("allocator returned frame {mfn:#x} the frame table cannot use");
+                }
+                let m2p = gpfn.map_or(crate::m2p::INVALID, |g| g.wrapping_add(j));
+                env.mm.m2p.set(&mut *env.machine, mfn, m2p);
+            }
+            dom.tot_pages += n;
+            if list != 0 && write_guest(env, dom, list + i * 8, &base.to_le_bytes()).is_err() {
+                break;
+            }
+        }
+        i += 1;
+    }
+    Ok(i as i64)
+}

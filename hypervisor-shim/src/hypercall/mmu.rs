@@ -1,0 +1,277 @@
+//! `mmu_update`, `update_va_mapping` and `update_va_mapping_otherdomain`
+//! (`xen.h`; Xen's `do_mmu_update` and `__do_update_va_mapping` in
+//! `xen/arch/x86/mm.c`): guest page-table updates, each validated by the frame table.
+//!
+//! No preemption: a batch runs to its end (or its first error) in one call. The
+//! resume bit of `count` (Xen's internal `MMU_UPDATE_PREEMPTED`) is honoured as Xen
+//! does (the done count is read back from `pdone`), since guests may pass it.
+
+use xen_sys::*;
+
+use super::{err, Env};
+use crate::domain::Domain;
+use crate::machine::{read_u64, Machine, PAGE_SHIFT};
+use crate::mm::{rules, Errno, PageType};
+use crate::paging::{self, Pte};
+
+/// Xen's `MMU_UPDATE_PREEMPTED` (`xen/arch/x86/mm.c`, not a public header): the top
+/// bit of `count` marks a resumed batch.
+pub(super) const MMU_UPDATE_PREEMPTED: u32 = 1 << 31;
+
+/// Reads `N` bytes of guest memory at `va`, or `-EFAULT`.
+pub(super) fn read_guest<const N: usize, M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    va: u64,
+) -> Result<[u8; N], i64> {
+    let mut b = [0u8; N];
+    env.guest(dom)
+        .read(va, &mut b)
+        .map_err(|_| err(XEN_EFAULT))?;
+    Ok(b)
+}
+
+pub(super) fn read_guest_u64<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    va: u64,
+) -> Result<u64, i64> {
+    read_guest::<8, M>(env, dom, va).map(u64::from_le_bytes)
+}
+
+pub(super) fn write_guest<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    va: u64,
+    bytes: &[u8],
+) -> Result<(), i64> {
+    env.guest(dom).write(va, bytes).map_err(|_| err(XEN_EFAULT))
+}
+
+pub(super) fn le_u64(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Xen's `get_pg_owner`: the domain whose frames the caller's entries may reference.
+pub(super) fn pg_owner<M: Machine + ?Sized>(
+    env: &Env<'_, M>,
+    dom: &Domain,
+    domid: u16,
+) -> Result<u16, Errno> {
+    if domid == DOMID_SELF {
+        return Ok(dom.id);
+    }
+    if domid == dom.id {
+        log::warn!("d{}: cannot specify itself as foreign domain", dom.id);
+        return Err(XEN_ESRCH);
+    }
+    if domid == DOMID_IO || domid == DOMID_XEN {
+        if !dom.privileged {
+            return Err(XEN_EPERM);
+        }
+        log::warn!("d{}: DOMID_IO/DOMID_XEN mappings are not supported", dom.id);
+        return Err(XEN_ESRCH);
+    }
+    if !env.mm.table.domain_exists(domid) {
+        return Err(XEN_ESRCH);
+    }
+    if !dom.privileged {
+        return Err(XEN_EPERM);
+    }
+    Ok(domid)
+}
+
+/// The resume handling shared by `mmu_update` and `mmuext_op`: the real count and
+/// the number already done.
+pub(super) fn batch_start<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    count: u64,
+    pdone: u64,
+) -> (u32, u32) {
+    let mut count = count as u32; // `unsigned int` in the ABI
+    let mut done = 0;
+    if count & MMU_UPDATE_PREEMPTED != 0 {
+        count &= !MMU_UPDATE_PREEMPTED;
+        if pdone != 0 {
+            done = read_guest::<4, M>(env, dom, pdone).map_or(0, u32::from_le_bytes);
+        }
+    }
+    (count, done)
+}
+
+pub(super) fn batch_end<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    pdone: u64,
+    done: u32,
+    i: u32,
+) {
+    if pdone != 0 {
+        // As in Xen, a failure to report progress is not an error of the batch.
+        let _ = write_guest(env, dom, pdone, &done.wrapping_add(i).to_le_bytes());
+    }
+    env.mm.reclaim(&mut *env.machine);
+}
+
+pub fn mmu_update<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    ureqs: u64,
+    count: u64,
+    pdone: u64,
+    foreigndom: u64,
+) -> i64 {
+    let (count, done) = batch_start(env, dom, count, pdone);
+    let size = core::mem::size_of::<mmu_update>() as u64;
+    if !rules::array_ok(ureqs, count as u64, size) {
+        return err(XEN_EFAULT);
+    }
+    let foreigndom = foreigndom as u32;
+    let pt_dom = (foreigndom >> 16) as u16;
+    let pt_owner = if pt_dom == 0 || pt_dom - 1 == dom.id {
+        dom.id
+    } else if !env.mm.table.domain_exists(pt_dom - 1) {
+        return err(XEN_ESRCH);
+    } else if !dom.privileged {
+        return err(XEN_EPERM);
+    } else {
+        pt_dom - 1
+    };
+    let pg_owner = match pg_owner(env, dom, foreigndom as u16) {
+        Ok(d) => d,
+        Err(e) => return err(e),
+    };
+    let mut rc = 0;
+    let mut i = 0;
+    while i < count {
+        let req = match read_guest::<16, M>(env, dom, ureqs + i as u64 * size) {
+            Ok(b) => b,
+            Err(e) => {
+                rc = e;
+                break;
+            }
+        };
+        let (ptr, val) = (le_u64(&req, 0), le_u64(&req, 8));
+        let cmd = (ptr & 7) as u32;
+        let r = match cmd {
+            MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD | MMU_PT_UPDATE_NO_TRANSLATE => {
+                env.mm.table.update_entry(
+                    &mut *env.machine,
+                    ptr - cmd as u64,
+                    val,
+                    pt_owner,
+                    pg_owner,
+                    cmd == MMU_PT_UPDATE_PRESERVE_AD,
+                )
+            }
+            MMU_MACHPHYS_UPDATE => {
+                let mfn = ptr >> PAGE_SHIFT;
+                env.mm.table.get_page(mfn, pg_owner).map(|()| {
+                    env.mm.m2p.set(&mut *env.machine, mfn, val);
+                    env.mm.table.put_page(mfn);
+                })
+            }
+            _ => Err(XEN_ENOSYS),
+        };
+        if let Err(e) = r {
+            rc = err(e);
+            break;
+        }
+        i += 1;
+    }
+    batch_end(env, dom, pdone, done, i);
+    rc
+}
+
+/// The L1 table that maps `va` in the domain's current (kernel) address space
+/// (`map_guest_l1e`), if the upper levels map it with 4 KiB pages.
+fn guest_l1<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, va: u64) -> Option<u64> {
+    let mut table = dom.l4;
+    for level in (2..=4).rev() {
+        let e = Pte(read_u64(
+            env.machine.frame(table)?,
+            paging::index(va, level),
+        ));
+        if !e.present() || e.huge() {
+            return None;
+        }
+        table = e.mfn();
+    }
+    Some(table)
+}
+
+fn do_update_va_mapping<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    va: u64,
+    val: u64,
+    flags: u64,
+    pg_owner: u16,
+) -> i64 {
+    if !rules::guest_addr_ok(va) {
+        return err(XEN_EINVAL);
+    }
+    let Some(l1) = guest_l1(env, dom, va) else {
+        return err(XEN_EINVAL);
+    };
+    let is_own_l1 = env.mm.table.page(l1).is_some_and(|p| {
+        p.owner == crate::mm::Owner::Domain(dom.id) && p.ty == PageType::L1 && p.is_live_table()
+    });
+    if !is_own_l1 {
+        return err(XEN_EINVAL);
+    }
+    let r = env.mm.table.mod_entry(
+        &mut *env.machine,
+        l1,
+        paging::index(va, 1),
+        val,
+        pg_owner,
+        false,
+    );
+    env.mm.reclaim(&mut *env.machine);
+    if let Err(e) = r {
+        return err(e);
+    }
+    // Every return to the guest reloads CR3 (see `mm`), which performs any flush
+    // asked for; a vCPU mask pointer must still be readable, as in Xen.
+    if matches!(flags & UVMF_FLUSHTYPE_MASK, UVMF_TLB_FLUSH | UVMF_INVLPG) {
+        let bmap = flags & !UVMF_FLUSHTYPE_MASK;
+        if bmap != UVMF_LOCAL && bmap != UVMF_ALL {
+            if let Err(e) = read_guest_u64(env, dom, bmap) {
+                return e;
+            }
+        }
+    }
+    0
+}
+
+pub fn update_va_mapping<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    va: u64,
+    val: u64,
+    flags: u64,
+) -> i64 {
+    let id = dom.id;
+    do_update_va_mapping(env, dom, va, val, flags, id)
+}
+
+pub fn update_va_mapping_otherdomain<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    va: u64,
+    val: u64,
+    flags: u64,
+    domid: u64,
+) -> i64 {
+    if !dom.privileged {
+        return err(XEN_EPERM);
+    }
+    match pg_owner(env, dom, domid as u16) {
+        Ok(owner) => do_update_va_mapping(env, dom, va, val, flags, owner),
+        Err(e) => err(e),
+    }
+}
