@@ -7,14 +7,17 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::builder::{self, DomainConfig};
+use crate::cpuid::CpuidPolicy;
 use crate::domain::{shutdown_reason_name, Domain, RunState};
 use crate::elf::XenImage;
+use crate::exception;
 use crate::exit::ShimExit;
 use crate::frames::FrameAllocator;
 use crate::hypercall::{self, Env};
 use crate::m2p::{M2p, INVALID};
 use crate::machine::{Machine, Mfn};
 use crate::trap::{write_fault_report, TrapFrame, SYSCALL_VECTOR};
+use crate::vcpu::GuestCpu;
 
 pub struct Hypervisor<M: Machine> {
     pub machine: M,
@@ -25,6 +28,8 @@ pub struct Hypervisor<M: Machine> {
     pub domains: Vec<Domain>,
     pub current: usize,
     pub cmdline: String,
+    /// The CPUID policy every guest sees (computed once from the host's leaves).
+    pub cpuid: CpuidPolicy,
 }
 
 /// What the arch layer does after a trap.
@@ -89,28 +94,50 @@ impl<M: Machine> Hypervisor<M> {
         let cur = self.current;
         let dom = &mut self.domains[cur];
         dom.regs = *frame;
-        if frame.vector == SYSCALL_VECTOR {
+        let result = if frame.vector == SYSCALL_VECTOR && dom.vcpu.kernel_mode {
             let mut env = Env {
                 machine: &mut self.machine,
                 console,
                 cmdline: &self.cmdline,
             };
             hypercall::dispatch(&mut env, dom);
+            Ok(())
+        } else if frame.vector == SYSCALL_VECTOR {
+            exception::syscall_from_user(&mut self.machine, dom)
         } else {
-            // No trap table yet: every exception is unhandled, and fatal to the guest only.
+            exception::handle(&mut self.machine, &self.cpuid, dom, cr2)
+        };
+        let result = result.and_then(|()| {
+            if dom.runnable() {
+                exception::check_return_frame(&mut self.machine, dom)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(why) = result {
+            // Fatal to the guest only: report what it did, and why it cannot go on.
             let mut report = String::new();
             let who = format!("d{} ({}) crashed", dom.id, dom.name);
             let _ = write_fault_report(&mut report, &who, frame, cr2);
             for line in report.lines() {
                 log::error!("{line}");
             }
+            log::error!("  {why}");
             dom.state = RunState::Crashed;
         }
         if dom.runnable() {
             *frame = dom.regs;
-            return Next::Resume { l4: dom.l4 };
+            return Next::Resume {
+                l4: dom.active_l4(),
+            };
         }
         self.reap(cur)
+    }
+
+    /// The segment bases and CR0.TS to load before resuming the current domain (after
+    /// [`Hypervisor::handle`] returned `Next::Resume`).
+    pub fn guest_cpu(&self) -> Option<GuestCpu> {
+        self.domains.get(self.current).map(|d| GuestCpu::from(&d.vcpu))
     }
 
     /// Tears down a stopped domain (its memory scrubbed and returned) and decides what
@@ -138,7 +165,9 @@ impl<M: Machine> Hypervisor<M> {
         match self.domains.first() {
             Some(next) => {
                 self.current = 0;
-                Next::Resume { l4: next.l4 }
+                Next::Resume {
+                    l4: next.active_l4(),
+                }
             }
             None => {
                 let exit = match dom.state {
@@ -175,6 +204,7 @@ mod tests {
             domains: Vec::new(),
             current: 0,
             cmdline: String::new(),
+            cpuid: CpuidPolicy::from_host(crate::cpuid::tests::greedy_host, 4096),
         };
         let elf = make_elf(
             BASE,
