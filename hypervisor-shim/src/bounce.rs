@@ -54,8 +54,8 @@ impl core::fmt::Display for BounceError {
 }
 
 /// Offset of vCPU 0's `evtchn_upcall_mask` in the shared-info page.
-pub const UPCALL_MASK: usize =
-    offset_of!(xen_sys::shared_info, vcpu_info) + offset_of!(xen_sys::vcpu_info, evtchn_upcall_mask);
+pub const UPCALL_MASK: usize = offset_of!(xen_sys::shared_info, vcpu_info)
+    + offset_of!(xen_sys::vcpu_info, evtchn_upcall_mask);
 /// Offset of vCPU 0's `arch.cr2` in the shared-info page.
 pub const VCPU_CR2: usize = offset_of!(xen_sys::shared_info, vcpu_info)
     + offset_of!(xen_sys::vcpu_info, arch)

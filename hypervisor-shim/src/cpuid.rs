@@ -20,18 +20,31 @@ const MAX_BASIC: u32 = 0xd;
 const MAX_EXTENDED: u32 = 0x8000_0008;
 
 /// Leaf 1 ECX: SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT, AES, RDRAND.
-const L1_ECX: u32 = 1 << 0 | 1 << 1 | 1 << 9 | 1 << 13 | 1 << 19 | 1 << 20 | 1 << 22 | 1 << 23 | 1 << 25 | 1 << 30;
+const L1_ECX: u32 =
+    1 << 0 | 1 << 1 | 1 << 9 | 1 << 13 | 1 << 19 | 1 << 20 | 1 << 22 | 1 << 23 | 1 << 25 | 1 << 30;
 /// Leaf 1 ECX bit 31: "running on a hypervisor".
 const L1_ECX_HYPERVISOR: u32 = 1 << 31;
 /// Leaf 1 EDX: FPU, DE, TSC, MSR, PAE, CX8, CMOV, CLFLUSH, MMX, FXSR, SSE, SSE2.
-const L1_EDX: u32 = 1 << 0 | 1 << 2 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 15 | 1 << 19 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26;
+const L1_EDX: u32 = 1 << 0
+    | 1 << 2
+    | 1 << 4
+    | 1 << 5
+    | 1 << 6
+    | 1 << 8
+    | 1 << 15
+    | 1 << 19
+    | 1 << 23
+    | 1 << 24
+    | 1 << 25
+    | 1 << 26;
 /// Leaf 7.0 EBX: BMI1, BMI2, ERMS, ADX, CLFLUSHOPT, SHA.
 const L7_EBX: u32 = 1 << 3 | 1 << 8 | 1 << 9 | 1 << 19 | 1 << 23 | 1 << 29;
 /// Leaf 0x80000001 ECX: LAHF_LM, ABM, SSE4A, MISALIGNSSE, PREFETCHW.
 const E1_ECX: u32 = 1 << 0 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8;
 /// Leaf 0x80000001 EDX: SYSCALL, NX, MMXEXT, LM, 3DNOWEXT, 3DNOW, plus AMD's copies of
 /// the leaf-1 bits allowed above.
-const E1_EDX: u32 = 1 << 11 | 1 << 20 | 1 << 22 | 1 << 29 | 1 << 30 | 1 << 31 | (L1_EDX & 0x0183_f3ff);
+const E1_EDX: u32 =
+    1 << 11 | 1 << 20 | 1 << 22 | 1 << 29 | 1 << 30 | 1 << 31 | (L1_EDX & 0x0183_f3ff);
 
 /// A guest's CPUID answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +71,12 @@ impl CpuidPolicy {
                 1 => leaves.push((
                     1,
                     ANY,
-                    [h[0], h[1] & 0xffff, h[2] & L1_ECX | L1_ECX_HYPERVISOR, h[3] & L1_EDX],
+                    [
+                        h[0],
+                        h[1] & 0xffff,
+                        h[2] & L1_ECX | L1_ECX_HYPERVISOR,
+                        h[3] & L1_EDX,
+                    ],
                 )),
                 // Cache descriptors (leaf 2) and cache parameters (leaf 4, without the
                 // core/thread counts of the host's topology).
@@ -107,7 +125,11 @@ impl CpuidPolicy {
                 xen_sys::XEN_CPUID_SIGNATURE_EDX,
             ],
         ));
-        leaves.push((HYPERVISOR_BASE + 1, ANY, [VERSION.0 << 16 | VERSION.1, 0, 0, 0]));
+        leaves.push((
+            HYPERVISOR_BASE + 1,
+            ANY,
+            [VERSION.0 << 16 | VERSION.1, 0, 0, 0],
+        ));
         // One hypercall page, installed through MSR 0x40000000 (see `msr.rs`). The
         // MMU_PT_UPDATE_PRESERVE_AD feature is not claimed until mmu_update honours it.
         leaves.push((HYPERVISOR_BASE + 2, ANY, [1, HYPERVISOR_BASE, 0, 0]));
@@ -170,9 +192,17 @@ pub(crate) mod tests {
         let l1 = p.lookup(1, 0);
         assert_eq!(l1[1], 0xffff, "APIC ID and logical count hidden");
         assert_eq!(l1[2], L1_ECX | L1_ECX_HYPERVISOR);
-        assert_eq!(l1[2] & (1 << 5 | 1 << 21 | 1 << 26 | 1 << 27 | 1 << 28), 0, "no VMX, x2APIC, XSAVE, AVX");
+        assert_eq!(
+            l1[2] & (1 << 5 | 1 << 21 | 1 << 26 | 1 << 27 | 1 << 28),
+            0,
+            "no VMX, x2APIC, XSAVE, AVX"
+        );
         assert_eq!(l1[3], L1_EDX);
-        assert_eq!(l1[3] & (1 << 3 | 1 << 9 | 1 << 11 | 1 << 13), 0, "no PSE, APIC, SEP, PGE");
+        assert_eq!(
+            l1[3] & (1 << 3 | 1 << 9 | 1 << 11 | 1 << 13),
+            0,
+            "no PSE, APIC, SEP, PGE"
+        );
         assert_eq!(p.lookup(7, 0), [0, L7_EBX, 0, 0]);
         assert_eq!(p.lookup(7, 1), [0; 4]);
         assert_eq!(p.lookup(0xd, 0), [0; 4]);

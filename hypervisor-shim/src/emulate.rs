@@ -343,7 +343,10 @@ fn write_cr<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, cr: u8, val: u64) 
         // different CR3 is refused.
         3 if val >> 12 == dom.l4 => {}
         3 => {
-            log::warn!("d{}: mov to CR3 {val:#x} needs MMUEXT_NEW_BASEPTR: #GP", dom.id);
+            log::warn!(
+                "d{}: mov to CR3 {val:#x} needs MMUEXT_NEW_BASEPTR: #GP",
+                dom.id
+            );
             return None;
         }
         4 => dom.vcpu.cr4 = GUEST_CR4,

@@ -137,7 +137,9 @@ impl<M: Machine> Hypervisor<M> {
     /// The segment bases and CR0.TS to load before resuming the current domain (after
     /// [`Hypervisor::handle`] returned `Next::Resume`).
     pub fn guest_cpu(&self) -> Option<GuestCpu> {
-        self.domains.get(self.current).map(|d| GuestCpu::from(&d.vcpu))
+        self.domains
+            .get(self.current)
+            .map(|d| GuestCpu::from(&d.vcpu))
     }
 
     /// Tears down a stopped domain (its memory scrubbed and returned) and decides what

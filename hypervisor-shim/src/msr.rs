@@ -75,7 +75,10 @@ mod tests {
         assert_eq!(read(&v, MSR_FS_BASE), Some(0x7000));
         assert_eq!(read(&v, MSR_GS_BASE), Some(0xffff_8800_0000_0000));
         assert_eq!(read(&v, MSR_SHADOW_GS_BASE), Some(0x1234));
-        assert_eq!((v.gs_base_kernel, v.gs_base_user), (0xffff_8800_0000_0000, 0x1234));
+        assert_eq!(
+            (v.gs_base_kernel, v.gs_base_user),
+            (0xffff_8800_0000_0000, 0x1234)
+        );
         assert_eq!(read(&v, MSR_EFER), Some(0xd01));
         assert!(write(&mut v, MSR_PATCHLEVEL, 0));
         assert!(write(&mut v, MSR_INTEL_MISC_FEATURES_ENABLES, 0));
@@ -85,9 +88,21 @@ mod tests {
     #[test]
     fn everything_else_is_gp() {
         let mut v = Vcpu::new();
-        assert!(!write(&mut v, MSR_FS_BASE, 0x8000_0000_0000_0000), "non-canonical");
+        assert!(
+            !write(&mut v, MSR_FS_BASE, 0x8000_0000_0000_0000),
+            "non-canonical"
+        );
         assert_eq!(v.fs_base, 0);
-        for msr in [0x10, 0x1b, 0x277, 0x4000_0000, 0xc000_0081, 0xc000_0082, 0xc000_0103, 0x48] {
+        for msr in [
+            0x10,
+            0x1b,
+            0x277,
+            0x4000_0000,
+            0xc000_0081,
+            0xc000_0082,
+            0xc000_0103,
+            0x48,
+        ] {
             assert_eq!(read(&v, msr), None, "{msr:#x}");
             assert!(!write(&mut v, msr, 0), "{msr:#x}");
         }

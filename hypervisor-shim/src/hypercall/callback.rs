@@ -29,7 +29,12 @@ pub fn register(dom: &mut Domain, ty: u32, flags: u16, address: u64) -> i64 {
     let v = &mut dom.vcpu;
     match ty {
         // The event callback is always entered with events masked (TBF_INTERRUPT).
-        CALLBACKTYPE_event => v.event = Callback { address, mask_events: true },
+        CALLBACKTYPE_event => {
+            v.event = Callback {
+                address,
+                mask_events: true,
+            }
+        }
         CALLBACKTYPE_failsafe => v.failsafe = cb,
         CALLBACKTYPE_syscall => v.syscall = cb,
         CALLBACKTYPE_syscall32 => v.syscall32 = cb,
@@ -109,12 +114,18 @@ mod tests {
         b[2..4].copy_from_slice(&flags.to_le_bytes());
         b[8..].copy_from_slice(&address.to_le_bytes());
         w.poke(SCRATCH, &b);
-        w.call(__HYPERVISOR_callback_op, &[CALLBACKOP_register as u64, SCRATCH])
+        w.call(
+            __HYPERVISOR_callback_op,
+            &[CALLBACKOP_register as u64, SCRATCH],
+        )
     }
 
     fn unreg(w: &mut World, ty: u32) -> i64 {
         w.poke(SCRATCH, &(ty as u32).to_le_bytes());
-        w.call(__HYPERVISOR_callback_op, &[CALLBACKOP_unregister as u64, SCRATCH])
+        w.call(
+            __HYPERVISOR_callback_op,
+            &[CALLBACKOP_unregister as u64, SCRATCH],
+        )
     }
 
     const A: u64 = 0xffff_ffff_8000_4000;
@@ -130,19 +141,55 @@ mod tests {
         assert_eq!(reg(&mut w, CALLBACKTYPE_sysenter, m, A + 4), 0);
         assert_eq!(reg(&mut w, CALLBACKTYPE_nmi, 0, A + 5), 0);
         let v = &w.dom.vcpu;
-        assert_eq!(v.event, Callback { address: A, mask_events: true });
-        assert_eq!(v.failsafe, Callback { address: A + 1, mask_events: true });
-        assert_eq!(v.syscall, Callback { address: A + 2, mask_events: true });
-        assert_eq!(v.syscall32, Callback { address: A + 3, mask_events: false });
+        assert_eq!(
+            v.event,
+            Callback {
+                address: A,
+                mask_events: true
+            }
+        );
+        assert_eq!(
+            v.failsafe,
+            Callback {
+                address: A + 1,
+                mask_events: true
+            }
+        );
+        assert_eq!(
+            v.syscall,
+            Callback {
+                address: A + 2,
+                mask_events: true
+            }
+        );
+        assert_eq!(
+            v.syscall32,
+            Callback {
+                address: A + 3,
+                mask_events: false
+            }
+        );
         assert_eq!(v.sysenter.address, A + 4);
         assert_eq!(v.trap_table[2].address, A + 5);
         assert!(v.trap_table[2].interrupt_gate());
-        assert_eq!(reg(&mut w, CALLBACKTYPE_sysenter_deprecated, 0, A), err(XEN_ENOSYS));
+        assert_eq!(
+            reg(&mut w, CALLBACKTYPE_sysenter_deprecated, 0, A),
+            err(XEN_ENOSYS)
+        );
         assert_eq!(reg(&mut w, 6, 0, A), err(XEN_ENOSYS));
-        assert_eq!(reg(&mut w, CALLBACKTYPE_event, 0, 0x0000_8000_0000_0000), err(XEN_EINVAL));
+        assert_eq!(
+            reg(&mut w, CALLBACKTYPE_event, 0, 0x0000_8000_0000_0000),
+            err(XEN_EINVAL)
+        );
         assert_eq!(w.dom.vcpu.event.address, A);
-        assert_eq!(w.call(__HYPERVISOR_callback_op, &[0, 0x10]), err(XEN_EFAULT));
-        assert_eq!(w.call(__HYPERVISOR_callback_op, &[7, SCRATCH]), err(XEN_ENOSYS));
+        assert_eq!(
+            w.call(__HYPERVISOR_callback_op, &[0, 0x10]),
+            err(XEN_EFAULT)
+        );
+        assert_eq!(
+            w.call(__HYPERVISOR_callback_op, &[7, SCRATCH]),
+            err(XEN_ENOSYS)
+        );
     }
 
     #[test]
@@ -169,6 +216,12 @@ mod tests {
         assert_eq!(w.call(__HYPERVISOR_set_callbacks, &[A, 1 << 63, A + 2]), 0);
         assert_eq!(w.dom.vcpu.event.address, A);
         assert_eq!(w.dom.vcpu.failsafe.address, 0);
-        assert_eq!(w.dom.vcpu.syscall, Callback { address: A + 2, mask_events: false });
+        assert_eq!(
+            w.dom.vcpu.syscall,
+            Callback {
+                address: A + 2,
+                mask_events: false
+            }
+        );
     }
 }

@@ -25,7 +25,11 @@ use crate::vcpu::eflags;
 pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
     let mut b = [0u8; size_of::<iret_context>()];
     if env.guest(dom).read(dom.regs.rsp, &mut b).is_err() {
-        log::error!("d{}: fault while reading IRET context from guest stack at {:#x}", dom.id, dom.regs.rsp);
+        log::error!(
+            "d{}: fault while reading IRET context from guest stack at {:#x}",
+            dom.id,
+            dom.regs.rsp
+        );
         dom.state = RunState::Crashed;
         return 0;
     }
@@ -36,7 +40,10 @@ pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 
     let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = w;
     if cs & 3 == 3 {
         if dom.user_l4.is_none() {
-            log::error!("d{}: guest switching to user mode with no user page tables", dom.id);
+            log::error!(
+                "d{}: guest switching to user mode with no user page tables",
+                dom.id
+            );
             dom.state = RunState::Crashed;
             return 0;
         }

@@ -63,9 +63,18 @@ mod tests {
         assert_eq!(set(&mut w, SEGBASE_GS_USER, 0x6000), 0);
         assert_eq!(set(&mut w, SEGBASE_GS_KERNEL, 0xffff_8880_0000_0000), 0);
         let v = &w.dom.vcpu;
-        assert_eq!((v.fs_base, v.gs_base_user, v.gs_base_kernel), (0x7fff_0000, 0x6000, 0xffff_8880_0000_0000));
-        assert_eq!(set(&mut w, SEGBASE_FS, 0x8000_0000_0000_0000), err(XEN_EINVAL));
-        assert_eq!(set(&mut w, SEGBASE_GS_KERNEL, 0x0000_8000_0000_0000), err(XEN_EINVAL));
+        assert_eq!(
+            (v.fs_base, v.gs_base_user, v.gs_base_kernel),
+            (0x7fff_0000, 0x6000, 0xffff_8880_0000_0000)
+        );
+        assert_eq!(
+            set(&mut w, SEGBASE_FS, 0x8000_0000_0000_0000),
+            err(XEN_EINVAL)
+        );
+        assert_eq!(
+            set(&mut w, SEGBASE_GS_KERNEL, 0x0000_8000_0000_0000),
+            err(XEN_EINVAL)
+        );
         assert_eq!(w.dom.vcpu.fs_base, 0x7fff_0000);
         assert_eq!(set(&mut w, SEGBASE_GS_USER_SEL, 0xe02b), 0);
         assert_eq!(w.dom.vcpu.gs_base_user, 0);
@@ -75,8 +84,14 @@ mod tests {
     #[test]
     fn stack_switch_and_fpu_taskswitch() {
         let mut w = World::new(true);
-        assert_eq!(w.call(__HYPERVISOR_stack_switch, &[0xe028, 0xffff_ffff_8000_8000]), 0);
-        assert_eq!((w.dom.vcpu.kernel_ss, w.dom.vcpu.kernel_sp), (0xe02b, 0xffff_ffff_8000_8000));
+        assert_eq!(
+            w.call(__HYPERVISOR_stack_switch, &[0xe028, 0xffff_ffff_8000_8000]),
+            0
+        );
+        assert_eq!(
+            (w.dom.vcpu.kernel_ss, w.dom.vcpu.kernel_sp),
+            (0xe02b, 0xffff_ffff_8000_8000)
+        );
         assert_eq!(w.call(__HYPERVISOR_fpu_taskswitch, &[1]), 0);
         assert!(w.dom.vcpu.cr0_ts);
         assert_eq!(w.call(__HYPERVISOR_fpu_taskswitch, &[1 << 32]), 0);

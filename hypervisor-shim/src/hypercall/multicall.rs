@@ -63,7 +63,10 @@ fn run<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, list: u64, n
         let result = call(env, dom, op, args);
         let wrote = env
             .guest(dom)
-            .write(at.wrapping_add(offset_of!(multicall_entry, result) as u64), &result.to_le_bytes())
+            .write(
+                at.wrapping_add(offset_of!(multicall_entry, result) as u64),
+                &result.to_le_bytes(),
+            )
             .is_ok();
         if op == __HYPERVISOR_iret as u64 || !dom.runnable() {
             // mc_exit: the result is written back on a best-effort basis.

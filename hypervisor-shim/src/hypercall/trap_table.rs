@@ -83,7 +83,14 @@ mod tests {
         w.poke(SCRATCH, &l);
         assert_eq!(w.call(__HYPERVISOR_set_trap_table, &[SCRATCH]), 0);
         let t = &w.dom.vcpu.trap_table;
-        assert_eq!(t[14], TrapEntry { address: 0xffff_ffff_8000_1000, cs: 0xe033, flags: 0 });
+        assert_eq!(
+            t[14],
+            TrapEntry {
+                address: 0xffff_ffff_8000_1000,
+                cs: 0xe033,
+                flags: 0
+            }
+        );
         assert_eq!(t[0x80].dpl(), 3);
         assert!(t[0x80].interrupt_gate());
         assert_eq!(t[1].address, 0);
@@ -98,11 +105,20 @@ mod tests {
         l.extend(entry(3, 3, 0xe033, 0xffff_ffff_8000_1000));
         l.extend(entry(14, 0, 0xe033, 0x8000_0000_0000_0000));
         w.poke(SCRATCH, &l);
-        assert_eq!(w.call(__HYPERVISOR_set_trap_table, &[SCRATCH]), err(XEN_EINVAL));
+        assert_eq!(
+            w.call(__HYPERVISOR_set_trap_table, &[SCRATCH]),
+            err(XEN_EINVAL)
+        );
         assert_eq!(w.dom.vcpu.trap_table[3].address, 0xffff_ffff_8000_1000);
         assert_eq!(w.dom.vcpu.trap_table[14].address, 0);
-        assert_eq!(w.call(__HYPERVISOR_set_trap_table, &[0x10]), err(XEN_EFAULT));
-        assert_eq!(w.call(__HYPERVISOR_set_trap_table, &[w.v_end]), err(XEN_EFAULT));
+        assert_eq!(
+            w.call(__HYPERVISOR_set_trap_table, &[0x10]),
+            err(XEN_EFAULT)
+        );
+        assert_eq!(
+            w.call(__HYPERVISOR_set_trap_table, &[w.v_end]),
+            err(XEN_EFAULT)
+        );
     }
 
     #[test]
@@ -119,6 +135,9 @@ mod tests {
         assert_eq!(w.dom.regs.rip, 0x1000, "the SYSCALL is re-executed");
         assert_eq!(w.dom.regs.rdi, SCRATCH + 16 * BATCH as u64);
         assert_eq!(w.call(__HYPERVISOR_set_trap_table, &[w.dom.regs.rdi]), 0);
-        assert_eq!(w.dom.vcpu.trap_table[0].address, 0xffff_ffff_8000_0000 + BATCH as u64);
+        assert_eq!(
+            w.dom.vcpu.trap_table[0].address,
+            0xffff_ffff_8000_0000 + BATCH as u64
+        );
     }
 }

@@ -53,14 +53,31 @@ mod tests {
     #[test]
     fn honoured_types_toggle_and_the_rest_are_refused() {
         let mut w = World::new(true);
-        let va = |w: &mut World, cmd: u32, ty: u32| w.call(__HYPERVISOR_vm_assist, &[cmd as u64, ty as u64]);
-        assert_eq!(va(&mut w, VMASST_CMD_enable, VMASST_TYPE_architectural_iopl), 0);
+        let va = |w: &mut World, cmd: u32, ty: u32| {
+            w.call(__HYPERVISOR_vm_assist, &[cmd as u64, ty as u64])
+        };
+        assert_eq!(
+            va(&mut w, VMASST_CMD_enable, VMASST_TYPE_architectural_iopl),
+            0
+        );
         assert!(w.dom.vcpu.vm_assist(VMASST_TYPE_architectural_iopl));
-        assert_eq!(va(&mut w, VMASST_CMD_disable, VMASST_TYPE_architectural_iopl), 0);
+        assert_eq!(
+            va(&mut w, VMASST_CMD_disable, VMASST_TYPE_architectural_iopl),
+            0
+        );
         assert!(!w.dom.vcpu.vm_assist(VMASST_TYPE_architectural_iopl));
-        assert_eq!(va(&mut w, VMASST_CMD_enable, VMASST_TYPE_pae_extended_cr3), 0);
-        assert_eq!(va(&mut w, VMASST_CMD_enable, VMASST_TYPE_writable_pagetables), err(XEN_EINVAL));
-        assert_eq!(va(&mut w, VMASST_CMD_enable, VMASST_TYPE_m2p_strict), err(XEN_EINVAL));
+        assert_eq!(
+            va(&mut w, VMASST_CMD_enable, VMASST_TYPE_pae_extended_cr3),
+            0
+        );
+        assert_eq!(
+            va(&mut w, VMASST_CMD_enable, VMASST_TYPE_writable_pagetables),
+            err(XEN_EINVAL)
+        );
+        assert_eq!(
+            va(&mut w, VMASST_CMD_enable, VMASST_TYPE_m2p_strict),
+            err(XEN_EINVAL)
+        );
         assert_eq!(va(&mut w, VMASST_CMD_enable, 63), err(XEN_EINVAL));
         assert_eq!(va(&mut w, VMASST_CMD_enable, 64), err(XEN_EINVAL));
         assert_eq!(va(&mut w, 2, VMASST_TYPE_4gb_segments), err(XEN_ENOSYS));
