@@ -121,7 +121,7 @@ mod tests {
     }
 
     fn unreg(w: &mut World, ty: u32) -> i64 {
-        w.poke(SCRATCH, &(ty as u32).to_le_bytes());
+        w.poke(SCRATCH, &ty.to_le_bytes());
         w.call(
             __HYPERVISOR_callback_op,
             &[CALLBACKOP_unregister as u64, SCRATCH],

@@ -9,6 +9,7 @@
 //! - CS and SS are forced to RPL 3, RFLAGS loses IOPL and VM and gets IF; the event
 //!   mask follows the frame's IF. With `VGCF_in_syscall` RCX and R11 are not restored.
 //! - RAX comes back from the frame.
+//!
 //! A frame the CPU would refuse (a selector that is not a guest code/stack segment, a
 //! non-canonical RIP) is caught before the shim's `iretq`: the guest gets the #GP Xen's
 //! own `iretq` would have handed it (`exception::check_return_frame`).

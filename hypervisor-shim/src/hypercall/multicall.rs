@@ -35,7 +35,7 @@ pub fn multicall<M: Machine + ?Sized>(
     }
     let nr = nr as u32;
     // guest_handle_okay: the list must start in guest space.
-    if list >= xen_sys::__HYPERVISOR_VIRT_START && list < xen_sys::__HYPERVISOR_VIRT_END {
+    if (xen_sys::__HYPERVISOR_VIRT_START..xen_sys::__HYPERVISOR_VIRT_END).contains(&list) {
         return err(XEN_EFAULT);
     }
     dom.vcpu.in_multicall = true;
