@@ -192,8 +192,8 @@ pub fn check_return_frame<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> R
             None
         };
         let Some(ec) = ec else {
-            // Flags the guest may not have: IOPL (virtualised), VM; IF always set.
-            dom.regs.rflags = (dom.regs.rflags & !(eflags::IOPL | eflags::VM)) | eflags::IF | 2;
+            // Only architectural flags; never IOPL (virtualised) or VM; IF always set.
+            dom.regs.rflags = (dom.regs.rflags & eflags::GUEST_SETTABLE) | eflags::IF | 2;
             return Ok(());
         };
         if attempt == 1 {

@@ -284,6 +284,23 @@ mod tests {
     }
 
     #[test]
+    fn syscall_from_guest_user_mode_is_not_a_hypercall() {
+        let mut h = hv();
+        h.domains[0].user_l4 = Some(h.domains[0].l4);
+        h.domains[0].vcpu.toggle_guest_mode();
+        let mut f = h.domains[0].regs;
+        f.vector = SYSCALL_VECTOR;
+        f.rax = xen_sys::__HYPERVISOR_sched_op_compat as u64;
+        f.rdi = xen_sys::SCHEDOP_shutdown as u64;
+        // No syscall callback and no #UD handler: the guest dies of its #UD, and the
+        // shutdown it asked for never happened.
+        assert_eq!(
+            h.handle(&mut f, 0, &mut |_| {}),
+            Next::Halt(ShimExit::Crashed)
+        );
+    }
+
+    #[test]
     fn poweroff_halts_the_machine_as_powered_off() {
         let mut h = hv();
         let mut f = h.domains[0].regs;

@@ -26,6 +26,9 @@ pub mod eflags {
     pub const RF: u64 = 1 << 16;
     pub const VM: u64 = 1 << 17;
     pub const AC: u64 = 1 << 18;
+    /// What a guest frame may carry into the hardware RFLAGS: CF, PF, AF, ZF, SF, TF,
+    /// IF, DF, OF, NT, RF, AC, VIF, VIP, ID (no IOPL, no VM, no reserved bits).
+    pub const GUEST_SETTABLE: u64 = 0x003d_4fd7;
 }
 
 /// CR0.TS (architectural).
