@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use crate::builder::BuiltDomain;
 use crate::machine::Mfn;
 use crate::trap::TrapFrame;
+use crate::vcpu::Vcpu;
 
 /// Why a domain stopped (`SHUTDOWN_*` of `sched.h`), or that it crashed on a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct Domain {
     pub shutdown_code: Option<u32>,
     /// Hypercall numbers already reported as unimplemented (one log line each).
     pub reported_enosys: u64,
+    /// vCPU 0's virtual CPU state (trap table, callbacks, mode, segment bases...).
+    pub vcpu: Vcpu,
 }
 
 impl Domain {
@@ -67,6 +70,7 @@ impl Domain {
             state: RunState::Runnable,
             shutdown_code: None,
             reported_enosys: 0,
+            vcpu: Vcpu::new(),
         }
     }
 
@@ -81,6 +85,15 @@ impl Domain {
 
     pub fn runnable(&self) -> bool {
         self.state == RunState::Runnable
+    }
+
+    /// The base pointer the vCPU runs on: the user one in guest user mode (Xen's
+    /// `guest_table_user`), else the kernel one.
+    pub fn active_l4(&self) -> Mfn {
+        match (self.vcpu.kernel_mode, self.user_l4) {
+            (false, Some(u)) => u,
+            _ => self.l4,
+        }
     }
 }
 

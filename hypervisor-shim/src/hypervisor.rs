@@ -7,8 +7,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::builder::{self, DomainConfig};
+use crate::cpuid::CpuidPolicy;
 use crate::domain::{shutdown_reason_name, Domain, RunState};
 use crate::elf::XenImage;
+use crate::exception;
 use crate::exit::ShimExit;
 use crate::frames::FrameAllocator;
 use crate::hypercall::{self, Env};
@@ -16,6 +18,7 @@ use crate::m2p::M2p;
 use crate::machine::{Machine, Mfn};
 use crate::mm::{self, FrameTable, Mm};
 use crate::trap::{write_fault_report, TrapFrame, SYSCALL_VECTOR};
+use crate::vcpu::GuestCpu;
 
 pub struct Hypervisor<M: Machine> {
     pub machine: M,
@@ -28,6 +31,8 @@ pub struct Hypervisor<M: Machine> {
     pub domains: Vec<Domain>,
     pub current: usize,
     pub cmdline: String,
+    /// The CPUID policy every guest sees (computed once from the host's leaves).
+    pub cpuid: CpuidPolicy,
 }
 
 /// What the arch layer does after a trap.
@@ -94,7 +99,7 @@ impl<M: Machine> Hypervisor<M> {
         let cur = self.current;
         let dom = &mut self.domains[cur];
         dom.regs = *frame;
-        if frame.vector == SYSCALL_VECTOR {
+        let result = if frame.vector == SYSCALL_VECTOR && dom.vcpu.kernel_mode {
             let mut env = Env {
                 machine: &mut self.machine,
                 console,
@@ -106,21 +111,45 @@ impl<M: Machine> Hypervisor<M> {
                 },
             };
             hypercall::dispatch(&mut env, dom);
+            Ok(())
+        } else if frame.vector == SYSCALL_VECTOR {
+            exception::syscall_from_user(&mut self.machine, dom)
         } else {
-            // No trap table yet: every exception is unhandled, and fatal to the guest only.
+            exception::handle(&mut self.machine, &self.cpuid, dom, cr2)
+        };
+        let result = result.and_then(|()| {
+            if dom.runnable() {
+                exception::check_return_frame(&mut self.machine, dom)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(why) = result {
+            // Fatal to the guest only: report what it did, and why it cannot go on.
             let mut report = String::new();
             let who = format!("d{} ({}) crashed", dom.id, dom.name);
             let _ = write_fault_report(&mut report, &who, frame, cr2);
             for line in report.lines() {
                 log::error!("{line}");
             }
+            log::error!("  {why}");
             dom.state = RunState::Crashed;
         }
         if dom.runnable() {
             *frame = dom.regs;
-            return Next::Resume { l4: dom.l4 };
+            return Next::Resume {
+                l4: dom.active_l4(),
+            };
         }
         self.reap(cur)
+    }
+
+    /// The segment bases and CR0.TS to load before resuming the current domain (after
+    /// [`Hypervisor::handle`] returned `Next::Resume`).
+    pub fn guest_cpu(&self) -> Option<GuestCpu> {
+        self.domains
+            .get(self.current)
+            .map(|d| GuestCpu::from(&d.vcpu))
     }
 
     /// Tears down a stopped domain (its memory scrubbed and returned) and decides what
@@ -159,7 +188,9 @@ impl<M: Machine> Hypervisor<M> {
         match self.domains.first() {
             Some(next) => {
                 self.current = 0;
-                Next::Resume { l4: next.l4 }
+                Next::Resume {
+                    l4: next.active_l4(),
+                }
             }
             None => {
                 let exit = match dom.state {
@@ -199,6 +230,7 @@ mod tests {
             domains: Vec::new(),
             current: 0,
             cmdline: String::new(),
+            cpuid: CpuidPolicy::from_host(crate::cpuid::tests::greedy_host, 4096),
         };
         let elf = make_elf(
             BASE,
@@ -273,6 +305,23 @@ mod tests {
         assert!(p2m
             .iter()
             .all(|&mfn| m2p_entry(&mut h, probe, mfn) == INVALID));
+    }
+
+    #[test]
+    fn syscall_from_guest_user_mode_is_not_a_hypercall() {
+        let mut h = hv();
+        h.domains[0].user_l4 = Some(h.domains[0].l4);
+        h.domains[0].vcpu.toggle_guest_mode();
+        let mut f = h.domains[0].regs;
+        f.vector = SYSCALL_VECTOR;
+        f.rax = xen_sys::__HYPERVISOR_sched_op_compat as u64;
+        f.rdi = xen_sys::SCHEDOP_shutdown as u64;
+        // No syscall callback and no #UD handler: the guest dies of its #UD, and the
+        // shutdown it asked for never happened.
+        assert_eq!(
+            h.handle(&mut f, 0, &mut |_| {}),
+            Next::Halt(ShimExit::Crashed)
+        );
     }
 
     #[test]

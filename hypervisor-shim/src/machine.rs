@@ -46,6 +46,15 @@ pub trait Machine {
         self.frame_mut(mfn)?.fill(0);
         Some(())
     }
+
+    /// Reads an I/O port of `size` bytes (1, 2, 4) for a guest allowed to (see
+    /// `emulate.rs`); all ones where there is no port hardware.
+    fn port_in(&mut self, _port: u16, _size: u8) -> u32 {
+        u32::MAX
+    }
+
+    /// Writes an I/O port for a guest allowed to.
+    fn port_out(&mut self, _port: u16, _size: u8, _value: u32) {}
 }
 
 /// Splits `[addr, addr + len)` at page boundaries: each piece's address, its offset in
@@ -150,6 +159,8 @@ impl<M: Machine + ?Sized> GuestMemory<'_, M> {
 pub struct TestMachine {
     pub base: Mfn,
     pub frames: alloc::vec::Vec<Frame>,
+    /// Port writes (port, size, value), in order.
+    pub port_writes: alloc::vec::Vec<(u16, u8, u32)>,
 }
 
 #[cfg(test)]
@@ -158,6 +169,7 @@ impl TestMachine {
         Self {
             base,
             frames: alloc::vec![[0; PAGE_SIZE]; n],
+            port_writes: alloc::vec::Vec::new(),
         }
     }
 }
@@ -169,5 +181,12 @@ impl Machine for TestMachine {
     }
     fn frame_mut(&mut self, mfn: Mfn) -> Option<&mut Frame> {
         self.frames.get_mut(mfn.checked_sub(self.base)? as usize)
+    }
+    fn port_in(&mut self, port: u16, size: u8) -> u32 {
+        // A recognisable pattern: the port number in every byte pair.
+        (port as u32 | (port as u32) << 16) & (u32::MAX >> (32 - 8 * size as u32))
+    }
+    fn port_out(&mut self, port: u16, size: u8, value: u32) {
+        self.port_writes.push((port, size, value));
     }
 }

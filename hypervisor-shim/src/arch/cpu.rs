@@ -6,6 +6,7 @@ use core::arch::asm;
 use core::mem::size_of;
 
 use hypervisor_shim::trap::{SHIM_CS, SHIM_DS, TSS_SEL};
+use hypervisor_shim::vcpu::GuestCpu;
 use x86_64::registers::model_specific::Msr;
 
 use super::entry;
@@ -142,13 +143,59 @@ pub fn init() {
         Msr::new(MSR_STAR)
             .write(((hypervisor_shim::trap::RING3_CS32 as u64) << 48) | ((SHIM_CS as u64) << 32));
         Msr::new(MSR_LSTAR).write(entry::syscall_entry_addr());
-        Msr::new(MSR_CSTAR).write(entry::syscall_entry_addr());
+        Msr::new(MSR_CSTAR).write(entry::cstar_entry_addr());
         Msr::new(MSR_FMASK).write(SYSCALL_FMASK);
 
         // Mask the legacy PICs: the shim takes no device interrupts yet.
         x86_64::instructions::port::Port::<u8>::new(0x21).write(0xff);
         x86_64::instructions::port::Port::<u8>::new(0xa1).write(0xff);
     }
+}
+
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
+/// What the segment-base MSRs hold now (written only when a guest's value differs, as
+/// WRMSR is slow and the shim itself never uses FS or GS).
+static LOADED: spin::Mutex<GuestCpu> = spin::Mutex::new(GuestCpu {
+    fs_base: 0,
+    gs_base: 0,
+    gs_shadow: 0,
+    cr0_ts: false,
+});
+
+/// Loads a guest's FS/GS bases (the shadow GS base being what the guest's `swapgs`
+/// semantics put there: the other mode's) and its virtual CR0.TS.
+pub fn load_guest_state(g: &GuestCpu) {
+    let mut cur = LOADED.lock();
+    // SAFETY: the lib hands out canonical bases only (`GuestCpu::from`), so WRMSR cannot
+    // fault; the shim does not use FS, GS or the FPU itself.
+    unsafe {
+        if cur.fs_base != g.fs_base {
+            Msr::new(MSR_FS_BASE).write(g.fs_base);
+        }
+        if cur.gs_base != g.gs_base {
+            Msr::new(MSR_GS_BASE).write(g.gs_base);
+        }
+        if cur.gs_shadow != g.gs_shadow {
+            Msr::new(MSR_KERNEL_GS_BASE).write(g.gs_shadow);
+        }
+        if cur.cr0_ts != g.cr0_ts {
+            if g.cr0_ts {
+                asm!("mov {t}, cr0", "or {t}, 8", "mov cr0, {t}", t = out(reg) _, options(nostack));
+            } else {
+                asm!("clts", options(nostack));
+            }
+        }
+    }
+    *cur = *g;
+}
+
+/// The host's CPUID leaf (input to the guests' CPUID policy).
+pub fn host_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
 }
 
 /// Reads CR2 (the faulting address of the last page fault).

@@ -45,6 +45,31 @@ impl Machine for DirectMap {
         }
     }
 
+    fn port_in(&mut self, port: u16, size: u8) -> u32 {
+        use x86_64::instructions::port::Port;
+        // SAFETY: the lib only asks for ports the privileged domain may use
+        // (`emulate::io_permitted`), never the shim's own devices.
+        unsafe {
+            match size {
+                1 => Port::<u8>::new(port).read() as u32,
+                2 => Port::<u16>::new(port).read() as u32,
+                _ => Port::<u32>::new(port).read(),
+            }
+        }
+    }
+
+    fn port_out(&mut self, port: u16, size: u8, value: u32) {
+        use x86_64::instructions::port::Port;
+        // SAFETY: as for `port_in`: only ports the privileged domain may use.
+        unsafe {
+            match size {
+                1 => Port::<u8>::new(port).write(value as u8),
+                2 => Port::<u16>::new(port).write(value as u16),
+                _ => Port::<u32>::new(port).write(value),
+            }
+        }
+    }
+
     fn frame_mut(&mut self, mfn: Mfn) -> Option<&mut Frame> {
         // SAFETY: as above; `&mut self` serialises access through the shim.
         Self::ptr(mfn).map(|p| unsafe { &mut *p })

@@ -67,6 +67,22 @@ syscall_entry:
     push $0
     push ${syscall_vector}
 
+    jmp trap_common
+
+    /* SYSCALL from 32-bit compat mode (CSTAR): the same, recorded with the 32-bit CS. */
+    .balign 16
+    .global cstar_entry
+cstar_entry:
+    mov %rsp, guest_rsp_scratch(%rip)
+    lea shim_stack_top(%rip), %rsp
+    push ${ss}
+    push guest_rsp_scratch(%rip)
+    push %r11
+    push ${cs32}
+    push %rcx
+    push $0
+    push ${syscall_vector}
+
 trap_common:
     push %rax
     push %rbx
@@ -116,6 +132,7 @@ enter_frame:
     stack = const STACK_BYTES,
     ss = const hypervisor_shim::trap::RING3_SS,
     cs = const hypervisor_shim::trap::RING3_CS64,
+    cs32 = const hypervisor_shim::trap::RING3_CS32,
     syscall_vector = const hypervisor_shim::trap::SYSCALL_VECTOR,
     options(att_syntax)
 );
@@ -125,6 +142,7 @@ unsafe extern "C" {
     static shim_stack_top: u8;
     static ist_stack_top: u8;
     fn syscall_entry();
+    fn cstar_entry();
     fn enter_frame(frame: *const TrapFrame) -> !;
 }
 
@@ -147,6 +165,10 @@ pub fn trap_stubs() -> &'static [u64; 32] {
 
 pub fn syscall_entry_addr() -> u64 {
     syscall_entry as *const () as u64
+}
+
+pub fn cstar_entry_addr() -> u64 {
+    cstar_entry as *const () as u64
 }
 
 /// Leaves the shim into the context described by `frame` (an `iretq`).

@@ -10,6 +10,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use hypervisor_shim::cpuid::CpuidPolicy;
 use hypervisor_shim::exit::ShimExit;
 use hypervisor_shim::frames::FrameAllocator;
 use hypervisor_shim::hypervisor::{Hypervisor, Next};
@@ -121,6 +122,7 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
         domains: Vec::new(),
         current: 0,
         cmdline: String::from(&*info.cmdline),
+        cpuid: CpuidPolicy::from_host(cpu::host_cpuid, top),
     };
     let nr_pages = opts
         .dom0_pages
@@ -136,7 +138,9 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
         cpu::rdtsc() - start
     );
     let l4 = hv.domains[0].l4;
+    let guest = hv.guest_cpu().unwrap_or_default();
     *SHIM.lock() = Some(hv);
+    cpu::load_guest_state(&guest);
     // SAFETY: the domain's L4 carries the direct-map slot, so the shim stays mapped.
     unsafe { cpu::load_cr3(l4) };
     entry::enter(&regs)
@@ -159,6 +163,9 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> *const TrapFrame {
         Next::Resume { l4 } => {
             // SAFETY: every domain L4 carries the direct-map slot.
             unsafe { cpu::load_cr3(l4) };
+            if let Some(guest) = hv.guest_cpu() {
+                cpu::load_guest_state(&guest);
+            }
             frame
         }
         Next::Halt(exit) => {

@@ -3,15 +3,24 @@
 //! back in RAX. Every argument is guest-controlled: pointers are reached only through
 //! the guest's own page tables ([`GuestMemory`]), so a bad one is `-EFAULT`.
 
+mod callback;
 mod console;
 mod gdt;
+mod iret;
 mod memory;
+mod misc;
 #[cfg(test)]
 mod mm_tests;
 mod mmu;
 mod mmuext;
+mod multicall;
 mod sched;
+mod trap_table;
 mod version;
+mod vm_assist;
+
+pub use multicall::BATCH as MULTICALL_BATCH;
+pub use version::VERSION;
 
 use xen_sys::*;
 
@@ -44,23 +53,45 @@ pub(crate) fn err(e: xen_errno) -> i64 {
 }
 
 /// Runs the hypercall described by `dom.regs` and stores its result in `dom.regs.rax`.
+/// Only ever called for guest kernel mode: SYSCALL from guest user mode goes to the
+/// guest's syscall callback instead (`exception::syscall_from_user`).
 pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
     let r = &dom.regs;
-    let (nr, a1, a2, a3, a4) = (r.rax, r.rdi, r.rsi, r.rdx, r.r10);
-    let ret = match u32::try_from(nr).unwrap_or(u32::MAX) {
-        __HYPERVISOR_console_io => console::console_io(env, dom, a1, a2, r.rdx),
-        __HYPERVISOR_sched_op => sched::sched_op(env, dom, a1, a2),
-        __HYPERVISOR_sched_op_compat => sched::sched_op_compat(env, dom, a1, a2),
-        __HYPERVISOR_xen_version => version::xen_version(env, dom, a1, a2),
-        __HYPERVISOR_mmu_update => mmu::mmu_update(env, dom, a1, a2, a3, a4),
-        __HYPERVISOR_update_va_mapping => mmu::update_va_mapping(env, dom, a1, a2, a3),
+    let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
+    let ret = call(env, dom, r.rax, args);
+    dom.regs.rax = ret as u64;
+}
+
+/// Runs hypercall `nr` with `a` (also for each entry of a multicall).
+pub(crate) fn call<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    nr: u64,
+    a: [u64; 6],
+) -> i64 {
+    match u32::try_from(nr).unwrap_or(u32::MAX) {
+        __HYPERVISOR_console_io => console::console_io(env, dom, a[0], a[1], a[2]),
+        __HYPERVISOR_sched_op => sched::sched_op(env, dom, a[0], a[1]),
+        __HYPERVISOR_sched_op_compat => sched::sched_op_compat(env, dom, a[0], a[1]),
+        __HYPERVISOR_xen_version => version::xen_version(env, dom, a[0], a[1]),
+        __HYPERVISOR_set_trap_table => trap_table::set_trap_table(env, dom, a[0]),
+        __HYPERVISOR_set_callbacks => callback::set_callbacks(dom, a[0], a[1], a[2]),
+        __HYPERVISOR_callback_op => callback::callback_op(env, dom, a[0], a[1]),
+        __HYPERVISOR_stack_switch => misc::stack_switch(dom, a[0], a[1]),
+        __HYPERVISOR_set_segment_base => misc::set_segment_base(dom, a[0], a[1]),
+        __HYPERVISOR_fpu_taskswitch => misc::fpu_taskswitch(dom, a[0]),
+        __HYPERVISOR_vm_assist => vm_assist::vm_assist(dom, a[0], a[1]),
+        __HYPERVISOR_iret => iret::iret(env, dom),
+        __HYPERVISOR_multicall => multicall::multicall(env, dom, a[0], a[1]),
+        __HYPERVISOR_mmu_update => mmu::mmu_update(env, dom, a[0], a[1], a[2], a[3]),
+        __HYPERVISOR_update_va_mapping => mmu::update_va_mapping(env, dom, a[0], a[1], a[2]),
         __HYPERVISOR_update_va_mapping_otherdomain => {
-            mmu::update_va_mapping_otherdomain(env, dom, a1, a2, a3, a4)
+            mmu::update_va_mapping_otherdomain(env, dom, a[0], a[1], a[2], a[3])
         }
-        __HYPERVISOR_mmuext_op => mmuext::mmuext_op(env, dom, a1, a2, a3, a4),
-        __HYPERVISOR_memory_op => memory::memory_op(env, dom, a1, a2),
-        __HYPERVISOR_set_gdt => gdt::set_gdt(env, dom, a1, a2),
-        __HYPERVISOR_update_descriptor => gdt::update_descriptor(env, dom, a1, a2),
+        __HYPERVISOR_mmuext_op => mmuext::mmuext_op(env, dom, a[0], a[1], a[2], a[3]),
+        __HYPERVISOR_memory_op => memory::memory_op(env, dom, a[0], a[1]),
+        __HYPERVISOR_set_gdt => gdt::set_gdt(env, dom, a[0], a[1]),
+        __HYPERVISOR_update_descriptor => gdt::update_descriptor(env, dom, a[0], a[1]),
         _ => {
             if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {
                 dom.reported_enosys |= 1 << nr;
@@ -75,8 +106,22 @@ pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
             }
             err(XEN_ENOSYS)
         }
-    };
-    dom.regs.rax = ret as u64;
+    }
+}
+
+/// Preempts hypercall `nr` (Xen's `hypercall_create_continuation`): the guest re-executes
+/// the 2-byte SYSCALL with the first arguments replaced by `args`; the returned value
+/// (the hypercall number) goes into RAX.
+pub(crate) fn continuation(dom: &mut Domain, nr: u32, args: &[u64]) -> i64 {
+    let r = &mut dom.regs;
+    r.rip = r.rip.wrapping_sub(2);
+    for (reg, &v) in [&mut r.rdi, &mut r.rsi, &mut r.rdx, &mut r.r10, &mut r.r8]
+        .into_iter()
+        .zip(args)
+    {
+        *reg = v;
+    }
+    nr as i64
 }
 
 /// The `__HYPERVISOR_*` name of a hypercall number, for log lines.

@@ -1,0 +1,767 @@
+//! What happens to an exception or a SYSCALL from a 64-bit PV guest (Xen's
+//! xen/arch/x86/traps.c `do_*` handlers, `pv_inject_event` of
+//! xen/arch/x86/pv/traps.c, and the syscall path of x86_64/entry.S):
+//!
+//! - #GP with the IDT bit in its error code is a software `int n`: delivered to the
+//!   guest's handler for `n` when its trap-table DPL allows it from the current guest
+//!   mode (`permit_softint`), with RIP past the 2-byte instruction; otherwise #GP.
+//! - #GP(0) may be a privileged instruction to emulate, #UD the forced-emulation
+//!   prefix, #NM the virtual CR0.TS (`emulate.rs`).
+//! - Every other exception is delivered as it is; #PF with CR2 recorded in the vCPU and
+//!   in `vcpu_info.arch.cr2`, and the error code's user bit telling guest user mode.
+//! - #BP and #OF come through DPL-3 gates; Xen does not check the guest's DPL for them.
+//! - A double fault or machine check, an exception without a handler, or a bounce frame
+//!   that cannot be written kills the guest (and only the guest).
+//! - SYSCALL from guest user mode goes to the guest kernel's syscall callback (a
+//!   hypercall is only ever made from guest kernel mode); without a callback the
+//!   guest gets #UD at the SYSCALL instruction.
+
+use alloc::format;
+use alloc::string::String;
+
+use crate::bounce::{create_bounce_frame, TrapBounce, VCPU_CR2};
+use crate::cpuid::CpuidPolicy;
+use crate::domain::Domain;
+use crate::emulate::{self, Fault, Outcome};
+use crate::machine::{write_u64, Machine};
+use crate::trap::{RING3_CS32, RING3_CS64, RING3_SS};
+use crate::vcpu::eflags;
+
+/// Vectors whose hardware exceptions push an error code.
+const HAVE_EC: u32 = 1 << 8
+    | 1 << 10
+    | 1 << 11
+    | 1 << 12
+    | 1 << 13
+    | 1 << 14
+    | 1 << 17
+    | 1 << 21
+    | 1 << 29
+    | 1 << 30;
+/// #GP error-code bits: external event, IDT.
+const XEC_EXT: u64 = 1;
+const XEC_IDT: u64 = 2;
+/// #PF error code: user-mode access.
+const PFEC_USER: u32 = 4;
+
+/// Why the guest must die.
+pub type Crash = String;
+
+/// Delivers an exception to the guest's trap-table handler (Xen's `pv_inject_event`).
+/// `software` is an `int n`: no error code, never a #PF.
+pub fn inject<M: Machine + ?Sized>(
+    m: &mut M,
+    dom: &mut Domain,
+    fault: Fault,
+    software: bool,
+) -> Result<(), Crash> {
+    let vector = fault.vector;
+    let ti = dom.vcpu.trap_table[vector as usize];
+    let mut error_code = fault.error_code.filter(|_| !software);
+    if vector == 14 && !software {
+        dom.vcpu.cr2 = fault.cr2;
+        write_u64(m, dom.shared_info, VCPU_CR2, fault.cr2);
+        // The hardware always says "user" (the PV kernel runs in ring 3): say what the
+        // guest means by it.
+        error_code = error_code
+            .map(|ec| (ec & !PFEC_USER) | if dom.vcpu.kernel_mode { 0 } else { PFEC_USER });
+    }
+    let tb = TrapBounce {
+        rip: ti.address,
+        error_code,
+        mask_events: ti.interrupt_gate(),
+        segments: None,
+    };
+    create_bounce_frame(m, dom, &tb).map_err(|e| {
+        format!(
+            "{} (vector {vector}) not delivered: {e}",
+            crate::trap::exception_name(vector as u64)
+        )
+    })
+}
+
+/// Handles hardware exception `dom.regs.vector` raised by the guest (`dom.regs` is the
+/// frame the CPU saved; `cr2` the CPU's CR2). On `Ok` the guest resumes from `dom.regs`.
+pub fn handle<M: Machine + ?Sized>(
+    m: &mut M,
+    policy: &CpuidPolicy,
+    dom: &mut Domain,
+    cr2: u64,
+) -> Result<(), Crash> {
+    let vector = dom.regs.vector;
+    let ec = dom.regs.error_code;
+    let hw = |v: u8| Fault {
+        vector: v,
+        error_code: (HAVE_EC & 1 << v != 0).then_some(ec as u32),
+        cr2,
+    };
+    let outcome = match vector {
+        // A hardware NMI is not the guest's doing, and no NMI source is routed to guests.
+        2 => return Ok(()),
+        8 => return Err(String::from("double fault")),
+        18 => return Err(String::from("machine check")),
+        6 => match emulate::forced_invalid_op(m, policy, dom) {
+            Outcome::NotHandled => Outcome::Raise(hw(6)),
+            o => o,
+        },
+        7 => {
+            // Lazy FPU: #NM with the virtual TS set is the guest's; it clears TS.
+            if !dom.vcpu.cr0_ts {
+                return Ok(());
+            }
+            dom.vcpu.cr0_ts = false;
+            Outcome::Raise(hw(7))
+        }
+        13 if ec & XEC_EXT == 0 && ec & XEC_IDT != 0 => {
+            let n = (ec >> 3) as u8;
+            let ti = dom.vcpu.trap_table[n as usize];
+            if dom.vcpu.permit_softint(ti.dpl()) {
+                dom.regs.rip = dom.regs.rip.wrapping_add(2);
+                return inject(
+                    m,
+                    dom,
+                    Fault {
+                        vector: n,
+                        error_code: None,
+                        cr2: 0,
+                    },
+                    true,
+                );
+            }
+            Outcome::Raise(hw(13))
+        }
+        13 if ec == 0 => match emulate::privileged_op(m, policy, dom) {
+            Outcome::NotHandled => Outcome::Raise(Fault::gp(0)),
+            o => o,
+        },
+        0..=31 => Outcome::Raise(hw(vector as u8)),
+        _ => return Err(format!("unexpected vector {vector}")),
+    };
+    match outcome {
+        Outcome::Done | Outcome::NotHandled => Ok(()),
+        Outcome::Raise(f) => inject(m, dom, f, false),
+    }
+}
+
+/// SYSCALL from guest user mode: bounce to the kernel's syscall callback (Xen's
+/// `switch_to_kernel`). `dom.regs` holds RIP = RCX, RFLAGS = R11 as SYSCALL left them.
+pub fn syscall_from_user<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<(), Crash> {
+    let v = &dom.vcpu;
+    let cb = if dom.regs.cs == RING3_CS32 as u64 {
+        v.syscall32
+    } else {
+        v.syscall
+    };
+    let tb = if cb.address != 0 {
+        TrapBounce {
+            rip: cb.address,
+            mask_events: cb.mask_events,
+            ..TrapBounce::default()
+        }
+    } else {
+        // No callback: #UD at the SYSCALL instruction itself.
+        dom.regs.rip = dom.regs.rip.wrapping_sub(2);
+        let ti = v.trap_table[6];
+        TrapBounce {
+            rip: ti.address,
+            mask_events: ti.interrupt_gate(),
+            ..TrapBounce::default()
+        }
+    };
+    create_bounce_frame(m, dom, &tb)
+        .map_err(|e| format!("syscall from user mode not delivered: {e}"))?;
+    dom.regs.rflags &= !eflags::DF;
+    Ok(())
+}
+
+/// Checks the frame the shim is about to `iretq` to. Guest-chosen values (an `iret`
+/// frame, a handler address) that the CPU would refuse would fault in the shim; Xen
+/// meets the same fault on its own `iretq` and hands the guest a #GP there. So does
+/// this: the first bad frame turns into a #GP for the guest, and a guest whose #GP
+/// delivery is bad as well dies.
+pub fn check_return_frame<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<(), Crash> {
+    for attempt in 0..2 {
+        let r = &dom.regs;
+        let ec = if r.cs != RING3_CS64 as u64 && r.cs != RING3_CS32 as u64 {
+            Some((r.cs & 0xfffc) as u32)
+        } else if r.ss != RING3_SS as u64 {
+            Some((r.ss & 0xfffc) as u32)
+        } else if !crate::paging::is_canonical(r.rip) || !crate::paging::is_canonical(r.rsp) {
+            Some(0)
+        } else {
+            None
+        };
+        let Some(ec) = ec else {
+            // Only architectural flags; never IOPL (virtualised) or VM; IF always set.
+            dom.regs.rflags = (dom.regs.rflags & eflags::GUEST_SETTABLE) | eflags::IF | 2;
+            return Ok(());
+        };
+        if attempt == 1 {
+            break;
+        }
+        log::warn!(
+            "d{}: cannot return to cs={:#x} ss={:#x} rip={:#x} rsp={:#x}: #GP({ec:#x})",
+            dom.id,
+            r.cs,
+            r.ss,
+            r.rip,
+            r.rsp
+        );
+        inject(m, dom, Fault::gp(ec), false)?;
+    }
+    Err(String::from("unusable return frame"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounce::{upcall_mask, UPCALL_MASK};
+    use crate::cpuid::tests::greedy_host;
+    use crate::domain::RunState;
+    use crate::hypercall::tests::{World, BASE, SCRATCH};
+    use crate::machine::{read_u64, write_bytes};
+    use crate::trap::SYSCALL_VECTOR;
+    use crate::vcpu::{GuestCpu, TrapEntry};
+    use alloc::vec::Vec;
+    use xen_sys::*;
+
+    const H: u64 = BASE + 0x100; // handlers: H + vector
+    const KSTACK: u64 = SCRATCH + 0x3008; // deliberately not 16-byte aligned
+    const USER_L4: u64 = 0x1000 + 2047;
+
+    fn policy() -> CpuidPolicy {
+        CpuidPolicy::from_host(greedy_host, 4096)
+    }
+
+    fn world() -> World {
+        let mut w = World::new(true);
+        for v in 0..32 {
+            w.dom.vcpu.trap_table[v] = TrapEntry {
+                address: H + v as u64,
+                cs: 0xe033,
+                flags: 0,
+            };
+        }
+        w.dom.vcpu.kernel_sp = KSTACK;
+        let r = &mut w.dom.regs;
+        (r.rcx, r.r11, r.rip, r.rsp) = (0xc1, 0x11, BASE + 0x40, SCRATCH + 0x1000);
+        (r.cs, r.ss, r.rflags) = (0xe033, 0xe02b, 0x202);
+        w
+    }
+
+    /// Puts the vCPU in guest user mode with its own (copied) user L4.
+    fn to_user(w: &mut World) {
+        let l4 = *w.m.frame(w.dom.l4).unwrap();
+        assert!(!w.dom.p2m.contains(&USER_L4));
+        *w.m.frame_mut(USER_L4).unwrap() = l4;
+        w.dom.user_l4 = Some(USER_L4);
+        w.dom.vcpu.toggle_guest_mode();
+    }
+
+    fn set_mask(w: &mut World, v: u8) {
+        write_bytes(&mut w.m, w.dom.shared_info, UPCALL_MASK, &[v]);
+    }
+
+    fn raise(w: &mut World, vector: u64, ec: u64, cr2: u64) -> Result<(), Crash> {
+        w.dom.regs.vector = vector;
+        w.dom.regs.error_code = ec;
+        handle(&mut w.m, &policy(), &mut w.dom, cr2)
+    }
+
+    fn frame(w: &mut World, n: usize) -> Vec<u64> {
+        let b = w.peek(w.dom.regs.rsp, n * 8);
+        b.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn page_fault_bounce_frame_byte_for_byte() {
+        let mut w = world();
+        set_mask(&mut w, 0);
+        w.dom.regs.rflags = 0x202 | eflags::TF | eflags::AC;
+        raise(&mut w, 14, 6, 0xdead_b000).unwrap();
+        let sp = SCRATCH + 0x1000 - 64;
+        assert_eq!(w.dom.regs.rsp, sp);
+        let expect = [
+            0xc1,
+            0x11,
+            2, // write, not-present... with the user bit cleared: guest kernel mode
+            BASE + 0x40,
+            0xe030, // RPL 0: "kernel"; saved upcall mask 0 in bits 32..
+            0x202 | eflags::TF | eflags::AC,
+            SCRATCH + 0x1000,
+            0xe02b,
+        ];
+        let bytes: Vec<u8> = expect.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(w.peek(sp, 64), bytes);
+        let r = &w.dom.regs;
+        assert_eq!((r.rip, r.cs, r.ss), (H + 14, 0xe033, 0xe02b));
+        assert_eq!(r.rflags, 0x202, "TF and AC cleared on entry");
+        assert_eq!(w.dom.vcpu.cr2, 0xdead_b000);
+        let si = w.m.frame(w.dom.shared_info).unwrap();
+        assert_eq!(read_u64(si, VCPU_CR2 / 8), 0xdead_b000);
+        assert_eq!(
+            upcall_mask(&w.m, &w.dom),
+            0,
+            "trap gate: events stay enabled"
+        );
+    }
+
+    #[test]
+    fn interrupt_gate_masks_events_and_saves_the_mask_in_cs() {
+        let mut w = world();
+        w.dom.vcpu.trap_table[0x80] = TrapEntry {
+            address: H + 0x80,
+            cs: 0xe033,
+            flags: 3 | 4,
+        };
+        set_mask(&mut w, 0);
+        w.dom.regs.rip = BASE + 0x40;
+        raise(&mut w, 13, 0x80 << 3 | 2, 0).unwrap();
+        let f = frame(&mut w, 7);
+        assert_eq!(f[2], BASE + 0x42, "RIP past int $0x80");
+        assert_eq!(f[3], 0xe030);
+        assert_eq!(f[4] & eflags::IF, eflags::IF);
+        assert_eq!(upcall_mask(&w.m, &w.dom), 1);
+        // Again, now with events masked: the saved mask shows in CS bits 32.., IF clear.
+        w.dom.regs.rip = BASE + 0x40;
+        raise(&mut w, 13, 0x80 << 3 | 2, 0).unwrap();
+        let f = frame(&mut w, 7);
+        assert_eq!(f[3], 0xe030 | 1 << 32);
+        assert_eq!(f[4] & eflags::IF, 0);
+    }
+
+    #[test]
+    fn int_n_follows_the_trap_table_dpl() {
+        for (dpl, user, delivered) in [
+            (0, false, false),
+            (1, false, true),
+            (3, false, true),
+            (1, true, false),
+            (2, true, false),
+            (3, true, true),
+        ] {
+            let mut w = world();
+            if user {
+                to_user(&mut w);
+            }
+            w.dom.vcpu.trap_table[0x21] = TrapEntry {
+                address: H + 0x21,
+                cs: 0xe033,
+                flags: dpl,
+            };
+            raise(&mut w, 13, 0x21 << 3 | 2, 0).unwrap();
+            assert!(w.dom.vcpu.kernel_mode);
+            if delivered {
+                assert_eq!(w.dom.regs.rip, H + 0x21, "dpl {dpl} user {user}");
+                assert_eq!(
+                    frame(&mut w, 7)[2],
+                    BASE + 0x42,
+                    "no error code, RIP past int"
+                );
+            } else {
+                assert_eq!(w.dom.regs.rip, H + 13, "dpl {dpl} user {user}");
+                let f = frame(&mut w, 8);
+                assert_eq!(f[2], 0x21 << 3 | 2, "#GP with the IDT error code");
+                assert_eq!(f[3], BASE + 0x40, "RIP at the int");
+            }
+        }
+    }
+
+    #[test]
+    fn user_mode_exception_switches_to_the_kernel_stack_and_iret_goes_back() {
+        let mut w = world();
+        to_user(&mut w);
+        w.dom.vcpu.gs_base_kernel = 0xffff_8000_0000_1000;
+        w.dom.vcpu.gs_base_user = 0x5000;
+        assert_eq!(w.dom.active_l4(), USER_L4);
+        assert_eq!(GuestCpu::from(&w.dom.vcpu).gs_base, 0x5000);
+        w.dom.regs.rsp = 0x7fff_f000;
+        raise(&mut w, 0, 0, 0).unwrap();
+        assert!(w.dom.vcpu.kernel_mode);
+        assert_eq!(w.dom.active_l4(), w.dom.l4);
+        assert_eq!(GuestCpu::from(&w.dom.vcpu).gs_base, 0xffff_8000_0000_1000);
+        let top = KSTACK & !0xf;
+        assert_eq!(w.dom.regs.rsp, top - 56);
+        let f = frame(&mut w, 7);
+        assert_eq!(
+            f[3],
+            0xe033 | 1 << 32,
+            "RPL 3: from user mode; events were masked"
+        );
+        assert_eq!(f[5], 0x7fff_f000);
+
+        // The kernel returns: rax, r11, rcx pushed by the hypercall page on top of the frame.
+        let ctx = [
+            42,
+            0x211,
+            0x99,
+            0,
+            0x40_1000,
+            0xe033,
+            0x200 | 3 << 12,
+            0x7fff_f000,
+            0xe02b,
+        ];
+        let at = w.dom.regs.rsp - 24;
+        let bytes: Vec<u8> = ctx.iter().flat_map(|v: &u64| v.to_le_bytes()).collect();
+        w.poke(at, &bytes);
+        w.dom.regs.rsp = at;
+        assert_eq!(w.call(__HYPERVISOR_iret, &[]), 42);
+        assert!(!w.dom.vcpu.kernel_mode);
+        assert_eq!(w.dom.active_l4(), USER_L4);
+        let r = &w.dom.regs;
+        assert_eq!(
+            (r.rip, r.cs, r.rsp, r.ss, r.rcx, r.r11),
+            (0x40_1000, 0xe033, 0x7fff_f000, 0xe02b, 0x99, 0x211)
+        );
+        assert_eq!(r.rflags, 0x200, "IOPL never reaches the hardware");
+        assert_eq!(w.dom.vcpu.iopl, 0, "no architectural_iopl");
+        assert_eq!(
+            upcall_mask(&w.m, &w.dom),
+            0,
+            "IF set in the frame unmasks events"
+        );
+    }
+
+    #[test]
+    fn iret_in_syscall_keeps_rcx_r11_and_masks_from_if() {
+        let mut w = world();
+        w.dom.vcpu.vm_assist = 1 << VMASST_TYPE_architectural_iopl;
+        let ctx = [
+            1,
+            2,
+            3,
+            VGCF_in_syscall as u64,
+            BASE + 0x80,
+            0xe030,
+            1 << 12,
+            SCRATCH,
+            0xe028,
+        ];
+        let bytes: Vec<u8> = ctx.iter().flat_map(|v: &u64| v.to_le_bytes()).collect();
+        w.poke(SCRATCH + 0x800, &bytes);
+        w.dom.regs.rsp = SCRATCH + 0x800;
+        w.dom.regs.rcx = 0x77;
+        assert_eq!(w.call(__HYPERVISOR_iret, &[]), 1);
+        let r = &w.dom.regs;
+        assert_eq!(
+            (r.cs, r.ss, r.rcx),
+            (0xe033, 0xe02b, 0x77),
+            "RPL forced to 3, RCX kept"
+        );
+        assert!(w.dom.vcpu.kernel_mode);
+        assert_eq!(w.dom.vcpu.iopl, 1 << 12);
+        assert_eq!(upcall_mask(&w.m, &w.dom), 1);
+    }
+
+    #[test]
+    fn bogus_iret_frames() {
+        // Unreadable frame: crash.
+        let mut w = world();
+        w.dom.regs.rsp = 0x10;
+        w.call(__HYPERVISOR_iret, &[]);
+        assert_eq!(w.dom.state, RunState::Crashed);
+        // To user mode without a user page table: crash.
+        let mut w = world();
+        let ctx = [0, 0, 0, 0, 0x40_1000, 0xe033, 0x200, 0x1000, 0xe02b];
+        let bytes: Vec<u8> = ctx.iter().flat_map(|v: &u64| v.to_le_bytes()).collect();
+        w.poke(SCRATCH + 0x800, &bytes);
+        w.dom.regs.rsp = SCRATCH + 0x800;
+        w.call(__HYPERVISOR_iret, &[]);
+        assert_eq!(w.dom.state, RunState::Crashed);
+        // The shim's ring-0 CS, or a non-canonical RIP: #GP in the guest, on the frame.
+        for (cs, rip, ec) in [(0xe008, BASE, 0xe008), (0xe030, 0x8000_0000_0000_0000, 0)] {
+            let mut w = world();
+            let ctx = [0, 0, 0, 0, rip, cs, 0x200, SCRATCH + 0x1000, 0xe02b];
+            let bytes: Vec<u8> = ctx.iter().flat_map(|v: &u64| v.to_le_bytes()).collect();
+            w.poke(SCRATCH + 0x800, &bytes);
+            w.dom.regs.rsp = SCRATCH + 0x800;
+            w.call(__HYPERVISOR_iret, &[]);
+            assert_eq!(w.dom.state, RunState::Runnable);
+            check_return_frame(&mut w.m, &mut w.dom).unwrap();
+            assert_eq!(w.dom.regs.rip, H + 13);
+            let f = frame(&mut w, 8);
+            assert_eq!((f[2], f[3], f[4] & 0xffff), (ec, rip, cs & !3));
+            // Without a #GP handler the guest dies instead.
+            let mut w2 = world();
+            w2.dom.vcpu.trap_table[13] = TrapEntry::default();
+            w2.dom.regs.cs = cs | 3;
+            w2.dom.regs.rip = rip;
+            assert!(check_return_frame(&mut w2.m, &mut w2.dom).is_err());
+        }
+    }
+
+    #[test]
+    fn no_handler_double_fault_and_bad_stack_are_fatal() {
+        let mut w = world();
+        w.dom.vcpu.trap_table[14] = TrapEntry::default();
+        assert!(raise(&mut w, 14, 0, 0x10)
+            .unwrap_err()
+            .contains("no handler"));
+        let mut w = world();
+        assert!(raise(&mut w, 8, 0, 0).is_err());
+        let mut w = world();
+        w.dom.regs.rsp = xen_sys::__HYPERVISOR_VIRT_START + 0x1000;
+        assert!(raise(&mut w, 0, 0, 0)
+            .unwrap_err()
+            .contains("bad guest kernel stack"));
+        let mut w = world();
+        w.dom.regs.rsp = 0x2000; // unmapped
+        assert!(raise(&mut w, 0, 0, 0)
+            .unwrap_err()
+            .contains("fault writing"));
+    }
+
+    #[test]
+    fn syscall_from_user_mode_goes_to_the_callback() {
+        let mut w = world();
+        to_user(&mut w);
+        w.dom.regs.vector = SYSCALL_VECTOR;
+        w.dom.regs.rflags = 0x202 | eflags::DF;
+        w.dom.regs.rip = 0x40_1002; // after the SYSCALL
+                                    // No callback: #UD at the SYSCALL.
+        syscall_from_user(&mut w.m, &mut w.dom).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 6);
+        assert_eq!(frame(&mut w, 7)[2], 0x40_1000);
+
+        let mut w = world();
+        to_user(&mut w);
+        w.dom.vcpu.syscall = crate::vcpu::Callback {
+            address: BASE + 0x500,
+            mask_events: true,
+        };
+        set_mask(&mut w, 0);
+        w.dom.regs.rflags = 0x202 | eflags::DF;
+        w.dom.regs.rip = 0x40_1002;
+        syscall_from_user(&mut w.m, &mut w.dom).unwrap();
+        assert!(w.dom.vcpu.kernel_mode);
+        assert_eq!(w.dom.regs.rip, BASE + 0x500);
+        assert_eq!(w.dom.regs.rflags & eflags::DF, 0);
+        let f = frame(&mut w, 7);
+        assert_eq!((f[0], f[1], f[2], f[3]), (0xc1, 0x11, 0x40_1002, 0xe033));
+        assert_eq!(upcall_mask(&w.m, &w.dom), 1);
+    }
+
+    fn run_insn(w: &mut World, bytes: &[u8], vector: u64) -> Result<(), Crash> {
+        w.poke(SCRATCH + 0x2000, bytes);
+        w.dom.regs.rip = SCRATCH + 0x2000;
+        w.dom.regs.rsp = SCRATCH + 0x1000;
+        raise(w, vector, 0, 0)
+    }
+
+    #[test]
+    fn forced_cpuid_and_faulting_cpuid() {
+        let mut w = world();
+        w.dom.regs.rax = 0x4000_0000;
+        run_insn(&mut w, &[0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2], 6).unwrap();
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2007);
+        assert_eq!(
+            (w.dom.regs.rax, w.dom.regs.rbx),
+            (0x4000_0005, XEN_CPUID_SIGNATURE_EBX as u64)
+        );
+        // A plain ud2 is the guest's #UD; a plain cpuid that faulted is emulated too.
+        run_insn(&mut w, &[0x0f, 0x0b, 0x90], 6).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 6);
+        w.dom.regs.rax = 0;
+        run_insn(&mut w, &[0x0f, 0xa2], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2002);
+        assert_eq!(w.dom.regs.rax, 0xd);
+        // The prefix at the end of the mapped memory: #PF for the guest.
+        let mut w = world();
+        w.dom.regs.rip = w.v_end - 3;
+        w.dom.regs.vector = 6;
+        handle(&mut w.m, &policy(), &mut w.dom, 0).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 14);
+        assert_eq!(w.dom.vcpu.cr2, w.v_end);
+    }
+
+    #[test]
+    fn privileged_instructions() {
+        let mut w = world();
+        // wrmsr FS_BASE; rdmsr EFER; mov %cr0,%rax; mov %cr3,%r9; wbinvd; clts.
+        (w.dom.regs.rcx, w.dom.regs.rdx, w.dom.regs.rax) = (0xc000_0100, 0x1, 0x2000);
+        run_insn(&mut w, &[0x0f, 0x30], 13).unwrap();
+        assert_eq!(w.dom.vcpu.fs_base, 0x1_0000_2000);
+        w.dom.regs.rcx = 0xc000_0080;
+        run_insn(&mut w, &[0x0f, 0x32], 13).unwrap();
+        assert_eq!((w.dom.regs.rax, w.dom.regs.rdx), (0xd01, 0));
+        w.dom.vcpu.cr0_ts = true;
+        run_insn(&mut w, &[0x0f, 0x20, 0xc0], 13).unwrap();
+        assert_eq!(w.dom.regs.rax, emulate::GUEST_CR0 | 8);
+        run_insn(&mut w, &[0x41, 0x0f, 0x20, 0xd9], 13).unwrap();
+        assert_eq!(w.dom.regs.r9, w.dom.l4 << 12);
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2004);
+        run_insn(&mut w, &[0x0f, 0x09], 13).unwrap();
+        run_insn(&mut w, &[0x0f, 0x06], 13).unwrap();
+        assert!(!w.dom.vcpu.cr0_ts);
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2002);
+        // mov %rax,%cr0 changing more than TS, an unknown MSR, hlt: #GP(0) to the guest.
+        for insn in [
+            &[0x0f, 0x22, 0xc0][..],
+            &[0x0f, 0x32],
+            &[0xf4],
+            &[0x0f, 0x22, 0xd8],
+        ] {
+            (w.dom.regs.rax, w.dom.regs.rcx) = (0, 0x1b);
+            run_insn(&mut w, insn, 13).unwrap();
+            assert_eq!(w.dom.regs.rip, H + 13, "{insn:x?}");
+            assert_eq!(frame(&mut w, 8)[2], 0);
+        }
+        // From guest user mode even rdmsr is #GP.
+        let mut w = world();
+        to_user(&mut w);
+        w.dom.regs.rcx = 0xc000_0080;
+        run_insn(&mut w, &[0x0f, 0x32], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 13);
+    }
+
+    #[test]
+    fn port_io_and_cli_sti_need_the_virtual_iopl() {
+        let mut w = world();
+        // IOPL 0: cli and out are #GP.
+        run_insn(&mut w, &[0xfa], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 13);
+        run_insn(&mut w, &[0xe6, 0x80], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 13);
+        assert!(w.m.port_writes.is_empty());
+        // Kernel-mode IOPL 1: cli/sti do nothing, ports work except the shim's.
+        w.dom.vcpu.iopl = 1 << 12;
+        let mask = upcall_mask(&w.m, &w.dom);
+        run_insn(&mut w, &[0xfa], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2001);
+        assert_eq!(upcall_mask(&w.m, &w.dom), mask, "cli is not event masking");
+        w.dom.regs.rax = 0x1234_5678;
+        run_insn(&mut w, &[0xe6, 0x80], 13).unwrap();
+        w.dom.regs.rdx = 0xcfc;
+        run_insn(&mut w, &[0xef], 13).unwrap();
+        run_insn(&mut w, &[0x66, 0xef], 13).unwrap();
+        w.dom.regs.rdx = 0x3f8;
+        run_insn(&mut w, &[0xee], 13).unwrap();
+        assert_eq!(
+            w.m.port_writes,
+            [(0x80, 1, 0x78), (0xcfc, 4, 0x1234_5678), (0xcfc, 2, 0x5678)]
+        );
+        w.dom.regs.rax = u64::MAX;
+        run_insn(&mut w, &[0xe4, 0x71], 13).unwrap();
+        assert_eq!(w.dom.regs.rax, !0xff | 0x71);
+        w.dom.regs.rax = 0;
+        run_insn(&mut w, &[0xe5, 0xf4], 13).unwrap();
+        assert_eq!(
+            w.dom.regs.rax, 0xffff_ffff,
+            "the shim's exit port reads as all ones"
+        );
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2002);
+        // An unprivileged domain reaches no port at all.
+        let mut w = World::new(false);
+        w.dom.vcpu.iopl = 3 << 12;
+        w.poke(SCRATCH, &[0xe6, 0x80]);
+        w.dom.regs.rip = SCRATCH;
+        w.dom.regs.vector = 13;
+        handle(&mut w.m, &policy(), &mut w.dom, 0).unwrap();
+        assert!(w.m.port_writes.is_empty());
+        assert_eq!(w.dom.regs.rip, SCRATCH + 2);
+    }
+
+    #[test]
+    fn virtual_ts_turns_nm_into_the_guests() {
+        let mut w = world();
+        raise(&mut w, 7, 0, 0).unwrap();
+        assert_eq!(w.dom.regs.rip, BASE + 0x40, "spurious #NM: resume");
+        w.dom.vcpu.cr0_ts = true;
+        raise(&mut w, 7, 0, 0).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 7);
+        assert!(!w.dom.vcpu.cr0_ts);
+    }
+
+    #[test]
+    fn multicall_runs_entries_refuses_nesting_and_stops_at_iret() {
+        let mut w = world();
+        let list = SCRATCH + 0x4000;
+        let entry = |op: u32, args: &[u64]| {
+            let mut e = [0u64; 8];
+            e[0] = op as u64;
+            e[1] = 0xbad;
+            e[2..2 + args.len()].copy_from_slice(args);
+            e
+        };
+        let ctx_at = SCRATCH + 0x800;
+        let ctx = [
+            5u64,
+            0,
+            0,
+            0,
+            BASE + 0x80,
+            0xe030,
+            0x200,
+            SCRATCH + 0x1000,
+            0xe02b,
+        ];
+        let cbytes: Vec<u8> = ctx.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.poke(ctx_at, &cbytes);
+        w.dom.regs.rsp = ctx_at;
+        let entries = [
+            entry(__HYPERVISOR_xen_version, &[XENVER_pagesize as u64]),
+            entry(__HYPERVISOR_multicall, &[list, 1]),
+            entry(__HYPERVISOR_fpu_taskswitch, &[1]),
+            entry(__HYPERVISOR_iret, &[]),
+            entry(__HYPERVISOR_fpu_taskswitch, &[0]),
+        ];
+        let bytes: Vec<u8> = entries
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        w.poke(list, &bytes);
+        // iret ends the multicall (Xen's mc_exit) with its own result: the frame's RAX.
+        assert_eq!(w.call(__HYPERVISOR_multicall, &[list, 5]), 5);
+        let result = |w: &mut World, i: u64| {
+            u64::from_le_bytes(w.peek(list + i * 64 + 8, 8).try_into().unwrap()) as i64
+        };
+        assert_eq!(result(&mut w, 0), 4096);
+        assert_eq!(result(&mut w, 1), -(XEN_EINVAL as i64));
+        assert_eq!(result(&mut w, 2), 0);
+        assert_eq!(result(&mut w, 3), 5);
+        assert_eq!(result(&mut w, 4), 0xbad, "not run after iret");
+        assert!(w.dom.vcpu.cr0_ts);
+        assert_eq!(w.dom.regs.rip, BASE + 0x80);
+        assert!(!w.dom.vcpu.in_multicall);
+        // Bad lists.
+        assert_eq!(
+            w.call(__HYPERVISOR_multicall, &[0x10, 1]),
+            -(XEN_EFAULT as i64)
+        );
+        assert_eq!(
+            w.call(__HYPERVISOR_multicall, &[__HYPERVISOR_VIRT_START, 1]),
+            -(XEN_EFAULT as i64)
+        );
+        assert_eq!(w.call(__HYPERVISOR_multicall, &[0x10, 0]), 0);
+        assert!(!w.dom.vcpu.in_multicall);
+    }
+
+    #[test]
+    fn a_long_multicall_is_preempted() {
+        let mut w = world();
+        let list = SCRATCH + 0x4000;
+        let n = crate::hypercall::MULTICALL_BATCH as u64 + 3;
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                let mut e = [0u64; 8];
+                e[0] = __HYPERVISOR_fpu_taskswitch as u64;
+                e
+            })
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        w.poke(list, &bytes);
+        w.dom.regs.rip = 0x2002;
+        assert_eq!(
+            w.call(__HYPERVISOR_multicall, &[list, n]),
+            __HYPERVISOR_multicall as i64
+        );
+        assert_eq!(w.dom.regs.rip, 0x2000);
+        let (rest, left) = (w.dom.regs.rdi, w.dom.regs.rsi);
+        assert_eq!((rest, left), (list + 64 * (n - 3), 3));
+        assert_eq!(w.call(__HYPERVISOR_multicall, &[rest, left]), 0);
+    }
+}

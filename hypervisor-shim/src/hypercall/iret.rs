@@ -1,0 +1,68 @@
+//! `HYPERVISOR_iret` (`xen-x86_64.h`: `struct iret_context`; Xen's `do_iret` in
+//! xen/arch/x86/pv/iret.c): return from an exception or event frame. The guest's RSP
+//! points at `{ rax, r11, rcx, flags, rip, cs, rflags, rsp, ss }` (the hypercall page
+//! pushed the first three).
+//!
+//! - An unreadable frame crashes the guest (Xen: "Fault while reading IRET context").
+//! - A CS with RPL 3 returns to guest user mode: base pointer and GS base switch to the
+//!   user ones; without a user page table the guest is crashed, as in Xen.
+//! - CS and SS are forced to RPL 3, RFLAGS loses IOPL and VM and gets IF; the event
+//!   mask follows the frame's IF. With `VGCF_in_syscall` RCX and R11 are not restored.
+//! - RAX comes back from the frame.
+//!
+//! A frame the CPU would refuse (a selector that is not a guest code/stack segment, a
+//! non-canonical RIP) is caught before the shim's `iretq`: the guest gets the #GP Xen's
+//! own `iretq` would have handed it (`exception::check_return_frame`).
+
+use core::mem::size_of;
+use xen_sys::*;
+
+use super::Env;
+use crate::bounce::set_upcall_mask;
+use crate::domain::{Domain, RunState};
+use crate::machine::Machine;
+use crate::vcpu::eflags;
+
+pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
+    let mut b = [0u8; size_of::<iret_context>()];
+    if env.guest(dom).read(dom.regs.rsp, &mut b).is_err() {
+        log::error!(
+            "d{}: fault while reading IRET context from guest stack at {:#x}",
+            dom.id,
+            dom.regs.rsp
+        );
+        dom.state = RunState::Crashed;
+        return 0;
+    }
+    let mut w = [0u64; 9];
+    for (v, c) in w.iter_mut().zip(b.chunks_exact(8)) {
+        *v = u64::from_le_bytes(c.try_into().unwrap_or_default());
+    }
+    let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = w;
+    if cs & 3 == 3 {
+        if dom.user_l4.is_none() {
+            log::error!(
+                "d{}: guest switching to user mode with no user page tables",
+                dom.id
+            );
+            dom.state = RunState::Crashed;
+            return 0;
+        }
+        dom.vcpu.toggle_guest_mode();
+    }
+    if dom.vcpu.vm_assist(VMASST_TYPE_architectural_iopl) {
+        dom.vcpu.iopl = rflags & eflags::IOPL;
+    }
+    let r = &mut dom.regs;
+    r.rip = rip;
+    r.cs = cs | 3;
+    r.rflags = (rflags & !(eflags::IOPL | eflags::VM)) | eflags::IF;
+    r.rsp = rsp;
+    r.ss = ss | 3;
+    if flags & VGCF_in_syscall as u64 == 0 {
+        r.r11 = r11;
+        r.rcx = rcx;
+    }
+    set_upcall_mask(env.machine, dom, rflags & eflags::IF == 0);
+    rax as i64
+}
