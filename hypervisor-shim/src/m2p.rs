@@ -12,6 +12,12 @@ use crate::paging::{self, Pte, ACCESSED, NX, PRESENT, USER};
 pub const INVALID: u64 = !0;
 const PER_FRAME: u64 = (PAGE_SIZE / 8) as u64;
 
+/// The table is allocated in 2 MiB chunks of contiguous frames, as Xen does, so that
+/// `XENMEM_machphys_mfn_list` can name each chunk by its first frame (the last chunk
+/// holds only the frames the machine needs).
+pub const CHUNK_ORDER: u32 = 9;
+const CHUNK_FRAMES: u64 = 1 << CHUNK_ORDER;
+
 pub struct M2p {
     frames: Vec<Mfn>,
     /// The L4 entry that maps the table (the same in every guest).
@@ -23,15 +29,26 @@ impl M2p {
     pub fn new<M: Machine>(m: &mut M, alloc: &mut FrameAllocator, nr_mfns: u64) -> Option<Self> {
         let nr = nr_mfns.div_ceil(PER_FRAME);
         // One L3 for the slot, L2s and L1s for the data; 1 GiB of M2P per L2.
+        let mut frames = Vec::with_capacity(nr as usize);
+        while (frames.len() as u64) < nr {
+            // The last chunk only as large as needed (rounded to a power of two).
+            let n = (nr - frames.len() as u64).min(CHUNK_FRAMES);
+            let order = n.next_power_of_two().trailing_zeros();
+            let chunk = alloc.alloc_contiguous(order)?;
+            for f in chunk..chunk + (1 << order) {
+                if f < chunk + n {
+                    m.frame_mut(f)?.fill(0xff);
+                    frames.push(f);
+                } else {
+                    alloc.free(f);
+                }
+            }
+        }
         let mut new_frame = |m: &mut M, fill: u8| {
             let f = alloc.alloc()?;
             m.frame_mut(f)?.fill(fill);
             Some(f)
         };
-        let mut frames = Vec::with_capacity(nr as usize);
-        for _ in 0..nr {
-            frames.push(new_frame(m, 0xff)?);
-        }
         let l3 = new_frame(m, 0)?;
         let table = PRESENT | USER | ACCESSED;
         let base = xen_sys::MACH2PHYS_VIRT_START;
@@ -72,6 +89,11 @@ impl M2p {
     /// The frames holding the table (shared read-only with every guest).
     pub fn frames(&self) -> &[Mfn] {
         &self.frames
+    }
+
+    /// The first frame of each 2 MiB chunk of the table (`XENMEM_machphys_mfn_list`).
+    pub fn chunks(&self) -> impl Iterator<Item = Mfn> + '_ {
+        self.frames.iter().step_by(CHUNK_FRAMES as usize).copied()
     }
 
     /// Bytes of the table that are mapped (one entry per machine frame, whole pages).

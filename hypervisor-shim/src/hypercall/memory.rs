@@ -79,12 +79,38 @@ pub fn memory_op<M: Machine + ?Sized>(
             write_guest(env, dom, arg, &out).map(|()| 0)
         }
         XENMEM_memory_map => memory_map(env, dom, arg).map(|()| 0),
+        XENMEM_machphys_mfn_list => machphys_mfn_list(env, dom, arg).map(|()| 0),
         _ => {
             log::warn!("d{}: memory_op {op} not implemented: -ENOSYS", dom.id);
             Err(err(XEN_ENOSYS))
         }
     };
     r.unwrap_or_else(|e| e)
+}
+
+/// `XENMEM_machphys_mfn_list`: the first machine frame of each 2 MiB chunk of the M2P,
+/// at most `max_extents` of them, and how many were written (`nr_extents`).
+fn machphys_mfn_list<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    arg: u64,
+) -> Result<(), i64> {
+    let b = read_guest::<{ size_of::<xen_machphys_mfn_list>() }, M>(env, dom, arg)?;
+    let at = |off: usize| u32::from_le_bytes(b[off..off + 4].try_into().unwrap());
+    let max = at(offset_of!(xen_machphys_mfn_list, max_extents)) as usize;
+    let list = le_u64(&b, offset_of!(xen_machphys_mfn_list, extent_start));
+    let chunks: alloc::vec::Vec<u64> = env.mm.m2p.chunks().take(max).collect();
+    for (i, mfn) in chunks.iter().enumerate() {
+        let slot = list.checked_add(i as u64 * 8).ok_or(err(XEN_EFAULT))?;
+        write_guest(env, dom, slot, &mfn.to_le_bytes())?;
+    }
+    let n = chunks.len() as u32;
+    write_guest(
+        env,
+        dom,
+        arg + offset_of!(xen_machphys_mfn_list, nr_extents) as u64,
+        &n.to_le_bytes(),
+    )
 }
 
 /// The domain a `domid_t` argument names: only the caller itself is reachable from

@@ -344,9 +344,35 @@ fn memory_map_and_m2p_mapping() {
         0
     );
     assert_eq!(get_u64(&mut w, BUF), MACH2PHYS_VIRT_START);
-    assert_eq!(get_u64(&mut w, BUF + 16), 0x17ff);
+    assert_eq!(get_u64(&mut w, BUF + 16), 0x19ff);
     let max = w.call(__HYPERVISOR_memory_op, &[XENMEM_maximum_ram_page as u64, 0]);
-    assert_eq!(max, 0x1800);
+    assert_eq!(max, 0x1a00);
+    // machphys_mfn_list: {u32 max_extents; pad; u64 extent_start; u32 nr_extents}.
+    let first = w.m2p.frames()[0];
+    for max_extents in [0u64, 1, 8] {
+        put_u64s(&mut w, BUF, &[max_extents, BUF + 0x80, !0, !0]);
+        assert_eq!(
+            w.call(
+                __HYPERVISOR_memory_op,
+                &[XENMEM_machphys_mfn_list as u64, BUF]
+            ),
+            0
+        );
+        // 0x1a00 machine frames need 13 M2P frames: one chunk.
+        let n = max_extents.min(1);
+        assert_eq!(w.peek(BUF + 16, 4), (n as u32).to_le_bytes());
+        if n == 1 {
+            assert_eq!(get_u64(&mut w, BUF + 0x80), first);
+        }
+    }
+    put_u64s(&mut w, BUF, &[1, HYPERVISOR_VIRT_START]);
+    assert_eq!(
+        w.call(
+            __HYPERVISOR_memory_op,
+            &[XENMEM_machphys_mfn_list as u64, BUF]
+        ),
+        err(XEN_EFAULT)
+    );
     let bad = HYPERVISOR_VIRT_START;
     assert_eq!(
         w.call(__HYPERVISOR_memory_op, &[XENMEM_memory_map as u64, bad]),

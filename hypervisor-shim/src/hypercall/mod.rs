@@ -208,18 +208,18 @@ pub(crate) mod tests {
                 &[(XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())],
             );
             let img = XenImage::parse(&elf).unwrap();
-            let mut m = TestMachine::new(0x1000, 2048);
+            let mut m = TestMachine::new(0x1000, 2560);
             let mut frames = FrameAllocator::new();
-            frames.add(0x1000, 0x1000 + 2048);
+            frames.add(0x1000, 0x1000 + 2560);
             let cfg = DomainConfig {
                 domid: 0,
                 nr_pages: 1536,
                 cmdline: "",
                 initial,
             };
-            let m2p = crate::m2p::M2p::new(&mut m, &mut frames, 0x1800).unwrap();
+            let m2p = crate::m2p::M2p::new(&mut m, &mut frames, 0x1a00).unwrap();
             let shim_l4 = [(crate::m2p::M2p::l4_slot(), m2p.l4_entry)];
-            let mut table = crate::mm::FrameTable::new(0x1800, &frames, &m2p, &shim_l4);
+            let mut table = crate::mm::FrameTable::new(0x1a00, &frames, &m2p, &shim_l4);
             let built = build(&mut m, &mut frames, &img, &cfg, &shim_l4).unwrap();
             for (pfn, &mfn) in built.p2m.iter().enumerate() {
                 m2p.set(&mut m, mfn, pfn as u64);
