@@ -35,6 +35,9 @@ pub struct Hypervisor<M: Machine> {
     pub cpuid: CpuidPolicy,
 }
 
+/// Words of the guest's stack shown when it crashes.
+const STACK_WORDS: u64 = 4;
+
 /// What the arch layer does after a trap.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -133,6 +136,23 @@ impl<M: Machine> Hypervisor<M> {
                 log::error!("{line}");
             }
             log::error!("  {why}");
+            // The top of the guest's stack, read through its own tables: for a kernel
+            // built without frame pointers it names the caller of the faulting code.
+            let guest = crate::machine::GuestMemory {
+                machine: &mut self.machine,
+                l4: dom.active_l4(),
+            };
+            let mut words = String::new();
+            for i in 0..STACK_WORDS {
+                let mut b = [0u8; 8];
+                match guest.read(frame.rsp.wrapping_add(i * 8), &mut b) {
+                    Ok(()) => words.push_str(&format!(" {:#018x}", u64::from_le_bytes(b))),
+                    Err(_) => break,
+                }
+            }
+            if !words.is_empty() {
+                log::error!("  stack:{words}");
+            }
             dom.state = RunState::Crashed;
         }
         if dom.runnable() {
@@ -142,6 +162,14 @@ impl<M: Machine> Hypervisor<M> {
             };
         }
         self.reap(cur)
+    }
+
+    /// Whether the current domain set a segment base explicitly since the last call
+    /// (the arch layer then writes the MSRs unconditionally).
+    pub fn take_segment_reload(&mut self) -> bool {
+        self.domains
+            .get_mut(self.current)
+            .is_some_and(|d| core::mem::take(&mut d.vcpu.reload_segments))
     }
 
     /// The segment bases and CR0.TS to load before resuming the current domain (after

@@ -90,6 +90,11 @@ pub struct Vcpu {
     pub iopl: u64,
     /// A multicall is running (Xen's `_MCSF_in_multicall`): no nesting, no preemption.
     pub in_multicall: bool,
+    /// The guest set a segment base explicitly (`set_segment_base`, WRMSR): write the
+    /// MSRs even where the shim believes the hardware already holds the value, since
+    /// the guest can change a base itself by loading a selector (`mov %ax,%gs` clears
+    /// it) without the shim seeing it.
+    pub reload_segments: bool,
 }
 
 impl Default for Vcpu {
@@ -120,6 +125,7 @@ impl Vcpu {
             cr4: crate::emulate::GUEST_CR4,
             iopl: 0,
             in_multicall: false,
+            reload_segments: true,
         }
     }
 

@@ -20,6 +20,7 @@ mod debian;
 mod deps;
 mod grub;
 mod images;
+mod linux;
 mod qemu;
 mod scenarios;
 mod test;

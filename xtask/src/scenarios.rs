@@ -106,7 +106,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("crash-gp", "a guest runs a privileged instruction (hlt): #GP reported, guest crashed", crash_gp),
         Scenario::new("crash-panic", "a guest panics: libos logs it and shuts down with SHUTDOWN_crash", crash_panic),
         Scenario::new("pagetables", "a guest builds, pins, switches to and tears down page tables of its own (needs the shim's PV MMU)", pagetables),
-        Scenario::new("third-party-grub", "GRUB's PV image (Debian) boots via --kernel style: notes read, runs until it needs the PV MMU, contained", third_party_grub),
+        Scenario::new("third-party-grub", "GRUB's PV image (Debian): notes read, PV MMU calls validated, runs until it needs grant tables (issue 5), crash contained", third_party_grub),
+        Scenario::new("third-party-linux", "Debian's Linux 6.1 PV kernel: builds, pins and switches to its own page tables and prints its first lines, until it needs vcpu_op (issue 4)", third_party_linux),
         Scenario::new("xen-hello", "upstream Xen 4.17 boots examples/hello as dom0: greeting printed", xen_hello),
     ];
     let xen_at = v
@@ -259,6 +260,31 @@ fn third_party_grub(ctx: &Ctx) -> Result<Pass, Failure> {
             fail_on: &["PANIC", "fault in the shim"],
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+/// Debian's Linux 6.1 PV kernel: through the PV MMU part of its start (its own page
+/// tables built, pinned and switched to, the bootstrap L4 unpinned, trap table, GDT,
+/// segment bases, IOPL), printing its first lines through `console_io`, up to the point
+/// where it needs `vcpu_op` (issue 4).
+fn third_party_linux(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::ShimLinux {
+                cmdline: "earlyprintk=xen console=hvc0",
+            },
+            expect: &[
+                "(shim) d0: linux (xen-3.0)",
+                "mapping kernel into physical memory",
+                "about to get started...",
+                "(shim) d0: hypercall 24 (vcpu_op) not implemented: -ENOSYS",
+            ],
+            fail_on: &["PANIC", "fault in the shim", "(shim) d0 (linux) crashed"],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(180),
             first_guest_line: None,
         },
     )
@@ -456,6 +482,9 @@ pub enum Boot<'a> {
     },
     /// The shim with GRUB's Xen PV image (built by others) as its only domain.
     ShimGrub,
+    /// The shim with Debian's Linux kernel as its only, privileged domain, with this
+    /// kernel command line.
+    ShimLinux { cmdline: &'a str },
 }
 
 /// How the run must end.
@@ -499,6 +528,13 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
             &qemu::shim_cmdline("", ""),
             ctx.accel,
             "256M",
+        ),
+        Boot::ShimLinux { cmdline } => qemu::shim_command(
+            &ctx.images.shim,
+            &crate::linux::ensure(&ctx.target_dir)?,
+            &qemu::shim_cmdline("dom0_mem=256M", cmdline),
+            ctx.accel,
+            "512M",
         ),
         Boot::Xen {
             guest,

@@ -125,8 +125,13 @@ pub fn init() {
             "push {tmp}",
             "retfq",
             "2:",
-            "mov ds, {ds:e}",
-            "mov es, {ds:e}",
+            // Null DS/ES/FS/GS (fine in 64-bit mode): a DPL-0 selector left there would
+            // be nulled by every IRETQ to the guest's ring 3, and QEMU clears the segment
+            // base as it does so, wiping the guest's FS/GS bases.
+            "mov ds, {null:e}",
+            "mov es, {null:e}",
+            "mov fs, {null:e}",
+            "mov gs, {null:e}",
             "mov ss, {ds:e}",
             "ltr {tss:x}",
             "lidt [{idtr}]",
@@ -134,6 +139,7 @@ pub fn init() {
             idtr = in(reg) &idtr,
             cs = in(reg) SHIM_CS as u64,
             ds = in(reg) SHIM_DS as u32,
+            null = in(reg) 0u32,
             tss = in(reg) TSS_SEL,
             tmp = out(reg) _,
         );
@@ -167,18 +173,20 @@ static LOADED: spin::Mutex<GuestCpu> = spin::Mutex::new(GuestCpu {
 
 /// Loads a guest's FS/GS bases (the shadow GS base being what the guest's `swapgs`
 /// semantics put there: the other mode's) and its virtual CR0.TS.
-pub fn load_guest_state(g: &GuestCpu) {
+/// With `force`, the bases are written even if unchanged (the guest may have changed the
+/// hardware's copy by loading a selector).
+pub fn load_guest_state(g: &GuestCpu, force: bool) {
     let mut cur = LOADED.lock();
     // SAFETY: the lib hands out canonical bases only (`GuestCpu::from`), so WRMSR cannot
     // fault; the shim does not use FS, GS or the FPU itself.
     unsafe {
-        if cur.fs_base != g.fs_base {
+        if force || cur.fs_base != g.fs_base {
             Msr::new(MSR_FS_BASE).write(g.fs_base);
         }
-        if cur.gs_base != g.gs_base {
+        if force || cur.gs_base != g.gs_base {
             Msr::new(MSR_GS_BASE).write(g.gs_base);
         }
-        if cur.gs_shadow != g.gs_shadow {
+        if force || cur.gs_shadow != g.gs_shadow {
             Msr::new(MSR_KERNEL_GS_BASE).write(g.gs_shadow);
         }
         if cur.cr0_ts != g.cr0_ts {

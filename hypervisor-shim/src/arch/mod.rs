@@ -139,8 +139,9 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
     );
     let l4 = hv.domains[0].l4;
     let guest = hv.guest_cpu().unwrap_or_default();
+    hv.take_segment_reload();
     *SHIM.lock() = Some(hv);
-    cpu::load_guest_state(&guest);
+    cpu::load_guest_state(&guest, true);
     // SAFETY: the domain's L4 carries the direct-map slot, so the shim stays mapped.
     unsafe { cpu::load_cr3(l4) };
     entry::enter(&regs)
@@ -163,8 +164,9 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> *const TrapFrame {
         Next::Resume { l4 } => {
             // SAFETY: every domain L4 carries the direct-map slot.
             unsafe { cpu::load_cr3(l4) };
+            let force = hv.take_segment_reload();
             if let Some(guest) = hv.guest_cpu() {
-                cpu::load_guest_state(&guest);
+                cpu::load_guest_state(&guest, force);
             }
             frame
         }

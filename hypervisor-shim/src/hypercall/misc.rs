@@ -38,6 +38,7 @@ pub fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> i64 {
         return err(XEN_EINVAL);
     }
     *slot = base;
+    v.reload_segments = true;
     0
 }
 

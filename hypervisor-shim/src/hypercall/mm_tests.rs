@@ -179,6 +179,11 @@ fn a_guest_builds_pins_switches_to_and_drops_its_own_l4() {
         8,
         "still reachable through the new L4"
     );
+    // The builder pinned the initial L4, as Xen's do: it stays a live table until the
+    // guest unpins it.
+    let p = *w.table.page(old).unwrap();
+    assert_eq!((p.ty, p.type_count, p.validated), (PageType::L4, 1, true));
+    assert_eq!(mmuext(&mut w, &[(MMUEXT_UNPIN_TABLE, old, 0)]), 0);
     let p = *w.table.page(old).unwrap();
     assert_eq!((p.ty, p.type_count, p.validated), (PageType::L4, 0, false));
     assert_eq!(
@@ -247,7 +252,8 @@ fn mmuext_refusals() {
     assert_eq!(w.dom.user_l4, None);
     assert_eq!(mmuext(&mut w, &[(MMUEXT_NEW_USER_BASEPTR, pt, 0)]), 0);
     assert_eq!(w.dom.user_l4, Some(pt));
-    assert_eq!(w.table.page(pt).unwrap().type_count, 2);
+    // Pinned by the builder, the base pointer, the user base pointer.
+    assert_eq!(w.table.page(pt).unwrap().type_count, 3);
     assert_eq!(mmuext(&mut w, &[(99, 0, 0)]), err(XEN_ENOSYS));
 }
 

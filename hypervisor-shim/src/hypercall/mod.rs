@@ -14,6 +14,7 @@ mod mm_tests;
 mod mmu;
 mod mmuext;
 mod multicall;
+mod physdev;
 mod sched;
 mod trap_table;
 mod version;
@@ -83,6 +84,7 @@ pub(crate) fn call<M: Machine + ?Sized>(
         __HYPERVISOR_vm_assist => vm_assist::vm_assist(dom, a[0], a[1]),
         __HYPERVISOR_iret => iret::iret(env, dom),
         __HYPERVISOR_multicall => multicall::multicall(env, dom, a[0], a[1]),
+        __HYPERVISOR_physdev_op => physdev::physdev_op(env, dom, a[0], a[1]),
         __HYPERVISOR_mmu_update => mmu::mmu_update(env, dom, a[0], a[1], a[2], a[3]),
         __HYPERVISOR_update_va_mapping => mmu::update_va_mapping(env, dom, a[0], a[1], a[2]),
         __HYPERVISOR_update_va_mapping_otherdomain => {

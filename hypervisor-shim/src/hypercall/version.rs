@@ -12,13 +12,22 @@ pub const VERSION: (u32, u32) = (4, 17);
 const EXTRAVERSION: &str = ".0-shim";
 const CAPABILITIES: &str = "xen-3.0-x86_64 ";
 
-/// Feature bits (`features.h`) for submap 0. Only what is implemented is claimed:
-/// the PV MMU extensions (`mmu_pt_update_preserve_ad`, ...) come with `mmu_update`.
+/// Feature bits (`features.h`) for submap 0, as Xen 4.17 reports them to a 64-bit PV
+/// domain, less `memory_op_vnode_supported` (no vNUMA). `gnttab_map_avail_bits` is a
+/// promise about `GNTTABOP_map_grant_ref`, which answers -ENOSYS until grant tables
+/// exist (issue 5, which must keep it); Linux refuses to boot without the bit.
 pub fn features(dom: &Domain, submap: u32) -> u32 {
-    match submap {
-        0 if dom.privileged => 1 << XENFEAT_dom0,
-        _ => 0,
+    if submap != 0 {
+        return 0;
     }
+    let mut f = 1 << XENFEAT_mmu_pt_update_preserve_ad | 1 << XENFEAT_gnttab_map_avail_bits;
+    if dom.vcpu.vm_assist(VMASST_TYPE_pae_extended_cr3) {
+        f |= 1 << XENFEAT_pae_pgdir_above_4gb;
+    }
+    if dom.privileged {
+        f |= 1 << XENFEAT_dom0;
+    }
+    f
 }
 
 /// Copies `bytes` to the guest at `va`: 0, or -EFAULT.
@@ -162,13 +171,22 @@ mod tests {
         let mut w = World::new(true);
         w.poke(SCRATCH, &0u32.to_le_bytes());
         assert_eq!(ver(&mut w, XENVER_get_features, SCRATCH), 0);
-        assert_eq!(w.peek(SCRATCH + 4, 4), (1u32 << XENFEAT_dom0).to_le_bytes());
+        let preserve_ad =
+            1u32 << XENFEAT_mmu_pt_update_preserve_ad | 1 << XENFEAT_gnttab_map_avail_bits;
+        assert_eq!(
+            w.peek(SCRATCH + 4, 4),
+            (1u32 << XENFEAT_dom0 | preserve_ad).to_le_bytes()
+        );
         w.poke(SCRATCH, &XENFEAT_NR_SUBMAPS.to_le_bytes());
         assert_eq!(ver(&mut w, XENVER_get_features, SCRATCH), err(XEN_EINVAL));
         let mut domu = World::new(false);
         domu.poke(SCRATCH, &0u32.to_le_bytes());
         assert_eq!(ver(&mut domu, XENVER_get_features, SCRATCH), 0);
-        assert_eq!(domu.peek(SCRATCH + 4, 4), [0; 4]);
+        assert_eq!(domu.peek(SCRATCH + 4, 4), preserve_ad.to_le_bytes());
+        domu.dom.vcpu.vm_assist |= 1 << VMASST_TYPE_pae_extended_cr3;
+        assert_eq!(ver(&mut domu, XENVER_get_features, SCRATCH), 0);
+        let pae = 1u32 << XENFEAT_pae_pgdir_above_4gb;
+        assert_eq!(domu.peek(SCRATCH + 4, 4), (preserve_ad | pae).to_le_bytes());
     }
 
     #[test]

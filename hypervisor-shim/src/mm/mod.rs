@@ -54,5 +54,9 @@ pub fn adopt_domain<M: Machine + ?Sized>(
         table.assign(mfn, domid, false)?;
     }
     table.assign(built.shared_info, domid, true)?;
-    table.switch_base(m, domid, Some(built.l4), None)
+    table.switch_base(m, domid, Some(built.l4), None)?;
+    // Xen's builders pin the initial L4 too (dom0_build.c, libxenguest's
+    // `arch_setup_bootlate`); kernels rely on it, e.g. Linux unpins it once it has
+    // built its own tables.
+    table.pin(m, built.l4, 4, domid)
 }
