@@ -262,7 +262,7 @@ pub fn privileged_op<M: Machine + ?Sized>(
                 // The rest is CPL 0 only: the guest kernel, never guest user mode.
                 _ if !kernel => Outcome::NotHandled,
                 0x06 => {
-                    dom.vcpu.cr0_ts = false;
+                    dom.vcpu.set_cr0_ts(false);
                     done(dom, i + 2)
                 }
                 // No device is passed through, so there is no cache to write back for
@@ -332,7 +332,7 @@ fn read_cr(dom: &Domain, cr: u8) -> Option<u64> {
 fn write_cr<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, cr: u8, val: u64) -> Option<()> {
     match cr {
         // Only TS may change (Xen: "Attempt to change unmodifiable CR0 flags").
-        0 if (val ^ GUEST_CR0) & !CR0_TS == 0 => dom.vcpu.cr0_ts = val & CR0_TS != 0,
+        0 if (val ^ GUEST_CR0) & !CR0_TS == 0 => dom.vcpu.set_cr0_ts(val & CR0_TS != 0),
         2 => {
             dom.vcpu.cr2 = val;
             write_u64(m, dom.shared_info, crate::bounce::VCPU_CR2, val);

@@ -109,7 +109,7 @@ pub fn handle<M: Machine + ?Sized>(
             if !dom.vcpu.cr0_ts {
                 return Ok(());
             }
-            dom.vcpu.cr0_ts = false;
+            dom.vcpu.set_cr0_ts(false);
             Outcome::Raise(hw(7))
         }
         13 if ec & XEC_EXT == 0 && ec & XEC_IDT != 0 => {

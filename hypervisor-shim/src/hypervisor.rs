@@ -92,13 +92,8 @@ impl<M: Machine> Hypervisor<M> {
     }
 
     /// Handles one entry from the running domain. `frame` is what the CPU and the entry
-    /// stub saved; on `Resume` it holds what to return to.
-    pub fn handle(
-        &mut self,
-        frame: &mut TrapFrame,
-        cr2: u64,
-        console: &mut dyn FnMut(&[u8]),
-    ) -> Next {
+    /// stub saved; on `Resume`, [`Hypervisor::resume_frame`] is what to return to.
+    pub fn handle(&mut self, frame: &TrapFrame, cr2: u64, console: &mut dyn FnMut(&[u8])) -> Next {
         let cur = self.current;
         let dom = &mut self.domains[cur];
         dom.regs = *frame;
@@ -156,7 +151,6 @@ impl<M: Machine> Hypervisor<M> {
             dom.state = RunState::Crashed;
         }
         if dom.runnable() {
-            *frame = dom.regs;
             return Next::Resume {
                 l4: dom.active_l4(),
             };
@@ -164,20 +158,19 @@ impl<M: Machine> Hypervisor<M> {
         self.reap(cur)
     }
 
-    /// Whether the current domain set a segment base explicitly since the last call
-    /// (the arch layer then writes the MSRs unconditionally).
-    pub fn take_segment_reload(&mut self) -> bool {
-        self.domains
-            .get_mut(self.current)
-            .is_some_and(|d| core::mem::take(&mut d.vcpu.reload_segments))
+    /// The registers to resume the current domain with (after [`Hypervisor::handle`]
+    /// returned `Next::Resume`). The arch layer returns to the guest straight from
+    /// them, so a hypercall costs one copy of the frame, not two.
+    pub fn resume_frame(&self) -> Option<&TrapFrame> {
+        self.domains.get(self.current).map(|d| &d.regs)
     }
 
     /// The segment bases and CR0.TS to load before resuming the current domain (after
-    /// [`Hypervisor::handle`] returned `Next::Resume`).
-    pub fn guest_cpu(&self) -> Option<GuestCpu> {
-        self.domains
-            .get(self.current)
-            .map(|d| GuestCpu::from(&d.vcpu))
+    /// [`Hypervisor::handle`] returned `Next::Resume`), if they changed since the last
+    /// call: most entries (every hypercall but a few) change none of them.
+    pub fn take_guest_cpu(&mut self) -> Option<GuestCpu> {
+        let d = self.domains.get_mut(self.current)?;
+        core::mem::take(&mut d.vcpu.cpu_dirty).then(|| GuestCpu::from(&d.vcpu))
     }
 
     /// Tears down a stopped domain (its memory scrubbed and returned) and decides what
@@ -277,13 +270,14 @@ mod tests {
         f.vector = SYSCALL_VECTOR;
         f.rax = xen_sys::__HYPERVISOR_xen_version as u64;
         f.rdi = xen_sys::XENVER_pagesize as u64;
-        let next = h.handle(&mut f, 0, &mut |_| {});
+        let next = h.handle(&f, 0, &mut |_| {});
         assert_eq!(
             next,
             Next::Resume {
                 l4: h.domains[0].l4
             }
         );
+        let f = *h.resume_frame().unwrap();
         assert_eq!(f.rax, 4096);
     }
 
@@ -295,7 +289,7 @@ mod tests {
         let mut f = h.domains[0].regs;
         f.vector = 14;
         assert_eq!(
-            h.handle(&mut f, 0x1234, &mut |_| {}),
+            h.handle(&f, 0x1234, &mut |_| {}),
             Next::Halt(ShimExit::Crashed)
         );
         assert!(h.domains.is_empty());
@@ -325,7 +319,7 @@ mod tests {
         }
         let mut f = h.domains[0].regs;
         f.vector = 6;
-        h.handle(&mut f, 0, &mut |_| {});
+        h.handle(&f, 0, &mut |_| {});
         // The dead domain's L4 is scrubbed: read the table through a fresh one.
         let probe = h.frames.alloc().unwrap();
         h.machine.zero_frame(probe);
@@ -346,10 +340,7 @@ mod tests {
         f.rdi = xen_sys::SCHEDOP_shutdown as u64;
         // No syscall callback and no #UD handler: the guest dies of its #UD, and the
         // shutdown it asked for never happened.
-        assert_eq!(
-            h.handle(&mut f, 0, &mut |_| {}),
-            Next::Halt(ShimExit::Crashed)
-        );
+        assert_eq!(h.handle(&f, 0, &mut |_| {}), Next::Halt(ShimExit::Crashed));
     }
 
     #[test]
@@ -361,7 +352,7 @@ mod tests {
         f.rdi = xen_sys::SCHEDOP_shutdown as u64;
         f.rsi = xen_sys::SHUTDOWN_poweroff as u64;
         assert_eq!(
-            h.handle(&mut f, 0, &mut |_| {}),
+            h.handle(&f, 0, &mut |_| {}),
             Next::Halt(ShimExit::PoweredOff)
         );
     }

@@ -43,10 +43,10 @@ pub fn read(v: &Vcpu, msr: u32) -> Option<u64> {
 pub fn write(v: &mut Vcpu, msr: u32, val: u64) -> bool {
     let canonical = crate::paging::is_canonical(val);
     match msr {
-        MSR_FS_BASE if canonical => (v.fs_base, v.reload_segments) = (val, true),
+        MSR_FS_BASE if canonical => (v.fs_base, v.cpu_dirty) = (val, true),
         // Only the guest kernel gets here: GS_BASE is its own, the shadow the user's.
-        MSR_GS_BASE if canonical => (v.gs_base_kernel, v.reload_segments) = (val, true),
-        MSR_SHADOW_GS_BASE if canonical => (v.gs_base_user, v.reload_segments) = (val, true),
+        MSR_GS_BASE if canonical => (v.gs_base_kernel, v.cpu_dirty) = (val, true),
+        MSR_SHADOW_GS_BASE if canonical => (v.gs_base_user, v.cpu_dirty) = (val, true),
         // Writing the microcode revision (the Intel "write 0, CPUID, read" dance) is
         // ignored, as Xen does.
         MSR_PATCHLEVEL => {}

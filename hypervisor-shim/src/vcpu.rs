@@ -90,11 +90,11 @@ pub struct Vcpu {
     pub iopl: u64,
     /// A multicall is running (Xen's `_MCSF_in_multicall`): no nesting, no preemption.
     pub in_multicall: bool,
-    /// The guest set a segment base explicitly (`set_segment_base`, WRMSR): write the
-    /// MSRs even where the shim believes the hardware already holds the value, since
-    /// the guest can change a base itself by loading a selector (`mov %ax,%gs` clears
-    /// it) without the shim seeing it.
-    pub reload_segments: bool,
+    /// The segment bases, the guest mode or the virtual CR0.TS changed: the arch layer
+    /// must load [`GuestCpu`] before resuming. Set even when a base is set to the value
+    /// the shim last loaded, since the guest can change the hardware's copy itself by
+    /// loading a selector (`mov %ax,%gs` clears it) without the shim seeing it.
+    pub cpu_dirty: bool,
 }
 
 impl Default for Vcpu {
@@ -125,7 +125,7 @@ impl Vcpu {
             cr4: crate::emulate::GUEST_CR4,
             iopl: 0,
             in_multicall: false,
-            reload_segments: true,
+            cpu_dirty: true,
         }
     }
 
@@ -134,6 +134,13 @@ impl Vcpu {
     /// Xen's `swapgs` and CR3 switch do.
     pub fn toggle_guest_mode(&mut self) {
         self.kernel_mode = !self.kernel_mode;
+        self.cpu_dirty = true;
+    }
+
+    /// Sets the virtual CR0.TS (loaded into the hardware before the guest resumes).
+    pub fn set_cr0_ts(&mut self, ts: bool) {
+        self.cr0_ts = ts;
+        self.cpu_dirty = true;
     }
 
     /// (GS base, shadow GS base) as the hardware must hold them in the current mode.

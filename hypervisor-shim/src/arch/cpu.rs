@@ -162,42 +162,22 @@ const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 
-/// What the segment-base MSRs hold now (written only when a guest's value differs, as
-/// WRMSR is slow and the shim itself never uses FS or GS).
-static LOADED: spin::Mutex<GuestCpu> = spin::Mutex::new(GuestCpu {
-    fs_base: 0,
-    gs_base: 0,
-    gs_shadow: 0,
-    cr0_ts: false,
-});
-
 /// Loads a guest's FS/GS bases (the shadow GS base being what the guest's `swapgs`
-/// semantics put there: the other mode's) and its virtual CR0.TS.
-/// With `force`, the bases are written even if unchanged (the guest may have changed the
-/// hardware's copy by loading a selector).
-pub fn load_guest_state(g: &GuestCpu, force: bool) {
-    let mut cur = LOADED.lock();
+/// semantics put there: the other mode's) and its virtual CR0.TS. Called only when they
+/// changed (`Hypervisor::take_guest_cpu`), so every value is written.
+pub fn load_guest_state(g: &GuestCpu) {
     // SAFETY: the lib hands out canonical bases only (`GuestCpu::from`), so WRMSR cannot
     // fault; the shim does not use FS, GS or the FPU itself.
     unsafe {
-        if force || cur.fs_base != g.fs_base {
-            Msr::new(MSR_FS_BASE).write(g.fs_base);
-        }
-        if force || cur.gs_base != g.gs_base {
-            Msr::new(MSR_GS_BASE).write(g.gs_base);
-        }
-        if force || cur.gs_shadow != g.gs_shadow {
-            Msr::new(MSR_KERNEL_GS_BASE).write(g.gs_shadow);
-        }
-        if cur.cr0_ts != g.cr0_ts {
-            if g.cr0_ts {
-                asm!("mov {t}, cr0", "or {t}, 8", "mov cr0, {t}", t = out(reg) _, options(nostack));
-            } else {
-                asm!("clts", options(nostack));
-            }
+        Msr::new(MSR_FS_BASE).write(g.fs_base);
+        Msr::new(MSR_GS_BASE).write(g.gs_base);
+        Msr::new(MSR_KERNEL_GS_BASE).write(g.gs_shadow);
+        if g.cr0_ts {
+            asm!("mov {t}, cr0", "or {t}, 8", "mov cr0, {t}", t = out(reg) _, options(nostack));
+        } else {
+            asm!("clts", options(nostack));
         }
     }
-    *cur = *g;
 }
 
 /// The host's CPUID leaf (input to the guests' CPUID policy).

@@ -138,17 +138,16 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
         cpu::rdtsc() - start
     );
     let l4 = hv.domains[0].l4;
-    let guest = hv.guest_cpu().unwrap_or_default();
-    hv.take_segment_reload();
+    let guest = hv.take_guest_cpu().unwrap_or_default();
     *SHIM.lock() = Some(hv);
-    cpu::load_guest_state(&guest, true);
+    cpu::load_guest_state(&guest);
     // SAFETY: the domain's L4 carries the direct-map slot, so the shim stays mapped.
     unsafe { cpu::load_cr3(l4) };
     entry::enter(&regs)
 }
 
 #[no_mangle]
-extern "C" fn trap_entry(frame: &mut TrapFrame) -> *const TrapFrame {
+extern "C" fn trap_entry(frame: &TrapFrame) -> *const TrapFrame {
     let cr2 = cpu::cr2();
     if !frame.from_guest() {
         let mut s = String::new();
@@ -164,11 +163,16 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) -> *const TrapFrame {
         Next::Resume { l4 } => {
             // SAFETY: every domain L4 carries the direct-map slot.
             unsafe { cpu::load_cr3(l4) };
-            let force = hv.take_segment_reload();
-            if let Some(guest) = hv.guest_cpu() {
-                cpu::load_guest_state(&guest, force);
+            if let Some(guest) = hv.take_guest_cpu() {
+                cpu::load_guest_state(&guest);
             }
-            frame
+            // The entry stub pops the registers from here and `iretq`s. The pointer
+            // outlives the lock: there is one CPU, interrupts stay off, and nothing
+            // touches the domain again before the next entry, after the `iretq`.
+            match hv.resume_frame() {
+                Some(regs) => regs,
+                None => exit_qemu(ShimExit::ShimPanic),
+            }
         }
         Next::Halt(exit) => {
             drop(guard);

@@ -38,14 +38,14 @@ pub fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> i64 {
         return err(XEN_EINVAL);
     }
     *slot = base;
-    v.reload_segments = true;
+    v.cpu_dirty = true;
     0
 }
 
 /// `fpu_taskswitch(set)`: the virtual CR0.TS. With TS set the next FPU use raises #NM in
 /// the guest (and clears TS), as in Xen's lazy FPU switching.
 pub fn fpu_taskswitch(dom: &mut Domain, set: u64) -> i64 {
-    dom.vcpu.cr0_ts = set as i32 != 0;
+    dom.vcpu.set_cr0_ts(set as i32 != 0);
     0
 }
 
