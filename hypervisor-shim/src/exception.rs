@@ -179,7 +179,24 @@ pub fn syscall_from_user<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Re
 /// meets the same fault on its own `iretq` and hands the guest a #GP there. So does
 /// this: the first bad frame turns into a #GP for the guest, and a guest whose #GP
 /// delivery is bad as well dies.
+#[inline]
 pub fn check_return_frame<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<(), Crash> {
+    // The common case, inline (every hypercall returns through here): a flat ring-3
+    // frame at canonical addresses.
+    let r = &mut dom.regs;
+    if r.cs == RING3_CS64 as u64
+        && r.ss == RING3_SS as u64
+        && crate::paging::is_canonical(r.rip)
+        && crate::paging::is_canonical(r.rsp)
+    {
+        r.rflags = (r.rflags & eflags::GUEST_SETTABLE) | eflags::IF | 2;
+        return Ok(());
+    }
+    fix_return_frame(m, dom)
+}
+
+#[cold]
+fn fix_return_frame<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<(), Crash> {
     for attempt in 0..2 {
         let r = &dom.regs;
         let ec = if r.cs != RING3_CS64 as u64 && r.cs != RING3_CS32 as u64 {

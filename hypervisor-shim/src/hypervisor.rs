@@ -91,13 +91,24 @@ impl<M: Machine> Hypervisor<M> {
         Ok(&self.domains[self.current])
     }
 
-    /// Handles one entry from the running domain. `frame` is what the CPU and the entry
-    /// stub saved; on `Resume`, [`Hypervisor::resume_frame`] is what to return to.
-    pub fn handle(&mut self, frame: &TrapFrame, cr2: u64, console: &mut dyn FnMut(&[u8])) -> Next {
+    /// Records an entry frame saved elsewhere than in the running domain's `regs` (the
+    /// arch layer's IST entries).
+    pub fn save_entry_frame(&mut self, frame: &TrapFrame) {
+        if let Some(d) = self.domains.get_mut(self.current) {
+            d.regs = *frame;
+        }
+    }
+
+    /// Handles one entry from the running domain, whose `regs` hold what the CPU and the
+    /// entry stub saved. On `Resume`, [`Hypervisor::resume_frame`] is what to return to.
+    pub fn handle(&mut self, cr2: u64, console: &mut dyn FnMut(&[u8])) -> Next {
         let cur = self.current;
         let dom = &mut self.domains[cur];
-        dom.regs = *frame;
-        let result = if frame.vector == SYSCALL_VECTOR && dom.vcpu.kernel_mode {
+        let vector = dom.regs.vector;
+        // Kept for a crash report, as handling an exception rewrites the registers. Not
+        // for hypercalls (the hot path): they change only RAX before a crash is known.
+        let entry = (vector != SYSCALL_VECTOR).then(|| dom.regs);
+        let result = if vector == SYSCALL_VECTOR && dom.vcpu.kernel_mode {
             let mut env = Env {
                 machine: &mut self.machine,
                 console,
@@ -110,7 +121,7 @@ impl<M: Machine> Hypervisor<M> {
             };
             hypercall::dispatch(&mut env, dom);
             Ok(())
-        } else if frame.vector == SYSCALL_VECTOR {
+        } else if vector == SYSCALL_VECTOR {
             exception::syscall_from_user(&mut self.machine, dom)
         } else {
             exception::handle(&mut self.machine, &self.cpuid, dom, cr2)
@@ -124,9 +135,10 @@ impl<M: Machine> Hypervisor<M> {
         });
         if let Err(why) = result {
             // Fatal to the guest only: report what it did, and why it cannot go on.
+            let frame = entry.unwrap_or(dom.regs);
             let mut report = String::new();
             let who = format!("d{} ({}) crashed", dom.id, dom.name);
-            let _ = write_fault_report(&mut report, &who, frame, cr2);
+            let _ = write_fault_report(&mut report, &who, &frame, cr2);
             for line in report.lines() {
                 log::error!("{line}");
             }
@@ -159,8 +171,8 @@ impl<M: Machine> Hypervisor<M> {
     }
 
     /// The registers to resume the current domain with (after [`Hypervisor::handle`]
-    /// returned `Next::Resume`). The arch layer returns to the guest straight from
-    /// them, so a hypercall costs one copy of the frame, not two.
+    /// returned `Next::Resume`). The arch layer returns to the guest straight from them
+    /// and saves the next entry into them: a hypercall copies no frame.
     pub fn resume_frame(&self) -> Option<&TrapFrame> {
         self.domains.get(self.current).map(|d| &d.regs)
     }
@@ -270,7 +282,10 @@ mod tests {
         f.vector = SYSCALL_VECTOR;
         f.rax = xen_sys::__HYPERVISOR_xen_version as u64;
         f.rdi = xen_sys::XENVER_pagesize as u64;
-        let next = h.handle(&f, 0, &mut |_| {});
+        let next = {
+            h.save_entry_frame(&f);
+            h.handle(0, &mut |_| {})
+        };
         assert_eq!(
             next,
             Next::Resume {
@@ -289,7 +304,10 @@ mod tests {
         let mut f = h.domains[0].regs;
         f.vector = 14;
         assert_eq!(
-            h.handle(&f, 0x1234, &mut |_| {}),
+            {
+                h.save_entry_frame(&f);
+                h.handle(0x1234, &mut |_| {})
+            },
             Next::Halt(ShimExit::Crashed)
         );
         assert!(h.domains.is_empty());
@@ -319,7 +337,10 @@ mod tests {
         }
         let mut f = h.domains[0].regs;
         f.vector = 6;
-        h.handle(&f, 0, &mut |_| {});
+        {
+            h.save_entry_frame(&f);
+            h.handle(0, &mut |_| {})
+        };
         // The dead domain's L4 is scrubbed: read the table through a fresh one.
         let probe = h.frames.alloc().unwrap();
         h.machine.zero_frame(probe);
@@ -340,7 +361,13 @@ mod tests {
         f.rdi = xen_sys::SCHEDOP_shutdown as u64;
         // No syscall callback and no #UD handler: the guest dies of its #UD, and the
         // shutdown it asked for never happened.
-        assert_eq!(h.handle(&f, 0, &mut |_| {}), Next::Halt(ShimExit::Crashed));
+        assert_eq!(
+            {
+                h.save_entry_frame(&f);
+                h.handle(0, &mut |_| {})
+            },
+            Next::Halt(ShimExit::Crashed)
+        );
     }
 
     #[test]
@@ -352,7 +379,10 @@ mod tests {
         f.rdi = xen_sys::SCHEDOP_shutdown as u64;
         f.rsi = xen_sys::SHUTDOWN_poweroff as u64;
         assert_eq!(
-            h.handle(&f, 0, &mut |_| {}),
+            {
+                h.save_entry_frame(&f);
+                h.handle(0, &mut |_| {})
+            },
             Next::Halt(ShimExit::PoweredOff)
         );
     }

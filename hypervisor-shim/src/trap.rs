@@ -16,7 +16,10 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 
 /// Registers as the entry stubs save them: general registers, then the vector and error
 /// code, then the frame the CPU pushes (and `iretq` pops).
-#[repr(C)]
+///
+/// 16-byte aligned: the arch layer points TSS.RSP0 just past a domain's saved frame so
+/// the CPU pushes the next one in place, and the CPU aligns RSP0 down to 16 bytes.
+#[repr(C, align(16))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrapFrame {
     pub r15: u64,

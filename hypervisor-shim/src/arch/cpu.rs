@@ -219,3 +219,9 @@ pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the counter.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
+
+/// Where the CPU pushes the frame of the next exception or interrupt from ring 3.
+pub fn set_rsp0(top: u64) {
+    // SAFETY: single CPU, interrupts off; the TSS is read by the CPU only on an entry.
+    unsafe { (*core::ptr::addr_of_mut!(TABLES)).tss.rsp[0] = top };
+}

@@ -2,8 +2,12 @@
 //! [`TrapFrame`] on the shim stack and call [`crate::trap_entry`]; leaving the shim is
 //! always an `iretq` from a `TrapFrame`.
 //!
-//! The shim runs with interrupts off and is never re-entered from a guest, so one stack
-//! serves all entries (TSS.RSP0), with a separate IST stack for NMI, #DF and #MC.
+//! The shim runs with interrupts off and is never re-entered from a guest. An entry from
+//! the guest saves its registers straight into the running domain's `regs` (TSS.RSP0 and
+//! `guest_frame_end` point just past them: the CPU pushes its part of the frame there,
+//! the stubs the rest), then switches to the shim's one stack; the exit pops the frame
+//! from the domain's `regs` of whichever domain runs next. No copy either way. NMI, #DF
+//! and #MC arrive on a separate IST stack, and their frame is copied in.
 
 use core::arch::global_asm;
 
@@ -26,6 +30,8 @@ ist_stack_top:
     .section .data.shim_entry, "aw"
     .balign 8
 guest_rsp_scratch: .quad 0
+    .global guest_frame_end
+guest_frame_end: .quad 0
     .previous
 
     .text
@@ -58,7 +64,7 @@ trap_stub_table:
     .global syscall_entry
 syscall_entry:
     mov %rsp, guest_rsp_scratch(%rip)
-    lea shim_stack_top(%rip), %rsp
+    mov guest_frame_end(%rip), %rsp
     push ${ss}
     push guest_rsp_scratch(%rip)
     push %r11
@@ -101,6 +107,12 @@ trap_common:
     push %r15
     cld
     mov %rsp, %rdi
+    /* From the guest: the frame is in place, run on the shim stack. From ring 0 (a
+       fault in the shim itself): stay where we are. */
+    testb $3, {cs_offset}(%rsp)
+    jz 1f
+    lea shim_stack_top(%rip), %rsp
+1:
     call trap_entry
     mov %rax, %rsp
 
@@ -134,10 +146,12 @@ enter_frame:
     cs = const hypervisor_shim::trap::RING3_CS64,
     cs32 = const hypervisor_shim::trap::RING3_CS32,
     syscall_vector = const hypervisor_shim::trap::SYSCALL_VECTOR,
+    cs_offset = const core::mem::offset_of!(TrapFrame, cs),
     options(att_syntax)
 );
 
 unsafe extern "C" {
+    static mut guest_frame_end: u64;
     static trap_stub_table: [u64; 32];
     static shim_stack_top: u8;
     static ist_stack_top: u8;
@@ -179,4 +193,16 @@ pub fn enter(frame: &TrapFrame) -> ! {
     // SAFETY: the frame is a complete TrapFrame; the stub only pops it and irets, and the
     // shim stack is reset on the next entry through TSS.RSP0 / the syscall stub.
     unsafe { enter_frame(frame) }
+}
+
+/// Points the next guest entry (SYSCALL here, exceptions through TSS.RSP0, which the
+/// caller sets to the same value) at `regs`: the registers of the domain about to run.
+///
+/// # Safety
+/// `regs` must stay valid and unaliased until the next entry has been handled.
+pub unsafe fn set_guest_frame(regs: *const TrapFrame) -> u64 {
+    let end = regs as u64 + core::mem::size_of::<TrapFrame>() as u64;
+    // SAFETY: single CPU, interrupts off: nothing else reads the variable meanwhile.
+    unsafe { *core::ptr::addr_of_mut!(guest_frame_end) = end };
+    end
 }

@@ -139,15 +139,28 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
     );
     let l4 = hv.domains[0].l4;
     let guest = hv.take_guest_cpu().unwrap_or_default();
-    *SHIM.lock() = Some(hv);
+    let mut guard = SHIM.lock();
+    let hv = guard.insert(hv);
     cpu::load_guest_state(&guest);
+    let frame: *const TrapFrame = match hv.resume_frame() {
+        Some(regs) => regs,
+        None => fail("domain 0 vanished"),
+    };
+    drop(guard);
+    // SAFETY: the frame lives in the domain, which stays put until the next entry.
+    cpu::set_rsp0(unsafe { entry::set_guest_frame(frame) });
     // SAFETY: the domain's L4 carries the direct-map slot, so the shim stays mapped.
     unsafe { cpu::load_cr3(l4) };
-    entry::enter(&regs)
+    let _ = regs;
+    // SAFETY: as above; the frame is the domain's initial register state.
+    entry::enter(unsafe { &*frame })
 }
 
 #[no_mangle]
-extern "C" fn trap_entry(frame: &TrapFrame) -> *const TrapFrame {
+extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
+    // SAFETY: the entry stub passes the frame it just built (in the running domain's
+    // `regs`, on the IST stack, or on the shim stack for a fault in the shim).
+    let frame = unsafe { &*frame };
     let cr2 = cpu::cr2();
     if !frame.from_guest() {
         let mut s = String::new();
@@ -159,7 +172,12 @@ extern "C" fn trap_entry(frame: &TrapFrame) -> *const TrapFrame {
     let Some(hv) = guard.as_mut() else {
         exit_qemu(ShimExit::ShimPanic)
     };
-    match hv.handle(frame, cr2, &mut |b| Serial::write_bytes(b)) {
+    // Usually the stub saved the registers in place; an IST entry (NMI, #DF, #MC) saved
+    // them on its own stack.
+    if hv.resume_frame().map(|r| r as *const TrapFrame) != Some(frame as *const _) {
+        hv.save_entry_frame(frame);
+    }
+    match hv.handle(cr2, &mut |b| Serial::write_bytes(b)) {
         Next::Resume { l4 } => {
             // SAFETY: every domain L4 carries the direct-map slot.
             unsafe { cpu::load_cr3(l4) };
@@ -169,10 +187,13 @@ extern "C" fn trap_entry(frame: &TrapFrame) -> *const TrapFrame {
             // The entry stub pops the registers from here and `iretq`s. The pointer
             // outlives the lock: there is one CPU, interrupts stay off, and nothing
             // touches the domain again before the next entry, after the `iretq`.
-            match hv.resume_frame() {
+            let regs: *const TrapFrame = match hv.resume_frame() {
                 Some(regs) => regs,
                 None => exit_qemu(ShimExit::ShimPanic),
-            }
+            };
+            // SAFETY: the domain (and its frame) stays put until the next entry.
+            cpu::set_rsp0(unsafe { entry::set_guest_frame(regs) });
+            regs
         }
         Next::Halt(exit) => {
             drop(guard);
