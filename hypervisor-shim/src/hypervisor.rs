@@ -107,7 +107,12 @@ impl<M: Machine> Hypervisor<M> {
         let vector = dom.regs.vector;
         // Kept for a crash report, as handling an exception rewrites the registers. Not
         // for hypercalls (the hot path): they change only RAX before a crash is known.
-        let entry = (vector != SYSCALL_VECTOR).then(|| dom.regs);
+        // (`then_some` would copy the frame on every entry, hypercalls included.)
+        let entry = if vector != SYSCALL_VECTOR {
+            Some(dom.regs)
+        } else {
+            None
+        };
         let result = if vector == SYSCALL_VECTOR && dom.vcpu.kernel_mode {
             let mut env = Env {
                 machine: &mut self.machine,
