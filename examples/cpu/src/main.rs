@@ -36,8 +36,12 @@ use xen_sys::{
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
 const MSR_SHADOW_GS_BASE: u32 = 0xc000_0102;
-/// IA32_APIC_BASE: the local APIC is the hypervisor's, never a PV guest's.
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_APIC_BASE: u32 = 0x1b;
+/// What Xen's PV `read_msr` answers for APIC_BASE on vCPU 0 (emul-priv-op.c): the
+/// default base, enabled, BSP.
+const GUEST_APIC_BASE: u64 = 0xfee0_0000 | 1 << 11 | 1 << 8;
 /// CPUID.1:ECX bit 31, "running under a hypervisor".
 const CPUID1_ECX_HYPERVISOR: u32 = 1 << 31;
 /// CR0.TS.
@@ -235,15 +239,29 @@ fn segment_checks() {
         ok(hypercall::set_segment_base(base, 0), "clearing a segment base");
     }
 
-    let f = expect_gp0(rdmsr(MSR_APIC_BASE), "rdmsr APIC_BASE");
-    println!("cpu: rdmsr {MSR_APIC_BASE:#x} (APIC_BASE): {f}");
-    let f = expect_gp0(wrmsr(MSR_APIC_BASE, 0), "wrmsr APIC_BASE");
-    println!("cpu: wrmsr {MSR_APIC_BASE:#x} (APIC_BASE): {f}");
+    // Xen fakes APIC_BASE for reads (Linux PV guests read it) and refuses writes.
+    let apic = rd(MSR_APIC_BASE);
+    println!("cpu: rdmsr APIC_BASE: {apic:#x}");
+    if apic != GUEST_APIC_BASE {
+        fail(&alloc::format!("APIC_BASE reads {apic:#x}, Xen gives {GUEST_APIC_BASE:#x}"));
+    }
+    let f = expect_gp0(wrmsr(MSR_APIC_BASE, apic), "wrmsr APIC_BASE");
+    println!("cpu: wrmsr APIC_BASE: {f}");
+    // EFER: the current value may be written back (Linux does), nothing else.
+    let efer = rd(MSR_EFER);
+    m(wrmsr(MSR_EFER, efer), "wrmsr EFER with its current value");
+    println!("cpu: rdmsr EFER {efer:#x}; writing it back is allowed");
+    // The SYSCALL entry point is the hypervisor's: not even readable.
+    let f = expect_gp0(rdmsr(MSR_LSTAR), "rdmsr LSTAR");
+    println!("cpu: rdmsr LSTAR: {f}");
 }
 
 fn fpu_checks() {
-    if use_fpu().is_err() || cr0() & CR0_TS != 0 {
-        fail("the FPU faults before fpu_taskswitch");
+    if let Err(f) = use_fpu() {
+        fail(&alloc::format!("the FPU faults before fpu_taskswitch: {f} at {:#x}", f.rip));
+    }
+    if cr0() & CR0_TS != 0 {
+        fail(&alloc::format!("CR0.TS is set before fpu_taskswitch: CR0 {:#x}", cr0()));
     }
     ok(hypercall::fpu_taskswitch(true), "fpu_taskswitch(1)");
     println!("cpu: fpu_taskswitch(1): CR0.TS reads {}", u8::from(cr0() & CR0_TS != 0));
