@@ -90,7 +90,10 @@ mod tests {
             (0xffff_8800_0000_0000, 0x1234)
         );
         assert_eq!(read(&v, MSR_EFER), Some(0xd01));
-        assert!(write(&mut v, MSR_EFER, GUEST_EFER), "EFER written back unchanged");
+        assert!(
+            write(&mut v, MSR_EFER, GUEST_EFER),
+            "EFER written back unchanged"
+        );
         assert_eq!(read(&v, MSR_APIC_BASE), Some(0xfee0_0900));
         assert!(write(&mut v, MSR_PATCHLEVEL, 0));
         assert!(write(&mut v, MSR_INTEL_MISC_FEATURES_ENABLES, 0));
@@ -119,6 +122,9 @@ mod tests {
             assert_eq!(read(&v, msr), None, "{msr:#x}");
             assert!(!write(&mut v, msr, 0), "{msr:#x}");
         }
-        assert!(!write(&mut v, MSR_EFER, GUEST_EFER & !1), "EFER may not change");
+        assert!(
+            !write(&mut v, MSR_EFER, GUEST_EFER & !1),
+            "EFER may not change"
+        );
     }
 }

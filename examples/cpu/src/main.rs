@@ -26,9 +26,9 @@ use libos::hypercall::{self, XenError};
 use libos::traps::{self, Fault};
 use libos::{println, shared_info};
 use xen_sys::{
-    SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SHUTDOWN_crash, VMASST_CMD_disable,
-    VMASST_CMD_enable, VMASST_TYPE_architectural_iopl, XEN_CPUID_FIRST_LEAF,
-    XEN_CPUID_SIGNATURE_EBX, XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX,
+    SHUTDOWN_crash, VMASST_CMD_disable, VMASST_CMD_enable, VMASST_TYPE_architectural_iopl,
+    SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, XEN_CPUID_FIRST_LEAF, XEN_CPUID_SIGNATURE_EBX,
+    XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX,
 };
 
 /// Architectural MSR numbers and bits (Intel SDM vol. 4; not part of Xen's public
@@ -142,7 +142,9 @@ fn use_fpu() -> Result<(), Fault> {
 fn io_in(port: u8) -> Result<u8, Fault> {
     let mut v = 0u8;
     // SAFETY: a port read, emulated by the hypervisor (or #GP).
-    traps::catch(|| unsafe { asm!("in al, dx", in("dx") u16::from(port), out("al") v, options(nostack, nomem)) })?;
+    traps::catch(|| unsafe {
+        asm!("in al, dx", in("dx") u16::from(port), out("al") v, options(nostack, nomem))
+    })?;
     Ok(v)
 }
 
@@ -173,7 +175,13 @@ fn cpuid_checks() {
     let [max, b, c, d] = xen_cpuid(XEN_CPUID_FIRST_LEAF, 0);
     let sig = regs_str(&[b, c, d]);
     println!("cpu: cpuid {XEN_CPUID_FIRST_LEAF:#x}: {sig:?}, max hypervisor leaf {max:#x}");
-    if [b, c, d] != [XEN_CPUID_SIGNATURE_EBX, XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX] {
+    if [b, c, d]
+        != [
+            XEN_CPUID_SIGNATURE_EBX,
+            XEN_CPUID_SIGNATURE_ECX,
+            XEN_CPUID_SIGNATURE_EDX,
+        ]
+    {
         fail("hypervisor signature is not XenVMMXenVMM");
     }
     let [ver, ..] = xen_cpuid(XEN_CPUID_FIRST_LEAF + 1, 0);
@@ -214,14 +222,26 @@ fn segment_checks() {
         fail("wrmsr FS_BASE did not take effect");
     }
     println!("cpu: wrmsr/rdmsr FS_BASE: {a:#x}; %fs:0 reads {:#x}", fs0());
-    ok(hypercall::set_segment_base(SEGBASE_FS, b), "set_segment_base(FS)");
+    ok(
+        hypercall::set_segment_base(SEGBASE_FS, b),
+        "set_segment_base(FS)",
+    );
     if rd(MSR_FS_BASE) != b || fs0() != AREA_B[0] {
         fail("set_segment_base(SEGBASE_FS) did not take effect");
     }
-    println!("cpu: set_segment_base(FS): rdmsr FS_BASE {b:#x}; %fs:0 reads {:#x}", fs0());
+    println!(
+        "cpu: set_segment_base(FS): rdmsr FS_BASE {b:#x}; %fs:0 reads {:#x}",
+        fs0()
+    );
 
-    ok(hypercall::set_segment_base(SEGBASE_GS_KERNEL, c), "set_segment_base(GS_KERNEL)");
-    ok(hypercall::set_segment_base(SEGBASE_GS_USER, a), "set_segment_base(GS_USER)");
+    ok(
+        hypercall::set_segment_base(SEGBASE_GS_KERNEL, c),
+        "set_segment_base(GS_KERNEL)",
+    );
+    ok(
+        hypercall::set_segment_base(SEGBASE_GS_USER, a),
+        "set_segment_base(GS_USER)",
+    );
     if rd(MSR_GS_BASE) != c || gs0() != AREA_C[0] || rd(MSR_SHADOW_GS_BASE) != a {
         fail("set_segment_base(GS_KERNEL/GS_USER) did not take effect");
     }
@@ -234,16 +254,24 @@ fn segment_checks() {
     if rd(MSR_SHADOW_GS_BASE) != b || rd(MSR_GS_BASE) != a || gs0() != AREA_A[0] {
         fail("wrmsr GS_BASE/SHADOW_GS_BASE did not take effect");
     }
-    println!("cpu: wrmsr GS_BASE, SHADOW_GS_BASE: %gs:0 reads {:#x}", gs0());
+    println!(
+        "cpu: wrmsr GS_BASE, SHADOW_GS_BASE: %gs:0 reads {:#x}",
+        gs0()
+    );
     for base in [SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER] {
-        ok(hypercall::set_segment_base(base, 0), "clearing a segment base");
+        ok(
+            hypercall::set_segment_base(base, 0),
+            "clearing a segment base",
+        );
     }
 
     // Xen fakes APIC_BASE for reads (Linux PV guests read it) and refuses writes.
     let apic = rd(MSR_APIC_BASE);
     println!("cpu: rdmsr APIC_BASE: {apic:#x}");
     if apic != GUEST_APIC_BASE {
-        fail(&alloc::format!("APIC_BASE reads {apic:#x}, Xen gives {GUEST_APIC_BASE:#x}"));
+        fail(&alloc::format!(
+            "APIC_BASE reads {apic:#x}, Xen gives {GUEST_APIC_BASE:#x}"
+        ));
     }
     let f = expect_gp0(wrmsr(MSR_APIC_BASE, apic), "wrmsr APIC_BASE");
     println!("cpu: wrmsr APIC_BASE: {f}");
@@ -258,16 +286,27 @@ fn segment_checks() {
 
 fn fpu_checks() {
     if let Err(f) = use_fpu() {
-        fail(&alloc::format!("the FPU faults before fpu_taskswitch: {f} at {:#x}", f.rip));
+        fail(&alloc::format!(
+            "the FPU faults before fpu_taskswitch: {f} at {:#x}",
+            f.rip
+        ));
     }
     if cr0() & CR0_TS != 0 {
-        fail(&alloc::format!("CR0.TS is set before fpu_taskswitch: CR0 {:#x}", cr0()));
+        fail(&alloc::format!(
+            "CR0.TS is set before fpu_taskswitch: CR0 {:#x}",
+            cr0()
+        ));
     }
     ok(hypercall::fpu_taskswitch(true), "fpu_taskswitch(1)");
-    println!("cpu: fpu_taskswitch(1): CR0.TS reads {}", u8::from(cr0() & CR0_TS != 0));
+    println!(
+        "cpu: fpu_taskswitch(1): CR0.TS reads {}",
+        u8::from(cr0() & CR0_TS != 0)
+    );
     match use_fpu() {
         Err(f) if f.vector == NM => println!("cpu: FPU use with TS set: {f}"),
-        other => fail(&alloc::format!("FPU use with TS set: expected #NM, got {other:?}")),
+        other => fail(&alloc::format!(
+            "FPU use with TS set: expected #NM, got {other:?}"
+        )),
     }
     // Xen clears the virtual TS when it delivers #NM (traps.c, do_device_not_available).
     if cr0() & CR0_TS != 0 {
@@ -327,7 +366,9 @@ fn io_checks() {
             "cli/sti changed the event mask: {before} -> {after_cli} -> {after_sti}"
         ));
     }
-    println!("cpu: with architectural_iopl: cli and sti run and leave the event mask alone ({before})");
+    println!(
+        "cpu: with architectural_iopl: cli and sti run and leave the event mask alone ({before})"
+    );
     ok(
         hypercall::vm_assist(VMASST_CMD_disable, VMASST_TYPE_architectural_iopl),
         "vm_assist(disable architectural_iopl)",

@@ -33,9 +33,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use libos::hypercall::{self, mmuext_mfn, mmuext_one};
 use libos::{paging, println, shared_info, traps};
 use xen_sys::{
-    iret_context, trap_info, CALLBACKF_mask_events, CALLBACKTYPE_syscall, FLAT_KERNEL_CS,
-    FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS, MMUEXT_NEW_USER_BASEPTR, SEGBASE_GS_KERNEL,
-    SEGBASE_GS_USER, SHUTDOWN_crash, SHUTDOWN_poweroff, VGCF_in_syscall,
+    iret_context, trap_info, CALLBACKF_mask_events, CALLBACKTYPE_syscall, SHUTDOWN_crash,
+    SHUTDOWN_poweroff, VGCF_in_syscall, FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS64,
+    FLAT_USER_SS, MMUEXT_NEW_USER_BASEPTR, SEGBASE_GS_KERNEL, SEGBASE_GS_USER,
 };
 
 use entry::{Saved, KIND_GP, KIND_INT80, KIND_PF, KIND_SYSCALL};
@@ -160,7 +160,10 @@ fn main() {
     if gs0() != KERNEL_GS_AREA[0] {
         fail("the kernel GS base is not in effect in kernel mode");
     }
-    println!("usermode: GS bases set: kernel mode reads %gs:0 = {:#x}", gs0());
+    println!(
+        "usermode: GS bases set: kernel mode reads %gs:0 = {:#x}",
+        gs0()
+    );
     // A PV kernel runs in ring 3, and Xen does not emulate `swapgs` for it (its
     // privileged-op filter admits no 0f 01 /7 but rdtscp): #GP(0). Xen switches the
     // GS bases itself on every change of guest mode.
@@ -203,17 +206,24 @@ pub extern "C" fn kernel_entry(s: *const Saved) -> ! {
         if !cond {
             fail(&alloc::format!(
                 "step {step}: {what}: kind {} rax={:#x} error={err:#x} {f:?}",
-                s.kind, s.rax
+                s.kind,
+                s.rax
             ))
         }
     };
     match step {
         0 => {
-            expect(s.kind == KIND_SYSCALL && s.rax == SYS_HELLO, "expected syscall 1");
+            expect(
+                s.kind == KIND_SYSCALL && s.rax == SYS_HELLO,
+                "expected syscall 1",
+            );
             // `syscall` put the return address in RCX: Xen's frame has both.
             expect(s.rcx == f.rip, "frame RCX is not the return RIP");
             expect(f.ss & 0xffff == u64::from(FLAT_USER_SS), "frame SS");
-            expect(s.rdi == USER_GS_AREA[0], "user mode did not see the user GS base");
+            expect(
+                s.rdi == USER_GS_AREA[0],
+                "user mode did not see the user GS base",
+            );
             expect(gs0() == KERNEL_GS_AREA[0], "the kernel GS base is not back");
             println!(
                 "usermode: syscall from user mode reached the syscall callback: rip={:#x} cs={cs:#x}; user %gs:0 was {:#x}, kernel %gs:0 is {:#x}",
@@ -223,7 +233,10 @@ pub extern "C" fn kernel_entry(s: *const Saved) -> ! {
         }
         1 => {
             expect(s.kind == KIND_INT80, "expected int $0x80");
-            expect(f.rip == u.after_int80, "int $0x80: RIP is not after the int");
+            expect(
+                f.rip == u.after_int80,
+                "int $0x80: RIP is not after the int",
+            );
             expect(s.rdx == INT80_MARKER, "int $0x80: RDX lost");
             println!(
                 "usermode: int $0x80 from user mode reached the DPL-3 gate: rip={:#x} cs={cs:#x}",
@@ -236,7 +249,10 @@ pub extern "C" fn kernel_entry(s: *const Saved) -> ! {
             // `n << 4 | 2` in long mode, and Xen passes on what the CPU said.
             let hardware = (u64::from(INT_KERNEL_ONLY) << 3) | 2;
             let tcg = (u64::from(INT_KERNEL_ONLY) << 4) | 2;
-            expect(s.kind == KIND_GP && f.rip == u.int81, "expected #GP at int $0x81");
+            expect(
+                s.kind == KIND_GP && f.rip == u.int81,
+                "expected #GP at int $0x81",
+            );
             expect(err == hardware || err == tcg, "int $0x81: wrong error code");
             println!(
                 "usermode: int $0x81 (DPL 0) from user mode: #GP error code {err:#x}{} at rip={:#x} cs={cs:#x}",
@@ -252,14 +268,20 @@ pub extern "C" fn kernel_entry(s: *const Saved) -> ! {
             to_user(u.movcr3, f.rsp, f.rflags, 0)
         }
         4 => {
-            expect(s.kind == KIND_GP && f.rip == u.movcr3, "expected #GP at mov %cr3");
+            expect(
+                s.kind == KIND_GP && f.rip == u.movcr3,
+                "expected #GP at mov %cr3",
+            );
             expect(err == 0, "mov %cr3: wrong error code");
             println!("usermode: mov %cr3 in user mode: #GP error code {err:#x}, cs={cs:#x}");
             to_user(u.pf, f.rsp, f.rflags, 0)
         }
         5 => {
             let cr2 = shared_info::cr2().unwrap_or(0);
-            expect(s.kind == KIND_PF && f.rip == u.load, "expected #PF at the load");
+            expect(
+                s.kind == KIND_PF && f.rip == u.load,
+                "expected #PF at the load",
+            );
             expect(cr2 == UNMAPPED, "#PF: wrong cr2");
             expect(
                 err & (PFEC_PRESENT | PFEC_WRITE | PFEC_USER) == PFEC_USER,
@@ -271,7 +293,10 @@ pub extern "C" fn kernel_entry(s: *const Saved) -> ! {
             to_user(u.exit, f.rsp, f.rflags, 0)
         }
         6 => {
-            expect(s.kind == KIND_SYSCALL && s.rax == SYS_EXIT, "expected the exit syscall");
+            expect(
+                s.kind == KIND_SYSCALL && s.rax == SYS_EXIT,
+                "expected the exit syscall",
+            );
             println!("usermode: exit syscall from user mode at rip={:#x}", f.rip);
             println!("usermode: success");
             hypercall::shutdown(SHUTDOWN_poweroff)
