@@ -635,14 +635,14 @@ mod tests {
         run_insn(&mut w, &[0x0f, 0x06], 13).unwrap();
         assert!(!w.dom.vcpu.cr0_ts);
         assert_eq!(w.dom.regs.rip, SCRATCH + 0x2002);
-        // mov %rax,%cr0 changing more than TS, an unknown MSR, hlt: #GP(0) to the guest.
+        // mov %rax,%cr0 changing more than TS, reading LSTAR, hlt: #GP(0) to the guest.
         for insn in [
             &[0x0f, 0x22, 0xc0][..],
             &[0x0f, 0x32],
             &[0xf4],
             &[0x0f, 0x22, 0xd8],
         ] {
-            (w.dom.regs.rax, w.dom.regs.rcx) = (0, 0x1b);
+            (w.dom.regs.rax, w.dom.regs.rcx) = (0, 0xc000_0082);
             run_insn(&mut w, insn, 13).unwrap();
             assert_eq!(w.dom.regs.rip, H + 13, "{insn:x?}");
             assert_eq!(frame(&mut w, 8)[2], 0);

@@ -142,7 +142,7 @@ pub struct Frame {
 
 impl Frame {
     /// RPL 3: the guest was in user mode.
-    pub fn from_user(&self) -> bool {
+    pub fn user_mode(&self) -> bool {
         self.cs & 3 == 3
     }
 }

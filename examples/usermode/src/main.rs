@@ -187,7 +187,10 @@ fn main() {
 
 /// Every entry from the user process (called by the stubs in `entry.rs` on the
 /// kernel stack).
-pub extern "C" fn kernel_entry(s: *const Saved) -> ! {
+///
+/// # Safety
+/// Only for the stubs: `s` points at what they pushed, followed by Xen's bounce frame.
+pub unsafe extern "C" fn kernel_entry(s: *const Saved) -> ! {
     // SAFETY: the stubs pushed a `Saved` here, followed by Xen's bounce frame.
     let s = unsafe { &*s };
     // SAFETY: as above.
@@ -196,7 +199,7 @@ pub extern "C" fn kernel_entry(s: *const Saved) -> ! {
     let step = STEP.fetch_add(1, Ordering::Relaxed);
     let cs = f.cs & 0xffff;
     let err = f.error_code.unwrap_or(0);
-    if !f.from_user() {
+    if !f.user_mode() {
         fail(&alloc::format!(
             "step {step}: entry kind {} from kernel mode: {f:?}",
             s.kind
