@@ -153,6 +153,15 @@ fn cpuid(policy: &CpuidPolicy, dom: &mut Domain) {
     (r.rax, r.rbx, r.rcx, r.rdx) = (a as u64, b as u64, c as u64, d as u64);
 }
 
+/// The vector `n` of the `int n` (`cd nn`) at the guest's RIP, if that is what is
+/// there. Hardware also reports it in the #GP error code, as `n << 3 | 2`; QEMU's TCG
+/// (7.2) reports `n << 4 | 2` in long mode (it scales by the 16-byte gate size), so
+/// the instruction is the reliable source and the error code only the fallback.
+pub fn softint_vector<M: Machine + ?Sized>(m: &mut M, dom: &Domain) -> Option<u8> {
+    let mut insn = [0u8; 2];
+    (fetch(m, dom, dom.regs.rip, &mut insn) == insn.len() && insn[0] == 0xcd).then_some(insn[1])
+}
+
 /// #UD: the forced-emulation prefix (Xen's `emulate_forced_invalid_op`).
 pub fn forced_invalid_op<M: Machine + ?Sized>(
     m: &mut M,

@@ -4,7 +4,9 @@
 //!
 //! - #GP with the IDT bit in its error code is a software `int n`: delivered to the
 //!   guest's handler for `n` when its trap-table DPL allows it from the current guest
-//!   mode (`permit_softint`), with RIP past the 2-byte instruction; otherwise #GP.
+//!   mode (`permit_softint`), with RIP past the 2-byte instruction; otherwise #GP
+//!   with the error code hardware gives, `n << 3 | 2`. `n` is read from the `int n`
+//!   instruction when it is there (QEMU's TCG reports `n << 4 | 2` in long mode).
 //! - #GP(0) may be a privileged instruction to emulate, #UD the forced-emulation
 //!   prefix, #NM the virtual CR0.TS (`emulate.rs`).
 //! - Every other exception is delivered as it is; #PF with CR2 recorded in the vCPU and
@@ -113,7 +115,10 @@ pub fn handle<M: Machine + ?Sized>(
             Outcome::Raise(hw(7))
         }
         13 if ec & XEC_EXT == 0 && ec & XEC_IDT != 0 => {
-            let n = (ec >> 3) as u8;
+            // The vector comes from the instruction when it is there: QEMU's TCG
+            // reports `n << 4 | 2` in long mode, where hardware reports `n << 3 | 2`.
+            let decoded = emulate::softint_vector(m, dom);
+            let n = decoded.unwrap_or((ec >> 3) as u8);
             let ti = dom.vcpu.trap_table[n as usize];
             if dom.vcpu.permit_softint(ti.dpl()) {
                 dom.regs.rip = dom.regs.rip.wrapping_add(2);
@@ -128,7 +133,10 @@ pub fn handle<M: Machine + ?Sized>(
                     true,
                 );
             }
-            Outcome::Raise(hw(13))
+            match decoded {
+                Some(n) => Outcome::Raise(Fault::gp(u32::from(n) << 3 | XEC_IDT as u32)),
+                None => Outcome::Raise(hw(13)),
+            }
         }
         13 if ec == 0 => match emulate::privileged_op(m, policy, dom) {
             Outcome::NotHandled => Outcome::Raise(Fault::gp(0)),
@@ -347,6 +355,36 @@ mod tests {
         let f = frame(&mut w, 7);
         assert_eq!(f[3], 0xe030 | 1 << 32);
         assert_eq!(f[4] & eflags::IF, 0);
+    }
+
+    #[test]
+    fn int_n_vector_comes_from_the_instruction_not_qemus_error_code() {
+        // QEMU's TCG reports `int n` refused by a gate as #GP(n << 4 | 2) in long mode;
+        // the `cd nn` at RIP says which vector it was.
+        for (user, dpl, delivered) in [(true, 3, true), (true, 0, false), (false, 1, true)] {
+            let mut w = world();
+            if user {
+                to_user(&mut w);
+            }
+            w.dom.vcpu.trap_table[0x81] = TrapEntry {
+                address: H + 0x81,
+                cs: 0xe033,
+                flags: dpl,
+            };
+            w.poke(SCRATCH + 0x2000, &[0xcd, 0x81]);
+            w.dom.regs.rip = SCRATCH + 0x2000;
+            w.dom.regs.rsp = SCRATCH + 0x1000;
+            raise(&mut w, 13, 0x81 << 4 | 2, 0).unwrap();
+            if delivered {
+                assert_eq!(w.dom.regs.rip, H + 0x81, "user {user} dpl {dpl}");
+                assert_eq!(frame(&mut w, 7)[2], SCRATCH + 0x2002, "RIP past int");
+            } else {
+                assert_eq!(w.dom.regs.rip, H + 13, "user {user} dpl {dpl}");
+                let f = frame(&mut w, 8);
+                assert_eq!(f[2], 0x81 << 3 | 2, "the architectural error code");
+                assert_eq!(f[3], SCRATCH + 0x2000, "RIP at the int");
+            }
+        }
     }
 
     #[test]
@@ -614,14 +652,14 @@ mod tests {
         run_insn(&mut w, &[0x0f, 0x06], 13).unwrap();
         assert!(!w.dom.vcpu.cr0_ts);
         assert_eq!(w.dom.regs.rip, SCRATCH + 0x2002);
-        // mov %rax,%cr0 changing more than TS, an unknown MSR, hlt: #GP(0) to the guest.
+        // mov %rax,%cr0 changing more than TS, reading LSTAR, hlt: #GP(0) to the guest.
         for insn in [
             &[0x0f, 0x22, 0xc0][..],
             &[0x0f, 0x32],
             &[0xf4],
             &[0x0f, 0x22, 0xd8],
         ] {
-            (w.dom.regs.rax, w.dom.regs.rcx) = (0, 0x1b);
+            (w.dom.regs.rax, w.dom.regs.rcx) = (0, 0xc000_0082);
             run_insn(&mut w, insn, 13).unwrap();
             assert_eq!(w.dom.regs.rip, H + 13, "{insn:x?}");
             assert_eq!(frame(&mut w, 8)[2], 0);

@@ -15,6 +15,12 @@ pub const MSR_PATCHLEVEL: u32 = 0x8b;
 pub const MSR_INTEL_PLATFORM_INFO: u32 = 0xce;
 pub const MSR_INTEL_MISC_FEATURES_ENABLES: u32 = 0x140;
 pub const MSR_IA32_MISC_ENABLE: u32 = 0x1a0;
+pub const MSR_APIC_BASE: u32 = 0x1b;
+
+/// APIC_BASE as Xen's PV `read_msr` fakes it ("Linux PV guests will attempt to read
+/// APIC_BASE"): the default base, enabled, and BSP (the shim's guests have vCPU 0
+/// only).
+pub const GUEST_APIC_BASE: u64 = 0xfee0_0000 | 1 << 11 | 1 << 8;
 
 /// EFER as a 64-bit PV guest sees it: SCE, LME, LMA, NXE.
 pub const GUEST_EFER: u64 = 1 << 0 | 1 << 8 | 1 << 10 | 1 << 11;
@@ -28,6 +34,7 @@ pub fn read(v: &Vcpu, msr: u32) -> Option<u64> {
         MSR_GS_BASE => v.gs_bases().0,
         MSR_SHADOW_GS_BASE => v.gs_bases().1,
         MSR_EFER => GUEST_EFER,
+        MSR_APIC_BASE => GUEST_APIC_BASE,
         MSR_IA32_MISC_ENABLE => GUEST_MISC_ENABLE,
         // No microcode revision, platform ID or platform info (hence no CPUID faulting
         // offered to the guest) and no misc features enabled.
@@ -47,6 +54,9 @@ pub fn write(v: &mut Vcpu, msr: u32, val: u64) -> bool {
         // Only the guest kernel gets here: GS_BASE is its own, the shadow the user's.
         MSR_GS_BASE if canonical => (v.gs_base_kernel, v.cpu_dirty) = (val, true),
         MSR_SHADOW_GS_BASE if canonical => (v.gs_base_user, v.cpu_dirty) = (val, true),
+        // Xen refuses a change but lets the current value be written back (Linux
+        // depends on it).
+        MSR_EFER if val == GUEST_EFER => {}
         // Writing the microcode revision (the Intel "write 0, CPUID, read" dance) is
         // ignored, as Xen does.
         MSR_PATCHLEVEL => {}
@@ -80,6 +90,11 @@ mod tests {
             (0xffff_8800_0000_0000, 0x1234)
         );
         assert_eq!(read(&v, MSR_EFER), Some(0xd01));
+        assert!(
+            write(&mut v, MSR_EFER, GUEST_EFER),
+            "EFER written back unchanged"
+        );
+        assert_eq!(read(&v, MSR_APIC_BASE), Some(0xfee0_0900));
         assert!(write(&mut v, MSR_PATCHLEVEL, 0));
         assert!(write(&mut v, MSR_INTEL_MISC_FEATURES_ENABLES, 0));
         assert!(!write(&mut v, MSR_INTEL_MISC_FEATURES_ENABLES, 1));
@@ -93,9 +108,10 @@ mod tests {
             "non-canonical"
         );
         assert_eq!(v.fs_base, 0);
+        // APIC_BASE reads (above) but is not writable, as in Xen.
+        assert!(!write(&mut v, MSR_APIC_BASE, GUEST_APIC_BASE));
         for msr in [
             0x10,
-            0x1b,
             0x277,
             0x4000_0000,
             0xc000_0081,
@@ -106,6 +122,9 @@ mod tests {
             assert_eq!(read(&v, msr), None, "{msr:#x}");
             assert!(!write(&mut v, msr, 0), "{msr:#x}");
         }
-        assert!(!write(&mut v, MSR_EFER, GUEST_EFER), "EFER is not writable");
+        assert!(
+            !write(&mut v, MSR_EFER, GUEST_EFER & !1),
+            "EFER may not change"
+        );
     }
 }

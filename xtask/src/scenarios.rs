@@ -106,6 +106,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("crash-gp", "a guest runs a privileged instruction (hlt): #GP reported, guest crashed", crash_gp),
         Scenario::new("crash-panic", "a guest panics: libos logs it and shuts down with SHUTDOWN_crash", crash_panic),
         Scenario::new("pagetables", "a guest builds, pins, switches to and tears down page tables of its own (needs the shim's PV MMU)", pagetables),
+        Scenario::new("usermode", "a PV kernel with a user process: syscall callback, int gates by DPL, #GP/#PF from user mode, GS bases (as on Xen)", usermode),
+        Scenario::new("cpu", "CPUID (forced emulation), MSRs, segment bases, lazy FPU (#NM), in/cli/sti under the virtual IOPL (as on Xen)", cpu),
         Scenario::new("third-party-grub", "GRUB's PV image (Debian): notes read, PV MMU calls validated, runs until it needs grant tables (issue 5), crash contained", third_party_grub),
         Scenario::new("third-party-linux", "Debian's Linux 6.1 PV kernel: builds, pins and switches to its own page tables and prints its first lines, until it needs vcpu_op (issue 4)", third_party_linux),
         Scenario::new("xen-hello", "upstream Xen 4.17 boots examples/hello as dom0: greeting printed", xen_hello),
@@ -131,6 +133,16 @@ pub fn all() -> Vec<Scenario> {
         "xen-pagetables",
         "upstream Xen 4.17 runs examples/pagetables: the reference for scenario pagetables",
         xen_pagetables,
+    ));
+    v.push(Scenario::new(
+        "xen-usermode",
+        "upstream Xen 4.17 runs examples/usermode: the reference for scenario usermode",
+        xen_usermode,
+    ));
+    v.push(Scenario::new(
+        "xen-cpu",
+        "upstream Xen 4.17 runs examples/cpu: the reference for scenario cpu",
+        xen_cpu,
     ));
     v.push(Scenario::new(
         "xen-attack-all",
@@ -358,6 +370,124 @@ fn xen_pagetables(ctx: &Ctx) -> Result<Pass, Failure> {
             first_guest_line: None,
         },
     )
+}
+
+/// examples/usermode's lines, the same on the shim and on Xen. The `int $0x81` error
+/// code is checked by the guest (hardware's `(0x81 << 3) | 2`, or QEMU TCG's
+/// `(0x81 << 4) | 2` that upstream Xen passes on); the shim scenario also wants
+/// hardware's.
+const USERMODE_LINES: &[&str] = &[
+    "usermode: syscall callback, kernel stack, trap table",
+    "usermode: user base pointer: the kernel's L4",
+    "usermode: GS bases set: kernel mode reads %gs:0 = 0x6b65726e656c6773",
+    "usermode: swapgs in the kernel: #GP error code 0x0",
+    "usermode: entering user mode",
+    "usermode: syscall from user mode reached the syscall callback",
+    "usermode: int $0x80 from user mode reached the DPL-3 gate",
+    "usermode: int $0x81 (DPL 0) from user mode: #GP error code",
+    "usermode: hlt in user mode: #GP error code 0x0, cs=0xe033",
+    "usermode: mov %cr3 in user mode: #GP error code 0x0, cs=0xe033",
+    "usermode: user read of an unmapped address: #PF error code 0x4 (user, read, not present), cr2=0x180dead0000",
+    "usermode: exit syscall from user mode",
+    "usermode: success",
+];
+
+/// examples/cpu's lines, the same on the shim and on Xen (feature bits and maximum
+/// leaves are printed by the guest, not checked).
+const CPU_LINES: &[&str] = &[
+    "cpu: cpuid 0x40000000: \"XenVMMXenVMM\"",
+    "cpu: cpuid 0x40000001: version 4.17 (xen_version says 4.17)",
+    "cpu: cpuid 0: vendor",
+    "cpu: cpuid 1: the hypervisor bit is set",
+    "cpu: wrmsr/rdmsr FS_BASE",
+    "cpu: set_segment_base(FS)",
+    "cpu: set_segment_base(GS_KERNEL, GS_USER)",
+    "cpu: wrmsr GS_BASE, SHADOW_GS_BASE",
+    "cpu: rdmsr APIC_BASE: 0xfee00900",
+    "cpu: wrmsr APIC_BASE: fault #GP error code 0x0",
+    "cpu: rdmsr EFER 0xd01; writing it back is allowed",
+    "cpu: rdmsr LSTAR: fault #GP error code 0x0",
+    "cpu: fpu_taskswitch(1): CR0.TS reads 1",
+    "cpu: FPU use with TS set: fault #NM",
+    "cpu: after #NM, CR0.TS is clear and the FPU works",
+    "cpu: fpu_taskswitch(1) then (0): the FPU works",
+    "cpu: fpu_taskswitch(1) then clts: CR0.TS clear, the FPU works",
+    "cpu: in 0x40 without virtual IOPL: fault #GP error code 0x0",
+    "cpu: cli without virtual IOPL: fault #GP error code 0x0",
+    "cpu: sti without virtual IOPL: fault #GP error code 0x0",
+    "cpu: with architectural_iopl: in 0x40 (a port dom0 may not use) reads 0xff",
+    "cpu: with architectural_iopl: cli and sti run and leave the event mask alone",
+    "cpu: success",
+];
+
+/// A guest that prints `lines` and powers off, on the shim.
+fn shim_lines(
+    ctx: &Ctx,
+    guest: &str,
+    lines: &[&str],
+    extra: &[(usize, &str)],
+) -> Result<Pass, Failure> {
+    let mut expect: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    for (i, l) in extra.iter().rev() {
+        expect[*i] = format!("{}{}", expect[*i], l);
+    }
+    expect.push(format!("(shim) d0 ({guest}) shut down: poweroff"));
+    let expect: Vec<&str> = expect.iter().map(String::as_str).collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest,
+                guest_cmdline: "",
+            },
+            expect: &expect,
+            fail_on: &["FAILED", "fatal exception"],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+/// The same guest on upstream Xen 4.17.
+fn xen_lines(ctx: &Ctx, guest: &str, lines: &[&str]) -> Result<Pass, Failure> {
+    let expect: Vec<&str> = lines.iter().copied().chain([XEN_DOM0_HALTED]).collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Xen {
+                guest,
+                guest_cmdline: "",
+            },
+            expect: &expect,
+            fail_on: &[
+                "FAILED",
+                "fatal exception",
+                "Panic on CPU",
+                XEN_DOM0_CRASHED,
+            ],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+fn usermode(ctx: &Ctx) -> Result<Pass, Failure> {
+    // Index 7: the int $0x81 line, where the shim gives hardware's error code.
+    shim_lines(ctx, "usermode", USERMODE_LINES, &[(7, " 0x40a at")])
+}
+
+fn xen_usermode(ctx: &Ctx) -> Result<Pass, Failure> {
+    xen_lines(ctx, "usermode", USERMODE_LINES)
+}
+
+fn cpu(ctx: &Ctx) -> Result<Pass, Failure> {
+    shim_lines(ctx, "cpu", CPU_LINES, &[])
+}
+
+fn xen_cpu(ctx: &Ctx) -> Result<Pass, Failure> {
+    xen_lines(ctx, "cpu", CPU_LINES)
 }
 
 fn xen_crash(ctx: &Ctx) -> Result<Pass, Failure> {

@@ -91,9 +91,11 @@ pvh_start32:
     cmp $2048, %ecx
     jne 2b
 
-    /* PAE, then EFER.LME|NXE|SCE, then paging. */
+    /* PAE, OSFXSR and OSXMMEXCPT (guests may use SSE, as on Xen; the shim itself is
+       soft-float), then EFER.LME|NXE|SCE, then paging with MP and NE (WAIT honours
+       CR0.TS, x87 errors are #MF: the CR0 guests are shown, emulate::GUEST_CR0). */
     mov %cr4, %eax
-    or $0x20, %eax
+    or $0x620, %eax
     mov %eax, %cr4
     mov $boot_pml4, %eax
     mov %eax, %cr3
@@ -102,7 +104,7 @@ pvh_start32:
     or $0x901, %eax
     wrmsr
     mov %cr0, %eax
-    or $0x80010001, %eax
+    or $0x80010023, %eax
     mov %eax, %cr0
 
     lgdt boot_gdt_ptr
