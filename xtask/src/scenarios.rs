@@ -124,31 +124,14 @@ pub fn all() -> Vec<Scenario> {
         )
     });
     v.splice(xen_at..xen_at, attacks);
-    v.push(Scenario::new(
-        "xen-crash",
-        "upstream Xen 4.17 delivers a guest page fault to libos's handler: diagnostic, then crash",
-        xen_crash,
-    ));
-    v.push(Scenario::new(
-        "xen-pagetables",
-        "upstream Xen 4.17 runs examples/pagetables: the reference for scenario pagetables",
-        xen_pagetables,
-    ));
-    v.push(Scenario::new(
-        "xen-usermode",
-        "upstream Xen 4.17 runs examples/usermode: the reference for scenario usermode",
-        xen_usermode,
-    ));
-    v.push(Scenario::new(
-        "xen-cpu",
-        "upstream Xen 4.17 runs examples/cpu: the reference for scenario cpu",
-        xen_cpu,
-    ));
-    v.push(Scenario::new(
-        "xen-attack-all",
-        "upstream Xen 4.17 answers every non-fatal attack: the reference codes of the attack table",
-        xen_attack_all,
-    ));
+    #[rustfmt::skip]
+    v.extend([
+        Scenario::new("xen-crash", "upstream Xen 4.17 delivers a guest page fault to libos's handler: diagnostic, then crash", xen_crash),
+        Scenario::new("xen-pagetables", "upstream Xen 4.17 runs examples/pagetables: the reference for scenario pagetables", xen_pagetables),
+        Scenario::new("xen-usermode", "upstream Xen 4.17 runs examples/usermode: the reference for scenario usermode", xen_usermode),
+        Scenario::new("xen-cpu", "upstream Xen 4.17 runs examples/cpu: the reference for scenario cpu", xen_cpu),
+        Scenario::new("xen-attack-all", "upstream Xen 4.17 answers every non-fatal attack: the reference codes of the attack table", xen_attack_all),
+    ]);
     for a in attacks::ATTACKS.iter().filter(|a| a.xen == Answer::Crash) {
         v.push(Scenario::new(
             format!("xen-attack-{}", a.name),

@@ -14,6 +14,7 @@
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
+use libos::traps::Frame;
 
 /// Which entry the kernel came through.
 pub const KIND_SYSCALL: u64 = 0;
@@ -128,26 +129,7 @@ pub struct Saved {
     pub r11: u64,
 }
 
-/// The bounce frame, decoded.
-#[derive(Clone, Copy, Debug)]
-pub struct Frame {
-    pub error_code: Option<u64>,
-    pub rip: u64,
-    /// As Xen wrote it: bits 32-39 hold the saved event upcall mask.
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
-
-impl Frame {
-    /// RPL 3: the guest was in user mode.
-    pub fn user_mode(&self) -> bool {
-        self.cs & 3 == 3
-    }
-}
-
-/// Reads the bounce frame after the saved registers.
+/// Reads the bounce frame after the saved registers (decoded as libos decodes it).
 ///
 /// # Safety
 /// `s` must be what the stubs pushed, followed by Xen's frame.

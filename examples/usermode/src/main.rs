@@ -199,7 +199,7 @@ pub unsafe extern "C" fn kernel_entry(s: *const Saved) -> ! {
     let step = STEP.fetch_add(1, Ordering::Relaxed);
     let cs = f.cs & 0xffff;
     let err = f.error_code.unwrap_or(0);
-    if !f.user_mode() {
+    if f.from_kernel() {
         fail(&alloc::format!(
             "step {step}: entry kind {} from kernel mode: {f:?}",
             s.kind
