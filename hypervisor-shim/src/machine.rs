@@ -89,6 +89,7 @@ pub fn write_u64<M: Machine + ?Sized>(m: &mut M, mfn: Mfn, offset: usize, v: u64
     write_bytes(m, mfn, offset, &v.to_le_bytes());
 }
 
+#[inline]
 pub fn read_u64(frame: &Frame, index: usize) -> u64 {
     let mut b = [0; 8];
     b.copy_from_slice(&frame[index * 8..index * 8 + 8]);
@@ -110,6 +111,7 @@ pub struct GuestMemory<'a, M: Machine + ?Sized> {
 
 impl<M: Machine + ?Sized> GuestMemory<'_, M> {
     /// Walks the guest's tables like the MMU would for a ring-3 access.
+    #[inline]
     pub fn translate(&self, va: u64, write: bool) -> Result<Mfn, GuestFault> {
         let fault = GuestFault::Unmapped(va);
         if !paging::is_canonical(va) {
@@ -128,6 +130,14 @@ impl<M: Machine + ?Sized> GuestMemory<'_, M> {
     }
 
     pub fn read(&self, va: u64, out: &mut [u8]) -> Result<(), GuestFault> {
+        // Most guest arguments are small and within one page: one walk, one copy.
+        let off = (va as usize) & (PAGE_SIZE - 1);
+        if off + out.len() <= PAGE_SIZE {
+            let mfn = self.translate(va, false)?;
+            let f = self.machine.frame(mfn).ok_or(GuestFault::Unmapped(va))?;
+            out.copy_from_slice(&f[off..off + out.len()]);
+            return Ok(());
+        }
         for chunk in page_chunks(va, out.len()) {
             let (a, off, r) = chunk.ok_or(GuestFault::Unmapped(va))?;
             let mfn = self.translate(a, false)?;
@@ -138,6 +148,16 @@ impl<M: Machine + ?Sized> GuestMemory<'_, M> {
     }
 
     pub fn write(&mut self, va: u64, data: &[u8]) -> Result<(), GuestFault> {
+        let off = (va as usize) & (PAGE_SIZE - 1);
+        if off + data.len() <= PAGE_SIZE {
+            let mfn = self.translate(va, true)?;
+            let f = self
+                .machine
+                .frame_mut(mfn)
+                .ok_or(GuestFault::Unmapped(va))?;
+            f[off..off + data.len()].copy_from_slice(data);
+            return Ok(());
+        }
         for chunk in page_chunks(va, data.len()) {
             let (a, off, r) = chunk.ok_or(GuestFault::Unmapped(va))?;
             let mfn = self.translate(a, true)?;
