@@ -64,6 +64,7 @@ pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
 }
 
 /// Runs hypercall `nr` with `a` (also for each entry of a multicall).
+#[inline]
 pub(crate) fn call<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
