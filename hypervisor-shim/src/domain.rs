@@ -24,7 +24,6 @@ pub struct Domain {
     pub id: u16,
     pub name: String,
     pub privileged: bool,
-    pub p2m: Vec<Mfn>,
     pub l4: Mfn,
     /// The user-mode base pointer (`MMUEXT_NEW_USER_BASEPTR`; `None` = none): loaded
     /// when the guest returns to user mode. Holds an L4 type reference, as `l4` does.
@@ -57,7 +56,6 @@ impl Domain {
             id,
             name,
             privileged,
-            p2m: built.p2m,
             l4: built.l4,
             user_l4: None,
             ldt: (0, 0),

@@ -277,7 +277,7 @@ mod tests {
     /// Puts the vCPU in guest user mode with its own (copied) user L4.
     fn to_user(w: &mut World) {
         let l4 = *w.m.frame(w.dom.l4).unwrap();
-        assert!(!w.dom.p2m.contains(&USER_L4));
+        assert!(!w.p2m.contains(&USER_L4));
         *w.m.frame_mut(USER_L4).unwrap() = l4;
         w.dom.user_l4 = Some(USER_L4);
         w.dom.vcpu.toggle_guest_mode();

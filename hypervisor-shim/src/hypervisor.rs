@@ -280,6 +280,30 @@ mod tests {
         h
     }
 
+    /// The P2M list the domain was given (`start_info.mfn_list`), read as the guest sees it.
+    fn guest_p2m(h: &mut Hypervisor<TestMachine>) -> Vec<Mfn> {
+        let d = &h.domains[0];
+        let g = crate::machine::GuestMemory {
+            machine: &mut h.machine,
+            l4: d.l4,
+        };
+        let word = |va: u64| {
+            let mut b = [0u8; 8];
+            g.read(va, &mut b).unwrap();
+            u64::from_le_bytes(b)
+        };
+        let si = d.regs.rsi;
+        let n = word(si + core::mem::offset_of!(xen_sys::start_info, nr_pages) as u64);
+        let list = word(si + core::mem::offset_of!(xen_sys::start_info, mfn_list) as u64);
+        (0..n).map(|i| word(list + i * 8)).collect()
+    }
+
+    /// An entry from the running domain with registers `f` (as the arch layer saves it).
+    fn enter(h: &mut Hypervisor<TestMachine>, f: &TrapFrame, cr2: u64) -> Next {
+        h.save_entry_frame(f);
+        h.handle(cr2, &mut |_| {})
+    }
+
     #[test]
     fn hypercall_returns_to_the_guest() {
         let mut h = hv();
@@ -287,10 +311,7 @@ mod tests {
         f.vector = SYSCALL_VECTOR;
         f.rax = xen_sys::__HYPERVISOR_xen_version as u64;
         f.rdi = xen_sys::XENVER_pagesize as u64;
-        let next = {
-            h.save_entry_frame(&f);
-            h.handle(0, &mut |_| {})
-        };
+        let next = enter(&mut h, &f, 0);
         assert_eq!(
             next,
             Next::Resume {
@@ -305,16 +326,10 @@ mod tests {
     fn a_fault_crashes_the_domain_and_returns_its_memory() {
         let mut h = hv();
         let free_before = h.frames.free_frames();
-        let p2m = h.domains[0].p2m.clone();
+        let p2m = guest_p2m(&mut h);
         let mut f = h.domains[0].regs;
         f.vector = 14;
-        assert_eq!(
-            {
-                h.save_entry_frame(&f);
-                h.handle(0x1234, &mut |_| {})
-            },
-            Next::Halt(ShimExit::Crashed)
-        );
+        assert_eq!(enter(&mut h, &f, 0x1234), Next::Halt(ShimExit::Crashed));
         assert!(h.domains.is_empty());
         assert_eq!(h.frames.free_frames(), free_before + p2m.len() as u64 + 1);
         assert!(p2m
@@ -336,16 +351,13 @@ mod tests {
     #[test]
     fn m2p_follows_the_domain_and_is_cleared_when_it_dies() {
         let mut h = hv();
-        let (l4, p2m) = (h.domains[0].l4, h.domains[0].p2m.clone());
+        let (l4, p2m) = (h.domains[0].l4, guest_p2m(&mut h));
         for (pfn, &mfn) in p2m.iter().enumerate() {
             assert_eq!(m2p_entry(&mut h, l4, mfn), pfn as u64);
         }
         let mut f = h.domains[0].regs;
         f.vector = 6;
-        {
-            h.save_entry_frame(&f);
-            h.handle(0, &mut |_| {})
-        };
+        enter(&mut h, &f, 0);
         // The dead domain's L4 is scrubbed: read the table through a fresh one.
         let probe = h.frames.alloc().unwrap();
         h.machine.zero_frame(probe);
@@ -366,13 +378,7 @@ mod tests {
         f.rdi = xen_sys::SCHEDOP_shutdown as u64;
         // No syscall callback and no #UD handler: the guest dies of its #UD, and the
         // shutdown it asked for never happened.
-        assert_eq!(
-            {
-                h.save_entry_frame(&f);
-                h.handle(0, &mut |_| {})
-            },
-            Next::Halt(ShimExit::Crashed)
-        );
+        assert_eq!(enter(&mut h, &f, 0), Next::Halt(ShimExit::Crashed));
     }
 
     #[test]
@@ -383,12 +389,6 @@ mod tests {
         f.rax = xen_sys::__HYPERVISOR_sched_op_compat as u64;
         f.rdi = xen_sys::SCHEDOP_shutdown as u64;
         f.rsi = xen_sys::SHUTDOWN_poweroff as u64;
-        assert_eq!(
-            {
-                h.save_entry_frame(&f);
-                h.handle(0, &mut |_| {})
-            },
-            Next::Halt(ShimExit::PoweredOff)
-        );
+        assert_eq!(enter(&mut h, &f, 0), Next::Halt(ShimExit::PoweredOff));
     }
 }

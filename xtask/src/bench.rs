@@ -36,7 +36,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn of(mut runs: Vec<f64>) -> Option<Stats> {
+    pub fn of(runs: Vec<f64>) -> Option<Stats> {
         if runs.is_empty() {
             return None;
         }
@@ -48,7 +48,6 @@ impl Stats {
         } else {
             (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
         };
-        runs.shrink_to_fit();
         Some(Stats {
             median,
             min: sorted[0],
@@ -297,8 +296,8 @@ fn xen_cmd(ctx: &Ctx, guest: &str) -> Result<Command> {
 /// Seconds from QEMU start to each pattern, over [`RUNS`] boots.
 fn boot_times(mut make: impl FnMut() -> Result<Command>, patterns: &[&str]) -> Result<Vec<Stats>> {
     let mut times = vec![Vec::new(); patterns.len()];
+    let last = patterns.last().context("no pattern to wait for")?;
     for _ in 0..RUNS {
-        let last = patterns.last().expect("a pattern");
         let c = capture(make()?, last)?;
         for (p, t) in patterns.iter().zip(&mut times) {
             let at = c

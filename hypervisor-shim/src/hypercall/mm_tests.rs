@@ -33,7 +33,7 @@ fn l1e(w: &World, va: u64) -> (Mfn, usize, u64) {
 
 /// A domain frame outside the initial mapping (free for the test to use).
 fn spare(w: &World, k: usize) -> Mfn {
-    w.dom.p2m[1100 + k]
+    w.p2m[1100 + k]
 }
 
 fn mmuext(w: &mut World, ops: &[(u32, u64, u64)]) -> i64 {
@@ -204,7 +204,7 @@ fn a_guest_builds_pins_switches_to_and_drops_its_own_l4() {
 #[test]
 fn mmuext_refusals() {
     let mut w = World::new(false);
-    let data = w.dom.p2m[0];
+    let data = w.p2m[0];
     assert_eq!(
         mmuext(&mut w, &[(MMUEXT_NEW_BASEPTR, data, 0)]),
         err(XEN_EINVAL)
@@ -393,7 +393,7 @@ fn gdt_frames_are_descriptor_pages() {
     let g = spare(&w, 3);
     put_u64s(&mut w, BUF, &[g]);
     assert_eq!(w.call(__HYPERVISOR_set_gdt, &[BUF, 7169]), err(XEN_EINVAL));
-    let k = w.dom.p2m[0];
+    let k = w.p2m[0];
     put_u64s(&mut w, BUF, &[k]);
     assert_eq!(
         w.call(__HYPERVISOR_set_gdt, &[BUF, 16]),

@@ -200,6 +200,8 @@ pub(crate) mod tests {
         pub out: Vec<u8>,
         /// End of the domain's initial mapping (nothing is mapped from here on).
         pub v_end: u64,
+        /// The domain's frames in pseudo-physical order, as built.
+        pub p2m: Vec<crate::machine::Mfn>,
     }
 
     impl World {
@@ -229,12 +231,14 @@ pub(crate) mod tests {
             }
             crate::mm::adopt_domain(&mut table, &mut m, 0, initial, &built).unwrap();
             let v_end = built.layout.v_end;
+            let p2m = built.p2m.clone();
             World {
                 m,
                 frames,
                 m2p,
                 table,
                 dom: Domain::new(0, "test".to_string(), initial, built),
+                p2m,
                 out: Vec::new(),
                 v_end,
             }

@@ -9,6 +9,8 @@ use crate::machine::Machine;
 
 /// We implement the Xen 4.17 guest interface (the pinned headers' version).
 pub const VERSION: (u32, u32) = (4, 17);
+/// What `XENVER_version` returns: major in the high 16 bits, minor in the low.
+const VERSION_WORD: i64 = ((VERSION.0 << 16) | VERSION.1) as i64;
 const EXTRAVERSION: &str = ".0-shim";
 const CAPABILITIES: &str = "xen-3.0-x86_64 ";
 
@@ -68,7 +70,7 @@ pub fn xen_version<M: Machine + ?Sized>(
     // `XENVER_version` is the guests' null hypercall (Linux forces pending events with
     // it): answered inline, without the set-up the other sub-ops need.
     if cmd == XENVER_version as u64 {
-        return ((VERSION.0 << 16) | VERSION.1) as i64;
+        return VERSION_WORD;
     }
     xen_version_op(env, dom, cmd, arg)
 }
@@ -81,7 +83,7 @@ fn xen_version_op<M: Machine + ?Sized>(
     arg: u64,
 ) -> i64 {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
-        XENVER_version => ((VERSION.0 << 16) | VERSION.1) as i64,
+        XENVER_version => VERSION_WORD,
         XENVER_extraversion => {
             put_str(env, dom, arg, EXTRAVERSION, size_of::<xen_extraversion_t>())
         }
