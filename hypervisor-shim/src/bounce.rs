@@ -15,7 +15,8 @@
 use core::mem::offset_of;
 
 use crate::domain::Domain;
-use crate::machine::{write_bytes, GuestMemory, Machine};
+use crate::evtchn::VcpuInfoAt;
+use crate::machine::{GuestMemory, Machine};
 use crate::vcpu::eflags;
 
 /// What to deliver (Xen's `struct trap_bounce`).
@@ -53,22 +54,20 @@ impl core::fmt::Display for BounceError {
     }
 }
 
-/// Offset of vCPU 0's `evtchn_upcall_mask` in the shared-info page.
-pub const UPCALL_MASK: usize = offset_of!(xen_sys::shared_info, vcpu_info)
-    + offset_of!(xen_sys::vcpu_info, evtchn_upcall_mask);
-/// Offset of vCPU 0's `arch.cr2` in the shared-info page.
-pub const VCPU_CR2: usize = offset_of!(xen_sys::shared_info, vcpu_info)
-    + offset_of!(xen_sys::vcpu_info, arch)
-    + offset_of!(xen_sys::arch_vcpu_info, cr2);
+/// Offset of `arch.cr2` in a `vcpu_info`.
+pub const VCPU_CR2: usize =
+    offset_of!(xen_sys::vcpu_info, arch) + offset_of!(xen_sys::arch_vcpu_info, cr2);
 
 pub fn upcall_mask<M: Machine + ?Sized>(m: &M, dom: &Domain) -> u8 {
-    m.frame(dom.shared_info)
-        .and_then(|f| f.get(UPCALL_MASK).copied())
+    let vi = dom.vcpu_info;
+    m.frame(vi.mfn)
+        .and_then(|f| f.get(vi.offset + VcpuInfoAt::UPCALL_MASK).copied())
         .unwrap_or(1)
 }
 
 pub fn set_upcall_mask<M: Machine + ?Sized>(m: &mut M, dom: &Domain, masked: bool) {
-    write_bytes(m, dom.shared_info, UPCALL_MASK, &[masked as u8]);
+    dom.vcpu_info
+        .write_u8(m, VcpuInfoAt::UPCALL_MASK, masked as u8);
 }
 
 /// Builds the bounce frame for `tb` on the guest kernel stack and points `dom.regs` at

@@ -4,10 +4,15 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use alloc::boxed::Box;
+
 use crate::builder::BuiltDomain;
+use crate::domains::DomId;
+use crate::evtchn::{EventChannels, VcpuInfoAt, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
 use crate::machine::Mfn;
+use crate::scheduler::VcpuSched;
 use crate::trap::TrapFrame;
-use crate::vcpu::Vcpu;
+use crate::vcpu::{FpuArea, Vcpu};
 
 /// Why a domain stopped (`SHUTDOWN_*` of `sched.h`), or that it crashed on a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +26,7 @@ pub enum RunState {
 
 #[derive(Debug)]
 pub struct Domain {
-    pub id: u16,
+    pub id: DomId,
     pub name: String,
     pub privileged: bool,
     pub l4: Mfn,
@@ -47,11 +52,32 @@ pub struct Domain {
     pub reported_enosys: u64,
     /// vCPU 0's virtual CPU state (trap table, callbacks, mode, segment bases...).
     pub vcpu: Vcpu,
+    /// Where vCPU 0's `vcpu_info` lives (in `shared_info` unless moved).
+    pub vcpu_info: VcpuInfoAt,
+    /// The guest page `vcpu_info` moved to (`VCPUOP_register_vcpu_info`): held with a
+    /// writable type reference.
+    pub vcpu_info_page: Option<Mfn>,
+    pub evtchn: EventChannels,
+    pub sched: VcpuSched,
+    /// vCPU 0's x87/SSE state while another domain runs (FXSAVE format).
+    pub fpu: Box<FpuArea>,
+    /// Torn down: its memory and ports are gone, only this record is left until a
+    /// privileged domain destroys it (or the machine ends).
+    pub dead: bool,
+    /// A privileged domain destroyed it: the record goes once it is torn down.
+    pub destroy: bool,
 }
 
 impl Domain {
-    pub fn new(id: u16, name: String, privileged: bool, built: BuiltDomain) -> Self {
+    pub fn new(id: DomId, name: String, privileged: bool, built: BuiltDomain) -> Self {
         let nr_pages = built.p2m.len() as u64;
+        let sched = VcpuSched {
+            runstate: crate::scheduler::Runstate {
+                state: xen_sys::RUNSTATE_runnable,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         Domain {
             id,
             name,
@@ -69,6 +95,17 @@ impl Domain {
             shutdown_code: None,
             reported_enosys: 0,
             vcpu: Vcpu::new(),
+            vcpu_info: VcpuInfoAt::in_shared_info(built.shared_info),
+            evtchn: EventChannels::new(if privileged {
+                DOM0_MAX_PORTS
+            } else {
+                DOMU_MAX_PORTS
+            }),
+            sched,
+            fpu: Box::default(),
+            dead: false,
+            destroy: false,
+            vcpu_info_page: None,
         }
     }
 
@@ -78,11 +115,18 @@ impl Domain {
         let mut v = alloc::vec![self.l4];
         v.extend(self.user_l4);
         v.extend(self.gdt_frames.iter().copied());
+        v.extend(self.vcpu_info_page);
         v
     }
 
+    /// Alive: not shut down, crashed or torn down.
     pub fn runnable(&self) -> bool {
         self.state == RunState::Runnable
+    }
+
+    /// Alive and ready for the CPU: not blocked, polling or paused.
+    pub fn ready(&self) -> bool {
+        self.runnable() && self.sched.ready()
     }
 
     /// The base pointer the vCPU runs on: the user one in guest user mode (Xen's

@@ -344,7 +344,8 @@ fn write_cr<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, cr: u8, val: u64) 
         0 if (val ^ GUEST_CR0) & !CR0_TS == 0 => dom.vcpu.set_cr0_ts(val & CR0_TS != 0),
         2 => {
             dom.vcpu.cr2 = val;
-            write_u64(m, dom.shared_info, crate::bounce::VCPU_CR2, val);
+            let vi = dom.vcpu_info;
+            write_u64(m, vi.mfn, vi.offset + crate::bounce::VCPU_CR2, val);
         }
         // Reloading the current base pointer is a TLB flush, which every return to the
         // guest performs anyway. Switching tables goes through the validated

@@ -62,7 +62,7 @@ pub fn inject<M: Machine + ?Sized>(
     let mut error_code = fault.error_code.filter(|_| !software);
     if vector == 14 && !software {
         dom.vcpu.cr2 = fault.cr2;
-        write_u64(m, dom.shared_info, VCPU_CR2, fault.cr2);
+        write_u64(m, dom.vcpu_info.mfn, dom.vcpu_info.offset + VCPU_CR2, fault.cr2);
         // The hardware always says "user" (the PV kernel runs in ring 3): say what the
         // guest means by it.
         error_code = error_code
@@ -182,6 +182,23 @@ pub fn syscall_from_user<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Re
     Ok(())
 }
 
+/// Delivers pending events before the guest runs again (Xen's `test_all_events`): when
+/// `evtchn_upcall_pending` is set and `evtchn_upcall_mask` clear, the vCPU enters its
+/// event callback through a bounce frame, with events masked. A guest that unmasked
+/// events without registering a callback dies, as on Xen.
+#[inline]
+pub fn deliver_events<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<(), Crash> {
+    if !crate::evtchn::upcall_due(m, dom) {
+        return Ok(());
+    }
+    let tb = TrapBounce {
+        rip: dom.vcpu.event.address,
+        mask_events: true,
+        ..TrapBounce::default()
+    };
+    create_bounce_frame(m, dom, &tb).map_err(|e| format!("event upcall not delivered: {e}"))
+}
+
 /// Checks the frame the shim is about to `iretq` to. Guest-chosen values (an `iret`
 /// frame, a handler address) that the CPU would refuse would fault in the shim; Xen
 /// meets the same fault on its own `iretq` and hands the guest a #GP there. So does
@@ -240,11 +257,11 @@ fn fix_return_frame<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bounce::{upcall_mask, UPCALL_MASK};
+    use crate::bounce::{set_upcall_mask, upcall_mask};
     use crate::cpuid::tests::greedy_host;
     use crate::domain::RunState;
     use crate::hypercall::tests::{World, BASE, SCRATCH};
-    use crate::machine::{read_u64, write_bytes};
+    use crate::machine::read_u64;
     use crate::trap::SYSCALL_VECTOR;
     use crate::vcpu::{GuestCpu, TrapEntry};
     use alloc::vec::Vec;
@@ -284,7 +301,7 @@ mod tests {
     }
 
     fn set_mask(w: &mut World, v: u8) {
-        write_bytes(&mut w.m, w.dom.shared_info, UPCALL_MASK, &[v]);
+        set_upcall_mask(&mut w.m, &w.dom, v != 0);
     }
 
     fn raise(w: &mut World, vector: u64, ec: u64, cr2: u64) -> Result<(), Crash> {
@@ -325,7 +342,10 @@ mod tests {
         assert_eq!(r.rflags, 0x202, "TF and AC cleared on entry");
         assert_eq!(w.dom.vcpu.cr2, 0xdead_b000);
         let si = w.m.frame(w.dom.shared_info).unwrap();
-        assert_eq!(read_u64(si, VCPU_CR2 / 8), 0xdead_b000);
+        assert_eq!(
+            read_u64(si, (w.dom.vcpu_info.offset + VCPU_CR2) / 8),
+            0xdead_b000
+        );
         assert_eq!(
             upcall_mask(&w.m, &w.dom),
             0,

@@ -2,6 +2,7 @@
 //! domain comes here as a [`TrapFrame`] and leaves as the frame to resume, or as the
 //! end of the machine when no domain is left.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -9,16 +10,20 @@ use alloc::vec::Vec;
 use crate::builder::{self, DomainConfig};
 use crate::cpuid::CpuidPolicy;
 use crate::domain::{shutdown_reason_name, Domain, RunState};
+use crate::domains::{DomId, Domains};
 use crate::elf::XenImage;
+use crate::evtchn;
 use crate::exception;
 use crate::exit::ShimExit;
 use crate::frames::FrameAllocator;
-use crate::hypercall::{self, Env};
+use crate::hypercall::{self, Effects, Env};
 use crate::m2p::M2p;
 use crate::machine::{Machine, Mfn};
 use crate::mm::{self, FrameTable, Mm};
-use crate::trap::{write_fault_report, TrapFrame, SYSCALL_VECTOR};
-use crate::vcpu::GuestCpu;
+use crate::scheduler::SLICE_NS;
+use crate::time::Clock;
+use crate::trap::{write_fault_report, TrapFrame, SYSCALL_VECTOR, TIMER_VECTOR};
+use crate::vcpu::{FpuArea, GuestCpu};
 
 pub struct Hypervisor<M: Machine> {
     pub machine: M,
@@ -28,11 +33,33 @@ pub struct Hypervisor<M: Machine> {
     pub shim_l4: Vec<(usize, u64)>,
     /// Owner, page type and reference counts of every machine frame.
     pub frame_table: FrameTable,
-    pub domains: Vec<Domain>,
-    pub current: usize,
+    pub domains: Domains,
+    /// The domain on the CPU (or the last one, while the CPU idles).
+    pub current: DomId,
     pub cmdline: String,
     /// The CPUID policy every guest sees (computed once from the host's leaves).
     pub cpuid: CpuidPolicy,
+    pub clock: Clock,
+    /// When the current domain's time slice ends (system time).
+    slice_end: u64,
+    /// The domain whose x87/SSE state is in the CPU's registers.
+    fpu_owner: Option<DomId>,
+    /// The next timer deadline (TSC), and whether the arch layer has yet to program it.
+    deadline: Option<u64>,
+    deadline_changed: bool,
+}
+
+/// What a domain is built from.
+#[derive(Clone, Copy, Debug)]
+pub struct DomainSpec<'a> {
+    pub domid: DomId,
+    /// Empty: the image's `GUEST_OS` note names it.
+    pub name: &'a str,
+    pub image: &'a [u8],
+    pub nr_pages: u64,
+    pub cmdline: &'a str,
+    /// The control domain (`SIF_PRIVILEGED | SIF_INITDOMAIN`).
+    pub privileged: bool,
 }
 
 /// Words of the guest's stack shown when it crashes.
@@ -41,37 +68,80 @@ const STACK_WORDS: u64 = 4;
 /// What the arch layer does after a trap.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Load this L4 and `iretq` into the frame.
+    /// Load this L4 and `iretq` into [`Hypervisor::resume_frame`].
     Resume { l4: Mfn },
+    /// No domain is ready: wait for the timer (see [`Hypervisor::take_deadline`]), then
+    /// call [`Hypervisor::wake_from_idle`].
+    Idle,
     /// Nothing left to run: end the machine.
     Halt(ShimExit),
 }
 
+/// The x87/SSE state to switch on the CPU before resuming: save the registers into
+/// `save` (unless its domain is gone), load them from `load`.
+pub struct FpuSwitch {
+    pub save: Option<*mut FpuArea>,
+    pub load: *const FpuArea,
+}
+
 impl<M: Machine> Hypervisor<M> {
-    /// Builds the initial (privileged) domain from a PV kernel image.
-    pub fn create_initial_domain(
-        &mut self,
-        image: &[u8],
-        nr_pages: u64,
-        cmdline: &str,
-    ) -> Result<&Domain, String> {
-        let img = XenImage::parse(image).map_err(|e| format!("{e}"))?;
-        let name = String::from(img.guest_os.unwrap_or("domain-0"));
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        machine: M,
+        frames: FrameAllocator,
+        m2p: M2p,
+        shim_l4: Vec<(usize, u64)>,
+        frame_table: FrameTable,
+        cmdline: String,
+        cpuid: CpuidPolicy,
+        clock: Clock,
+    ) -> Self {
+        Hypervisor {
+            machine,
+            frames,
+            m2p,
+            shim_l4,
+            frame_table,
+            domains: Domains::new(),
+            current: 0,
+            cmdline,
+            cpuid,
+            clock,
+            slice_end: 0,
+            fpu_owner: None,
+            deadline: None,
+            deadline_changed: false,
+        }
+    }
+
+    /// Builds a domain from a PV kernel image. The first domain built is the one that
+    /// runs first.
+    pub fn create_domain(&mut self, spec: &DomainSpec) -> Result<&Domain, String> {
+        if self.domains.get(spec.domid).is_some() {
+            return Err(format!("domain {} exists", spec.domid));
+        }
+        let img = XenImage::parse(spec.image).map_err(|e| format!("{e}"))?;
+        let name = match (spec.name, img.guest_os) {
+            ("", Some(os)) => String::from(os),
+            ("", None) => format!("domain-{}", spec.domid),
+            (n, _) => String::from(n),
+        };
         log::info!(
-            "d0: {} ({}), {} pages, image {:#x}-{:#x}, entry {:#x}, hypercall page {:x?}",
+            "d{}: {} ({}), {} pages, image {:#x}-{:#x}, entry {:#x}, hypercall page {:x?}",
+            spec.domid,
             name,
             img.xen_version.unwrap_or("no XEN_VERSION note"),
-            nr_pages,
+            spec.nr_pages,
             img.kstart,
             img.kend,
             img.entry,
             img.hypercall_page
         );
         let cfg = DomainConfig {
-            domid: 0,
-            nr_pages,
-            cmdline,
-            initial: true,
+            domid: spec.domid,
+            nr_pages: spec.nr_pages,
+            cmdline: spec.cmdline,
+            initial: spec.privileged,
         };
         let built = builder::build(
             &mut self.machine,
@@ -84,11 +154,48 @@ impl<M: Machine> Hypervisor<M> {
         for (pfn, &mfn) in built.p2m.iter().enumerate() {
             self.m2p.set(&mut self.machine, mfn, pfn as u64);
         }
-        mm::adopt_domain(&mut self.frame_table, &mut self.machine, 0, true, &built)
-            .map_err(|e| format!("bootstrap page tables refused: -{e}"))?;
-        self.domains.push(Domain::new(0, name, true, built));
-        self.current = self.domains.len() - 1;
-        Ok(&self.domains[self.current])
+        mm::adopt_domain(
+            &mut self.frame_table,
+            &mut self.machine,
+            spec.domid,
+            spec.privileged,
+            &built,
+        )
+        .map_err(|e| format!("bootstrap page tables refused: -{e}"))?;
+        let dom = Domain::new(spec.domid, name, spec.privileged, built);
+        self.clock
+            .publish_wallclock(&mut self.machine, dom.shared_info);
+        let first = self.domains.is_empty();
+        self.domains.insert(Box::new(dom));
+        if first {
+            self.current = spec.domid;
+            self.switch_to(spec.domid, self.now());
+        }
+        self.domains
+            .get(spec.domid)
+            .ok_or_else(|| String::from("domain vanished"))
+    }
+
+    /// Builds the initial (privileged) domain 0 alone, as Xen builds dom0.
+    pub fn create_initial_domain(
+        &mut self,
+        image: &[u8],
+        nr_pages: u64,
+        cmdline: &str,
+    ) -> Result<&Domain, String> {
+        self.create_domain(&DomainSpec {
+            domid: 0,
+            name: "",
+            image,
+            nr_pages,
+            cmdline,
+            privileged: true,
+        })
+    }
+
+    /// System time now.
+    pub fn now(&self) -> u64 {
+        self.clock.ns_at(self.machine.tsc())
     }
 
     /// Records an entry frame saved elsewhere than in the running domain's `regs` (the
@@ -100,11 +207,18 @@ impl<M: Machine> Hypervisor<M> {
     }
 
     /// Handles one entry from the running domain, whose `regs` hold what the CPU and the
-    /// entry stub saved. On `Resume`, [`Hypervisor::resume_frame`] is what to return to.
+    /// entry stub saved. On `Resume`, [`Hypervisor::resume_frame`] is what to return to
+    /// (possibly another domain's).
     pub fn handle(&mut self, cr2: u64, console: &mut dyn FnMut(&[u8])) -> Next {
         let cur = self.current;
-        let dom = &mut self.domains[cur];
+        let Some(mut dom) = self.domains.take(cur) else {
+            return self.reschedule(false);
+        };
         let vector = dom.regs.vector;
+        if vector == TIMER_VECTOR {
+            self.domains.put(dom);
+            return self.reschedule(true);
+        }
         // Kept for a crash report, as handling an exception rewrites the registers. Not
         // for hypercalls (the hot path): they change only RAX before a crash is known.
         // (`then_some` would copy the frame on every entry, hypercalls included.)
@@ -113,6 +227,7 @@ impl<M: Machine> Hypervisor<M> {
         } else {
             None
         };
+        let mut effects = Effects::default();
         let result = if vector == SYSCALL_VECTOR && dom.vcpu.kernel_mode {
             let mut env = Env {
                 machine: &mut self.machine,
@@ -123,56 +238,165 @@ impl<M: Machine> Hypervisor<M> {
                     alloc: &mut self.frames,
                     m2p: &self.m2p,
                 },
+                domains: &mut self.domains,
+                clock: &self.clock,
+                effects: Effects::default(),
             };
-            hypercall::dispatch(&mut env, dom);
+            hypercall::dispatch(&mut env, &mut dom);
+            effects = env.effects;
             Ok(())
         } else if vector == SYSCALL_VECTOR {
-            exception::syscall_from_user(&mut self.machine, dom)
+            exception::syscall_from_user(&mut self.machine, &mut dom)
         } else {
-            exception::handle(&mut self.machine, &self.cpuid, dom, cr2)
+            exception::handle(&mut self.machine, &self.cpuid, &mut dom, cr2)
         };
-        let result = result.and_then(|()| {
-            if dom.runnable() {
-                exception::check_return_frame(&mut self.machine, dom)
-            } else {
-                Ok(())
-            }
-        });
         if let Err(why) = result {
-            // Fatal to the guest only: report what it did, and why it cannot go on.
             let frame = entry.unwrap_or(dom.regs);
-            let mut report = String::new();
-            let who = format!("d{} ({}) crashed", dom.id, dom.name);
-            let _ = write_fault_report(&mut report, &who, &frame, cr2);
-            for line in report.lines() {
-                log::error!("{line}");
-            }
-            log::error!("  {why}");
-            // The top of the guest's stack, read through its own tables: for a kernel
-            // built without frame pointers it names the caller of the faulting code.
-            let guest = crate::machine::GuestMemory {
-                machine: &mut self.machine,
-                l4: dom.active_l4(),
-            };
-            let mut words = String::new();
-            for i in 0..STACK_WORDS {
-                let mut b = [0u8; 8];
-                match guest.read(frame.rsp.wrapping_add(i * 8), &mut b) {
-                    Ok(()) => words.push_str(&format!(" {:#018x}", u64::from_le_bytes(b))),
-                    Err(_) => break,
+            crash(&mut self.machine, &mut dom, &frame, cr2, &why);
+        }
+        let ready = dom.ready();
+        self.domains.put(dom);
+        if ready && !effects.resched {
+            return self.resume_current();
+        }
+        self.reschedule(false)
+    }
+
+    /// The CPU idled until an interrupt: run what became due.
+    pub fn wake_from_idle(&mut self) -> Next {
+        self.reschedule(true)
+    }
+
+    /// Runs expired timers, tears down dead domains and picks the domain to run (round
+    /// robin, see `scheduler.rs`). `tick`: the timer interrupt, which may end a slice.
+    fn reschedule(&mut self, tick: bool) -> Next {
+        loop {
+            let now = self.now();
+            self.reap_dead();
+            for d in self.domains.iter_mut() {
+                if d.runnable() && d.sched.expire(now) {
+                    evtchn::send_virq(&mut self.machine, d, xen_sys::VIRQ_TIMER);
                 }
             }
-            if !words.is_empty() {
-                log::error!("  stack:{words}");
-            }
-            dom.state = RunState::Crashed;
-        }
-        if dom.runnable() {
-            return Next::Resume {
-                l4: dom.active_l4(),
+            let cur = self.current;
+            let cur_ready = self.domains.get(cur).is_some_and(|d| d.ready());
+            let yielded = self
+                .domains
+                .get_mut(cur)
+                .is_some_and(|d| core::mem::take(&mut d.sched.yielded));
+            let slice_over = tick && now >= self.slice_end;
+            let next = if cur_ready && !yielded && !slice_over {
+                Some(cur)
+            } else {
+                self.domains.next_after(cur, |d| d.ready())
             };
+            let Some(next) = next else {
+                if !self.domains.iter().any(|d| d.runnable()) {
+                    return Next::Halt(self.machine_exit());
+                }
+                if let Some(d) = self.domains.get_mut(cur) {
+                    if d.sched.runstate.state == xen_sys::RUNSTATE_running {
+                        d.sched.runstate.change(xen_sys::RUNSTATE_blocked, now);
+                    }
+                }
+                self.set_deadline(now);
+                return Next::Idle;
+            };
+            if next != cur
+                || self
+                    .domains
+                    .get(cur)
+                    .is_some_and(|d| d.sched.runstate.state != xen_sys::RUNSTATE_running)
+            {
+                self.switch_to(next, now);
+            } else if slice_over {
+                self.slice_end = now + SLICE_NS;
+            }
+            self.set_deadline(now);
+            match self.resume_current() {
+                Next::Idle => continue,
+                n => return n,
+            }
         }
-        self.reap(cur)
+    }
+
+    /// Makes `next` the running domain at system time `now`.
+    fn switch_to(&mut self, next: DomId, now: u64) {
+        let prev = self.current;
+        if let Some(d) = self.domains.get_mut(prev) {
+            if d.sched.runstate.state == xen_sys::RUNSTATE_running && prev != next {
+                let s = if d.ready() {
+                    xen_sys::RUNSTATE_runnable
+                } else {
+                    xen_sys::RUNSTATE_blocked
+                };
+                d.sched.runstate.change(s, now);
+                hypercall::update_runstate_area(&mut self.machine, d, now);
+            }
+        }
+        self.current = next;
+        self.slice_end = now + SLICE_NS;
+        let tsc = self.machine.tsc();
+        if let Some(d) = self.domains.get_mut(next) {
+            d.sched.runstate.change(xen_sys::RUNSTATE_running, now);
+            hypercall::update_runstate_area(&mut self.machine, d, now);
+            // Another domain ran: its segment bases and CR0.TS are in the CPU.
+            d.vcpu.cpu_dirty = true;
+            let vi = d.vcpu_info;
+            self.clock.publish(
+                &mut self.machine,
+                vi.mfn,
+                vi.offset + core::mem::offset_of!(xen_sys::vcpu_info, time),
+                tsc,
+            );
+        }
+    }
+
+    /// The next timer deadline: the earliest vCPU timer, and the end of the slice if
+    /// another domain waits for the CPU.
+    fn set_deadline(&mut self, now: u64) {
+        let cur = self.current;
+        let mut next = self
+            .domains
+            .iter()
+            .filter(|d| d.runnable())
+            .filter_map(|d| d.sched.next_deadline())
+            .min();
+        if self.domains.iter().any(|d| d.id != cur && d.ready()) {
+            next = Some(next.map_or(self.slice_end, |n| n.min(self.slice_end)));
+        }
+        let tsc = next.map(|ns| self.clock.tsc_at(ns.max(now)));
+        if tsc != self.deadline {
+            self.deadline = tsc;
+            self.deadline_changed = true;
+        }
+    }
+
+    /// The timer deadline (TSC) to program, if it changed since the last call: `Some(None)`
+    /// means no timer is needed.
+    pub fn take_deadline(&mut self) -> Option<Option<u64>> {
+        core::mem::take(&mut self.deadline_changed).then_some(self.deadline)
+    }
+
+    /// Delivers pending events to the current domain and checks its return frame; a
+    /// domain that cannot be resumed dies (and `Idle` asks the caller to pick again).
+    fn resume_current(&mut self) -> Next {
+        let cur = self.current;
+        let Some(dom) = self.domains.get_mut(cur) else {
+            return Next::Idle;
+        };
+        let r = exception::deliver_events(&mut self.machine, dom)
+            .and_then(|()| exception::check_return_frame(&mut self.machine, dom));
+        match r {
+            Ok(()) => Next::Resume {
+                l4: dom.active_l4(),
+            },
+            Err(why) => {
+                let frame = dom.regs;
+                crash(&mut self.machine, dom, &frame, 0, &why);
+                Next::Idle
+            }
+        }
     }
 
     /// The registers to resume the current domain with (after [`Hypervisor::handle`]
@@ -190,10 +414,43 @@ impl<M: Machine> Hypervisor<M> {
         core::mem::take(&mut d.vcpu.cpu_dirty).then(|| GuestCpu::from(&d.vcpu))
     }
 
-    /// Tears down a stopped domain (its memory scrubbed and returned) and decides what
-    /// runs next.
-    fn reap(&mut self, index: usize) -> Next {
-        let dom = self.domains.remove(index);
+    /// The x87/SSE switch to make before resuming the current domain, if another
+    /// domain's state is in the registers.
+    pub fn take_fpu_switch(&mut self) -> Option<FpuSwitch> {
+        let cur = self.current;
+        if self.fpu_owner == Some(cur) {
+            return None;
+        }
+        let save = self
+            .fpu_owner
+            .and_then(|o| self.domains.get_mut(o))
+            .filter(|d| !d.dead)
+            .map(|d| &mut *d.fpu as *mut FpuArea);
+        let load = &*self.domains.get(cur)?.fpu as *const FpuArea;
+        self.fpu_owner = Some(cur);
+        Some(FpuSwitch { save, load })
+    }
+
+    /// Tears down every domain that stopped since the last look.
+    fn reap_dead(&mut self) {
+        let stopped: Vec<DomId> = self
+            .domains
+            .iter()
+            .filter(|d| !d.runnable() && !d.dead)
+            .map(|d| d.id)
+            .collect();
+        for id in stopped {
+            self.reap(id);
+        }
+    }
+
+    /// Tears down a stopped domain: memory scrubbed and returned, ports closed (their
+    /// peers see them unbound), and `VIRQ_DOM_EXC` raised for the control domain. The
+    /// record stays, for a privileged domain to read and destroy.
+    fn reap(&mut self, id: DomId) {
+        let Some(mut dom) = self.domains.take(id) else {
+            return;
+        };
         match dom.state {
             RunState::Shutdown(r) => {
                 log::info!(
@@ -205,6 +462,7 @@ impl<M: Machine> Hypervisor<M> {
             }
             _ => log::info!("d{} ({}) crashed", dom.id, dom.name),
         }
+        hypercall::close_all_ports(&mut self.machine, &mut dom, &mut self.domains);
         self.machine.release_address_space(dom.l4);
         if let Some(user) = dom.user_l4 {
             self.machine.release_address_space(user);
@@ -223,23 +481,68 @@ impl<M: Machine> Hypervisor<M> {
             dom.id,
             self.frames.free_frames()
         );
-        match self.domains.first() {
-            Some(next) => {
-                self.current = 0;
-                Next::Resume {
-                    l4: next.active_l4(),
-                }
-            }
-            None => {
-                let exit = match dom.state {
-                    RunState::Shutdown(r) => ShimExit::for_shutdown(r),
-                    _ => ShimExit::Crashed,
-                };
-                log::info!("no domains left: {exit:?}");
-                Next::Halt(exit)
-            }
+        let now = self.now();
+        dom.sched = Default::default();
+        dom.sched.runstate.state = xen_sys::RUNSTATE_offline;
+        dom.sched.runstate.entry_time = now;
+        dom.tot_pages = 0;
+        dom.dead = true;
+        if self.fpu_owner == Some(id) {
+            self.fpu_owner = None;
+        }
+        let destroy = dom.destroy;
+        self.domains.put(dom);
+        if destroy {
+            self.domains.remove(id);
+        }
+        for d in self.domains.iter_mut().filter(|d| d.privileged && d.runnable()) {
+            evtchn::send_virq(&mut self.machine, d, xen_sys::VIRQ_DOM_EXC);
         }
     }
+
+    /// How the machine ends once no domain is alive: as domain 0 (or the first domain)
+    /// ended, as in Xen, where dom0's fate is the machine's.
+    fn machine_exit(&self) -> ShimExit {
+        let exit = match self.domains.get(0).or(self.domains.iter().next()) {
+            Some(d) => match d.state {
+                RunState::Shutdown(r) => ShimExit::for_shutdown(r),
+                _ => ShimExit::Crashed,
+            },
+            None => ShimExit::PoweredOff,
+        };
+        log::info!("no domains left: {exit:?}");
+        exit
+    }
+}
+
+/// Kills `dom` for `why`, with a report of what it did (`frame`: its registers when it
+/// entered the shim).
+fn crash<M: Machine>(m: &mut M, dom: &mut Domain, frame: &TrapFrame, cr2: u64, why: &str) {
+    let mut report = String::new();
+    let who = format!("d{} ({}) crashed", dom.id, dom.name);
+    let _ = write_fault_report(&mut report, &who, frame, cr2);
+    for line in report.lines() {
+        log::error!("{line}");
+    }
+    log::error!("  {why}");
+    // The top of the guest's stack, read through its own tables: for a kernel built
+    // without frame pointers it names the caller of the faulting code.
+    let guest = crate::machine::GuestMemory {
+        machine: m,
+        l4: dom.active_l4(),
+    };
+    let mut words = String::new();
+    for i in 0..STACK_WORDS {
+        let mut b = [0u8; 8];
+        match guest.read(frame.rsp.wrapping_add(i * 8), &mut b) {
+            Ok(()) => words.push_str(&format!(" {:#018x}", u64::from_le_bytes(b))),
+            Err(_) => break,
+        }
+    }
+    if !words.is_empty() {
+        log::error!("  stack:{words}");
+    }
+    dom.state = RunState::Crashed;
 }
 
 #[cfg(test)]
@@ -259,17 +562,16 @@ mod tests {
         let m2p = M2p::new(&mut machine, &mut frames, 4096).unwrap();
         let shim_l4 = vec![(M2p::l4_slot(), m2p.l4_entry)];
         let frame_table = FrameTable::new(4096, &frames, &m2p, &shim_l4);
-        let mut h = Hypervisor {
+        let mut h = Hypervisor::new(
             machine,
             frames,
             m2p,
             shim_l4,
             frame_table,
-            domains: Vec::new(),
-            current: 0,
-            cmdline: String::new(),
-            cpuid: CpuidPolicy::from_host(crate::cpuid::tests::greedy_host, 4096),
-        };
+            String::new(),
+            CpuidPolicy::from_host(crate::cpuid::tests::greedy_host, 4096),
+            Clock::new(1_000_000_000, 0, 0, 0),
+        );
         let elf = make_elf(
             BASE,
             &[0x90; 0x1000],
@@ -330,7 +632,7 @@ mod tests {
         let mut f = h.domains[0].regs;
         f.vector = 14;
         assert_eq!(enter(&mut h, &f, 0x1234), Next::Halt(ShimExit::Crashed));
-        assert!(h.domains.is_empty());
+        assert!(h.domains[0].dead, "only its record is left");
         assert_eq!(h.frames.free_frames(), free_before + p2m.len() as u64 + 1);
         assert!(p2m
             .iter()

@@ -55,6 +55,11 @@ pub trait Machine {
 
     /// Writes an I/O port for a guest allowed to.
     fn port_out(&mut self, _port: u16, _size: u8, _value: u32) {}
+
+    /// The time-stamp counter, which system time derives from (`time.rs`).
+    fn tsc(&self) -> u64 {
+        0
+    }
 }
 
 /// Splits `[addr, addr + len)` at page boundaries: each piece's address, its offset in
@@ -172,6 +177,22 @@ impl<M: Machine + ?Sized> GuestMemory<'_, M> {
         self.read(va, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
+
+    pub fn read_u16(&self, va: u64) -> Result<u16, GuestFault> {
+        let mut b = [0; 2];
+        self.read(va, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+
+    pub fn read_u64(&self, va: u64) -> Result<u64, GuestFault> {
+        let mut b = [0; 8];
+        self.read(va, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    pub fn write_u32(&mut self, va: u64, v: u32) -> Result<(), GuestFault> {
+        self.write(va, &v.to_le_bytes())
+    }
 }
 
 /// Machine memory for host tests: frames `base..base + n`.
@@ -181,6 +202,8 @@ pub struct TestMachine {
     pub frames: alloc::vec::Vec<Frame>,
     /// Port writes (port, size, value), in order.
     pub port_writes: alloc::vec::Vec<(u16, u8, u32)>,
+    /// What `tsc()` reads: tests move time by hand.
+    pub tsc: u64,
 }
 
 #[cfg(test)]
@@ -190,6 +213,7 @@ impl TestMachine {
             base,
             frames: alloc::vec![[0; PAGE_SIZE]; n],
             port_writes: alloc::vec::Vec::new(),
+            tsc: 0,
         }
     }
 }
@@ -208,5 +232,8 @@ impl Machine for TestMachine {
     }
     fn port_out(&mut self, port: u16, size: u8, value: u32) {
         self.port_writes.push((port, size, value));
+    }
+    fn tsc(&self) -> u64 {
+        self.tsc
     }
 }

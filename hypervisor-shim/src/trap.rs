@@ -13,6 +13,10 @@ pub const TSS_SEL: u16 = 0xe040;
 
 /// `TrapFrame::vector` for a SYSCALL (hypercall) entry.
 pub const SYSCALL_VECTOR: u64 = 0x100;
+/// The local APIC timer's interrupt: the scheduler's tick and every timer deadline.
+pub const TIMER_VECTOR: u64 = 0xf0;
+/// The local APIC's spurious-interrupt vector (no EOI, nothing to do).
+pub const SPURIOUS_VECTOR: u64 = 0xff;
 
 /// Registers as the entry stubs save them: general registers, then the vector and error
 /// code, then the frame the CPU pushes (and `iretq` pops).

@@ -31,6 +31,22 @@ pub mod eflags {
     pub const GUEST_SETTABLE: u64 = 0x003d_4fd7;
 }
 
+/// A vCPU's x87/SSE register state in the FXSAVE layout (Intel SDM Vol. 1, 10.5.1),
+/// saved and restored by the arch layer when another domain takes the CPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C, align(16))]
+pub struct FpuArea(pub [u8; 512]);
+
+impl Default for FpuArea {
+    /// The state after FNINIT with SSE exceptions masked: FCW 0x37f, MXCSR 0x1f80.
+    fn default() -> Self {
+        let mut a = [0u8; 512];
+        a[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
+        a[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        FpuArea(a)
+    }
+}
+
 /// CR0.TS (architectural).
 pub const CR0_TS: u64 = 1 << 3;
 

@@ -5,6 +5,7 @@
 
 mod callback;
 mod console;
+mod event_channel;
 mod gdt;
 mod iret;
 mod memory;
@@ -16,18 +17,24 @@ mod mmuext;
 mod multicall;
 mod physdev;
 mod sched;
+mod timer;
 mod trap_table;
+mod vcpu_op;
 mod version;
 mod vm_assist;
 
+pub use event_channel::close_all_ports;
+pub use vcpu_op::update_runstate_area;
 pub use multicall::BATCH as MULTICALL_BATCH;
 pub use version::VERSION;
 
 use xen_sys::*;
 
 use crate::domain::Domain;
+use crate::domains::Domains;
 use crate::machine::{GuestMemory, Machine};
 use crate::mm::Mm;
+use crate::time::Clock;
 
 /// What the shim gives hypercalls besides the calling domain.
 pub struct Env<'a, M: Machine + ?Sized> {
@@ -38,6 +45,19 @@ pub struct Env<'a, M: Machine + ?Sized> {
     pub cmdline: &'a str,
     /// Frame table, allocator and M2P for the memory hypercalls.
     pub mm: Mm<'a>,
+    /// Every other domain (the caller is taken out while its hypercall runs).
+    pub domains: &'a mut Domains,
+    pub clock: &'a Clock,
+    /// What the hypercall changed beyond the caller, for the shim to act on after it.
+    pub effects: Effects,
+}
+
+/// Consequences of a hypercall that the shim handles once it returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Run the scheduler: another domain woke or changed state, the caller yielded or
+    /// changed its timers.
+    pub resched: bool,
 }
 
 impl<M: Machine + ?Sized> Env<'_, M> {
@@ -46,6 +66,11 @@ impl<M: Machine + ?Sized> Env<'_, M> {
             machine: &mut *self.machine,
             l4: dom.l4,
         }
+    }
+
+    /// System time now (ns).
+    pub fn now(&self) -> u64 {
+        self.clock.ns_at(self.machine.tsc())
     }
 }
 
@@ -95,6 +120,14 @@ pub(crate) fn call<M: Machine + ?Sized>(
         __HYPERVISOR_memory_op => memory::memory_op(env, dom, a[0], a[1]),
         __HYPERVISOR_set_gdt => gdt::set_gdt(env, dom, a[0], a[1]),
         __HYPERVISOR_update_descriptor => gdt::update_descriptor(env, dom, a[0], a[1]),
+        __HYPERVISOR_event_channel_op => {
+            event_channel::event_channel_op(env, dom, a[0], a[1])
+        }
+        __HYPERVISOR_event_channel_op_compat => {
+            event_channel::event_channel_op_compat(env, dom, a[0])
+        }
+        __HYPERVISOR_set_timer_op => timer::set_timer_op(env, dom, a[0]),
+        __HYPERVISOR_vcpu_op => vcpu_op::vcpu_op(env, dom, a[0], a[1], a[2]),
         _ => {
             if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {
                 dom.reported_enosys |= 1 << nr;
@@ -197,6 +230,9 @@ pub(crate) mod tests {
         pub m2p: crate::m2p::M2p,
         pub table: crate::mm::FrameTable,
         pub dom: Domain,
+        /// The other domains hypercalls may reach (empty unless a test adds some).
+        pub others: Domains,
+        pub clock: Clock,
         pub out: Vec<u8>,
         /// End of the domain's initial mapping (nothing is mapped from here on).
         pub v_end: u64,
@@ -238,6 +274,8 @@ pub(crate) mod tests {
                 m2p,
                 table,
                 dom: Domain::new(0, "test".to_string(), initial, built),
+                others: Domains::new(),
+                clock: Clock::new(1_000_000_000, 0, 0, 0),
                 p2m,
                 out: Vec::new(),
                 v_end,
@@ -266,6 +304,9 @@ pub(crate) mod tests {
                     alloc: &mut self.frames,
                     m2p: &self.m2p,
                 },
+                domains: &mut self.others,
+                clock: &self.clock,
+                effects: Effects::default(),
             };
             dispatch(&mut env, &mut self.dom);
             self.dom.regs.rax as i64
@@ -309,6 +350,9 @@ pub(crate) mod tests {
                 alloc: &mut w.frames,
                 m2p: &w.m2p,
             },
+            domains: &mut w.others,
+            clock: &w.clock,
+            effects: Effects::default(),
         };
         dispatch(&mut env, &mut w.dom);
         assert_eq!(w.dom.regs.rax as i64, err(XEN_ENOSYS));

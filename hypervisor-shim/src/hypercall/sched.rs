@@ -1,13 +1,20 @@
-//! `sched_op` (`sched.h`) as far as one vCPU per domain and no event sources need:
-//! yield, block, shutdown and shutdown_code. Poll and remote_shutdown arrive with
-//! multiple domains.
+//! `sched_op` (`sched.h`; Xen's xen/common/sched/core.c): yield, block, poll,
+//! shutdown, shutdown_code and remote_shutdown. Blocking and polling take the vCPU off
+//! the CPU until an event (or the poll's timeout); the scheduler (`scheduler.rs`)
+//! runs another domain meanwhile.
 
+use alloc::vec::Vec;
 use core::mem::offset_of;
 use xen_sys::*;
 
 use super::{err, Env};
 use crate::domain::{Domain, RunState};
-use crate::machine::{write_bytes, Machine};
+use crate::evtchn::{self, VcpuInfoAt};
+use crate::machine::Machine;
+use crate::scheduler::Poll;
+
+/// Ports one poll may wait on (Xen's "fairly arbitrary limit").
+const MAX_POLL_PORTS: u32 = 128;
 
 pub fn sched_op<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
@@ -16,8 +23,10 @@ pub fn sched_op<M: Machine + ?Sized>(
     arg: u64,
 ) -> i64 {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
-        SCHEDOP_yield => 0,
+        SCHEDOP_yield => yield_cpu(env, dom),
         SCHEDOP_block => block(env, dom),
+        SCHEDOP_poll => poll(env, dom, arg),
+        SCHEDOP_remote_shutdown => remote_shutdown(env, dom, arg),
         SCHEDOP_shutdown | SCHEDOP_shutdown_code => {
             let Ok(reason) = env
                 .guest(dom)
@@ -46,7 +55,7 @@ pub fn sched_op_compat<M: Machine + ?Sized>(
     arg: u64,
 ) -> i64 {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
-        SCHEDOP_yield => 0,
+        SCHEDOP_yield => yield_cpu(env, dom),
         SCHEDOP_block => block(env, dom),
         SCHEDOP_shutdown => shutdown(dom, u32::try_from(arg).unwrap_or(u32::MAX)),
         _ => err(XEN_ENOSYS),
@@ -67,12 +76,87 @@ fn shutdown(dom: &mut Domain, reason: u32) -> i64 {
     0
 }
 
-/// Blocking enables event delivery (it clears `evtchn_upcall_mask`, as Xen does). There
-/// is no event source yet, so the vCPU wakes at once: callers loop on their condition.
-fn block<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
-    let mask = offset_of!(shared_info, vcpu_info) + offset_of!(vcpu_info, evtchn_upcall_mask);
-    write_bytes(env.machine, dom.shared_info, mask, &[0]);
+fn yield_cpu<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
+    dom.sched.yielded = true;
+    env.effects.resched = true;
     0
+}
+
+/// `do_block`: enables event delivery (clears `evtchn_upcall_mask`) and sleeps unless
+/// an event is already due, checked after blocking so no wake-up is lost.
+fn block<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
+    dom.vcpu_info
+        .write_u8(env.machine, VcpuInfoAt::UPCALL_MASK, 0);
+    dom.sched.blocked = !evtchn::upcall_due(env.machine, dom);
+    env.effects.resched = true;
+    0
+}
+
+/// `do_poll`: sleeps until one of the ports is pending (masked or not) or the timeout
+/// (absolute system time; 0 = none) passes; returns 0 either way.
+fn poll<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> i64 {
+    let at = |off: usize| arg.wrapping_add(off as u64);
+    let g = env.guest(dom);
+    let (Ok(ports), Ok(nr), Ok(timeout)) = (
+        g.read_u64(at(offset_of!(sched_poll, ports))),
+        g.read_u32(at(offset_of!(sched_poll, nr_ports))),
+        g.read_u64(at(offset_of!(sched_poll, timeout))),
+    ) else {
+        return err(XEN_EFAULT);
+    };
+    if nr > MAX_POLL_PORTS {
+        return err(XEN_EINVAL);
+    }
+    let mut list = Vec::with_capacity(nr as usize);
+    for i in 0..nr as u64 {
+        let Ok(port) = g.read_u32(ports.wrapping_add(4 * i)) else {
+            return err(XEN_EFAULT);
+        };
+        if port >= dom.evtchn.max_ports() {
+            return err(XEN_EINVAL);
+        }
+        list.push(port);
+    }
+    if list.iter().any(|&p| evtchn::is_pending(env.machine, dom, p)) {
+        return 0;
+    }
+    dom.sched.poll = Some(Poll {
+        ports: list,
+        deadline: (timeout != 0).then_some(timeout),
+    });
+    env.effects.resched = true;
+    0
+}
+
+/// `SCHEDOP_remote_shutdown`: the control domain shuts another down.
+fn remote_shutdown<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> i64 {
+    let at = |off: usize| arg.wrapping_add(off as u64);
+    let g = env.guest(dom);
+    let (Ok(id), Ok(reason)) = (
+        g.read_u16(at(offset_of!(sched_remote_shutdown, domain_id))),
+        g.read_u32(at(offset_of!(sched_remote_shutdown, reason))),
+    ) else {
+        return err(XEN_EFAULT);
+    };
+    if id == dom.id || id == DOMID_SELF {
+        if !dom.privileged {
+            return err(XEN_EPERM);
+        }
+        return shutdown(dom, reason);
+    }
+    let Some(target) = env.domains.get_mut(id) else {
+        return err(XEN_ESRCH);
+    };
+    if !dom.privileged {
+        return err(XEN_EPERM);
+    }
+    if target.dead || !target.runnable() {
+        // Already shut down: nothing more to do, as Xen.
+        return 0;
+    }
+    let r = shutdown(target, reason);
+    env.effects.resched = true;
+    r
 }
 
 #[cfg(test)]
