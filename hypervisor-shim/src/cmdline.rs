@@ -7,7 +7,8 @@ pub struct ShimOptions<'a> {
     pub guest_cmdline: &'a str,
 }
 
-const DEFAULT_DOM0_MEM: u64 = 64 << 20;
+/// Memory of the initial domain without `dom0_mem=`, in bytes.
+pub const DEFAULT_DOM0_MEM: u64 = 64 << 20;
 
 fn parse_size(s: &str) -> Option<u64> {
     let (num, mult) = match s.as_bytes().last()? {

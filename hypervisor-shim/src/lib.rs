@@ -14,6 +14,7 @@ extern crate alloc;
 pub mod boot_info;
 pub mod bounce;
 pub mod builder;
+pub mod bundle;
 pub mod cmdline;
 pub mod cpuid;
 pub mod domain;

@@ -6,6 +6,7 @@
 //!
 //! * [`deps`]: installs what is missing (QEMU, the Rust target, libclang, Xen headers);
 //! * [`images`]: builds the shim and the guest images into `target/images/`;
+//! * [`bundle`]: domain bundles, several guests in one boot module, from a manifest;
 //! * [`qemu`]: QEMU command lines, running with a deadline, the exit-status convention;
 //! * [`scenarios`]: the QEMU scenarios of `cargo xtask test`;
 //! * [`xen`]: fetches upstream Xen 4.17, the reference our guests must also boot on;
@@ -15,6 +16,7 @@
 mod attacks;
 mod bench;
 mod bindgen;
+mod bundle;
 mod bzimage;
 mod debian;
 mod deps;
@@ -51,12 +53,26 @@ struct Cli {
 enum Command {
     /// Build the shim and every guest image (examples/*) into target/images/.
     Build,
-    /// Boot the shim with a guest in QEMU, serial console on stdout.
+    /// Boot the shim with a guest, or several as a domain bundle, in QEMU; serial
+    /// console on stdout.
     ///
     /// Exit status: 0 if the guest powered off, 1 if it crashed, 2 if the shim
     /// panicked, 3 if the guest asked for a reboot, 4 for anything else (timeout,
     /// QEMU error).
     Run(RunArgs),
+    /// Pack several guests into one boot module (a domain bundle) from a manifest.
+    ///
+    /// The manifest (TOML) lists `[[domain]]` tables with `name`, `image` (an example
+    /// name, or a path to a PV ELF containing a `/`, relative to the manifest),
+    /// `memory` ("16M", "1G" or MiB; default 16M, dom0 64M), `cmdline` and `role`
+    /// ("dom0" or "domU", the default). See bundles/hello3.toml.
+    Bundle {
+        /// The manifest.
+        manifest: PathBuf,
+        /// Where to write the bundle (default: target/images/<manifest name>.bundle).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
     /// Run rustfmt, clippy, host tests, the bindings check and the QEMU scenarios.
     Test(TestArgs),
     /// Measure boot, domain build, hypercall costs and footprint beside upstream Xen
@@ -75,28 +91,46 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(after_help = "\
+Several guests boot together as a domain bundle: `cargo xtask run hello hello hello`
+boots three domains, the first as dom0 (memory --dom0-mem, default 64M), the others as
+domUs of 16M, named hello, hello-1, hello-2 (domain ids 0, 1, 2). A guest may carry its
+own command line: `cargo xtask run hello 'hello:loglevel=3'`. One guest boots alone,
+without a bundle, as a bare ELF. For names, memory and roles of your choice, write a
+manifest (see `cargo xtask bundle --help`) and boot it with --manifest.")]
 struct RunArgs {
-    /// The example guest to boot (a package under examples/).
-    #[arg(default_value = "hello", conflicts_with = "kernel")]
-    example: String,
+    /// The guests to boot, each `IMAGE[:CMDLINE]`: IMAGE is an example under examples/
+    /// or a path to a PV ELF (containing a `/`); several guests make a bundle, the first
+    /// being dom0.
+    #[arg(
+        value_name = "GUEST",
+        default_value = "hello",
+        conflicts_with_all = ["kernel", "manifest"]
+    )]
+    guests: Vec<String>,
     /// Boot this PV kernel (an ELF, or a Linux bzImage) as the only, privileged domain
     /// instead of an example.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "manifest")]
     kernel: Option<PathBuf>,
+    /// Boot the domains of this bundle manifest (see `cargo xtask bundle --help`).
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
     /// QEMU accelerator (TCG works everywhere; KVM only on real hosts).
     #[arg(long, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
-    /// Machine memory, in QEMU's `-m` syntax.
-    #[arg(long, default_value = "256M")]
-    memory: String,
+    /// Machine memory, in QEMU's `-m` syntax (default 256M, more if a bundle's domains
+    /// need it).
+    #[arg(long)]
+    memory: Option<String>,
     /// Kill QEMU after this many seconds (default: no limit).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
-    /// Memory of the domain, as the shim's (and Xen's) `dom0_mem=` option (e.g. 512M).
-    #[arg(long, value_name = "SIZE")]
+    /// Memory of the domain, as the shim's (and Xen's) `dom0_mem=` option (e.g. 512M);
+    /// with several guests, the memory of the first (dom0).
+    #[arg(long, value_name = "SIZE", conflicts_with = "manifest")]
     dom0_mem: Option<String>,
-    /// The guest's command line (after `--`).
-    #[arg(last = true, value_name = "GUEST_ARGS")]
+    /// The guest's command line (after `--`); with several guests, the first's.
+    #[arg(last = true, value_name = "GUEST_ARGS", conflicts_with = "manifest")]
     guest_args: Vec<String>,
 }
 
@@ -136,6 +170,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(&root, args),
+        Command::Bundle { manifest, output } => {
+            let m = bundle::Manifest::load(&manifest)?;
+            let out =
+                output.unwrap_or_else(|| bundle::default_output(&root, &file_stem(&manifest)));
+            m.write(&root, &out)?;
+            println!("{}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Test(args) => {
             if args.list {
                 scenarios::list();
@@ -159,7 +201,46 @@ fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
-fn run(root: &std::path::Path, args: RunArgs) -> Result<ExitCode> {
+/// A file's name without its extension, for naming what is built from it.
+fn file_stem(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map_or("bundle".into(), |s| s.to_string_lossy().into_owned())
+}
+
+fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
+    // A single guest boots bare, as `--kernel` or as an example; several, or a
+    // manifest, make a bundle.
+    let manifest = match &args.manifest {
+        Some(path) => Some((bundle::Manifest::load(path)?, file_stem(path))),
+        None if args.guests.len() > 1 => Some((guests_manifest(&args)?, "run".to_owned())),
+        None => None,
+    };
+    if let Some((manifest, stem)) = manifest {
+        let out = bundle::default_output(root, &stem);
+        manifest.write(root, &out)?;
+        let shim = images::build(root, &[])?.shim;
+        // The machine holds every domain plus the shim's own memory.
+        let memory = args.memory.clone().unwrap_or_else(|| {
+            format!(
+                "{}M",
+                (manifest.total_mib() + 64).next_multiple_of(64).max(256)
+            )
+        });
+        return boot(&shim, &out, "", &args, &memory);
+    }
+    let (example, cmdline) = match args.guests[0].split_once(':') {
+        Some((e, c)) => (e.to_owned(), Some(c.to_owned())),
+        None => (args.guests[0].clone(), None),
+    };
+    if let Some(cmdline) = cmdline {
+        if !args.guest_args.is_empty() {
+            bail!("give the guest's command line after `:` or after `--`, not both");
+        }
+        args.guest_args = vec![cmdline];
+    }
+    if example.contains('/') && args.kernel.is_none() {
+        args.kernel = Some(PathBuf::from(&example));
+    }
     // Check the user's kernel before spending time on a build.
     let kernel = match &args.kernel {
         Some(path) => Some(images::prepare_kernel(root, path)?),
@@ -169,29 +250,57 @@ fn run(root: &std::path::Path, args: RunArgs) -> Result<ExitCode> {
         Some(_) => images::build(root, &[])?,
         None => {
             let guests = images::guest_packages(root)?;
-            if !guests.contains(&args.example) {
+            if !guests.contains(&example) {
                 bail!(
-                    "no example named `{}` (examples: {})",
-                    args.example,
+                    "no example named `{example}` (examples: {}); a path to a kernel needs a `/`",
                     guests.join(", ")
                 );
             }
-            images::build(root, std::slice::from_ref(&args.example))?
+            images::build(root, std::slice::from_ref(&example))?
         }
     };
     let guest = match kernel {
         Some(path) => path,
-        None => built.guest(&args.example)?,
+        None => built.guest(&example)?,
     };
-    deps::ensure_qemu()?;
-
     let shim_opts = args
         .dom0_mem
         .as_ref()
         .map_or(String::new(), |m| format!("dom0_mem={m}"));
     let cmdline = qemu::shim_cmdline(&shim_opts, &args.guest_args.join(" "));
-    let cmd = qemu::shim_command(&built.shim, &guest, &cmdline, args.accel, &args.memory);
-    eprintln!("==> booting {} on the shim", guest.display());
+    let memory = args.memory.clone().unwrap_or_else(|| "256M".into());
+    boot(&built.shim, &guest, &cmdline, &args, &memory)
+}
+
+/// The bundle of `run GUEST GUEST...`: `--dom0-mem` and the arguments after `--` go to
+/// the first guest, dom0.
+fn guests_manifest(args: &RunArgs) -> Result<bundle::Manifest> {
+    let mut guests = args.guests.clone();
+    if !args.guest_args.is_empty() {
+        if guests[0].contains(':') {
+            bail!("give the first guest's command line after `:` or after `--`, not both");
+        }
+        guests[0] = format!("{}:{}", guests[0], args.guest_args.join(" "));
+    }
+    let dom0_kib = match &args.dom0_mem {
+        Some(m) => bundle::parse_memory(m).map_err(|e| anyhow::anyhow!("--dom0-mem: {e}"))?,
+        None => bundle::DEFAULT_DOM0_MIB << 10,
+    };
+    let cwd = std::env::current_dir().context("current directory")?;
+    bundle::Manifest::from_guests(&guests, dom0_kib, &cwd)
+}
+
+/// Boots the shim with `module` and reports how the run ended as run's exit status.
+fn boot(
+    shim: &std::path::Path,
+    module: &std::path::Path,
+    cmdline: &str,
+    args: &RunArgs,
+    memory: &str,
+) -> Result<ExitCode> {
+    deps::ensure_qemu()?;
+    let cmd = qemu::shim_command(shim, module, cmdline, args.accel, memory);
+    eprintln!("==> booting {} on the shim", module.display());
     eprintln!("    {}", qemu::display_command(&cmd));
     let status = qemu::run_interactive(cmd, args.timeout.map(Duration::from_secs))?;
     let outcome = match status {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::attacks::{self, Answer, Attack};
+use crate::bundle::{self, Role};
 use crate::images::Images;
 use crate::qemu::{self, Accel, Control, Outcome};
 use crate::xen;
@@ -598,6 +599,58 @@ pub enum Boot<'a> {
     /// The shim with Debian's Linux kernel as its only, privileged domain, with this
     /// kernel command line.
     ShimLinux { cmdline: &'a str },
+    /// The shim with a domain bundle of examples, named after them as `cargo xtask run
+    /// hello hello` names them (`hello`, `hello-1`, ...); dom0 gets domain id 0, the
+    /// domUs 1, 2, ... in this order.
+    #[allow(
+        dead_code,
+        reason = "for the bundle scenarios, once the shim boots bundles"
+    )]
+    Bundle { domains: &'a [BundleGuest<'a>] },
+    /// The shim with the domain bundle of a manifest (a path from the workspace root,
+    /// e.g. `bundles/hello3.toml`).
+    #[allow(
+        dead_code,
+        reason = "for the bundle scenarios, once the shim boots bundles"
+    )]
+    Manifest { path: &'a str },
+}
+
+/// One domain of a [`Boot::Bundle`].
+#[allow(
+    dead_code,
+    reason = "for the bundle scenarios, once the shim boots bundles"
+)]
+pub struct BundleGuest<'a> {
+    /// The example under `examples/`.
+    pub example: &'a str,
+    pub role: Role,
+    pub memory_mib: u64,
+    pub cmdline: &'a str,
+}
+
+/// The manifest of a [`Boot::Bundle`].
+fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle::Manifest> {
+    bundle::Manifest::named(
+        domains
+            .iter()
+            .map(|d| {
+                let image = bundle::ImageRef::Example(d.example.into());
+                (image, d.role, d.memory_mib << 10, d.cmdline.into())
+            })
+            .collect(),
+    )
+}
+
+/// The bundle file of a [`Boot::Bundle`] or [`Boot::Manifest`] and the machine memory
+/// that holds its domains. Scenarios run one at a time, so they share one file.
+fn scenario_bundle(ctx: &Ctx, manifest: &bundle::Manifest) -> anyhow::Result<(PathBuf, String)> {
+    let root = crate::bindgen::workspace_root();
+    let files = manifest.image_files(&root, |example| ctx.images.guest(example))?;
+    let out = ctx.target_dir.join("images/scenario.bundle");
+    manifest.write_files(&files, &out)?;
+    let memory = (manifest.total_mib() + 64).next_multiple_of(64).max(256);
+    Ok((out, format!("{memory}M")))
 }
 
 /// How the run must end.
@@ -649,6 +702,15 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
             ctx.accel,
             "512M",
         ),
+        Boot::Bundle { domains } => {
+            let (module, memory) = scenario_bundle(ctx, &bundle_manifest(domains)?)?;
+            qemu::shim_command(&ctx.images.shim, &module, "", ctx.accel, &memory)
+        }
+        Boot::Manifest { path } => {
+            let manifest = bundle::Manifest::load(&crate::bindgen::workspace_root().join(path))?;
+            let (module, memory) = scenario_bundle(ctx, &manifest)?;
+            qemu::shim_command(&ctx.images.shim, &module, "", ctx.accel, &memory)
+        }
         Boot::Xen {
             guest,
             guest_cmdline,
@@ -704,5 +766,62 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
             reason: reasons.join("; "),
             log: captured.tail(TAIL).map(str::to_owned).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Boot::Bundle` becomes a bundle file of the built examples that the shim's
+    /// parser reads back (with stand-in images: no bare-metal build in host tests).
+    #[test]
+    fn bundle_boots_write_the_examples_into_one_module() {
+        let target_dir = crate::images::target_dir(&crate::bindgen::workspace_root())
+            .join("xtask-tests/scenario-bundle");
+        std::fs::create_dir_all(&target_dir).unwrap();
+        let hello = target_dir.join("hello");
+        let cpu = target_dir.join("cpu");
+        std::fs::write(&hello, b"\x7fELF hello").unwrap();
+        std::fs::write(&cpu, b"\x7fELF cpu").unwrap();
+        let images = Images {
+            dir: target_dir.clone(),
+            shim: target_dir.join("shim"),
+            guests: vec![("hello".into(), hello), ("cpu".into(), cpu)],
+        };
+        let ctx = Ctx {
+            images: &images,
+            target_dir,
+            accel: Accel::Tcg,
+            verbose: false,
+        };
+        let guest = |example, role, memory_mib, cmdline| BundleGuest {
+            example,
+            role,
+            memory_mib,
+            cmdline,
+        };
+        let domains = [
+            guest("hello", Role::Dom0, 64, "x"),
+            guest("cpu", Role::DomU, 16, ""),
+            guest("hello", Role::DomU, 300, "y z"),
+        ];
+        let (module, memory) = scenario_bundle(&ctx, &bundle_manifest(&domains).unwrap()).unwrap();
+        assert_eq!(memory, "448M");
+        let bytes = std::fs::read(module).unwrap();
+        let b = hypervisor_shim::bundle::parse(&bytes).unwrap().unwrap();
+        let got: Vec<_> = b
+            .domains
+            .iter()
+            .map(|d| (d.name, d.image, d.memory_kib >> 10, d.cmdline, d.role))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("hello", &b"\x7fELF hello"[..], 64, "x", Role::Dom0),
+                ("cpu", &b"\x7fELF cpu"[..], 16, "", Role::DomU),
+                ("hello-1", &b"\x7fELF hello"[..], 300, "y z", Role::DomU),
+            ]
+        );
     }
 }

@@ -1,0 +1,459 @@
+//! Domain bundles on the xtask side: the manifest users edit (TOML), the guest list of
+//! `cargo xtask run hello hello hello`, and writing the binary bundle the shim boots
+//! (its layout, parser and writer: `hypervisor_shim::bundle`).
+//!
+//! A manifest is a list of `[[domain]]` tables:
+//!
+//! ```toml
+//! [[domain]]
+//! name = "hello"          # required: printable ASCII, no spaces, at most 64 bytes, unique
+//! image = "hello"         # an example under examples/, or a path to a PV ELF (or bzImage)
+//! memory = "64M"          # "512K", "16M", "1G", or a number of MiB; default 16M (dom0: 64M)
+//! cmdline = "loglevel=3"  # default empty, at most 1023 bytes
+//! role = "dom0"           # "dom0" or "domU" (default); at most one dom0
+//! ```
+//!
+//! An `image` with a `/` in it is a path, relative to the manifest's directory (write
+//! `./vmlinuz` for a file beside the manifest); otherwise it names an example, built
+//! by xtask. Unknown keys are errors, so a typo does not silently drop a setting.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+/// A domain's role, as the bundle format has it.
+pub use hypervisor_shim::bundle::Role;
+use hypervisor_shim::bundle::{self as format, BundleDomain};
+use serde::Deserialize;
+
+use crate::images;
+
+/// Memory of a domU without `memory`, in MiB.
+pub const DEFAULT_DOMU_MIB: u64 = 16;
+/// Memory of the dom0 without `memory`: the shim's default for its single domain.
+pub const DEFAULT_DOM0_MIB: u64 = hypervisor_shim::cmdline::DEFAULT_DOM0_MEM >> 20;
+
+/// Where a domain's image comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRef {
+    /// An example under `examples/`, built by xtask.
+    Example(String),
+    /// A PV kernel file (ELF, or a Linux bzImage that xtask unwraps).
+    Path(PathBuf),
+}
+
+impl ImageRef {
+    /// `text` as a manifest or command line writes it: a path if it contains a `/`
+    /// (relative paths are taken from `base`), an example name otherwise.
+    pub fn parse(text: &str, base: &Path) -> ImageRef {
+        if text.contains('/') {
+            // Without `.` components, so `./k` prints as `<base>/k`.
+            let path: PathBuf = Path::new(text)
+                .components()
+                .filter(|c| *c != std::path::Component::CurDir)
+                .collect();
+            ImageRef::Path(base.join(path))
+        } else {
+            ImageRef::Example(text.to_owned())
+        }
+    }
+
+    /// The default domain name for this image: the example's name or the file's stem.
+    fn default_name(&self) -> String {
+        match self {
+            ImageRef::Example(name) => name.clone(),
+            ImageRef::Path(path) => {
+                let stem = path
+                    .file_stem()
+                    .map_or("guest".into(), |s| s.to_string_lossy());
+                let name: String = stem
+                    .chars()
+                    .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+                    .take(format::MAX_NAME_LEN)
+                    .collect();
+                if name.is_empty() {
+                    "guest".into()
+                } else {
+                    name
+                }
+            }
+        }
+    }
+}
+
+/// One domain of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainSpec {
+    pub name: String,
+    pub image: ImageRef,
+    pub memory_kib: u64,
+    pub cmdline: String,
+    pub role: Role,
+}
+
+/// A checked manifest: the domains in file order (the shim numbers domUs in this order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub domains: Vec<DomainSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    domain: Vec<RawDomain>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomain {
+    name: String,
+    image: String,
+    #[serde(default, deserialize_with = "memory_kib")]
+    memory: Option<u64>,
+    #[serde(default)]
+    cmdline: String,
+    #[serde(default)]
+    role: RawRole,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+enum RawRole {
+    #[serde(rename = "dom0")]
+    Dom0,
+    #[default]
+    #[serde(rename = "domU", alias = "domu")]
+    DomU,
+}
+
+/// Parses a memory size: a number of MiB, or a string `<n>[K|M|G]` (a bare number is
+/// MiB). Returns KiB.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, kib_per_unit) = match t.as_bytes().last() {
+        Some(b'K' | b'k') => (&t[..t.len() - 1], 1),
+        Some(b'M' | b'm') => (&t[..t.len() - 1], 1 << 10),
+        Some(b'G' | b'g') => (&t[..t.len() - 1], 1 << 20),
+        _ => (t, 1 << 10),
+    };
+    let n: u64 = num.parse().map_err(|_| {
+        format!(
+            "memory {text:?}: expected a size like \"512K\", \"16M\", \"1G\" or a number of MiB"
+        )
+    })?;
+    n.checked_mul(kib_per_unit)
+        .ok_or_else(|| format!("memory {text:?} is too large"))
+}
+
+fn memory_kib<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a size like \"16M\" or a number of MiB")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v)
+                .ok()
+                .and_then(|mib| mib.checked_mul(1 << 10))
+                .ok_or_else(|| E::custom(format!("memory {v}: not a valid number of MiB")))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            v.checked_mul(1 << 10)
+                .ok_or_else(|| E::custom(format!("memory {v} MiB is too large")))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+            parse_memory(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(Visitor).map(Some)
+}
+
+impl Manifest {
+    /// Parses a manifest's text; relative image paths are taken from `base` (the
+    /// manifest's directory). Checks every rule of the bundle format that does not need
+    /// the images, so mistakes show before anything is built.
+    pub fn parse(text: &str, base: &Path) -> Result<Manifest> {
+        let raw: RawManifest = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let domains = raw
+            .domain
+            .into_iter()
+            .map(|d| {
+                let role = match d.role {
+                    RawRole::Dom0 => Role::Dom0,
+                    RawRole::DomU => Role::DomU,
+                };
+                DomainSpec {
+                    memory_kib: d.memory.unwrap_or(default_memory_kib(role)),
+                    image: ImageRef::parse(&d.image, base),
+                    name: d.name,
+                    cmdline: d.cmdline,
+                    role,
+                }
+            })
+            .collect();
+        let manifest = Manifest { domains };
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// Reads and parses the manifest file `path`.
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Manifest::parse(&text, base).with_context(|| format!("manifest {}", path.display()))
+    }
+
+    /// The domains of `cargo xtask run GUEST...`: each `IMAGE[:CMDLINE]`; the first is
+    /// dom0 (memory `dom0_mib`), the others domUs of [`DEFAULT_DOMU_MIB`]. Names are the
+    /// examples' (or files') names, made unique with `-1`, `-2`, ...
+    pub fn from_guests(guests: &[String], dom0_kib: u64, base: &Path) -> Result<Manifest> {
+        let mut unnamed = Vec::new();
+        for (i, guest) in guests.iter().enumerate() {
+            let (image, cmdline) = guest.split_once(':').unwrap_or((guest, ""));
+            if image.is_empty() {
+                bail!("guest {guest:?}: no image before the `:`");
+            }
+            let (role, memory_kib) = if i == 0 {
+                (Role::Dom0, dom0_kib)
+            } else {
+                (Role::DomU, DEFAULT_DOMU_MIB << 10)
+            };
+            unnamed.push((
+                ImageRef::parse(image, base),
+                role,
+                memory_kib,
+                cmdline.into(),
+            ));
+        }
+        Manifest::named(unnamed)
+    }
+
+    /// Domains `(image, role, memory in KiB, command line)` named after their images,
+    /// made unique with `-1`, `-2`, ... in order (`hello`, `hello-1`, `hello-2`).
+    pub fn named(domains: Vec<(ImageRef, Role, u64, String)>) -> Result<Manifest> {
+        let mut named: Vec<DomainSpec> = Vec::new();
+        for (image, role, memory_kib, cmdline) in domains {
+            let taken: BTreeSet<&str> = named.iter().map(|d| d.name.as_str()).collect();
+            named.push(DomainSpec {
+                name: unique_name(&image.default_name(), &taken),
+                image,
+                memory_kib,
+                cmdline,
+                role,
+            });
+        }
+        let manifest = Manifest { domains: named };
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// The bundle rules that do not depend on the images, checked by the shim's own
+    /// writer on placeholder images (so the rules live in one place).
+    fn check(&self) -> Result<()> {
+        const PLACEHOLDER: &[u8] = b"\x7fELF";
+        let domains: Vec<_> = self
+            .domains
+            .iter()
+            .map(|d| d.to_bundle(PLACEHOLDER))
+            .collect();
+        format::encode(&domains)
+            .map(drop)
+            .map_err(|e| self.explain(e))
+    }
+
+    /// A bundle error with the name of the domain it is about.
+    fn explain(&self, e: format::BundleError) -> anyhow::Error {
+        let index = match e {
+            format::BundleError::OutOfBounds { index, .. }
+            | format::BundleError::Misaligned { index, .. }
+            | format::BundleError::NotElf { index }
+            | format::BundleError::NameLength { index, .. }
+            | format::BundleError::NameChars { index }
+            | format::BundleError::CmdlineLength { index, .. }
+            | format::BundleError::CmdlineChars { index }
+            | format::BundleError::Memory { index, .. }
+            | format::BundleError::Role { index, .. }
+            | format::BundleError::Reserved { index, .. } => Some(index),
+            format::BundleError::DuplicateName { second, .. }
+            | format::BundleError::TwoDom0 { second, .. } => Some(second),
+            _ => None,
+        };
+        match index.and_then(|i| self.domains.get(i)) {
+            Some(d) => anyhow::anyhow!("{e} (domain {:?}, image {})", d.name, d.image),
+            None => anyhow::anyhow!("{e}"),
+        }
+    }
+
+    /// The examples the domains need built, without repeats.
+    pub fn examples(&self) -> Vec<String> {
+        let set: BTreeSet<_> = self
+            .domains
+            .iter()
+            .filter_map(|d| match &d.image {
+                ImageRef::Example(e) => Some(e.clone()),
+                ImageRef::Path(_) => None,
+            })
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// Each domain's image file: examples from `example` (a built image's path), paths
+    /// checked to be ELF files or bzImages (unwrapped under `target/images/`).
+    pub fn image_files(
+        &self,
+        root: &Path,
+        example: impl Fn(&str) -> Result<PathBuf>,
+    ) -> Result<Vec<PathBuf>> {
+        self.domains
+            .iter()
+            .map(|d| {
+                match &d.image {
+                    ImageRef::Example(name) => example(name),
+                    ImageRef::Path(path) => images::prepare_kernel(root, path),
+                }
+                .with_context(|| format!("domain {:?}", d.name))
+            })
+            .collect()
+    }
+
+    /// Builds the examples the domains need (none: no build), then returns every
+    /// domain's image file.
+    pub fn build_images(&self, root: &Path) -> Result<Vec<PathBuf>> {
+        let examples = self.examples();
+        let built = if examples.is_empty() {
+            None
+        } else {
+            let known = images::guest_packages(root)?;
+            if let Some(e) = examples.iter().find(|e| !known.contains(e)) {
+                bail!(
+                    "no example named `{e}` (examples: {}); an image path needs a `/`, e.g. ./{e}",
+                    known.join(", ")
+                );
+            }
+            Some(images::build(root, &examples)?)
+        };
+        self.image_files(root, |name| {
+            built
+                .as_ref()
+                .with_context(|| format!("example `{name}` was not built"))?
+                .guest(name)
+        })
+    }
+
+    /// The binary bundle of these domains, with `files[i]` the image of domain `i`.
+    pub fn encode(&self, files: &[PathBuf]) -> Result<Vec<u8>> {
+        let data = files
+            .iter()
+            .map(|f| std::fs::read(f).with_context(|| format!("reading image {}", f.display())))
+            .collect::<Result<Vec<_>>>()?;
+        let domains: Vec<_> = self
+            .domains
+            .iter()
+            .zip(&data)
+            .map(|(d, image)| d.to_bundle(image))
+            .collect();
+        format::encode(&domains).map_err(|e| self.explain(e))
+    }
+
+    /// Builds what is needed and writes the bundle to `out`.
+    pub fn write(&self, root: &Path, out: &Path) -> Result<()> {
+        let files = self.build_images(root)?;
+        self.write_files(&files, out)
+    }
+
+    /// Writes the bundle of these domains to `out`, `files[i]` being domain `i`'s image.
+    pub fn write_files(&self, files: &[PathBuf], out: &Path) -> Result<()> {
+        let bytes = self.encode(files)?;
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("==> bundle {} ({} bytes):", out.display(), bytes.len());
+        eprint!("{}", self.table());
+        Ok(())
+    }
+
+    /// One line per domain: domain id, name, role, memory, image, command line.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let mut next_domu = 1;
+        for d in &self.domains {
+            let (id, role) = match d.role {
+                Role::Dom0 => (0, "dom0"),
+                Role::DomU => {
+                    next_domu += 1;
+                    (next_domu - 1, "domU")
+                }
+            };
+            let _ = writeln!(
+                s,
+                "    d{id:<3} {:<16} {role} {:>6} MiB  {}  {:?}",
+                d.name,
+                d.memory_kib >> 10,
+                d.image,
+                d.cmdline
+            );
+        }
+        s
+    }
+
+    /// Memory the domains need, in MiB (for sizing the machine).
+    pub fn total_mib(&self) -> u64 {
+        self.domains
+            .iter()
+            .map(|d| d.memory_kib.div_ceil(1024))
+            .sum()
+    }
+}
+
+impl DomainSpec {
+    fn to_bundle<'a>(&'a self, image: &'a [u8]) -> BundleDomain<'a> {
+        BundleDomain {
+            name: &self.name,
+            image,
+            memory_kib: self.memory_kib,
+            cmdline: &self.cmdline,
+            role: self.role,
+        }
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageRef::Example(e) => write!(f, "example {e}"),
+            ImageRef::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+fn default_memory_kib(role: Role) -> u64 {
+    match role {
+        Role::Dom0 => DEFAULT_DOM0_MIB << 10,
+        Role::DomU => DEFAULT_DOMU_MIB << 10,
+    }
+}
+
+/// `base`, or `base-1`, `base-2`, ... : the first not in `taken`.
+fn unique_name(base: &str, taken: &BTreeSet<&str>) -> String {
+    if !taken.contains(base) {
+        return base.to_owned();
+    }
+    (1..)
+        .map(|k| format!("{base}-{k}"))
+        .find(|n| !taken.contains(n.as_str()))
+        .expect("a free suffix exists")
+}
+
+/// Where `run` and `bundle` put a bundle named `stem`: `target/images/<stem>.bundle`.
+pub fn default_output(root: &Path, stem: &str) -> PathBuf {
+    images::target_dir(root)
+        .join("images")
+        .join(format!("{stem}.bundle"))
+}
+
+#[cfg(test)]
+mod tests;
