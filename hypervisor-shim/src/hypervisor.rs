@@ -431,16 +431,26 @@ impl<M: Machine> Hypervisor<M> {
         Some(FpuSwitch { save, load })
     }
 
-    /// Tears down every domain that stopped since the last look.
+    /// Tears down every domain that stopped (or was destroyed) since the last look, and
+    /// drops the records of destroyed dead ones.
     fn reap_dead(&mut self) {
         let stopped: Vec<DomId> = self
             .domains
             .iter()
-            .filter(|d| !d.runnable() && !d.dead)
+            .filter(|d| (!d.runnable() || d.destroy) && !d.dead)
             .map(|d| d.id)
             .collect();
         for id in stopped {
             self.reap(id);
+        }
+        let gone: Vec<DomId> = self
+            .domains
+            .iter()
+            .filter(|d| d.dead && d.destroy)
+            .map(|d| d.id)
+            .collect();
+        for id in gone {
+            self.domains.remove(id);
         }
     }
 
@@ -452,6 +462,7 @@ impl<M: Machine> Hypervisor<M> {
             return;
         };
         match dom.state {
+            RunState::Runnable if dom.destroy => log::info!("d{} ({}) destroyed", dom.id, dom.name),
             RunState::Shutdown(r) => {
                 log::info!(
                     "d{} ({}) shut down: {}",
@@ -489,6 +500,10 @@ impl<M: Machine> Hypervisor<M> {
         dom.dead = true;
         if self.fpu_owner == Some(id) {
             self.fpu_owner = None;
+        }
+        if dom.state == RunState::Runnable {
+            // Destroyed while running: it ends as if it crashed.
+            dom.state = RunState::Crashed;
         }
         let destroy = dom.destroy;
         self.domains.put(dom);
