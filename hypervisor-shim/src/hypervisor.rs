@@ -520,7 +520,11 @@ impl<M: Machine> Hypervisor<M> {
         if destroy {
             self.domains.remove(id);
         }
-        for d in self.domains.iter_mut().filter(|d| d.privileged && d.runnable()) {
+        for d in self
+            .domains
+            .iter_mut()
+            .filter(|d| d.privileged && d.runnable())
+        {
             evtchn::send_virq(&mut self.machine, d, xen_sys::VIRQ_DOM_EXC);
         }
     }

@@ -198,8 +198,14 @@ pub fn trap_stubs() -> &'static [u64; 32] {
 /// Entry stubs of the local APIC's timer and spurious vectors.
 pub fn interrupt_stubs() -> [(u64, u64); 2] {
     [
-        (hypervisor_shim::trap::TIMER_VECTOR, timer_stub as *const () as u64),
-        (hypervisor_shim::trap::SPURIOUS_VECTOR, spurious_stub as *const () as u64),
+        (
+            hypervisor_shim::trap::TIMER_VECTOR,
+            timer_stub as *const () as u64,
+        ),
+        (
+            hypervisor_shim::trap::SPURIOUS_VECTOR,
+            spurious_stub as *const () as u64,
+        ),
     ]
 }
 
