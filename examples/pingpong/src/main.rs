@@ -9,7 +9,8 @@
 //! - `ping peer=D [rounds=N]`: allocates a port for domain D, waits until D binds it.
 //!   Detects the peer gone (the port unbound again, or no reply for a while).
 //! - `pong peer=D [port=P] [rounds=N] [crash-after=K]`: binds to D's port P (default 1,
-//!   the first port of a fresh domain), retrying while D has not allocated it; with
+//!   the first port of a fresh domain: ping allocates it before anything else), retrying
+//!   while D has not allocated it; with
 //!   `crash-after=K` it crashes on purpose after its K-th reply.
 //!
 //! N defaults to 10,000.
@@ -161,22 +162,31 @@ async fn settle(port: Port, counter: &AtomicU64, rounds: u64, side: &str) {
     );
 }
 
-fn loopback(rounds: u64) {
+/// Checks on a channel of our own: a masked port's event stays pending and is delivered
+/// on unmask; closing one end leaves the other unbound.
+fn mask_and_close() -> Port {
     let a = hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF)
         .unwrap_or_else(|e| panic!("pingpong FAILED: alloc_unbound: {e}"));
     let b = hypercall::evtchn_bind_interdomain(DOMID_SELF, a)
         .unwrap_or_else(|e| panic!("pingpong FAILED: bind_interdomain: {e}"));
     let st = hypercall::evtchn_status(DOMID_SELF, a);
-    println!("pingpong: loopback: ping on port {a}, pong on port {b}; status of {a}: {st:?}");
-    events::bind(a, &count_ping);
+    println!("pingpong: loopback: ports {a} and {b}; status of {a}: {st:?}");
     events::bind(b, &count_pong);
+    // Xen notifies the binding end once, in case an event was sent to the unbound port
+    // (`evtchn_bind_interdomain`): that one is not part of the test.
+    events::take_latched(b);
+    PONG_RX.store(0, Ordering::SeqCst);
 
-    // A masked port: the event pends, undelivered, until unmasked.
     events::mask(b);
     check("send", hypercall::evtchn_send(a));
+    let (pending, rx, latched) = (
+        events::is_pending(b),
+        PONG_RX.load(Ordering::SeqCst),
+        events::is_latched(b),
+    );
     assert!(
-        events::is_pending(b) && PONG_RX.load(Ordering::SeqCst) == 0 && !events::is_latched(b),
-        "pingpong FAILED: an event on a masked port was delivered (or not left pending)"
+        pending && rx == 0 && !latched,
+        "pingpong FAILED: an event on a masked port was delivered or not left pending (pending {pending}, received {rx}, latched {latched})"
     );
     events::unmask(b);
     assert!(
@@ -185,20 +195,38 @@ fn loopback(rounds: u64) {
     );
     println!("pingpong: a masked event stayed pending and was delivered on unmask");
 
+    events::unbind(b);
+    check("close", hypercall::evtchn_close(b));
+    match hypercall::evtchn_status(DOMID_SELF, a) {
+        Ok(s) if matches!(s.state, ChannelState::Unbound { .. }) => {
+            println!("pingpong: closed port {b}: port {a} is unbound again ({s:?})")
+        }
+        other => panic!("pingpong FAILED: after closing {b}, port {a} is {other:?}"),
+    }
+    check("close", hypercall::evtchn_close(a));
+    a
+}
+
+/// Both roles in this domain, as two tasks, through the same rendezvous as two domains
+/// (pong starts first and retries until ping has allocated the port).
+fn loopback(rounds: u64) {
+    // VIRQ_TIMER's port first, so that the port the checks free is the lowest free
+    // one: the port ping allocates next, which pong is told to bind.
+    if let Err(e) = libos::timer::init() {
+        panic!("pingpong FAILED: binding VIRQ_TIMER: {e}");
+    }
+    let port = mask_and_close();
     let start = time::now();
-    executor::spawn(async move {
-        pong(b, rounds, None).await;
-        settle(b, &PONG_RX, rounds, "pong").await;
-    });
+    executor::spawn(pong_side(DOMID_SELF, port, rounds, None));
     let end = executor::block_on(async move {
-        let end = ping(a, rounds).await;
-        settle(a, &PING_RX, rounds, "ping").await;
-        end
+        sleep(Duration::from_millis(20)).await;
+        ping_side(alloc_for(DOMID_SELF), DOMID_SELF, rounds).await
     });
     executor::run();
     let elapsed = time::now() - start;
     if !matches!(end, End::Done) {
-        panic!("pingpong FAILED: loopback: the peer went away");
+        report(end, DOMID_SELF);
+        panic!("pingpong FAILED: loopback: a side went away");
     }
     let (upcalls, evs) = events::stats();
     println!(
@@ -208,48 +236,43 @@ fn loopback(rounds: u64) {
         elapsed.as_nanos() / u128::from(rounds.max(1)),
         executor::blocks()
     );
-
-    check("close", hypercall::evtchn_close(b));
-    match hypercall::evtchn_status(DOMID_SELF, a) {
-        Ok(s) if matches!(s.state, ChannelState::Unbound { .. }) => {
-            println!("pingpong: closed port {b}: port {a} is unbound again ({s:?})")
-        }
-        other => panic!("pingpong FAILED: after closing {b}, port {a} is {other:?}"),
-    }
-    check("close", hypercall::evtchn_close(a));
 }
 
-fn ping_role(peer: domid_t, rounds: u64) {
+/// Allocates a port for `peer`.
+fn alloc_for(peer: domid_t) -> Port {
     let port = hypercall::evtchn_alloc_unbound(DOMID_SELF, peer)
         .unwrap_or_else(|e| panic!("pingpong FAILED: alloc_unbound for domain {peer}: {e}"));
-    println!("pingpong: ping: port {port} allocated for domain {peer}; waiting for it to bind");
+    println!("pingpong: ping: port {port} allocated for domain {peer}; waiting for its hello");
     events::bind(port, &count_ping);
-    let end = executor::block_on(async move {
-        let since = time::now();
-        loop {
-            match hypercall::evtchn_status(DOMID_SELF, port) {
-                Ok(s) if matches!(s.state, ChannelState::Interdomain { .. }) => break,
-                Ok(_) => {}
-                Err(e) => panic!("pingpong FAILED: status of port {port}: {e}"),
-            }
-            if since.elapsed() > Duration::from_secs(30) {
-                panic!("pingpong FAILED: ping: domain {peer} never bound port {port}");
-            }
-            sleep(Duration::from_millis(10)).await;
-        }
-        println!("pingpong: ping: domain {peer} bound port {port}");
-        let start = time::now();
-        let end = ping(port, rounds).await;
-        if matches!(end, End::Done) {
-            settle(port, &PING_RX, rounds, "ping").await;
-            println!(
-                "pingpong: OK: ping, {rounds} rounds with domain {peer}: sent {rounds} received {}; no lost or duplicated event; {} ns per round trip",
-                PING_RX.load(Ordering::SeqCst),
-                (time::now() - start).as_nanos() / u128::from(rounds.max(1))
-            );
-        }
-        end
-    });
+    port
+}
+
+/// Waits for `peer`'s hello on `port`, plays `rounds` rounds.
+async fn ping_side(port: Port, peer: domid_t, rounds: u64) -> End {
+    // The rendezvous: pong binds, then says hello; only then do the rounds start, so
+    // the event Xen sends pong's end when it binds cannot be taken for a ping.
+    if with_timeout(Duration::from_secs(30), executor::wait_event(port))
+        .await
+        .is_err()
+    {
+        panic!("pingpong FAILED: ping: domain {peer} never bound port {port} and said hello");
+    }
+    PING_RX.store(0, Ordering::SeqCst);
+    println!("pingpong: ping: domain {peer} bound port {port} and said hello");
+    let start = time::now();
+    let end = ping(port, rounds).await;
+    if matches!(end, End::Done) {
+        settle(port, &PING_RX, rounds, "ping").await;
+        println!(
+            "pingpong: ping: {rounds} rounds with domain {peer}: sent {rounds} received {}; {} ns per round trip",
+            PING_RX.load(Ordering::SeqCst),
+            (time::now() - start).as_nanos() / u128::from(rounds.max(1))
+        );
+    }
+    end
+}
+
+fn report(end: End, peer: domid_t) {
     match end {
         End::Done => {}
         End::PeerClosed(n) => println!(
@@ -263,36 +286,63 @@ fn ping_role(peer: domid_t, rounds: u64) {
     }
 }
 
-fn pong_role(peer: domid_t, remote_port: Port, rounds: u64, crash_after: Option<u64>) {
-    executor::block_on(async move {
-        let since = time::now();
-        let port = loop {
-            // The ping side may not have allocated its port yet.
-            match hypercall::evtchn_bind_interdomain(peer, remote_port) {
-                Ok(p) => break p,
-                Err(e) if since.elapsed() > Duration::from_secs(30) => {
-                    panic!("pingpong FAILED: pong: cannot bind port {remote_port} of domain {peer}: {e}")
-                }
-                Err(_) => sleep(Duration::from_millis(10)).await,
+/// Binds `peer`'s port `remote_port` (retrying until it exists), says hello, answers
+/// `rounds` pings.
+async fn pong_side(peer: domid_t, remote_port: Port, rounds: u64, crash_after: Option<u64>) {
+    let since = time::now();
+    let mut tries = 1;
+    let port = loop {
+        // The ping side may not have allocated its port yet.
+        match hypercall::evtchn_bind_interdomain(peer, remote_port) {
+            Ok(p) => break p,
+            Err(e) if since.elapsed() > Duration::from_secs(30) => {
+                panic!("pingpong FAILED: pong: cannot bind port {remote_port} of domain {peer}: {e}")
             }
-        };
-        println!("pingpong: pong: bound port {remote_port} of domain {peer} as port {port}");
-        events::bind(port, &count_pong);
-        pong(port, rounds, crash_after).await;
-        settle(port, &PONG_RX, rounds, "pong").await;
-        println!(
-            "pingpong: OK: pong, {rounds} rounds with domain {peer}: received {} sent {rounds}; no lost or duplicated event",
-            PONG_RX.load(Ordering::SeqCst)
-        );
-    });
+            Err(_) => sleep(Duration::from_millis(10)).await,
+        }
+        tries += 1;
+    };
+    println!(
+        "pingpong: pong: bound port {remote_port} of domain {peer} as port {port} (attempt {tries})"
+    );
+    events::bind(port, &count_pong);
+    // Xen notified our new port when we bound it (see `ping_side`): drop that one,
+    // then tell ping we are ready.
+    events::take_latched(port);
+    PONG_RX.store(0, Ordering::SeqCst);
+    check("send hello", hypercall::evtchn_send(port));
+    pong(port, rounds, crash_after).await;
+    settle(port, &PONG_RX, rounds, "pong").await;
+    println!(
+        "pingpong: pong: {rounds} rounds with domain {peer}: received {} sent {rounds}",
+        PONG_RX.load(Ordering::SeqCst)
+    );
 }
 
 fn main() {
     let a = args();
     match (a.role, a.peer) {
         ("loopback", _) => loopback(a.rounds),
-        ("ping", Some(peer)) => ping_role(peer, a.rounds),
-        ("pong", Some(peer)) => pong_role(peer, a.port, a.rounds, a.crash_after),
+        ("ping", Some(peer)) => {
+            // Before the executor binds VIRQ_TIMER: a fresh domain's first port (1) is
+            // the one pong is told by default.
+            let port = alloc_for(peer);
+            let end = executor::block_on(ping_side(port, peer, a.rounds));
+            if matches!(end, End::Done) {
+                println!(
+                    "pingpong: OK: ping, {} rounds with domain {peer}; no lost or duplicated event",
+                    a.rounds
+                );
+            }
+            report(end, peer);
+        }
+        ("pong", Some(peer)) => {
+            executor::block_on(pong_side(peer, a.port, a.rounds, a.crash_after));
+            println!(
+                "pingpong: OK: pong, {} rounds with domain {peer}; no lost or duplicated event",
+                a.rounds
+            );
+        }
         (role, None) => panic!("pingpong: {role} needs peer=<domid>"),
         (role, _) => panic!("pingpong: unknown role {role}"),
     }
