@@ -27,8 +27,8 @@ use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use spin::Mutex;
 use xen_sys::{
-    shared_info, vcpu_info, xen_ulong_t, SHUTDOWN_crash, __HYPERVISOR_iret, CALLBACKTYPE_event,
-    CALLBACKTYPE_failsafe,
+    __HYPERVISOR_iret, shared_info, vcpu_info, xen_ulong_t, CALLBACKTYPE_event,
+    CALLBACKTYPE_failsafe, SHUTDOWN_crash,
 };
 
 pub use crate::hypercall::Port;

@@ -178,9 +178,7 @@ fn poll_main(
     if header.woken.swap(0, Ordering::SeqCst) == 0 {
         return false;
     }
-    m.as_mut()
-        .poll(&mut Context::from_waker(waker))
-        .is_ready()
+    m.as_mut().poll(&mut Context::from_waker(waker)).is_ready()
 }
 
 /// Polls every woken task, in wake order.

@@ -82,7 +82,12 @@ impl Sub<Instant> for Instant {
 impl core::fmt::Display for Instant {
     /// Seconds since boot, to the microsecond.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}.{:06}s", self.0 / 1_000_000_000, self.0 % 1_000_000_000 / 1000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000 / 1000
+        )
     }
 }
 

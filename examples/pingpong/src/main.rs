@@ -129,9 +129,7 @@ async fn pong(port: Port, rounds: u64, crash_after: Option<u64>) {
             .await
             .is_err()
         {
-            panic!(
-                "pingpong FAILED: pong: no ping for {GIVE_UP:?} after {i} rounds (lost event)"
-            );
+            panic!("pingpong FAILED: pong: no ping for {GIVE_UP:?} after {i} rounds (lost event)");
         }
         let got = PONG_RX.load(Ordering::SeqCst);
         assert!(
@@ -296,7 +294,9 @@ async fn pong_side(peer: domid_t, remote_port: Port, rounds: u64, crash_after: O
         match hypercall::evtchn_bind_interdomain(peer, remote_port) {
             Ok(p) => break p,
             Err(e) if since.elapsed() > Duration::from_secs(30) => {
-                panic!("pingpong FAILED: pong: cannot bind port {remote_port} of domain {peer}: {e}")
+                panic!(
+                    "pingpong FAILED: pong: cannot bind port {remote_port} of domain {peer}: {e}"
+                )
             }
             Err(_) => sleep(Duration::from_millis(10)).await,
         }

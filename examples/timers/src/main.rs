@@ -68,7 +68,10 @@ fn main() {
     let total = ONE_SHOTS.len() + PERIODS as usize;
     assert_eq!(log.len(), total, "every timer fired once");
     for w in log.windows(2) {
-        assert!(w[0].0 < w[1].0, "timers FAILED: fired out of deadline order");
+        assert!(
+            w[0].0 < w[1].0,
+            "timers FAILED: fired out of deadline order"
+        );
     }
     let mut max_late = Duration::ZERO;
     for &(deadline, at) in log.iter() {

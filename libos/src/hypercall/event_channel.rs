@@ -110,8 +110,13 @@ pub fn evtchn_reset(dom: domid_t) -> Result<(), XenError> {
 pub enum ChannelState {
     Closed,
     /// Allocated, waiting for `remote_dom` to bind.
-    Unbound { remote_dom: domid_t },
-    Interdomain { dom: domid_t, port: Port },
+    Unbound {
+        remote_dom: domid_t,
+    },
+    Interdomain {
+        dom: domid_t,
+        port: Port,
+    },
     Pirq(u32),
     Virq(u32),
     Ipi,
