@@ -43,6 +43,7 @@ pub const XEN_FAILURES: &[&str] = &["Panic on CPU", "Hardware Dom0 crashed"];
 /// examples/timers' lines: every firing, in deadline order (one-shots of 30, 10, 20
 /// and 5 ms, a periodic task every 7 ms), then the guest's own check.
 pub const TIMERS_LINES: &[&str] = &[
+    "timers: vCPU 0 up and running",
     "timers: system time",
     "timers: sleep 5 ms fired",
     "timers: periodic #1 fired",

@@ -15,7 +15,8 @@ use core::time::Duration;
 use libos::executor::{self, spawn};
 use libos::time::{self, Instant};
 use libos::timer::sleep_until;
-use libos::{events, println};
+use libos::{events, hypercall, println};
+use xen_sys::{RUNSTATE_running, DOMID_SELF};
 
 /// One-shot sleeps, in ms, in spawn order (not deadline order).
 const ONE_SHOTS: [u64; 4] = [30, 10, 20, 5];
@@ -38,6 +39,7 @@ fn fired(log: &Log, start: Instant, name: &str, deadline: Instant) {
 }
 
 fn main() {
+    vcpu_calls();
     let wall0 = time::wall_clock();
     let start = time::now();
     println!(
@@ -91,6 +93,38 @@ fn main() {
         "timers: OK: {total} timers fired in deadline order, none early (latest by {} us); wall clock advanced with system time; {upcalls} upcalls, {events} events, {} blocks",
         max_late.as_micros(),
         executor::blocks()
+    );
+}
+
+/// vCPU 0 as `vcpu_op` and `sched_op` see it: up, running, and `SCHEDOP_poll` on a
+/// silent port returns at its timeout (give or take Xen's 50 us timer slop).
+fn vcpu_calls() {
+    assert_eq!(
+        hypercall::vcpu_is_up(0),
+        Ok(true),
+        "timers FAILED: vcpu_is_up(0)"
+    );
+    let rs = hypercall::vcpu_get_runstate_info(0)
+        .unwrap_or_else(|e| panic!("timers FAILED: get_runstate_info: {e}"));
+    assert_eq!(
+        rs.state, RUNSTATE_running as i32,
+        "timers FAILED: vCPU 0 not running"
+    );
+    let port = hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF)
+        .unwrap_or_else(|e| panic!("timers FAILED: alloc_unbound: {e}"));
+    let before = time::now();
+    let timeout = before + Duration::from_millis(2);
+    let r = hypercall::sched_poll(&[port], timeout.as_nanos());
+    let took = time::now() - before;
+    assert!(
+        r.is_ok() && took >= Duration::from_micros(1900),
+        "timers FAILED: SCHEDOP_poll with a 2 ms timeout: {r:?} after {took:?}"
+    );
+    let _ = hypercall::evtchn_close(port);
+    println!(
+        "timers: vCPU 0 up and running ({} us running so far); SCHEDOP_poll timed out after {} us",
+        rs.time[RUNSTATE_running as usize] / 1000,
+        took.as_micros()
     );
 }
 
