@@ -41,6 +41,34 @@ pub const XEN_DOM0_HALTED: &str = "Hardware Dom0 halted";
 /// Xen 4.17 lines that mean the run failed: no point waiting for the timeout.
 pub const XEN_FAILURES: &[&str] = &["Panic on CPU", "Hardware Dom0 crashed"];
 
+/// examples/timers' lines: every firing, in deadline order (one-shots of 30, 10, 20
+/// and 5 ms, a periodic task every 7 ms), then the guest's own check.
+pub const TIMERS_LINES: &[&str] = &[
+    "timers: vCPU 0 up and running",
+    "timers: system time",
+    "timers: sleep 5 ms fired",
+    "timers: periodic #1 fired",
+    "timers: sleep 10 ms fired",
+    "timers: periodic #2 fired",
+    "timers: sleep 20 ms fired",
+    "timers: periodic #3 fired",
+    "timers: periodic #4 fired",
+    "timers: sleep 30 ms fired",
+    "timers: periodic #5 fired",
+    "timers: periodic #6 fired",
+    "timers: OK: 10 timers fired in deadline order, none early",
+];
+/// examples/pingpong's lines for `loopback rounds=10000`.
+pub const PINGPONG_LOOPBACK_LINES: &[&str] = &[
+    "pingpong: loopback: ports",
+    "pingpong: a masked event stayed pending and was delivered on unmask",
+    "is unbound again",
+    "pingpong: ping: port",
+    "pingpong: pong: bound port",
+    "said hello",
+    "pingpong: OK: loopback, 10000 rounds: ping sent 10000 received 10000, pong received 10000 sent 10000; no lost or duplicated event",
+];
+
 /// Lines kept in a failure report.
 const TAIL: usize = 30;
 
@@ -131,6 +159,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xen-pagetables", "upstream Xen 4.17 runs examples/pagetables: the reference for scenario pagetables", xen_pagetables),
         Scenario::new("xen-usermode", "upstream Xen 4.17 runs examples/usermode: the reference for scenario usermode", xen_usermode),
         Scenario::new("xen-cpu", "upstream Xen 4.17 runs examples/cpu: the reference for scenario cpu", xen_cpu),
+        Scenario::new("xen-timers", "upstream Xen 4.17 runs examples/timers: sleeps and a periodic task fire in deadline order, never early (VIRQ_TIMER, set_timer_op, SCHEDOP_block)", xen_timers),
+        Scenario::new("xen-pingpong-loopback", "upstream Xen 4.17 runs examples/pingpong loopback: 10,000 event round trips over a loopback interdomain channel, none lost or duplicated; masked events delivered on unmask", xen_pingpong_loopback),
         Scenario::new("xen-attack-all", "upstream Xen 4.17 answers every non-fatal attack: the reference codes of the attack table", xen_attack_all),
     ]);
     for a in attacks::ATTACKS.iter().filter(|a| a.xen == Answer::Crash) {
@@ -441,13 +471,24 @@ fn shim_lines(
 
 /// The same guest on upstream Xen 4.17.
 fn xen_lines(ctx: &Ctx, guest: &str, lines: &[&str]) -> Result<Pass, Failure> {
+    xen_lines_with(ctx, guest, "", lines, Duration::from_secs(60))
+}
+
+/// A guest with a command line that prints `lines` and powers off, on upstream Xen 4.17.
+fn xen_lines_with(
+    ctx: &Ctx,
+    guest: &str,
+    guest_cmdline: &str,
+    lines: &[&str],
+    timeout: Duration,
+) -> Result<Pass, Failure> {
     let expect: Vec<&str> = lines.iter().copied().chain([XEN_DOM0_HALTED]).collect();
     check(
         ctx,
         Check {
             boot: Boot::Xen {
                 guest,
-                guest_cmdline: "",
+                guest_cmdline,
             },
             expect: &expect,
             fail_on: &[
@@ -457,9 +498,23 @@ fn xen_lines(ctx: &Ctx, guest: &str, lines: &[&str]) -> Result<Pass, Failure> {
                 XEN_DOM0_CRASHED,
             ],
             end: End::StopWhenSeen,
-            timeout: Duration::from_secs(60),
+            timeout,
             first_guest_line: None,
         },
+    )
+}
+
+fn xen_timers(ctx: &Ctx) -> Result<Pass, Failure> {
+    xen_lines(ctx, "timers", TIMERS_LINES)
+}
+
+fn xen_pingpong_loopback(ctx: &Ctx) -> Result<Pass, Failure> {
+    xen_lines_with(
+        ctx,
+        "pingpong",
+        "loopback rounds=10000",
+        PINGPONG_LOOPBACK_LINES,
+        Duration::from_secs(180),
     )
 }
 
