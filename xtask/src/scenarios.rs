@@ -139,6 +139,12 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("cpu", "CPUID (forced emulation), MSRs, segment bases, lazy FPU (#NM), in/cli/sti under the virtual IOPL (as on Xen)", cpu),
         Scenario::new("third-party-grub", "GRUB's PV image (Debian): notes read, PV MMU calls validated, runs until it needs grant tables (issue 5), crash contained", third_party_grub),
         Scenario::new("third-party-linux", "Debian's Linux 6.1 PV kernel: builds, pins and switches to its own page tables and prints its first lines, gets past vcpu_op and event-channel set-up to its debug registers", third_party_linux),
+        Scenario::new("hello3", "three domains from one bundle (dom0 + two domUs) each greet and power off; the machine ends when the last one does", hello3),
+        Scenario::new("timers", "examples/timers: sleeps and a periodic task fire in deadline order, never early (VIRQ_TIMER, set_timer_op, SCHEDOP_block/poll, runstate)", timers),
+        Scenario::new("pingpong-loopback", "examples/pingpong loopback: 10,000 round trips over a loopback interdomain channel; masked events delivered on unmask", pingpong_loopback),
+        Scenario::new("pingpong", "two domUs ping-pong 10,000 times over an interdomain channel: no lost or duplicated event", pingpong),
+        Scenario::new("pingpong-crash", "a domU crashes mid-run; its peer keeps going, sees the port closed and powers off", pingpong_crash),
+        Scenario::new("attack-evtchn-exhaust-domu", "hostile domU allocates ports until refused: the per-domain limit (1023 ports) holds and it goes on", attack_evtchn_exhaust_domu),
         Scenario::new("xen-hello", "upstream Xen 4.17 boots examples/hello as dom0: greeting printed", xen_hello),
     ];
     let xen_at = v
@@ -199,6 +205,7 @@ fn hello(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
             first_guest_line: Some(HELLO_GREETING),
+            anywhere: &[],
         },
     )
 }
@@ -221,6 +228,7 @@ fn crash(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -244,6 +252,7 @@ fn crash_gp(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -265,6 +274,7 @@ fn crash_panic(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -287,6 +297,7 @@ fn third_party_grub(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -318,6 +329,7 @@ fn third_party_linux(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(180),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -335,6 +347,7 @@ fn xen_hello(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(180),
             first_guest_line: Some(HELLO_GREETING),
+            anywhere: &[],
         },
     )
 }
@@ -359,6 +372,7 @@ fn pagetables(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -388,6 +402,7 @@ fn xen_pagetables(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -465,6 +480,7 @@ fn shim_lines(
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -500,6 +516,7 @@ fn xen_lines_with(
             end: End::StopWhenSeen,
             timeout,
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -515,6 +532,139 @@ fn xen_pingpong_loopback(ctx: &Ctx) -> Result<Pass, Failure> {
         "loopback rounds=10000",
         PINGPONG_LOOPBACK_LINES,
         Duration::from_secs(180),
+    )
+}
+
+/// A bundle scenario: `domains` boot together; `anywhere` lines must all appear (the
+/// domains' output interleaves), nothing in `fail_on` may, and QEMU must end with `end`.
+fn bundle_lines(
+    ctx: &Ctx,
+    domains: &[BundleGuest],
+    anywhere: &[&str],
+    fail_on: &[&str],
+    end: Outcome,
+) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle { domains },
+            expect: &[],
+            fail_on,
+            end: End::Outcome(end),
+            timeout: Duration::from_secs(120),
+            first_guest_line: None,
+            anywhere,
+        },
+    )
+}
+
+fn domu<'a>(example: &'a str, cmdline: &'a str) -> BundleGuest<'a> {
+    BundleGuest {
+        example,
+        role: Role::DomU,
+        memory_mib: 16,
+        cmdline,
+    }
+}
+
+fn hello3(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Manifest {
+                path: "bundles/hello3.toml",
+            },
+            expect: &[],
+            fail_on: &["crashed", "PANIC"],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+            anywhere: &[
+                "(shim) bundle: 3 domains",
+                "flags: 0x3 (privileged: true, initial domain: true)",
+                "(d1)   command line: \"greeting from d1\"",
+                "(d2)   command line: \"\"",
+                "(d1)   flags: 0x0 (privileged: false, initial domain: false)",
+                "(shim) d0 (hello) shut down: poweroff",
+                "(shim) d1 (hello-1) shut down: poweroff",
+                "(shim) d2 (hello-2) shut down: poweroff",
+            ],
+        },
+    )
+}
+
+fn timers(ctx: &Ctx) -> Result<Pass, Failure> {
+    shim_lines(ctx, "timers", TIMERS_LINES, &[])
+}
+
+fn pingpong_loopback(ctx: &Ctx) -> Result<Pass, Failure> {
+    let mut expect = PINGPONG_LOOPBACK_LINES.to_vec();
+    expect.push("(shim) d0 (pingpong) shut down: poweroff");
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest: "pingpong",
+                guest_cmdline: "loopback rounds=10000",
+            },
+            expect: &expect,
+            fail_on: &["FAILED", "fatal exception", "crashed"],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(120),
+            first_guest_line: None,
+            anywhere: &[],
+        },
+    )
+}
+
+fn pingpong(ctx: &Ctx) -> Result<Pass, Failure> {
+    bundle_lines(
+        ctx,
+        &[
+            domu("pingpong", "ping peer=2 rounds=10000"),
+            domu("pingpong", "pong peer=1 rounds=10000"),
+        ],
+        &[
+            "(d1) pingpong: OK: ping, 10000 rounds with domain 2; no lost or duplicated event",
+            "(d2) pingpong: OK: pong",
+            "(shim) d1 (pingpong) shut down: poweroff",
+            "(shim) d2 (pingpong-1) shut down: poweroff",
+        ],
+        &["FAILED", "crashed", "PANIC"],
+        Outcome::PowerOff,
+    )
+}
+
+fn pingpong_crash(ctx: &Ctx) -> Result<Pass, Failure> {
+    bundle_lines(
+        ctx,
+        &[
+            domu("pingpong", "ping peer=2 rounds=10000"),
+            domu("pingpong", "pong peer=1 crash-after=500"),
+        ],
+        &[
+            "(d2) pingpong: pong: crashing on purpose after 500 rounds",
+            "(shim) d2 (pingpong-1) shut down: crash",
+            "(d1) pingpong: ping: saw the port closed by domain 2 after 500 rounds",
+            "(shim) d1 (pingpong) shut down: poweroff",
+        ],
+        &["FAILED", "d1 (pingpong) crashed", "PANIC"],
+        Outcome::PowerOff,
+    )
+}
+
+fn attack_evtchn_exhaust_domu(ctx: &Ctx) -> Result<Pass, Failure> {
+    bundle_lines(
+        ctx,
+        &[domu("attack", "evtchn-exhaust")],
+        &[
+            "(d1) attack evtchn-exhaust: result -28 ENOSPC",
+            "(d1) attack evtchn-exhaust: 1023 ports allocated before the refusal",
+            "(d1) attack evtchn-exhaust: legitimate call ok",
+            "(shim) d1 (attack) shut down: poweroff",
+        ],
+        &["FAILED", "crashed", "PANIC"],
+        Outcome::PowerOff,
     )
 }
 
@@ -553,6 +703,7 @@ fn xen_crash(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -587,6 +738,7 @@ fn attack_on_shim(ctx: &Ctx, a: &Attack) -> Result<Pass, Failure> {
             end: End::Outcome(end),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -618,6 +770,7 @@ fn xen_attack_all(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -639,6 +792,7 @@ fn xen_attack_fatal(ctx: &Ctx, a: &Attack) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -663,25 +817,13 @@ pub enum Boot<'a> {
     /// The shim with a domain bundle of examples, named after them as `cargo xtask run
     /// hello hello` names them (`hello`, `hello-1`, ...); dom0 gets domain id 0, the
     /// domUs 1, 2, ... in this order.
-    #[allow(
-        dead_code,
-        reason = "for the bundle scenarios, once the shim boots bundles"
-    )]
     Bundle { domains: &'a [BundleGuest<'a>] },
     /// The shim with the domain bundle of a manifest (a path from the workspace root,
     /// e.g. `bundles/hello3.toml`).
-    #[allow(
-        dead_code,
-        reason = "for the bundle scenarios, once the shim boots bundles"
-    )]
     Manifest { path: &'a str },
 }
 
 /// One domain of a [`Boot::Bundle`].
-#[allow(
-    dead_code,
-    reason = "for the bundle scenarios, once the shim boots bundles"
-)]
 pub struct BundleGuest<'a> {
     /// The example under `examples/`.
     pub example: &'a str,
@@ -734,6 +876,9 @@ pub struct Check<'a> {
     pub timeout: Duration,
     /// The line whose arrival time is reported as "first guest line".
     pub first_guest_line: Option<&'a str>,
+    /// Substrings that must each appear on some line, in any order (domains running
+    /// side by side interleave their output).
+    pub anywhere: &'a [&'a str],
 }
 
 /// Boots, waits for the expected lines in order, checks how the run ended.
@@ -785,16 +930,20 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
     let stop_when_seen = matches!(c.end, End::StopWhenSeen);
 
     let mut seen = 0;
+    let mut found = vec![false; c.anywhere.len()];
     let mut fatal: Option<String> = None;
     let captured = qemu::run_captured(cmd, c.timeout, ctx.verbose, |line| {
         if seen < c.expect.len() && line.contains(c.expect[seen]) {
             seen += 1;
         }
+        for (f, a) in found.iter_mut().zip(c.anywhere) {
+            *f |= line.contains(a);
+        }
         if let Some(f) = c.fail_on.iter().find(|f| line.contains(**f)) {
             fatal = Some(format!("saw {f:?}"));
             return Control::Stop;
         }
-        if stop_when_seen && seen == c.expect.len() {
+        if stop_when_seen && seen == c.expect.len() && found.iter().all(|&f| f) {
             return Control::Stop;
         }
         Control::Continue
@@ -811,6 +960,9 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
         reasons.push(format!(
             "no line containing {missing:?} (lines are expected in order)"
         ));
+    }
+    for (_, missing) in found.iter().zip(c.anywhere).filter(|(f, _)| !**f) {
+        reasons.push(format!("no line containing {missing:?}"));
     }
     if let (End::Outcome(want), Some(status)) = (&c.end, captured.status) {
         let got = qemu::outcome(status);
