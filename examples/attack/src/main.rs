@@ -788,8 +788,8 @@ const NO_SUCH_DOMAIN: domid_t = 0x7000;
 
 /// Binding to a port that was left unbound for another domain, not for us.
 fn evtchn_bind_foreign(c: &Ctx) {
-    let port = hypercall::evtchn_alloc_unbound(DOMID_SELF, NO_SUCH_DOMAIN - 1)
-        .expect("alloc_unbound");
+    let port =
+        hypercall::evtchn_alloc_unbound(DOMID_SELF, NO_SUCH_DOMAIN - 1).expect("alloc_unbound");
     c.result_of(hypercall::evtchn_bind_interdomain(DOMID_SELF, port));
     let _ = hypercall::evtchn_close(port);
     let mine = hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).expect("alloc_unbound");
@@ -859,9 +859,10 @@ fn evtchn_exhaust(c: &Ctx) {
     };
     c.result(-err.0);
     println!("attack {}: {n} ports allocated before the refusal", c.name);
-    c.legit(hypercall::evtchn_reset(DOMID_SELF).and_then(|()| {
-        hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).map(|_| ())
-    }));
+    c.legit(
+        hypercall::evtchn_reset(DOMID_SELF)
+            .and_then(|()| hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).map(|_| ())),
+    );
     let _ = hypercall::evtchn_reset(DOMID_SELF);
 }
 
