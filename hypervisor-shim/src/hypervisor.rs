@@ -68,8 +68,11 @@ const STACK_WORDS: u64 = 4;
 /// What the arch layer does after a trap.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Load this L4 and `iretq` into [`Hypervisor::resume_frame`].
-    Resume { l4: Mfn },
+    /// Load this L4 and `iretq` into [`Hypervisor::resume_frame`]. `work`: something
+    /// besides (the timer, the FPU, segment bases or CR0.TS) may need loading: ask
+    /// [`Hypervisor::take_deadline`], [`Hypervisor::take_fpu_switch`] and
+    /// [`Hypervisor::take_guest_cpu`]. Most hypercalls need none of it.
+    Resume { l4: Mfn, work: bool },
     /// No domain is ready: wait for the timer (see [`Hypervisor::take_deadline`]), then
     /// call [`Hypervisor::wake_from_idle`].
     Idle,
@@ -211,6 +214,17 @@ impl<M: Machine> Hypervisor<M> {
     /// (possibly another domain's).
     pub fn handle(&mut self, cr2: u64, console: &mut dyn FnMut(&[u8])) -> Next {
         let cur = self.current;
+        // The null hypercall, answered before any set-up: it changes nothing but RAX.
+        if let Some(d) = self.domains.get_mut(cur) {
+            let r = &mut d.regs;
+            if r.vector == SYSCALL_VECTOR
+                && d.vcpu.kernel_mode
+                && hypercall::is_null_hypercall(r.rax, r.rdi)
+            {
+                r.rax = hypercall::VERSION_WORD as u64;
+                return self.resume_current();
+            }
+        }
         let Some(mut dom) = self.domains.take(cur) else {
             return self.reschedule(false);
         };
@@ -274,6 +288,7 @@ impl<M: Machine> Hypervisor<M> {
 
     /// Runs expired timers, tears down dead domains and picks the domain to run (round
     /// robin, see `scheduler.rs`). `tick`: the timer interrupt, which may end a slice.
+    #[inline(never)]
     fn reschedule(&mut self, tick: bool) -> Next {
         loop {
             let now = self.now();
@@ -339,6 +354,7 @@ impl<M: Machine> Hypervisor<M> {
     }
 
     /// Makes `next` the running domain at system time `now`.
+    #[inline(never)]
     fn switch_to(&mut self, next: DomId, now: u64) {
         let prev = self.current;
         if let Some(d) = self.domains.get_mut(prev) {
@@ -372,6 +388,7 @@ impl<M: Machine> Hypervisor<M> {
 
     /// The next timer deadline: the earliest vCPU timer, and the end of the slice if
     /// another domain waits for the CPU.
+    #[inline(never)]
     fn set_deadline(&mut self, now: u64) {
         let cur = self.current;
         let mut next = self
@@ -398,6 +415,7 @@ impl<M: Machine> Hypervisor<M> {
 
     /// Delivers pending events to the current domain and checks its return frame; a
     /// domain that cannot be resumed dies (and `Idle` asks the caller to pick again).
+    #[inline]
     fn resume_current(&mut self) -> Next {
         let cur = self.current;
         let Some(dom) = self.domains.get_mut(cur) else {
@@ -408,6 +426,7 @@ impl<M: Machine> Hypervisor<M> {
         match r {
             Ok(()) => Next::Resume {
                 l4: dom.active_l4(),
+                work: dom.vcpu.cpu_dirty || self.deadline_changed || self.fpu_owner != Some(cur),
             },
             Err(why) => {
                 let frame = dom.regs;
@@ -451,6 +470,7 @@ impl<M: Machine> Hypervisor<M> {
 
     /// Tears down every domain that stopped (or was destroyed) since the last look, and
     /// drops the records of destroyed dead ones.
+    #[inline(never)]
     fn reap_dead(&mut self) {
         let stopped: Vec<DomId> = self
             .domains
@@ -475,6 +495,7 @@ impl<M: Machine> Hypervisor<M> {
     /// Tears down a stopped domain: memory scrubbed and returned, ports closed (their
     /// peers see them unbound), and `VIRQ_DOM_EXC` raised for the control domain. The
     /// record stays, for a privileged domain to read and destroy.
+    #[inline(never)]
     fn reap(&mut self, id: DomId) {
         let Some(mut dom) = self.domains.take(id) else {
             return;
@@ -554,6 +575,8 @@ impl<M: Machine> Hypervisor<M> {
 
 /// Kills `dom` for `why`, with a report of what it did (`frame`: its registers when it
 /// entered the shim).
+#[cold]
+#[inline(never)]
 fn crash<M: Machine>(m: &mut M, dom: &mut Domain, frame: &TrapFrame, cr2: u64, why: &str) {
     let mut report = String::new();
     let who = format!("d{} ({}) crashed", dom.id, dom.name);
@@ -651,12 +674,8 @@ mod tests {
         f.rax = xen_sys::__HYPERVISOR_xen_version as u64;
         f.rdi = xen_sys::XENVER_pagesize as u64;
         let next = enter(&mut h, &f, 0);
-        assert_eq!(
-            next,
-            Next::Resume {
-                l4: h.domains[0].l4
-            }
-        );
+        let l4 = h.domains[0].l4;
+        assert!(matches!(next, Next::Resume { l4: to, .. } if to == l4));
         let f = *h.resume_frame().unwrap();
         assert_eq!(f.rax, 4096);
     }

@@ -236,20 +236,22 @@ extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
 /// due, switches the CPU to the domain to run, and returns the frame to `iretq` to.
 fn resume(hv: &mut Hypervisor<DirectMap>, mut next: Next) -> *const TrapFrame {
     loop {
-        if let Some(deadline) = hv.take_deadline() {
-            apic::arm(deadline);
-        }
         match next {
-            Next::Resume { l4 } => {
-                if let Some(sw) = hv.take_fpu_switch() {
-                    // SAFETY: the areas are the domains' boxed, aligned FXSAVE areas.
-                    unsafe { cpu::switch_fpu(sw.save, sw.load) };
+            Next::Resume { l4, work } => {
+                if work {
+                    if let Some(deadline) = hv.take_deadline() {
+                        apic::arm(deadline);
+                    }
+                    if let Some(sw) = hv.take_fpu_switch() {
+                        // SAFETY: the areas are the domains' boxed, aligned FXSAVE areas.
+                        unsafe { cpu::switch_fpu(sw.save, sw.load) };
+                    }
+                    if let Some(guest) = hv.take_guest_cpu() {
+                        cpu::load_guest_state(&guest);
+                    }
                 }
                 // SAFETY: every domain L4 carries the direct-map slot.
                 unsafe { cpu::load_cr3(l4) };
-                if let Some(guest) = hv.take_guest_cpu() {
-                    cpu::load_guest_state(&guest);
-                }
                 // The entry stub pops the registers from here and `iretq`s. The pointer
                 // outlives the lock: there is one CPU, interrupts stay off, and nothing
                 // touches the domain again before the next entry, after the `iretq`.
@@ -262,6 +264,9 @@ fn resume(hv: &mut Hypervisor<DirectMap>, mut next: Next) -> *const TrapFrame {
                 return regs;
             }
             Next::Idle => {
+                if let Some(deadline) = hv.take_deadline() {
+                    apic::arm(deadline);
+                }
                 cpu::idle_until_interrupt();
                 next = hv.wake_from_idle();
             }

@@ -26,7 +26,7 @@ mod vm_assist;
 pub use event_channel::close_all_ports;
 pub use multicall::BATCH as MULTICALL_BATCH;
 pub use vcpu_op::update_runstate_area;
-pub use version::VERSION;
+pub use version::{is_null_hypercall, VERSION, VERSION_WORD};
 
 use xen_sys::*;
 
@@ -81,6 +81,7 @@ pub(crate) fn err(e: xen_errno) -> i64 {
 /// Runs the hypercall described by `dom.regs` and stores its result in `dom.regs.rax`.
 /// Only ever called for guest kernel mode: SYSCALL from guest user mode goes to the
 /// guest's syscall callback instead (`exception::syscall_from_user`).
+#[inline(always)]
 pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
     let r = &dom.regs;
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];

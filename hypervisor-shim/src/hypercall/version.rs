@@ -10,7 +10,7 @@ use crate::machine::Machine;
 /// We implement the Xen 4.17 guest interface (the pinned headers' version).
 pub const VERSION: (u32, u32) = (4, 17);
 /// What `XENVER_version` returns: major in the high 16 bits, minor in the low.
-const VERSION_WORD: i64 = ((VERSION.0 << 16) | VERSION.1) as i64;
+pub const VERSION_WORD: i64 = ((VERSION.0 << 16) | VERSION.1) as i64;
 const EXTRAVERSION: &str = ".0-shim";
 const CAPABILITIES: &str = "xen-3.0-x86_64 ";
 
@@ -58,6 +58,13 @@ fn put_str<M: Machine + ?Sized>(
     let mut buf = alloc::vec![0u8; size];
     fill_str(&mut buf, s);
     copy_out(env, dom, va, &buf)
+}
+
+/// `XENVER_version` is the guests' null hypercall (Linux forces pending events with
+/// it): the shim answers it before any other set-up (`Hypervisor::handle`).
+#[inline]
+pub fn is_null_hypercall(nr: u64, cmd: u64) -> bool {
+    nr == __HYPERVISOR_xen_version as u64 && cmd == XENVER_version as u64
 }
 
 #[inline]
