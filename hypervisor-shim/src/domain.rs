@@ -66,6 +66,8 @@ pub struct Domain {
     pub dead: bool,
     /// A privileged domain destroyed it: the record goes once it is torn down.
     pub destroy: bool,
+    /// `console_io` output not yet printed: the current line (domUs only).
+    pub console_line: Vec<u8>,
 }
 
 impl Domain {
@@ -105,6 +107,7 @@ impl Domain {
             fpu: Box::default(),
             dead: false,
             destroy: false,
+            console_line: Vec::new(),
             vcpu_info_page: None,
         }
     }

@@ -30,8 +30,13 @@ pub enum Binding {
     /// Port 0: never allocated (`ECS_RESERVED`).
     Reserved,
     /// Waiting for `remote` to bind to it.
-    Unbound { remote: DomId },
-    Interdomain { remote: DomId, port: Port },
+    Unbound {
+        remote: DomId,
+    },
+    Interdomain {
+        remote: DomId,
+        port: Port,
+    },
     Virq(u32),
     Ipi,
 }

@@ -62,7 +62,12 @@ pub fn inject<M: Machine + ?Sized>(
     let mut error_code = fault.error_code.filter(|_| !software);
     if vector == 14 && !software {
         dom.vcpu.cr2 = fault.cr2;
-        write_u64(m, dom.vcpu_info.mfn, dom.vcpu_info.offset + VCPU_CR2, fault.cr2);
+        write_u64(
+            m,
+            dom.vcpu_info.mfn,
+            dom.vcpu_info.offset + VCPU_CR2,
+            fault.cr2,
+        );
         // The hardware always says "user" (the PV kernel runs in ring 3): say what the
         // guest means by it.
         error_code = error_code

@@ -262,6 +262,11 @@ impl<M: Machine> Hypervisor<M> {
         self.reschedule(false)
     }
 
+    /// Picks the first domain to run, once every domain of the boot module is built.
+    pub fn start(&mut self) -> Next {
+        self.reschedule(false)
+    }
+
     /// The CPU idled until an interrupt: run what became due.
     pub fn wake_from_idle(&mut self) -> Next {
         self.reschedule(true)
@@ -285,6 +290,11 @@ impl<M: Machine> Hypervisor<M> {
                 .get_mut(cur)
                 .is_some_and(|d| core::mem::take(&mut d.sched.yielded));
             let slice_over = tick && now >= self.slice_end;
+            if tick {
+                // The interrupt may come a little before the deadline as the TSC sees
+                // it (two clocks): whatever is due next, arm it again.
+                self.deadline_changed = true;
+            }
             let next = if cur_ready && !yielded && !slice_over {
                 Some(cur)
             } else {
@@ -510,7 +520,11 @@ impl<M: Machine> Hypervisor<M> {
         if destroy {
             self.domains.remove(id);
         }
-        for d in self.domains.iter_mut().filter(|d| d.privileged && d.runnable()) {
+        for d in self
+            .domains
+            .iter_mut()
+            .filter(|d| d.privileged && d.runnable())
+        {
             evtchn::send_virq(&mut self.machine, d, xen_sys::VIRQ_DOM_EXC);
         }
     }

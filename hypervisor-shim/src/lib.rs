@@ -30,6 +30,8 @@ pub mod hypervisor;
 pub mod layout;
 pub mod m2p;
 pub mod machine;
+#[cfg(test)]
+mod many_domains_tests;
 pub mod mm;
 pub mod msr;
 pub mod paging;

@@ -170,12 +170,7 @@ impl Clock {
             offset_of!(shared_info, wc_nsec),
             &self.wall_nsec.to_le_bytes(),
         );
-        write_bytes(
-            m,
-            shared_info,
-            vo,
-            &version.wrapping_add(1).to_le_bytes(),
-        );
+        write_bytes(m, shared_info, vo, &version.wrapping_add(1).to_le_bytes());
     }
 }
 
@@ -202,11 +197,20 @@ mod tests {
 
     #[test]
     fn scale_matches_the_rate() {
-        for hz in [1_000_000_000u64, 2_400_000_000, 3_193_000_000, 100_000_000, 25_000_000] {
+        for hz in [
+            1_000_000_000u64,
+            2_400_000_000,
+            3_193_000_000,
+            100_000_000,
+            25_000_000,
+        ] {
             let s = TimeScale::for_hz(hz);
             // One second of ticks is one second, within a part per million.
             let ns = s.scale(hz);
-            assert!(ns.abs_diff(NS_PER_SEC) <= NS_PER_SEC / 1_000_000, "{hz}: {ns}");
+            assert!(
+                ns.abs_diff(NS_PER_SEC) <= NS_PER_SEC / 1_000_000,
+                "{hz}: {ns}"
+            );
             let ns = s.scale(hz * 3600);
             assert!(ns.abs_diff(3600 * NS_PER_SEC) <= 3600 * 1000, "{hz}: {ns}");
         }
@@ -221,7 +225,10 @@ mod tests {
         for ns in [0u64, 1, 999, 1_000_000, 123_456_789_012] {
             let t = c.tsc_at(ns);
             assert!(c.ns_at(t) >= ns, "{ns}");
-            assert!(t == c.tsc0 || c.ns_at(t - 1) < ns, "{ns}: the first such tick");
+            assert!(
+                t == c.tsc0 || c.ns_at(t - 1) < ns,
+                "{ns}: the first such tick"
+            );
         }
         assert_eq!(c.ns_at(0), 0, "before tsc0 is time 0");
     }

@@ -6,7 +6,7 @@ use core::arch::asm;
 use core::mem::size_of;
 
 use hypervisor_shim::trap::{SHIM_CS, SHIM_DS, TSS_SEL};
-use hypervisor_shim::vcpu::GuestCpu;
+use hypervisor_shim::vcpu::{FpuArea, GuestCpu};
 use x86_64::registers::model_specific::Msr;
 
 use super::entry;
@@ -109,6 +109,9 @@ pub fn init() {
             let ist = if v == 2 || v == 8 || v == 18 { 1 } else { 0 };
             t.idt[v] = gate(*stub, dpl, ist);
         }
+        for (v, stub) in entry::interrupt_stubs() {
+            t.idt[v as usize] = gate(stub, 0, 0);
+        }
 
         let gdtr = DescriptorPointer {
             limit: (size_of::<[u64; GDT_ENTRIES]>() - 1) as u16,
@@ -204,6 +207,30 @@ pub unsafe fn load_cr3(mfn: u64) {
 pub fn load_idle_tables() {
     // SAFETY: the boot tables map the shim's direct map exactly as at boot.
     unsafe { load_cr3(super::boot::boot_l4_mfn()) };
+}
+
+/// Waits for an interrupt with interrupts enabled just for the wait (`sti; hlt` is
+/// atomic: the interrupt cannot slip in between), and returns with them off again.
+pub fn idle_until_interrupt() {
+    // SAFETY: the only interrupts are the APIC's, whose ring-0 handler acknowledges and
+    // returns (`trap_entry`), touching no shim state.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}
+
+/// Swaps the x87/SSE registers: saves them into `save` (if any), loads `load`.
+///
+/// # Safety
+/// Both areas must be valid, 16-byte aligned FXSAVE areas (the domains' `fpu`).
+pub unsafe fn switch_fpu(save: Option<*mut FpuArea>, load: *const FpuArea) {
+    // SAFETY: CR0.TS is cleared first so FXSAVE/FXRSTOR cannot #NM in the shim; the
+    // caller loads the guest's virtual TS afterwards. The areas are valid per contract.
+    unsafe {
+        asm!("clts", options(nomem, nostack));
+        if let Some(p) = save {
+            asm!("fxsave64 [{}]", in(reg) p, options(nostack));
+        }
+        asm!("fxrstor64 [{}]", in(reg) load, options(nostack));
+    }
 }
 
 /// Stops the machine for good (interrupts off, hlt forever).

@@ -45,6 +45,10 @@ impl Machine for DirectMap {
         }
     }
 
+    fn tsc(&self) -> u64 {
+        super::cpu::rdtsc()
+    }
+
     fn port_in(&mut self, port: u16, size: u8) -> u32 {
         use x86_64::instructions::port::Port;
         // SAFETY: the lib only asks for ports the privileged domain may use

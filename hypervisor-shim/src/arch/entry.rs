@@ -50,6 +50,20 @@ trap_stub_\v:
     jmp trap_common
     .endr
 
+    /* The local APIC's timer and spurious vectors: interrupts, no error code. */
+    .balign 16
+    .global timer_stub
+timer_stub:
+    push $0
+    push ${timer_vector}
+    jmp trap_common
+    .balign 16
+    .global spurious_stub
+spurious_stub:
+    push $0
+    push ${spurious_vector}
+    jmp trap_common
+
     .section .rodata.trap_stub_table, "a"
     .balign 8
     .global trap_stub_table
@@ -146,6 +160,8 @@ enter_frame:
     cs = const hypervisor_shim::trap::RING3_CS64,
     cs32 = const hypervisor_shim::trap::RING3_CS32,
     syscall_vector = const hypervisor_shim::trap::SYSCALL_VECTOR,
+    timer_vector = const hypervisor_shim::trap::TIMER_VECTOR,
+    spurious_vector = const hypervisor_shim::trap::SPURIOUS_VECTOR,
     cs_offset = const core::mem::offset_of!(TrapFrame, cs),
     options(att_syntax)
 );
@@ -156,6 +172,8 @@ unsafe extern "C" {
     static shim_stack_top: u8;
     static ist_stack_top: u8;
     fn syscall_entry();
+    fn timer_stub();
+    fn spurious_stub();
     fn cstar_entry();
     fn enter_frame(frame: *const TrapFrame) -> !;
 }
@@ -175,6 +193,20 @@ pub fn stacks() -> Stacks {
 pub fn trap_stubs() -> &'static [u64; 32] {
     // SAFETY: the table is immutable data emitted above.
     unsafe { &*core::ptr::addr_of!(trap_stub_table) }
+}
+
+/// Entry stubs of the local APIC's timer and spurious vectors.
+pub fn interrupt_stubs() -> [(u64, u64); 2] {
+    [
+        (
+            hypervisor_shim::trap::TIMER_VECTOR,
+            timer_stub as *const () as u64,
+        ),
+        (
+            hypervisor_shim::trap::SPURIOUS_VECTOR,
+            spurious_stub as *const () as u64,
+        ),
+    ]
 }
 
 pub fn syscall_entry_addr() -> u64 {

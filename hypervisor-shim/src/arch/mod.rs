@@ -1,23 +1,27 @@
 //! The thin, unsafe layer: boot, console, descriptor tables, entry stubs, and the glue
 //! that hands every trap to [`Hypervisor::handle`].
+mod apic;
 mod boot;
 pub mod cpu;
 mod directmap;
 pub mod entry;
+mod rtc;
 pub mod serial;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use hypervisor_shim::bundle::{self, Role};
 use hypervisor_shim::cpuid::CpuidPolicy;
 use hypervisor_shim::exit::ShimExit;
 use hypervisor_shim::frames::FrameAllocator;
-use hypervisor_shim::hypervisor::{Hypervisor, Next};
+use hypervisor_shim::hypervisor::{DomainSpec, Hypervisor, Next};
 use hypervisor_shim::m2p::M2p;
 use hypervisor_shim::machine::PAGE_SIZE;
 use hypervisor_shim::mm::FrameTable;
-use hypervisor_shim::trap::{write_fault_report, TrapFrame};
+use hypervisor_shim::time::Clock;
+use hypervisor_shim::trap::{write_fault_report, TrapFrame, SPURIOUS_VECTOR, TIMER_VECTOR};
 use hypervisor_shim::{boot_info, cmdline};
 use linked_list_allocator::LockedHeap;
 use serial::Serial;
@@ -113,46 +117,75 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
     let image =
         DirectMap::module(mod_start, mod_size).unwrap_or_else(|| fail("boot module out of reach"));
     let frame_table = FrameTable::new(top, &frames, &m2p, &shim_l4);
-    let mut hv = Hypervisor {
+    let Some(tsc_hz) = apic::init() else {
+        fail("the PIT does not count: cannot measure the TSC")
+    };
+    let clock = Clock::new(tsc_hz, cpu::rdtsc(), rtc::unix_time(), 0);
+    log::info!(
+        "clock: TSC {} kHz, APIC timer {} kHz, wall clock {} s",
+        tsc_hz / 1000,
+        apic::timer_hz() / 1000,
+        clock.wall_sec
+    );
+    let mut hv = Hypervisor::new(
         machine,
         frames,
         m2p,
         shim_l4,
         frame_table,
-        domains: Vec::new(),
-        current: 0,
-        cmdline: String::from(&*info.cmdline),
-        cpuid: CpuidPolicy::from_host(cpu::host_cpuid, top),
-    };
-    let nr_pages = opts
-        .dom0_pages
-        .min(hv.frames.free_frames().saturating_sub(64));
-    let start = cpu::rdtsc();
-    let regs = match hv.create_initial_domain(image, nr_pages, opts.guest_cmdline) {
-        Ok(d) => d.regs,
-        Err(e) => fail(&alloc::format!("domain 0: {e}")),
-    };
-    // Read by `cargo xtask bench` (under -icount, TSC ticks count instructions).
-    log::info!(
-        "d0 built: {nr_pages} pages in {} TSC ticks",
-        cpu::rdtsc() - start
+        String::from(&*info.cmdline),
+        CpuidPolicy::from_host(cpu::host_cpuid, top),
+        clock,
     );
-    let l4 = hv.domains[0].l4;
-    let guest = hv.take_guest_cpu().unwrap_or_default();
+    match bundle::parse(image) {
+        Ok(None) => {
+            let nr_pages = opts
+                .dom0_pages
+                .min(hv.frames.free_frames().saturating_sub(64));
+            let start = cpu::rdtsc();
+            if let Err(e) = hv.create_initial_domain(image, nr_pages, opts.guest_cmdline) {
+                fail(&alloc::format!("domain 0: {e}"))
+            }
+            // Read by `cargo xtask bench` (under -icount, TSC ticks count instructions).
+            log::info!(
+                "d0 built: {nr_pages} pages in {} TSC ticks",
+                cpu::rdtsc() - start
+            );
+        }
+        Ok(Some(b)) => {
+            log::info!("bundle: {} domains", b.domains.len());
+            for (i, d) in b.domains.iter().enumerate() {
+                let Some(domid) = b.domid_of(i) else {
+                    fail("bundle: no domain id")
+                };
+                let start = cpu::rdtsc();
+                let spec = DomainSpec {
+                    domid,
+                    name: d.name,
+                    image: d.image,
+                    nr_pages: d.memory_pages(),
+                    cmdline: d.cmdline,
+                    privileged: d.role == Role::Dom0,
+                };
+                if let Err(e) = hv.create_domain(&spec) {
+                    fail(&alloc::format!("domain {domid} ({}): {e}", d.name))
+                }
+                log::info!(
+                    "d{domid} built: {} pages in {} TSC ticks",
+                    spec.nr_pages,
+                    cpu::rdtsc() - start
+                );
+            }
+        }
+        Err(e) => fail(&alloc::format!("{e}")),
+    }
     let mut guard = SHIM.lock();
     let hv = guard.insert(hv);
-    cpu::load_guest_state(&guest);
-    let frame: *const TrapFrame = match hv.resume_frame() {
-        Some(regs) => regs,
-        None => fail("domain 0 vanished"),
-    };
+    let next = hv.start();
+    let frame = resume(hv, next);
     drop(guard);
-    // SAFETY: the frame lives in the domain, which stays put until the next entry.
-    cpu::set_rsp0(unsafe { entry::set_guest_frame(frame) });
-    // SAFETY: the domain's L4 carries the direct-map slot, so the shim stays mapped.
-    unsafe { cpu::load_cr3(l4) };
-    let _ = regs;
-    // SAFETY: as above; the frame is the domain's initial register state.
+    // SAFETY: the frame is the first domain's initial register state, in the domain,
+    // which stays put until the next entry.
     entry::enter(unsafe { &*frame })
 }
 
@@ -160,44 +193,79 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
 extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
     // SAFETY: the entry stub passes the frame it just built (in the running domain's
     // `regs`, on the IST stack, or on the shim stack for a fault in the shim).
-    let frame = unsafe { &*frame };
-    let cr2 = cpu::cr2();
-    if !frame.from_guest() {
+    let frame_ref = unsafe { &*frame };
+    let vector = frame_ref.vector;
+    if !frame_ref.from_guest() {
+        // The timer's interrupt while the shim idles in `hlt`: acknowledge, and let the
+        // idle loop see what became due.
+        match vector {
+            TIMER_VECTOR => {
+                apic::eoi();
+                return frame;
+            }
+            SPURIOUS_VECTOR => return frame,
+            _ => {}
+        }
         let mut s = String::new();
-        let _ = write_fault_report(&mut s, "fault in the shim", frame, cr2);
+        let _ = write_fault_report(&mut s, "fault in the shim", frame_ref, cpu::cr2());
         let _ = write!(Serial, "(shim) {s}");
         exit_qemu(ShimExit::ShimPanic)
     }
+    match vector {
+        // Nothing to acknowledge, nothing to do: the guest goes on (its registers are
+        // in place).
+        SPURIOUS_VECTOR => return frame,
+        TIMER_VECTOR => apic::eoi(),
+        _ => {}
+    }
+    let cr2 = cpu::cr2();
     let mut guard = SHIM.lock();
     let Some(hv) = guard.as_mut() else {
         exit_qemu(ShimExit::ShimPanic)
     };
     // Usually the stub saved the registers in place; an IST entry (NMI, #DF, #MC) saved
     // them on its own stack.
-    if hv.resume_frame().map(|r| r as *const TrapFrame) != Some(frame as *const _) {
-        hv.save_entry_frame(frame);
+    if hv.resume_frame().map(|r| r as *const TrapFrame) != Some(frame) {
+        hv.save_entry_frame(frame_ref);
     }
-    match hv.handle(cr2, &mut |b| Serial::write_bytes(b)) {
-        Next::Resume { l4 } => {
-            // SAFETY: every domain L4 carries the direct-map slot.
-            unsafe { cpu::load_cr3(l4) };
-            if let Some(guest) = hv.take_guest_cpu() {
-                cpu::load_guest_state(&guest);
-            }
-            // The entry stub pops the registers from here and `iretq`s. The pointer
-            // outlives the lock: there is one CPU, interrupts stay off, and nothing
-            // touches the domain again before the next entry, after the `iretq`.
-            let regs: *const TrapFrame = match hv.resume_frame() {
-                Some(regs) => regs,
-                None => exit_qemu(ShimExit::ShimPanic),
-            };
-            // SAFETY: the domain (and its frame) stays put until the next entry.
-            cpu::set_rsp0(unsafe { entry::set_guest_frame(regs) });
-            regs
+    let next = hv.handle(cr2, &mut |b| Serial::write_bytes(b));
+    resume(hv, next)
+}
+
+/// Carries out what the shim decided: programs the timer, idles until something is
+/// due, switches the CPU to the domain to run, and returns the frame to `iretq` to.
+fn resume(hv: &mut Hypervisor<DirectMap>, mut next: Next) -> *const TrapFrame {
+    loop {
+        if let Some(deadline) = hv.take_deadline() {
+            apic::arm(deadline);
         }
-        Next::Halt(exit) => {
-            drop(guard);
-            exit_qemu(exit)
+        match next {
+            Next::Resume { l4 } => {
+                if let Some(sw) = hv.take_fpu_switch() {
+                    // SAFETY: the areas are the domains' boxed, aligned FXSAVE areas.
+                    unsafe { cpu::switch_fpu(sw.save, sw.load) };
+                }
+                // SAFETY: every domain L4 carries the direct-map slot.
+                unsafe { cpu::load_cr3(l4) };
+                if let Some(guest) = hv.take_guest_cpu() {
+                    cpu::load_guest_state(&guest);
+                }
+                // The entry stub pops the registers from here and `iretq`s. The pointer
+                // outlives the lock: there is one CPU, interrupts stay off, and nothing
+                // touches the domain again before the next entry, after the `iretq`.
+                let regs: *const TrapFrame = match hv.resume_frame() {
+                    Some(regs) => regs,
+                    None => exit_qemu(ShimExit::ShimPanic),
+                };
+                // SAFETY: the domain (and its frame) stays put until the next entry.
+                cpu::set_rsp0(unsafe { entry::set_guest_frame(regs) });
+                return regs;
+            }
+            Next::Idle => {
+                cpu::idle_until_interrupt();
+                next = hv.wake_from_idle();
+            }
+            Next::Halt(exit) => exit_qemu(exit),
         }
     }
 }

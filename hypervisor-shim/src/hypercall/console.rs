@@ -1,5 +1,9 @@
 //! `console_io` (`xen.h`): the hypervisor console. Writes go to the serial line; reads
 //! return nothing (input arrives with the console back-end).
+//!
+//! As in Xen (`guest_console_write`), the control domain writes straight through, and
+//! every other domain's output is collected into whole lines, printed with a `(dN) `
+//! prefix: domains running in turn never cut into each other's lines.
 
 use xen_sys::*;
 
@@ -12,7 +16,7 @@ const CHUNK: usize = 512;
 
 pub fn console_io<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
-    dom: &Domain,
+    dom: &mut Domain,
     cmd: u64,
     count: u64,
     buffer: u64,
@@ -31,13 +35,42 @@ pub fn console_io<M: Machine + ?Sized>(
                 if env.guest(dom).read(va, &mut buf[..n]).is_err() {
                     return err(XEN_EFAULT);
                 }
-                (env.console)(&buf[..n]);
+                if dom.id == 0 {
+                    (env.console)(&buf[..n]);
+                } else {
+                    write_lines(env, dom, &buf[..n]);
+                }
                 done += n as u64;
             }
             0
         }
         CONSOLEIO_read => 0,
         _ => err(XEN_ENOSYS),
+    }
+}
+
+/// Longest line kept for a domain before it is printed anyway (Xen's
+/// `DOMAIN_PBUF_SIZE`).
+const LINE_MAX: usize = 200;
+
+fn write_lines<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let room = LINE_MAX - dom.console_line.len();
+        let (n, eol) = match bytes.iter().take(room).position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (bytes.len().min(room), bytes.len() >= room),
+        };
+        dom.console_line.extend_from_slice(&bytes[..n]);
+        bytes = &bytes[n..];
+        if eol {
+            let prefix = alloc::format!("(d{}) ", dom.id);
+            (env.console)(prefix.as_bytes());
+            if dom.console_line.last() != Some(&b'\n') {
+                dom.console_line.push(b'\n');
+            }
+            (env.console)(&dom.console_line);
+            dom.console_line.clear();
+        }
     }
 }
 
@@ -67,6 +100,32 @@ mod tests {
             0
         );
         assert_eq!(w.out, big);
+    }
+
+    #[test]
+    fn a_domu_writes_whole_prefixed_lines() {
+        let mut w = World::new(false);
+        w.dom.id = 3;
+        w.poke(SCRATCH, b"one\ntw");
+        let write = |w: &mut World, n: u64| {
+            w.call(
+                __HYPERVISOR_console_io,
+                &[CONSOLEIO_write as u64, n, SCRATCH],
+            )
+        };
+        assert_eq!(write(&mut w, 6), 0);
+        assert_eq!(w.out, b"(d3) one\n", "the partial line waits");
+        w.poke(SCRATCH, b"o\n");
+        assert_eq!(write(&mut w, 2), 0);
+        assert_eq!(w.out, b"(d3) one\n(d3) two\n");
+        w.out.clear();
+        w.poke(SCRATCH, &[b'x'; 250]);
+        assert_eq!(write(&mut w, 250), 0);
+        assert_eq!(
+            w.out.len(),
+            5 + 200 + 1,
+            "an overlong line is cut at 200 bytes"
+        );
     }
 
     #[test]

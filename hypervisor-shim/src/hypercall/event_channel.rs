@@ -57,7 +57,12 @@ fn fault<T>(_: T) -> xen_errno {
     XEN_EFAULT
 }
 
-fn op<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, cmd: u64, arg: u64) -> Result<()> {
+fn op<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    cmd: u64,
+    arg: u64,
+) -> Result<()> {
     let at = |off: usize| arg.wrapping_add(off as u64);
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
         EVTCHNOP_alloc_unbound => {
@@ -111,17 +116,15 @@ fn op<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, cmd: u64, arg
             if dom.evtchn.virqs[virq as usize] != 0 {
                 return Err(XEN_EEXIST);
             }
-            let port = dom
-                .evtchn
-                .alloc(Binding::Virq(virq))
-                .ok_or(XEN_ENOSPC)?;
+            let port = dom.evtchn.alloc(Binding::Virq(virq)).ok_or(XEN_ENOSPC)?;
             dom.evtchn.virqs[virq as usize] = port;
             env.guest(dom)
                 .write_u32(at(offset_of!(evtchn_bind_virq, port)), port)
                 .map_err(fault)
         }
         EVTCHNOP_bind_ipi => {
-            let vcpu = env.guest(dom)
+            let vcpu = env
+                .guest(dom)
                 .read_u32(at(offset_of!(evtchn_bind_ipi, vcpu)))
                 .map_err(fault)?;
             if vcpu != 0 {
@@ -133,20 +136,23 @@ fn op<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, cmd: u64, arg
                 .map_err(fault)
         }
         EVTCHNOP_close => {
-            let port = env.guest(dom)
+            let port = env
+                .guest(dom)
                 .read_u32(at(offset_of!(evtchn_close, port)))
                 .map_err(fault)?;
             close(env.machine, dom, env.domains, port)
         }
         EVTCHNOP_send => {
-            let port = env.guest(dom)
+            let port = env
+                .guest(dom)
                 .read_u32(at(offset_of!(evtchn_send, port)))
                 .map_err(fault)?;
             send(env, dom, port)
         }
         EVTCHNOP_status => status(env, dom, arg),
         EVTCHNOP_unmask => {
-            let port = env.guest(dom)
+            let port = env
+                .guest(dom)
                 .read_u32(at(offset_of!(evtchn_unmask, port)))
                 .map_err(fault)?;
             if !dom.evtchn.is_valid(port) {
@@ -176,7 +182,8 @@ fn op<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, cmd: u64, arg
             }
         }
         EVTCHNOP_reset => {
-            let target = env.guest(dom)
+            let target = env
+                .guest(dom)
                 .read_u16(at(offset_of!(evtchn_reset, dom)))
                 .map_err(fault)?;
             let target = if target == DOMID_SELF { dom.id } else { target };
@@ -284,11 +291,17 @@ fn send<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, port: Port)
         return Err(XEN_EINVAL);
     }
     match dom.evtchn.get(port).map(|c| c.binding) {
-        Some(Binding::Interdomain { remote, port: rport }) if remote == dom.id => {
+        Some(Binding::Interdomain {
+            remote,
+            port: rport,
+        }) if remote == dom.id => {
             evtchn::set_pending(env.machine, dom, rport);
             Ok(())
         }
-        Some(Binding::Interdomain { remote, port: rport }) => {
+        Some(Binding::Interdomain {
+            remote,
+            port: rport,
+        }) => {
             if let Some(rd) = env.domains.get_mut(remote) {
                 let was_ready = rd.ready();
                 evtchn::set_pending(env.machine, rd, rport);
@@ -372,7 +385,7 @@ fn close_with<M: Machine + ?Sized>(
     m: &mut M,
     dom: &mut Domain,
     others: &mut Domains,
-    mut extra: Option<&mut Domain>,
+    extra: Option<&mut Domain>,
     port: Port,
 ) -> Result<()> {
     if !dom.evtchn.is_valid(port) {
@@ -380,7 +393,10 @@ fn close_with<M: Machine + ?Sized>(
     }
     match dom.evtchn.get(port).map(|c| c.binding) {
         None | Some(Binding::Free | Binding::Reserved) => return Err(XEN_EINVAL),
-        Some(Binding::Interdomain { remote, port: rport }) => {
+        Some(Binding::Interdomain {
+            remote,
+            port: rport,
+        }) => {
             let me = dom.id;
             let unbind = |d: &mut Domain| {
                 if let Some(c) = d.evtchn.get_mut(rport) {
@@ -391,7 +407,7 @@ fn close_with<M: Machine + ?Sized>(
             };
             if remote == me {
                 unbind(dom);
-            } else if let Some(d) = extra.as_deref_mut().filter(|d| d.id == remote) {
+            } else if let Some(d) = extra.filter(|d| d.id == remote) {
                 unbind(d);
             } else if let Some(d) = others.get_mut(remote) {
                 unbind(d);

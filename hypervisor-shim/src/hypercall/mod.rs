@@ -27,8 +27,8 @@ mod version;
 mod vm_assist;
 
 pub use event_channel::close_all_ports;
-pub use vcpu_op::update_runstate_area;
 pub use multicall::BATCH as MULTICALL_BATCH;
+pub use vcpu_op::update_runstate_area;
 pub use version::VERSION;
 
 use xen_sys::*;
@@ -123,9 +123,7 @@ pub(crate) fn call<M: Machine + ?Sized>(
         __HYPERVISOR_memory_op => memory::memory_op(env, dom, a[0], a[1]),
         __HYPERVISOR_set_gdt => gdt::set_gdt(env, dom, a[0], a[1]),
         __HYPERVISOR_update_descriptor => gdt::update_descriptor(env, dom, a[0], a[1]),
-        __HYPERVISOR_event_channel_op => {
-            event_channel::event_channel_op(env, dom, a[0], a[1])
-        }
+        __HYPERVISOR_event_channel_op => event_channel::event_channel_op(env, dom, a[0], a[1]),
         __HYPERVISOR_event_channel_op_compat => {
             event_channel::event_channel_op_compat(env, dom, a[0])
         }

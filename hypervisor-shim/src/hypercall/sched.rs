@@ -117,7 +117,10 @@ fn poll<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -
         }
         list.push(port);
     }
-    if list.iter().any(|&p| evtchn::is_pending(env.machine, dom, p)) {
+    if list
+        .iter()
+        .any(|&p| evtchn::is_pending(env.machine, dom, p))
+    {
         return 0;
     }
     dom.sched.poll = Some(Poll {

@@ -5,7 +5,11 @@ use super::Env;
 use crate::domain::Domain;
 use crate::machine::Machine;
 
-pub fn set_timer_op<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, timeout: u64) -> i64 {
+pub fn set_timer_op<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    timeout: u64,
+) -> i64 {
     // A deadline in the past fires at once, as Xen's does; Xen also clamps deadlines
     // that are negative as signed values (far in the future after a wrap) to "soon".
     dom.sched.singleshot = match timeout {

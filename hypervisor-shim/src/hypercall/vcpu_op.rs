@@ -117,13 +117,19 @@ fn runstate_bytes(dom: &Domain, now: u64) -> [u8; size_of::<vcpu_runstate_info>(
     }
     let mut b = [0u8; size_of::<vcpu_runstate_info>()];
     let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
-    put(offset_of!(vcpu_runstate_info, state), &r.state.to_le_bytes());
+    put(
+        offset_of!(vcpu_runstate_info, state),
+        &r.state.to_le_bytes(),
+    );
     put(
         offset_of!(vcpu_runstate_info, state_entry_time),
         &r.entry_time.to_le_bytes(),
     );
     for (i, t) in time.iter().enumerate() {
-        put(offset_of!(vcpu_runstate_info, time) + 8 * i, &t.to_le_bytes());
+        put(
+            offset_of!(vcpu_runstate_info, time) + 8 * i,
+            &t.to_le_bytes(),
+        );
     }
     b
 }
@@ -143,7 +149,11 @@ pub fn update_runstate_area<M: Machine + ?Sized>(m: &mut M, dom: &Domain, now: u
 
 /// `VCPUOP_register_vcpu_info`: moves `vcpu_info` into a page of the guest's own, held
 /// as writable so that it can never become a page table under the shim's writes.
-fn register_vcpu_info<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> i64 {
+fn register_vcpu_info<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    arg: u64,
+) -> i64 {
     let g = env.guest(dom);
     let (Ok(mfn), Ok(offset)) = (
         g.read_u64(arg.wrapping_add(offset_of!(vcpu_register_vcpu_info, mfn) as u64)),
@@ -187,11 +197,7 @@ fn register_vcpu_info<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domai
         &u64::MAX.to_le_bytes(),
     );
     let tsc = env.machine.tsc();
-    env.clock.publish(
-        env.machine,
-        mfn,
-        offset + offset_of!(vcpu_info, time),
-        tsc,
-    );
+    env.clock
+        .publish(env.machine, mfn, offset + offset_of!(vcpu_info, time), tsc);
     0
 }
