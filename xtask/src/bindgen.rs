@@ -135,8 +135,7 @@ pub fn generate(headers_dir: &Path) -> Result<Vec<(&'static str, String)>> {
         let wrapper = root.join(view.wrapper());
         let wrapper = wrapper.to_str().context("workspace path is not UTF-8")?;
         // clang_macro_fallback writes a precompiled header and a scratch .c file.
-        let scratch =
-            std::env::temp_dir().join(format!("xen-sys-bindgen-{}", std::process::id()));
+        let scratch = std::env::temp_dir().join(format!("xen-sys-bindgen-{}", std::process::id()));
         std::fs::create_dir_all(&scratch)
             .with_context(|| format!("creating {}", scratch.display()))?;
         let result = run_bindgen(view, wrapper, headers, &scratch);
@@ -147,17 +146,15 @@ pub fn generate(headers_dir: &Path) -> Result<Vec<(&'static str, String)>> {
 }
 
 fn run_bindgen(view: View, wrapper: &str, headers: &str, scratch: &Path) -> Result<String> {
-    let builder = bindgen::Builder::default()
-        .header(wrapper)
-        .clang_args([
-            "-target",
-            "x86_64-unknown-linux-gnu",
-            // clang's own <stdint.h>, independent of the host libc headers.
-            "-ffreestanding",
-            // Quote search path only: "sched.h" is Xen's, <sched.h> would be libc's.
-            "-iquote",
-            headers,
-        ]);
+    let builder = bindgen::Builder::default().header(wrapper).clang_args([
+        "-target",
+        "x86_64-unknown-linux-gnu",
+        // clang's own <stdint.h>, independent of the host libc headers.
+        "-ffreestanding",
+        // Quote search path only: "sched.h" is Xen's, <sched.h> would be libc's.
+        "-iquote",
+        headers,
+    ]);
     let builder = match view {
         View::Guest => builder
             .allowlist_file(format!("{}/.*", regex_escape(headers)))
@@ -202,8 +199,8 @@ fn run_bindgen(view: View, wrapper: &str, headers: &str, scratch: &Path) -> Resu
 /// generation.
 pub fn check(headers_dir: &Path, root: &Path) -> Result<()> {
     for (path, fresh) in generate(headers_dir)? {
-        let existing = std::fs::read_to_string(root.join(path))
-            .with_context(|| format!("reading {path}"))?;
+        let existing =
+            std::fs::read_to_string(root.join(path)).with_context(|| format!("reading {path}"))?;
         if fresh != existing {
             bail!("{path} is stale: run `cargo xtask bindgen`");
         }

@@ -328,7 +328,11 @@ fn bindgen_command(root: &std::path::Path, check: bool) -> Result<()> {
     let headers = std::path::Path::new(deps::XEN_HEADERS);
     if check {
         bindgen::check(headers, root)?;
-        println!("{} and {} are up to date", bindgen::OUTPUT, bindgen::TOOLS_OUTPUT);
+        println!(
+            "{} and {} are up to date",
+            bindgen::OUTPUT,
+            bindgen::TOOLS_OUTPUT
+        );
     } else {
         for (path, fresh) in bindgen::generate(headers)? {
             let output = root.join(path);

@@ -60,10 +60,16 @@ pub fn record(dom: &Domain, running: bool, now: u64) -> Record {
     put(offset_of!(I, tot_pages), &dom.tot_pages.to_le_bytes());
     put(offset_of!(I, max_pages), &dom.max_pages.to_le_bytes());
     // For a PV domain the GMFN is the machine frame.
-    put(offset_of!(I, shared_info_frame), &dom.shared_info.to_le_bytes());
+    put(
+        offset_of!(I, shared_info_frame),
+        &dom.shared_info.to_le_bytes(),
+    );
     let cpu_time = dom.sched.runstate.running_time(now);
     put(offset_of!(I, cpu_time), &cpu_time.to_le_bytes());
-    put(offset_of!(I, nr_online_vcpus), &u32::from(online).to_le_bytes());
+    put(
+        offset_of!(I, nr_online_vcpus),
+        &u32::from(online).to_le_bytes(),
+    );
     // vCPU 0 is the only one. Left zero, as for a PV domain in Xen's default
     // configuration: outstanding/shared/paged pages, ssidref (no XSM policy), the
     // handle (set by XEN_DOMCTL_setdomainhandle, which the shim does not have),
@@ -71,15 +77,4 @@ pub fn record(dom: &Domain, running: bool, now: u64) -> Record {
     // shim does not report the host's physical address width to its domains.
     put(offset_of!(I, max_vcpu_id), &0u32.to_le_bytes());
     r
-}
-
-/// Reads back the fields tests look at.
-#[cfg(test)]
-pub fn field_u64(r: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(r[off..off + 8].try_into().unwrap())
-}
-
-#[cfg(test)]
-pub fn field_u32(r: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(r[off..off + 4].try_into().unwrap())
 }

@@ -10,9 +10,8 @@
 
 use core::mem::{offset_of, size_of};
 use xen_sys::tools::{
-    xen_domctl, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMCTL_createdomain,
-    XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo, XEN_DOMCTL_pausedomain,
-    XEN_DOMCTL_unpausedomain,
+    xen_domctl, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo,
+    XEN_DOMCTL_pausedomain, XEN_DOMCTL_unpausedomain, XEN_DOMCTL_INTERFACE_VERSION,
 };
 use xen_sys::*;
 
@@ -35,7 +34,11 @@ fn u32_at(op: &Op, off: usize) -> u32 {
 /// The domain `id` names, which may be the caller itself (taken out of `domains`
 /// while its hypercall runs). `DOMID_SELF` is not accepted, as in Xen's
 /// `rcu_lock_domain_by_id`.
-fn lookup<'a>(domains: &'a mut Domains, caller: &'a mut Domain, id: DomId) -> Option<&'a mut Domain> {
+fn lookup<'a>(
+    domains: &'a mut Domains,
+    caller: &'a mut Domain,
+    id: DomId,
+) -> Option<&'a mut Domain> {
     if id == caller.id {
         Some(caller)
     } else {

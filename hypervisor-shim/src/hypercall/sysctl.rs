@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::mem::{offset_of, size_of};
 use xen_sys::tools::{
     xen_domctl_getdomaininfo, xen_sysctl, xen_sysctl_getdomaininfolist,
-    XEN_SYSCTL_INTERFACE_VERSION, XEN_SYSCTL_getdomaininfolist,
+    XEN_SYSCTL_getdomaininfolist, XEN_SYSCTL_INTERFACE_VERSION,
 };
 use xen_sys::*;
 
@@ -53,7 +53,8 @@ fn getdomaininfolist<M: Machine + ?Sized>(
 ) -> i64 {
     type L = xen_sysctl_getdomaininfolist;
     let u = offset_of!(xen_sysctl, u);
-    let first = u16::from_le_bytes([op[u], op[u + 1]]);
+    let f = u + offset_of!(L, first_domain);
+    let first = u16::from_le_bytes([op[f], op[f + 1]]);
     let max = u32_at(op, u + offset_of!(L, max_domains));
     let b = u + offset_of!(L, buffer);
     let buffer = u64::from_le_bytes(op[b..b + 8].try_into().unwrap_or_default());
