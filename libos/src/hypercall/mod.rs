@@ -6,11 +6,13 @@ use core::mem::size_of;
 
 use xen_sys::*;
 
+mod domctl;
 mod memory;
 mod mmu;
 mod multicall;
 mod traps;
 
+pub use domctl::*;
 pub use memory::*;
 pub use mmu::*;
 pub use multicall::*;
