@@ -111,6 +111,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("cpu", "CPUID (forced emulation), MSRs, segment bases, lazy FPU (#NM), in/cli/sti under the virtual IOPL (as on Xen)", cpu),
         Scenario::new("third-party-grub", "GRUB's PV image (Debian): notes read, PV MMU calls validated, runs until it needs grant tables (issue 5), crash contained", third_party_grub),
         Scenario::new("third-party-linux", "Debian's Linux 6.1 PV kernel: builds, pins and switches to its own page tables and prints its first lines, gets past vcpu_op and event-channel set-up to its debug registers", third_party_linux),
+        Scenario::new("dom0-ctl", "dom0 (examples/ctl) lists domains, pauses a spinning domU (its cpu time stops), unpauses it (it runs again), destroys it (gone from the list); the domU's own domctl/sysctl calls get -EPERM", dom0_ctl),
         Scenario::new("xen-hello", "upstream Xen 4.17 boots examples/hello as dom0: greeting printed", xen_hello),
     ];
     let xen_at = v
@@ -287,6 +288,58 @@ fn third_party_linux(ctx: &Ctx) -> Result<Pass, Failure> {
             ],
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(180),
+            first_guest_line: None,
+        },
+    )
+}
+
+/// The toolstack hypercalls: dom0 controls a CPU-bound domU, which first tries the
+/// same calls itself and must be refused.
+fn dom0_ctl(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle {
+                domains: &[
+                    BundleGuest {
+                        example: "ctl",
+                        role: Role::Dom0,
+                        memory_mib: 64,
+                        cmdline: "",
+                    },
+                    BundleGuest {
+                        example: "spinner",
+                        role: Role::DomU,
+                        memory_mib: 16,
+                        cmdline: "probe",
+                    },
+                ],
+            },
+            expect: &[
+                // The domU's probe runs first thing; ctl waits for 20 ms of its CPU time.
+                "(d1) spinner: probe: every toolstack call refused with -EPERM",
+                "ctl: controlling d1 from d0",
+                "ctl: domains with the domU paused:",
+                "ctl:       0  r-----      65536",
+                "ctl:       1  --p---      16384",
+                "ctl: paused d1: cpu time stayed at",
+                "ctl: unpaused d1: cpu time advanced by",
+                "(shim) d0: destroying d1 (spinner)",
+                "(shim) d1 (spinner) destroyed",
+                "ctl: domains after destroying the domU:",
+                "ctl:       0  r-----      65536",
+                "ctl: destroyed d1: gone from the list",
+                "ctl: OK",
+                "(shim) d0 (ctl) shut down: poweroff",
+            ],
+            fail_on: &[
+                "ctl: FAILED",
+                "ALLOWED",
+                "spinner: probe: FAILED",
+                "fatal exception",
+            ],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(120),
             first_guest_line: None,
         },
     )
@@ -608,10 +661,6 @@ pub enum Boot<'a> {
     /// The shim with a domain bundle of examples, named after them as `cargo xtask run
     /// hello hello` names them (`hello`, `hello-1`, ...); dom0 gets domain id 0, the
     /// domUs 1, 2, ... in this order.
-    #[allow(
-        dead_code,
-        reason = "for the bundle scenarios, once the shim boots bundles"
-    )]
     Bundle { domains: &'a [BundleGuest<'a>] },
     /// The shim with the domain bundle of a manifest (a path from the workspace root,
     /// e.g. `bundles/hello3.toml`).
@@ -623,10 +672,6 @@ pub enum Boot<'a> {
 }
 
 /// One domain of a [`Boot::Bundle`].
-#[allow(
-    dead_code,
-    reason = "for the bundle scenarios, once the shim boots bundles"
-)]
 pub struct BundleGuest<'a> {
     /// The example under `examples/`.
     pub example: &'a str,

@@ -22,6 +22,8 @@ const MS: u64 = 1_000_000;
 const PAUSED_FOR: u64 = 50 * MS;
 /// How much CPU time the target must get once unpaused.
 const RUNS_FOR: u64 = 20 * MS;
+/// CPU time the target gets before it is paused (two time slices of the shim).
+const WARM_UP: u64 = 20 * MS;
 /// Yields before ctl gives up waiting for the target to run.
 const MAX_YIELDS: u32 = 100_000;
 
@@ -48,7 +50,7 @@ fn main() {
     println!("ctl: controlling d{target} from d{me}");
 
     // Let it run a little first, so it has CPU time to keep (or lose).
-    let started = wait_for_target(target, 1);
+    let started = wait_for_target(target, WARM_UP);
     println!("ctl: d{target} has run {} ms", ms(started));
 
     hypercall::pause_domain(target).expect("ctl: FAILED: pausedomain");
