@@ -112,6 +112,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("third-party-grub", "GRUB's PV image (Debian): notes read, PV MMU calls validated, runs until it needs grant tables (issue 5), crash contained", third_party_grub),
         Scenario::new("third-party-linux", "Debian's Linux 6.1 PV kernel: builds, pins and switches to its own page tables and prints its first lines, gets past vcpu_op and event-channel set-up to its debug registers", third_party_linux),
         Scenario::new("dom0-ctl", "dom0 (examples/ctl) lists domains, pauses a spinning domU (its cpu time stops), unpauses it (it runs again), destroys it (gone from the list); the domU's own domctl/sysctl calls get -EPERM", dom0_ctl),
+        Scenario::new("dom0-ctl-alone", "dom0 (examples/ctl) alone: listed and running, nothing above it, may not pause/unpause/destroy itself (answers as Xen's)", dom0_ctl_alone),
         Scenario::new("xen-hello", "upstream Xen 4.17 boots examples/hello as dom0: greeting printed", xen_hello),
     ];
     let xen_at = v
@@ -131,6 +132,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xen-crash", "upstream Xen 4.17 delivers a guest page fault to libos's handler: diagnostic, then crash", xen_crash),
         Scenario::new("xen-pagetables", "upstream Xen 4.17 runs examples/pagetables: the reference for scenario pagetables", xen_pagetables),
         Scenario::new("xen-usermode", "upstream Xen 4.17 runs examples/usermode: the reference for scenario usermode", xen_usermode),
+        Scenario::new("xen-dom0-ctl-alone", "upstream Xen 4.17 runs examples/ctl alone: the reference for scenario dom0-ctl-alone", xen_dom0_ctl_alone),
         Scenario::new("xen-cpu", "upstream Xen 4.17 runs examples/cpu: the reference for scenario cpu", xen_cpu),
         Scenario::new("xen-attack-all", "upstream Xen 4.17 answers every non-fatal attack: the reference codes of the attack table", xen_attack_all),
     ]);
@@ -340,6 +342,60 @@ fn dom0_ctl(ctx: &Ctx) -> Result<Pass, Failure> {
             ],
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(120),
+            first_guest_line: None,
+        },
+    )
+}
+
+/// What examples/ctl prints alone, on the shim and on Xen alike.
+const CTL_ALONE: &[&str] = &[
+    "ctl: alone: checking the calls on d0 itself",
+    "ctl: alone: d0 is r-----",
+    "ctl: alone: getdomaininfo above d0: -ESRCH, of DOMID_SELF: -EINVAL",
+    "ctl: alone: pause, unpause, destroy of itself: -EINVAL",
+    "ctl: OK",
+];
+
+fn dom0_ctl_alone(ctx: &Ctx) -> Result<Pass, Failure> {
+    let expect: Vec<&str> = CTL_ALONE
+        .iter()
+        .copied()
+        .chain(["(shim) d0 (ctl) shut down: poweroff"])
+        .collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest: "ctl",
+                guest_cmdline: "",
+            },
+            expect: &expect,
+            fail_on: &["ctl: FAILED", "fatal exception"],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+        },
+    )
+}
+
+fn xen_dom0_ctl_alone(ctx: &Ctx) -> Result<Pass, Failure> {
+    let expect: Vec<&str> = CTL_ALONE.iter().copied().chain([XEN_DOM0_HALTED]).collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Xen {
+                guest: "ctl",
+                guest_cmdline: "",
+            },
+            expect: &expect,
+            fail_on: &[
+                "ctl: FAILED",
+                "fatal exception",
+                "Panic on CPU",
+                XEN_DOM0_CRASHED,
+            ],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(180),
             first_guest_line: None,
         },
     )

@@ -8,15 +8,23 @@
 //! ctl's own. Its partner in the `dom0-ctl` scenario is `examples/spinner`, which never
 //! blocks, so it has CPU time to lose while paused.
 //!
+//! Alone (no other domain, e.g. as dom0 of upstream Xen), or with `alone` on its
+//! command line, it checks what the toolstack calls answer about itself instead:
+//! it is listed and running, there is no domain above it, and it may not pause,
+//! unpause or destroy itself (-EINVAL), as Xen 4.17 answers.
+//!
 //! Waiting is by the CPU time the hypervisor reports: ctl yields the CPU in a loop
 //! until its own (or the target's) `cpu_time` has grown by the wanted amount.
 #![no_std]
 #![no_main]
 
-use libos::hypercall::{self, DomainInfo};
+use libos::hypercall::{self, DomainInfo, XenError};
 use libos::{println, start_info};
+use xen_sys::DOMID_SELF;
 
 const MS: u64 = 1_000_000;
+const ESRCH: i64 = xen_sys::XEN_ESRCH as i64;
+const EINVAL: i64 = xen_sys::XEN_EINVAL as i64;
 /// How long the paused domain is watched (ctl's own CPU time: with the target
 /// paused, ctl is the only domain running, so this is wall time too).
 const PAUSED_FOR: u64 = 50 * MS;
@@ -38,14 +46,15 @@ macro_rules! ensure {
 fn main() {
     let me = own_id();
     let domains = list("domains at start");
-    let target = start_info::get()
-        .cmdline()
+    let cmdline = start_info::get().cmdline();
+    let target = cmdline
         .split_whitespace()
         .find_map(|w| w.strip_prefix("target="))
         .and_then(|n| n.parse::<u16>().ok())
         .or_else(|| domains.iter().map(|d| d.domid).find(|&id| id != me));
-    let Some(target) = target else {
-        panic!("ctl: FAILED: no domain to control");
+    let target = match target {
+        Some(t) if !cmdline.split_whitespace().any(|w| w == "alone") => t,
+        _ => return alone(me),
     };
     println!("ctl: controlling d{target} from d{me}");
 
@@ -95,6 +104,38 @@ fn main() {
         "getdomaininfo still finds d{target}"
     );
     println!("ctl: destroyed d{target}: gone from the list");
+    println!("ctl: OK");
+}
+
+/// The checks ctl can make on itself.
+fn alone(me: u16) {
+    println!("ctl: alone: checking the calls on d{me} itself");
+    let i = info(me);
+    ensure!(
+        i.running && !i.paused && !i.dying && i.shutdown_reason.is_none(),
+        "own state {}",
+        i.state()
+    );
+    println!("ctl: alone: d{me} is {}", i.state());
+    let above = hypercall::getdomaininfo(me + 1);
+    ensure!(
+        above == Err(XenError(ESRCH)),
+        "getdomaininfo above the last domain: {above:?}"
+    );
+    let reserved = hypercall::getdomaininfo(DOMID_SELF);
+    ensure!(
+        reserved == Err(XenError(EINVAL)),
+        "getdomaininfo DOMID_SELF: {reserved:?}"
+    );
+    println!("ctl: alone: getdomaininfo above d{me}: -ESRCH, of DOMID_SELF: -EINVAL");
+    for (what, r) in [
+        ("pause", hypercall::pause_domain(me)),
+        ("unpause", hypercall::unpause_domain(me)),
+        ("destroy", hypercall::destroy_domain(me)),
+    ] {
+        ensure!(r == Err(XenError(EINVAL)), "{what} itself: {r:?}");
+    }
+    println!("ctl: alone: pause, unpause, destroy of itself: -EINVAL");
     println!("ctl: OK");
 }
 
