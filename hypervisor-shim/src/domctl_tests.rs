@@ -158,6 +158,9 @@ fn getdomaininfo_finds_the_next_domain_up_as_in_xen_4_17() {
 #[test]
 fn a_shut_down_domain_reports_dying_shutdown_and_its_reason() {
     let mut h = three();
+    run_slices(&mut h, 3);
+    let ran = cpu_time(&mut h, 2);
+    assert!(ran > 0);
     poke(&mut h, 2, SCRATCH, &SHUTDOWN_reboot.to_le_bytes());
     call(
         &mut h,
@@ -177,6 +180,10 @@ fn a_shut_down_domain_reports_dying_shutdown_and_its_reason() {
     );
     assert_eq!(u32_at(info(&out), offset_of!(Info, nr_online_vcpus)), 0);
     assert_eq!(u64_at(info(&out), offset_of!(Info, tot_pages)), 0);
+    assert!(
+        u64_at(info(&out), offset_of!(Info, cpu_time)) >= ran,
+        "the time it ran stays"
+    );
     // dom0 destroys the record.
     assert_eq!(domctl(&mut h, 0, XEN_DOMCTL_destroydomain, 2), 0);
     assert!(h.domains.get(2).is_none());
