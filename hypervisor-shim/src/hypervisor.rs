@@ -295,11 +295,19 @@ impl<M: Machine> Hypervisor<M> {
                 // it (two clocks): whatever is due next, arm it again.
                 self.deadline_changed = true;
             }
-            let next = if cur_ready && !yielded && !slice_over {
+            let boosted = self
+                .domains
+                .next_after(cur, |d| d.id != cur && d.ready() && d.sched.boosted);
+            let next = if boosted.is_some() {
+                boosted
+            } else if cur_ready && !yielded && !slice_over {
                 Some(cur)
             } else {
                 self.domains.next_after(cur, |d| d.ready())
             };
+            if let Some(d) = next.and_then(|n| self.domains.get_mut(n)) {
+                d.sched.boosted = false;
+            }
             let Some(next) = next else {
                 if !self.domains.iter().any(|d| d.runnable()) {
                     return Next::Halt(self.machine_exit());

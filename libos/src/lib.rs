@@ -3,6 +3,10 @@
 //! hypervisor console, and powers the domain off when `main` returns (or crashes it with
 //! a diagnostic when it panics).
 //!
+//! Events, time and async: [`events`] dispatches event-channel upcalls to handlers
+//! bound to ports, [`time`] reads Xen's clocks, [`timer`] and [`executor`] run async
+//! tasks that sleep and wait for events, idling in `SCHEDOP_block`.
+//!
 //! Runs unmodified on upstream Xen and on hypervisor-shim.
 #![no_std]
 #![allow(non_upper_case_globals)]
@@ -11,6 +15,8 @@ extern crate alloc;
 
 pub mod console;
 pub mod errno;
+pub mod events;
+pub mod executor;
 pub mod heap;
 pub mod hypercall;
 pub mod memory;
@@ -19,6 +25,8 @@ mod panic;
 pub mod shared_info;
 pub mod start;
 pub mod start_info;
+pub mod time;
+pub mod timer;
 pub mod traps;
 
 pub use start_info::StartInfo;

@@ -104,6 +104,13 @@ extern "C" fn libos_start(si: *const xen_sys::start_info) -> ! {
     if let Err(e) = crate::shared_info::init(si.shared_info_maddr()) {
         log::warn!("shared_info not mapped: {e}");
     }
+    // Event delivery (needs shared_info). Without it, events, timers and the executor
+    // are unavailable; everything else still works.
+    if let Err(e) = crate::events::init() {
+        log::warn!(
+            "no event delivery (callback_op: {e}): events, timers and the executor are unavailable"
+        );
+    }
     let guard = core::ptr::addr_of!(libos_stack_guard) as u64;
     if let Err(e) = crate::hypercall::update_va_mapping(guard, 0, xen_sys::UVMF_INVLPG) {
         log::warn!("no stack guard page: {e}");

@@ -55,6 +55,12 @@ pub const ATTACKS: &[Attack] = &[
     Attack { name: "stack-switch-bad-ss", what: "stack_switch to ring-0 selector 0x10 (Xen forces RPL 3 and accepts)", xen: R("0") },
     Attack { name: "vm-assist-unknown", what: "vm_assist enable of type 31", xen: R("-22 EINVAL") },
     Attack { name: "segbase-noncanonical", what: "set_segment_base(SEGBASE_FS) with a non-canonical base", xen: R("-22 EINVAL") },
+    Attack { name: "evtchn-bind-foreign", what: "EVTCHNOP_bind_interdomain to a port left unbound for another domain", xen: R("-22 EINVAL") },
+    Attack { name: "evtchn-send-closed", what: "EVTCHNOP_send on a closed port", xen: R("-22 EINVAL") },
+    Attack { name: "evtchn-bind-nodomain", what: "EVTCHNOP_bind_interdomain to a domain that does not exist", xen: R("-3 ESRCH") },
+    Attack { name: "evtchn-unmask-range", what: "EVTCHNOP_unmask of port 2^20", xen: R("-22 EINVAL") },
+    Attack { name: "evtchn-virq-global-vcpu1", what: "EVTCHNOP_bind_virq of the global VIRQ_DOM_EXC on vCPU 1", xen: R("-22 EINVAL") },
+    Attack { name: "evtchn-exhaust", what: "EVTCHNOP_alloc_unbound until refused (the per-domain port limit)", xen: R("-28 ENOSPC") },
     Attack { name: "iret-bogus", what: "HYPERVISOR_iret whose frame lies in an unmapped page", xen: Crash },
 ];
 

@@ -427,17 +427,167 @@ fn hypercalls(ctx: &Ctx) -> Vec<Row> {
         row.note = notes.join("; ");
         rows.push(row);
     }
-    for name in [
-        "event-channel round trip, two domains",
-        "timer wake-up latency",
-    ] {
-        rows.push(Row::not_yet(
-            "hypercall",
-            name,
-            "needs domains, event channels and timers (issue 4)",
-        ));
-    }
+    rows.extend(events(ctx));
     rows
+}
+
+/// A bundle of examples `(example, command line)`, all domUs of 16 MiB, booted on the
+/// shim.
+fn shim_bundle(ctx: &Ctx, guests: &[(&str, &str)]) -> Result<Command> {
+    use crate::bundle::{ImageRef, Manifest, Role};
+    let manifest = Manifest::named(
+        guests
+            .iter()
+            .map(|(g, c)| {
+                (
+                    ImageRef::Example((*g).into()),
+                    Role::DomU,
+                    16 << 10,
+                    (*c).into(),
+                )
+            })
+            .collect(),
+    )?;
+    let files = manifest.image_files(ctx.root, |example| ctx.images.guest(example))?;
+    let out = ctx.images.shim.with_file_name("bench.bundle");
+    manifest.write_files(&files, &out)?;
+    Ok(qemu::shim_command(
+        &ctx.images.shim,
+        &out,
+        "",
+        Accel::Tcg,
+        "256M",
+    ))
+}
+
+/// The number before `unit` in the first line containing `pattern`.
+fn number_before(lines: &[qemu::Line], pattern: &str, unit: &str) -> Option<f64> {
+    let line = lines.iter().find(|l| l.text.contains(pattern))?;
+    let at = line.text.find(unit)?;
+    line.text[..at].split_whitespace().last()?.parse().ok()
+}
+
+/// Event-channel round trips and timer lateness, from examples/pingpong and
+/// examples/timers under `-icount` (virtual nanoseconds are guest instructions).
+fn events(ctx: &Ctx) -> Vec<Row> {
+    let run = |cmd: Result<Command>, stop: &str| -> Result<Vec<qemu::Line>> {
+        let mut cmd = cmd?;
+        cmd.args(ICOUNT);
+        Ok(capture(cmd, stop)?.lines)
+    };
+    let unit = "ns of guest time per round trip (-icount: instructions)";
+    let mut rows = Vec::new();
+
+    let mut row = Row::new("hypercall", "event-channel round trip, two domains", unit);
+    let two = run(
+        shim_bundle(
+            ctx,
+            &[
+                ("pingpong", "ping peer=2 rounds=10000"),
+                ("pingpong", "pong peer=1 rounds=10000"),
+            ],
+        ),
+        "no domains left",
+    );
+    match two.map(|l| {
+        number_before(
+            &l,
+            "(d1) pingpong: ping: 10000 rounds",
+            " ns per round trip",
+        )
+    }) {
+        Ok(Some(x)) => {
+            row.ours = Stats::of(vec![x]);
+            row.note = "domUs 1 and 2, 10,000 rounds, each side blocking between events; Xen has no reference without a toolstack to start a domU".into();
+        }
+        Ok(None) => row.note = "shim: no result line".into(),
+        Err(e) => row = row.failed(&e),
+    }
+    rows.push(row);
+
+    let mut row = Row::new(
+        "hypercall",
+        "event-channel round trip, loopback in one domain",
+        unit,
+    );
+    let pattern = "pingpong: OK: loopback";
+    let ours = run(
+        shim(ctx, "pingpong", "", "loopback rounds=10000", "256M"),
+        pattern,
+    );
+    let xen = run(
+        ctx.xen
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|x| {
+                Ok(qemu::xen_command(
+                    x,
+                    &ctx.images.guest("pingpong")?,
+                    "loopback rounds=10000",
+                    Accel::Tcg,
+                ))
+            }),
+        pattern,
+    );
+    fill(&mut row, &ours, &xen, |l| {
+        number_before(l, pattern, " ns per round trip")
+    });
+    if row.note.is_empty() {
+        row.note =
+            "two tasks of one domain over a loopback interdomain channel, 10,000 rounds".into();
+    }
+    rows.push(row);
+
+    let mut row = Row::new(
+        "hypercall",
+        "timer wake-up latency (median of 10 timers)",
+        "us late (-icount: guest time)",
+    );
+    let pattern = "timers: OK";
+    let lateness = |l: &[qemu::Line]| -> Option<f64> {
+        let mut late: Vec<f64> = l
+            .iter()
+            .filter_map(|l| {
+                let (before, _) = l.text.split_once(" us late)")?;
+                before.rsplit(' ').next()?.parse().ok()
+            })
+            .collect();
+        late.sort_by(f64::total_cmp);
+        late.get(late.len() / 2).copied()
+    };
+    let ours = run(shim(ctx, "timers", "", "", "256M"), pattern);
+    let xen = run(xen_cmd(ctx, "timers"), pattern);
+    fill(&mut row, &ours, &xen, lateness);
+    if row.note.is_empty() {
+        row.note = "sleeps and a periodic task of examples/timers; from the deadline to the task running again".into();
+    }
+    rows.push(row);
+    rows
+}
+
+/// Sets a row's figures from the shim's and Xen's runs (or says what went wrong).
+fn fill(
+    row: &mut Row,
+    ours: &Result<Vec<qemu::Line>>,
+    xen: &Result<Vec<qemu::Line>>,
+    parse: impl Fn(&[qemu::Line]) -> Option<f64>,
+) {
+    let mut notes = Vec::new();
+    for (who, run, slot) in [
+        ("shim", ours, &mut row.ours),
+        ("Xen 4.17", xen, &mut row.reference),
+    ] {
+        match run {
+            Ok(lines) => match parse(lines) {
+                Some(x) => *slot = Stats::of(vec![x]),
+                None => notes.push(format!("{who}: no result line")),
+            },
+            Err(e) => notes.push(format!("{who} failed: {e:#}")),
+        }
+    }
+    if !notes.is_empty() {
+        row.note = notes.join("; ");
+    }
 }
 
 fn rings(_: &Ctx) -> Vec<Row> {
@@ -526,12 +676,49 @@ fn footprint(ctx: &Ctx) -> Vec<Row> {
         }
         rows.push(row);
     }
-    rows.push(Row::not_yet(
-        "footprint",
-        "hello domains per GiB of guest RAM",
-        "one domain per machine until issue 4",
-    ));
+    rows.push(domains_per_gib(ctx));
     rows
+}
+
+/// Boots the most hello domUs a bundle holds (64), each with 4 MiB (the smallest the
+/// domain builder allows), and checks that all of them power off.
+fn domains_per_gib(ctx: &Ctx) -> Row {
+    const N: usize = 64;
+    const MIB: u64 = 4;
+    let mut row = Row::new("footprint", "hello domains per GiB of guest RAM", "domains");
+    let measured = (|| -> Result<usize> {
+        use crate::bundle::{ImageRef, Manifest, Role};
+        let manifest = Manifest::named(
+            (0..N)
+                .map(|_| {
+                    (
+                        ImageRef::Example("hello".into()),
+                        Role::DomU,
+                        MIB << 10,
+                        String::new(),
+                    )
+                })
+                .collect(),
+        )?;
+        let files = manifest.image_files(ctx.root, |example| ctx.images.guest(example))?;
+        let out = ctx.images.shim.with_file_name("bench-many.bundle");
+        manifest.write_files(&files, &out)?;
+        let cmd = qemu::shim_command(&ctx.images.shim, &out, "", Accel::Tcg, "512M");
+        let c = capture(cmd, "no domains left")?;
+        Ok(c.lines
+            .iter()
+            .filter(|l| l.text.contains(") shut down: poweroff"))
+            .count())
+    })();
+    match measured {
+        Ok(n) if n == N => {
+            row.ours = Stats::of(vec![(1024 / MIB) as f64]);
+            row.note = format!("{N} hello domUs of {MIB} MiB booted from one bundle and all powered off; 1 GiB holds 1024/{MIB}");
+        }
+        Ok(n) => row.note = format!("only {n} of {N} hello domUs powered off"),
+        Err(e) => row = row.failed(&e),
+    }
+    row
 }
 
 fn io(_: &Ctx) -> Vec<Row> {

@@ -41,6 +41,34 @@ pub const XEN_DOM0_HALTED: &str = "Hardware Dom0 halted";
 /// Xen 4.17 lines that mean the run failed: no point waiting for the timeout.
 pub const XEN_FAILURES: &[&str] = &["Panic on CPU", "Hardware Dom0 crashed"];
 
+/// examples/timers' lines: every firing, in deadline order (one-shots of 30, 10, 20
+/// and 5 ms, a periodic task every 7 ms), then the guest's own check.
+pub const TIMERS_LINES: &[&str] = &[
+    "timers: vCPU 0 up and running",
+    "timers: system time",
+    "timers: sleep 5 ms fired",
+    "timers: periodic #1 fired",
+    "timers: sleep 10 ms fired",
+    "timers: periodic #2 fired",
+    "timers: sleep 20 ms fired",
+    "timers: periodic #3 fired",
+    "timers: periodic #4 fired",
+    "timers: sleep 30 ms fired",
+    "timers: periodic #5 fired",
+    "timers: periodic #6 fired",
+    "timers: OK: 10 timers fired in deadline order, none early",
+];
+/// examples/pingpong's lines for `loopback rounds=10000`.
+pub const PINGPONG_LOOPBACK_LINES: &[&str] = &[
+    "pingpong: loopback: ports",
+    "pingpong: a masked event stayed pending and was delivered on unmask",
+    "is unbound again",
+    "pingpong: ping: port",
+    "pingpong: pong: bound port",
+    "said hello",
+    "pingpong: OK: loopback, 10000 rounds: ping sent 10000 received 10000, pong received 10000 sent 10000; no lost or duplicated event",
+];
+
 /// Lines kept in a failure report.
 const TAIL: usize = 30;
 
@@ -111,6 +139,12 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("cpu", "CPUID (forced emulation), MSRs, segment bases, lazy FPU (#NM), in/cli/sti under the virtual IOPL (as on Xen)", cpu),
         Scenario::new("third-party-grub", "GRUB's PV image (Debian): notes read, PV MMU calls validated, runs until it needs grant tables (issue 5), crash contained", third_party_grub),
         Scenario::new("third-party-linux", "Debian's Linux 6.1 PV kernel: builds, pins and switches to its own page tables and prints its first lines, gets past vcpu_op and event-channel set-up to its debug registers", third_party_linux),
+        Scenario::new("hello3", "three domains from one bundle (dom0 + two domUs) each greet and power off; the machine ends when the last one does", hello3),
+        Scenario::new("timers", "examples/timers: sleeps and a periodic task fire in deadline order, never early (VIRQ_TIMER, set_timer_op, SCHEDOP_block/poll, runstate)", timers),
+        Scenario::new("pingpong-loopback", "examples/pingpong loopback: 10,000 round trips over a loopback interdomain channel; masked events delivered on unmask", pingpong_loopback),
+        Scenario::new("pingpong", "two domUs ping-pong 10,000 times over an interdomain channel: no lost or duplicated event", pingpong),
+        Scenario::new("pingpong-crash", "a domU crashes mid-run; its peer keeps going, sees the port closed and powers off", pingpong_crash),
+        Scenario::new("attack-evtchn-exhaust-domu", "hostile domU allocates ports until refused: the per-domain limit (1023 ports) holds and it goes on", attack_evtchn_exhaust_domu),
         Scenario::new("dom0-ctl", "dom0 (examples/ctl) lists domains, pauses a spinning domU (its cpu time stops), unpauses it (it runs again), destroys it (gone from the list); the domU's own domctl/sysctl calls get -EPERM", dom0_ctl),
         Scenario::new("dom0-ctl-alone", "dom0 (examples/ctl) alone: listed and running, nothing above it, may not pause/unpause/destroy itself (answers as Xen's)", dom0_ctl_alone),
         Scenario::new("xen-hello", "upstream Xen 4.17 boots examples/hello as dom0: greeting printed", xen_hello),
@@ -134,6 +168,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xen-usermode", "upstream Xen 4.17 runs examples/usermode: the reference for scenario usermode", xen_usermode),
         Scenario::new("xen-dom0-ctl-alone", "upstream Xen 4.17 runs examples/ctl alone: the reference for scenario dom0-ctl-alone", xen_dom0_ctl_alone),
         Scenario::new("xen-cpu", "upstream Xen 4.17 runs examples/cpu: the reference for scenario cpu", xen_cpu),
+        Scenario::new("xen-timers", "upstream Xen 4.17 runs examples/timers: sleeps and a periodic task fire in deadline order, never early (VIRQ_TIMER, set_timer_op, SCHEDOP_block)", xen_timers),
+        Scenario::new("xen-pingpong-loopback", "upstream Xen 4.17 runs examples/pingpong loopback: 10,000 event round trips over a loopback interdomain channel, none lost or duplicated; masked events delivered on unmask", xen_pingpong_loopback),
         Scenario::new("xen-attack-all", "upstream Xen 4.17 answers every non-fatal attack: the reference codes of the attack table", xen_attack_all),
     ]);
     for a in attacks::ATTACKS.iter().filter(|a| a.xen == Answer::Crash) {
@@ -172,6 +208,7 @@ fn hello(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
             first_guest_line: Some(HELLO_GREETING),
+            anywhere: &[],
         },
     )
 }
@@ -194,6 +231,7 @@ fn crash(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -217,6 +255,7 @@ fn crash_gp(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -238,6 +277,7 @@ fn crash_panic(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -260,6 +300,7 @@ fn third_party_grub(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::Crash),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -291,6 +332,7 @@ fn third_party_linux(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(180),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -318,8 +360,6 @@ fn dom0_ctl(ctx: &Ctx) -> Result<Pass, Failure> {
                 ],
             },
             expect: &[
-                // The domU's probe runs first thing; ctl waits for 20 ms of its CPU time.
-                "(d1) spinner: probe: every toolstack call refused with -EPERM",
                 "ctl: controlling d1 from d0",
                 "ctl: domains with the domU paused:",
                 "ctl:       0  r-----      65536",
@@ -343,6 +383,8 @@ fn dom0_ctl(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(120),
             first_guest_line: None,
+            // The domU's probe, interleaved with dom0's lines.
+            anywhere: &["(d1) spinner: probe: every toolstack call refused with -EPERM"],
         },
     )
 }
@@ -374,6 +416,7 @@ fn dom0_ctl_alone(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -397,6 +440,7 @@ fn xen_dom0_ctl_alone(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(180),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -414,6 +458,7 @@ fn xen_hello(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(180),
             first_guest_line: Some(HELLO_GREETING),
+            anywhere: &[],
         },
     )
 }
@@ -438,6 +483,7 @@ fn pagetables(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -467,6 +513,7 @@ fn xen_pagetables(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -544,19 +591,31 @@ fn shim_lines(
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
 
 /// The same guest on upstream Xen 4.17.
 fn xen_lines(ctx: &Ctx, guest: &str, lines: &[&str]) -> Result<Pass, Failure> {
+    xen_lines_with(ctx, guest, "", lines, Duration::from_secs(60))
+}
+
+/// A guest with a command line that prints `lines` and powers off, on upstream Xen 4.17.
+fn xen_lines_with(
+    ctx: &Ctx,
+    guest: &str,
+    guest_cmdline: &str,
+    lines: &[&str],
+    timeout: Duration,
+) -> Result<Pass, Failure> {
     let expect: Vec<&str> = lines.iter().copied().chain([XEN_DOM0_HALTED]).collect();
     check(
         ctx,
         Check {
             boot: Boot::Xen {
                 guest,
-                guest_cmdline: "",
+                guest_cmdline,
             },
             expect: &expect,
             fail_on: &[
@@ -566,9 +625,157 @@ fn xen_lines(ctx: &Ctx, guest: &str, lines: &[&str]) -> Result<Pass, Failure> {
                 XEN_DOM0_CRASHED,
             ],
             end: End::StopWhenSeen,
+            timeout,
+            first_guest_line: None,
+            anywhere: &[],
+        },
+    )
+}
+
+fn xen_timers(ctx: &Ctx) -> Result<Pass, Failure> {
+    xen_lines(ctx, "timers", TIMERS_LINES)
+}
+
+fn xen_pingpong_loopback(ctx: &Ctx) -> Result<Pass, Failure> {
+    xen_lines_with(
+        ctx,
+        "pingpong",
+        "loopback rounds=10000",
+        PINGPONG_LOOPBACK_LINES,
+        Duration::from_secs(180),
+    )
+}
+
+/// A bundle scenario: `domains` boot together; `anywhere` lines must all appear (the
+/// domains' output interleaves), nothing in `fail_on` may, and QEMU must end with `end`.
+fn bundle_lines(
+    ctx: &Ctx,
+    domains: &[BundleGuest],
+    anywhere: &[&str],
+    fail_on: &[&str],
+    end: Outcome,
+) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle { domains },
+            expect: &[],
+            fail_on,
+            end: End::Outcome(end),
+            timeout: Duration::from_secs(120),
+            first_guest_line: None,
+            anywhere,
+        },
+    )
+}
+
+fn domu<'a>(example: &'a str, cmdline: &'a str) -> BundleGuest<'a> {
+    BundleGuest {
+        example,
+        role: Role::DomU,
+        memory_mib: 16,
+        cmdline,
+    }
+}
+
+fn hello3(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Manifest {
+                path: "bundles/hello3.toml",
+            },
+            expect: &[],
+            fail_on: &["crashed", "PANIC"],
+            end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[
+                "(shim) bundle: 3 domains",
+                "flags: 0x3 (privileged: true, initial domain: true)",
+                "(d1)   command line: \"greeting from d1\"",
+                "(d2)   command line: \"\"",
+                "(d1)   flags: 0x0 (privileged: false, initial domain: false)",
+                "(shim) d0 (hello) shut down: poweroff",
+                "(shim) d1 (hello-1) shut down: poweroff",
+                "(shim) d2 (hello-2) shut down: poweroff",
+            ],
         },
+    )
+}
+
+fn timers(ctx: &Ctx) -> Result<Pass, Failure> {
+    shim_lines(ctx, "timers", TIMERS_LINES, &[])
+}
+
+fn pingpong_loopback(ctx: &Ctx) -> Result<Pass, Failure> {
+    let mut expect = PINGPONG_LOOPBACK_LINES.to_vec();
+    expect.push("(shim) d0 (pingpong) shut down: poweroff");
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest: "pingpong",
+                guest_cmdline: "loopback rounds=10000",
+            },
+            expect: &expect,
+            fail_on: &["FAILED", "fatal exception", "crashed"],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(120),
+            first_guest_line: None,
+            anywhere: &[],
+        },
+    )
+}
+
+fn pingpong(ctx: &Ctx) -> Result<Pass, Failure> {
+    bundle_lines(
+        ctx,
+        &[
+            domu("pingpong", "ping peer=2 rounds=10000"),
+            domu("pingpong", "pong peer=1 rounds=10000"),
+        ],
+        &[
+            "(d1) pingpong: OK: ping, 10000 rounds with domain 2; no lost or duplicated event",
+            "(d2) pingpong: OK: pong",
+            "(shim) d1 (pingpong) shut down: poweroff",
+            "(shim) d2 (pingpong-1) shut down: poweroff",
+        ],
+        &["FAILED", "crashed", "PANIC"],
+        Outcome::PowerOff,
+    )
+}
+
+fn pingpong_crash(ctx: &Ctx) -> Result<Pass, Failure> {
+    bundle_lines(
+        ctx,
+        &[
+            domu("pingpong", "ping peer=2 rounds=10000"),
+            domu("pingpong", "pong peer=1 crash-after=500"),
+        ],
+        &[
+            "(d2) pingpong: pong: crashing on purpose after 500 rounds",
+            "(shim) d2 (pingpong-1) shut down: crash",
+            "(d1) pingpong: ping: saw the port closed by domain 2 after 500 rounds",
+            "(shim) d1 (pingpong) shut down: poweroff",
+        ],
+        &["FAILED", "d1 (pingpong) crashed", "PANIC"],
+        Outcome::PowerOff,
+    )
+}
+
+fn attack_evtchn_exhaust_domu(ctx: &Ctx) -> Result<Pass, Failure> {
+    bundle_lines(
+        ctx,
+        &[domu("attack", "evtchn-exhaust")],
+        &[
+            "(d1) attack evtchn-exhaust: result -28 ENOSPC",
+            "(d1) attack evtchn-exhaust: 1023 ports allocated before the refusal",
+            "(d1) attack evtchn-exhaust: legitimate call ok",
+            "(shim) d1 (attack) shut down: poweroff",
+        ],
+        &["FAILED", "crashed", "PANIC"],
+        Outcome::PowerOff,
     )
 }
 
@@ -607,6 +814,7 @@ fn xen_crash(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -641,6 +849,7 @@ fn attack_on_shim(ctx: &Ctx, a: &Attack) -> Result<Pass, Failure> {
             end: End::Outcome(end),
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -672,6 +881,7 @@ fn xen_attack_all(ctx: &Ctx) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -693,6 +903,7 @@ fn xen_attack_fatal(ctx: &Ctx, a: &Attack) -> Result<Pass, Failure> {
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(60),
             first_guest_line: None,
+            anywhere: &[],
         },
     )
 }
@@ -720,10 +931,6 @@ pub enum Boot<'a> {
     Bundle { domains: &'a [BundleGuest<'a>] },
     /// The shim with the domain bundle of a manifest (a path from the workspace root,
     /// e.g. `bundles/hello3.toml`).
-    #[allow(
-        dead_code,
-        reason = "for the bundle scenarios, once the shim boots bundles"
-    )]
     Manifest { path: &'a str },
 }
 
@@ -780,6 +987,9 @@ pub struct Check<'a> {
     pub timeout: Duration,
     /// The line whose arrival time is reported as "first guest line".
     pub first_guest_line: Option<&'a str>,
+    /// Substrings that must each appear on some line, in any order (domains running
+    /// side by side interleave their output).
+    pub anywhere: &'a [&'a str],
 }
 
 /// Boots, waits for the expected lines in order, checks how the run ended.
@@ -831,16 +1041,20 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
     let stop_when_seen = matches!(c.end, End::StopWhenSeen);
 
     let mut seen = 0;
+    let mut found = vec![false; c.anywhere.len()];
     let mut fatal: Option<String> = None;
     let captured = qemu::run_captured(cmd, c.timeout, ctx.verbose, |line| {
         if seen < c.expect.len() && line.contains(c.expect[seen]) {
             seen += 1;
         }
+        for (f, a) in found.iter_mut().zip(c.anywhere) {
+            *f |= line.contains(a);
+        }
         if let Some(f) = c.fail_on.iter().find(|f| line.contains(**f)) {
             fatal = Some(format!("saw {f:?}"));
             return Control::Stop;
         }
-        if stop_when_seen && seen == c.expect.len() {
+        if stop_when_seen && seen == c.expect.len() && found.iter().all(|&f| f) {
             return Control::Stop;
         }
         Control::Continue
@@ -857,6 +1071,9 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
         reasons.push(format!(
             "no line containing {missing:?} (lines are expected in order)"
         ));
+    }
+    for (_, missing) in found.iter().zip(c.anywhere).filter(|(f, _)| !**f) {
+        reasons.push(format!("no line containing {missing:?}"));
     }
     if let (End::Outcome(want), Some(status)) = (&c.end, captured.status) {
         let got = qemu::outcome(status);

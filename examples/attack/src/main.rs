@@ -220,6 +220,36 @@ const ATTACKS: &[Attack] = &[
         run: segbase_noncanonical,
     },
     Attack {
+        name: "evtchn-bind-foreign",
+        fatal: false,
+        run: evtchn_bind_foreign,
+    },
+    Attack {
+        name: "evtchn-send-closed",
+        fatal: false,
+        run: evtchn_send_closed,
+    },
+    Attack {
+        name: "evtchn-bind-nodomain",
+        fatal: false,
+        run: evtchn_bind_nodomain,
+    },
+    Attack {
+        name: "evtchn-unmask-range",
+        fatal: false,
+        run: evtchn_unmask_range,
+    },
+    Attack {
+        name: "evtchn-virq-global-vcpu1",
+        fatal: false,
+        run: evtchn_virq_global_vcpu1,
+    },
+    Attack {
+        name: "evtchn-exhaust",
+        fatal: false,
+        run: evtchn_exhaust,
+    },
+    Attack {
         name: "iret-bogus",
         fatal: true,
         run: iret_bogus,
@@ -753,6 +783,89 @@ fn segbase_noncanonical(c: &Ctx) {
 
 /// HYPERVISOR_iret whose frame runs into an unmapped page: Xen cannot read it and
 /// crashes the domain.
+/// A domain id no domain has (below the special `DOMID_*` range).
+const NO_SUCH_DOMAIN: domid_t = 0x7000;
+
+/// Binding to a port that was left unbound for another domain, not for us.
+fn evtchn_bind_foreign(c: &Ctx) {
+    let port =
+        hypercall::evtchn_alloc_unbound(DOMID_SELF, NO_SUCH_DOMAIN - 1).expect("alloc_unbound");
+    c.result_of(hypercall::evtchn_bind_interdomain(DOMID_SELF, port));
+    let _ = hypercall::evtchn_close(port);
+    let mine = hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).expect("alloc_unbound");
+    let bound = hypercall::evtchn_bind_interdomain(DOMID_SELF, mine);
+    c.legit(bound);
+    if let Ok(p) = bound {
+        let _ = hypercall::evtchn_close(p);
+    }
+    let _ = hypercall::evtchn_close(mine);
+}
+
+/// Sending on a port that was closed.
+fn evtchn_send_closed(c: &Ctx) {
+    let port = hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).expect("alloc_unbound");
+    hypercall::evtchn_close(port).expect("close");
+    c.result_of(hypercall::evtchn_send(port));
+    let ipi = hypercall::evtchn_bind_ipi(0).expect("bind_ipi");
+    events_masked_send(c, ipi);
+}
+
+/// The legitimate send: on a port of our own, with events masked (no handler here).
+fn events_masked_send(c: &Ctx, port: hypercall::Port) {
+    libos::events::mask(port);
+    c.legit(hypercall::evtchn_send(port));
+    libos::events::clear_pending(port);
+    let _ = hypercall::evtchn_close(port);
+}
+
+/// Binding to a port of a domain that does not exist.
+fn evtchn_bind_nodomain(c: &Ctx) {
+    c.result_of(hypercall::evtchn_bind_interdomain(NO_SUCH_DOMAIN, 1));
+    let ipi = hypercall::evtchn_bind_ipi(0).expect("bind_ipi");
+    events_masked_send(c, ipi);
+}
+
+/// Unmasking a port far beyond the 2-level ABI's 4096.
+fn evtchn_unmask_range(c: &Ctx) {
+    c.result_of(hypercall::evtchn_unmask(1 << 20));
+    let ipi = hypercall::evtchn_bind_ipi(0).expect("bind_ipi");
+    libos::events::mask(ipi);
+    c.legit(hypercall::evtchn_unmask(ipi).and_then(|()| hypercall::evtchn_close(ipi)));
+}
+
+/// Binding a global VIRQ (VIRQ_DOM_EXC) on vCPU 1.
+fn evtchn_virq_global_vcpu1(c: &Ctx) {
+    c.result_of(hypercall::evtchn_bind_virq(VIRQ_DOM_EXC, 1));
+    let p = hypercall::evtchn_bind_virq(VIRQ_DOM_EXC, 0);
+    c.legit(p);
+    if let Ok(p) = p {
+        let _ = hypercall::evtchn_close(p);
+    }
+}
+
+/// Allocating ports until the hypervisor refuses: a per-domain limit must hold. The
+/// ports are given back afterwards (with `EVTCHNOP_reset`).
+fn evtchn_exhaust(c: &Ctx) {
+    let mut n = 0u32;
+    let err = loop {
+        match hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+        if n > 1 << 20 {
+            println!("attack {}: no limit after {n} ports", c.name);
+            hypercall::shutdown(SHUTDOWN_crash);
+        }
+    };
+    c.result(-err.0);
+    println!("attack {}: {n} ports allocated before the refusal", c.name);
+    c.legit(
+        hypercall::evtchn_reset(DOMID_SELF)
+            .and_then(|()| hypercall::evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).map(|_| ())),
+    );
+    let _ = hypercall::evtchn_reset(DOMID_SELF);
+}
+
 fn iret_bogus(c: &Ctx) {
     let cliff = Cliff::new();
     // The stub pushes RCX, R11, RAX below RSP; the rest of the frame (flags, rip, cs,

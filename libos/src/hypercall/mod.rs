@@ -7,16 +7,24 @@ use core::mem::size_of;
 use xen_sys::*;
 
 mod domctl;
+mod event_channel;
 mod memory;
 mod mmu;
 mod multicall;
+mod sched;
+mod timer;
 mod traps;
+mod vcpu;
 
 pub use domctl::*;
+pub use event_channel::*;
 pub use memory::*;
 pub use mmu::*;
 pub use multicall::*;
+pub use sched::*;
+pub use timer::*;
 pub use traps::*;
+pub use vcpu::*;
 
 global_asm!(
     ".pushsection .text.hypercall_page, \"ax\"",
@@ -101,29 +109,6 @@ pub fn console_write(bytes: &[u8]) -> Result<(), XenError> {
         )
     };
     check(r).map(|_| ())
-}
-
-pub fn sched_yield() {
-    // SAFETY: no pointer arguments.
-    unsafe { hypercall(__HYPERVISOR_sched_op, SCHEDOP_yield as u64, 0, 0, 0, 0) };
-}
-
-/// Shuts the domain down with a `SHUTDOWN_*` reason. Does not return.
-pub fn shutdown(reason: u32) -> ! {
-    let arg = sched_shutdown { reason };
-    loop {
-        // SAFETY: `arg` lives across the call and is only read.
-        unsafe {
-            hypercall(
-                __HYPERVISOR_sched_op,
-                SCHEDOP_shutdown as u64,
-                &arg as *const _ as u64,
-                0,
-                0,
-                0,
-            )
-        };
-    }
 }
 
 /// `XENVER_version`: (major, minor).
