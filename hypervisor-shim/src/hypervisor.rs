@@ -532,9 +532,13 @@ impl<M: Machine> Hypervisor<M> {
             self.frames.free_frames()
         );
         let now = self.now();
-        dom.sched = Default::default();
-        dom.sched.runstate.state = xen_sys::RUNSTATE_offline;
-        dom.sched.runstate.entry_time = now;
+        // Its timers and waits go; the time it ran stays (getdomaininfo's cpu_time).
+        let mut runstate = dom.sched.runstate;
+        runstate.change(xen_sys::RUNSTATE_offline, now);
+        dom.sched = crate::scheduler::VcpuSched {
+            runstate,
+            ..Default::default()
+        };
         dom.tot_pages = 0;
         dom.dead = true;
         if self.fpu_owner == Some(id) {

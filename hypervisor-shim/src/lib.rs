@@ -19,6 +19,8 @@ pub mod cmdline;
 pub mod cpuid;
 pub mod domain;
 pub mod domains;
+#[cfg(test)]
+mod domctl_tests;
 pub mod elf;
 pub mod emulate;
 pub mod evtchn;

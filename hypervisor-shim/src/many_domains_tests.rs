@@ -23,11 +23,11 @@ use crate::trap::{SYSCALL_VECTOR, TIMER_VECTOR};
 
 const BASE: u64 = 0xffff_ffff_8000_0000;
 /// A writable scratch address in every test domain (its bss).
-const SCRATCH: u64 = BASE + 0x2000;
-const MS: u64 = 1_000_000;
+pub(crate) const SCRATCH: u64 = BASE + 0x2000;
+pub(crate) const MS: u64 = 1_000_000;
 
 /// dom0 (privileged) and domUs 1 and 2, 1100 pages each; the TSC counts nanoseconds.
-fn three() -> Hypervisor<TestMachine> {
+pub(crate) fn three() -> Hypervisor<TestMachine> {
     let mut machine = TestMachine::new(0, 8192);
     let mut frames = FrameAllocator::new();
     frames.add(1, 8192);
@@ -65,7 +65,7 @@ fn three() -> Hypervisor<TestMachine> {
     h
 }
 
-fn poke(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64, bytes: &[u8]) {
+pub(crate) fn poke(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64, bytes: &[u8]) {
     let l4 = h.domains[d].l4;
     GuestMemory {
         machine: &mut h.machine,
@@ -75,7 +75,7 @@ fn poke(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64, bytes: &[u8]) {
     .unwrap();
 }
 
-fn peek_u32(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64) -> u32 {
+pub(crate) fn peek_u32(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64) -> u32 {
     let l4 = h.domains[d].l4;
     GuestMemory {
         machine: &mut h.machine,
@@ -87,7 +87,12 @@ fn peek_u32(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64) -> u32 {
 
 /// Domain `d` makes hypercall `nr` (it is made the running domain first); returns its
 /// result and what the shim decided next.
-fn call(h: &mut Hypervisor<TestMachine>, d: DomId, nr: u32, args: &[u64]) -> (i64, Next) {
+pub(crate) fn call(
+    h: &mut Hypervisor<TestMachine>,
+    d: DomId,
+    nr: u32,
+    args: &[u64],
+) -> (i64, Next) {
     h.current = d;
     let mut f = h.domains[d].regs;
     f.vector = SYSCALL_VECTOR;
@@ -143,7 +148,7 @@ fn port_op(h: &mut Hypervisor<TestMachine>, d: DomId, cmd: u32, port: u32) -> i6
     evtchn_op(h, d, cmd, &port.to_le_bytes())
 }
 
-fn e(code: xen_errno) -> i64 {
+pub(crate) fn e(code: xen_errno) -> i64 {
     -(code as i64)
 }
 

@@ -105,3 +105,50 @@ fn constants_have_usable_types() {
     assert_eq!(XENFEAT_auto_translated_physmap, 2);
     assert_eq!(EVTCHN_2L_NR_CHANNELS, 4096);
 }
+
+#[test]
+fn toolstack_domctl_and_sysctl() {
+    use xen_sys::tools::*;
+    // Xen 4.17's versions of the two unstable interfaces.
+    assert_eq!(XEN_DOMCTL_INTERFACE_VERSION, 0x15);
+    assert_eq!(XEN_SYSCTL_INTERFACE_VERSION, 0x15);
+    assert_eq!(
+        (
+            XEN_DOMCTL_destroydomain,
+            XEN_DOMCTL_pausedomain,
+            XEN_DOMCTL_unpausedomain,
+            XEN_DOMCTL_getdomaininfo
+        ),
+        (2, 3, 4, 5)
+    );
+    assert_eq!(XEN_SYSCTL_getdomaininfolist, 6);
+    // cmd, interface_version, domain, 3 pad, then a 128-byte union.
+    assert_eq!(offset_of!(xen_domctl, domain), 8);
+    assert_eq!(offset_of!(xen_domctl, u), 16);
+    assert_eq!(size_of::<xen_domctl>(), 16 + 128);
+    // cmd, interface_version, then the union (8-aligned, 128 bytes).
+    assert_eq!(offset_of!(xen_sysctl, u), 8);
+    assert_eq!(size_of::<xen_sysctl>(), 8 + 128);
+    // domid, pad, flags, seven uint64_aligned_t, nr_online_vcpus, max_vcpu_id,
+    // ssidref, a 16-byte handle, cpupool, gpaddr_bits + 7 pad, x86 arch_config (2 * 4).
+    assert_eq!(offset_of!(xen_domctl_getdomaininfo, flags), 4);
+    assert_eq!(offset_of!(xen_domctl_getdomaininfo, tot_pages), 8);
+    assert_eq!(offset_of!(xen_domctl_getdomaininfo, shared_info_frame), 48);
+    assert_eq!(offset_of!(xen_domctl_getdomaininfo, cpu_time), 56);
+    assert_eq!(offset_of!(xen_domctl_getdomaininfo, nr_online_vcpus), 64);
+    assert_eq!(offset_of!(xen_domctl_getdomaininfo, handle), 76);
+    assert_eq!(offset_of!(xen_domctl_getdomaininfo, arch_config), 104);
+    assert_eq!(size_of::<xen_domctl_getdomaininfo>(), 112);
+    assert_eq!(
+        (XEN_DOMINF_dying, XEN_DOMINF_shutdown, XEN_DOMINF_paused),
+        (1, 4, 8)
+    );
+    assert_eq!((XEN_DOMINF_blocked, XEN_DOMINF_running), (16, 32));
+    assert_eq!(
+        (XEN_DOMINF_shutdownshift, XEN_DOMINF_shutdownmask),
+        (16, 255)
+    );
+    // first_domain, max_domains, a 64-bit guest handle, num_domains.
+    assert_eq!(offset_of!(xen_sysctl_getdomaininfolist, buffer), 8);
+    assert_eq!(offset_of!(xen_sysctl_getdomaininfolist, num_domains), 16);
+}

@@ -1,4 +1,13 @@
-//! `cargo xtask bindgen`: generates `xen-sys/src/bindings.rs` from the Xen public headers.
+//! `cargo xtask bindgen`: generates `xen-sys/src/bindings.rs` (the guest view) and
+//! `xen-sys/src/tools.rs` (`xen_sys::tools`: `domctl.h`, `sysctl.h`) from the Xen public
+//! headers.
+//!
+//! The tools view is a second pass on `xen-sys/wrapper-tools.h`, which defines
+//! `__XEN_TOOLS__`: that define changes the other headers (the register unions of
+//! `cpu_user_regs`, tools-only parts of `xen.h`, `memory.h`, `arch-x86/xen.h`), so it
+//! cannot share a translation unit with the guest view. It allowlists what `domctl.h` and
+//! `sysctl.h` declare (and the tools-only `xenctl_bitmap`, `xen_arch_domainconfig`,
+//! `XEN_X86_EMU_*`), with the types they use generated alongside, in their tools shape.
 //!
 //! bindgen is used as a library on `xen-sys/wrapper.h` (which pins
 //! `__XEN_INTERFACE_VERSION__` to `0x00040e00`), for `x86_64-unknown-linux-gnu`,
@@ -49,7 +58,8 @@
 //! * macros not defined for a guest at this interface version: tools/Xen-only ones
 //!   (`XENMEM_paging_op*`, `XENMEM_sharing_op*`, `XENMEM_access_op*`, `XENMEM_claim_pages`,
 //!   `XENMEM_get_sharing_*`, `XENMEM_reserved_device_memory_map`, `XENMEM_RDM_ALL`,
-//!   `XENMEM_FORK_*`, `XEN_X86_EMU_*`, `XEN_X86_MSR_RELAXED`, `XEN_X86_MISC_FLAGS_MAX`,
+//!   `XENMEM_FORK_*` (`XEN_X86_EMU_*`, `XEN_X86_MSR_RELAXED`, `XEN_X86_MISC_FLAGS_MAX`
+//!   are in the tools view),
 //!   `MAX_VMASST_TYPE`, `EVTCHNOP_reset_cont`) and legacy aliases for interfaces older
 //!   than 0x00040e00 (`NR_EVENT_CHANNELS`: use `EVTCHN_2L_NR_CHANNELS`;
 //!   `__HYPERVISOR_dom0_op`, `PHYSDEVOP_IRQ_STATUS_QUERY` and the other upper-case
@@ -64,10 +74,14 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use bindgen::callbacks::{IntKind, ParseCallbacks, Token, TokenKind};
 
-/// Path of `xen-sys/wrapper.h`, from the workspace root.
+/// Path of `xen-sys/wrapper.h` (the guest view), from the workspace root.
 pub const WRAPPER: &str = "xen-sys/wrapper.h";
-/// Path of the generated file, from the workspace root.
+/// Path of the generated guest-view file, from the workspace root.
 pub const OUTPUT: &str = "xen-sys/src/bindings.rs";
+/// Path of `xen-sys/wrapper-tools.h` (domctl.h and sysctl.h), from the workspace root.
+pub const TOOLS_WRAPPER: &str = "xen-sys/wrapper-tools.h";
+/// Path of the generated tools file (`xen_sys::tools`), from the workspace root.
+pub const TOOLS_OUTPUT: &str = "xen-sys/src/tools.rs";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -77,11 +91,31 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Generates the bindings from the Xen public headers in `headers_dir` (the directory
-/// holding `xen.h`, e.g. `/usr/include/xen`) and returns the file's contents.
+/// Which view of the headers a pass generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum View {
+    /// `wrapper.h`: every guest header, everything declared under the include directory.
+    Guest,
+    /// `wrapper-tools.h` (`__XEN_TOOLS__`): only what `domctl.h`/`sysctl.h` declare,
+    /// plus the tools-only types they embed; the rest resolves to the guest view.
+    Tools,
+}
+
+impl View {
+    fn wrapper(self) -> &'static str {
+        match self {
+            View::Guest => WRAPPER,
+            View::Tools => TOOLS_WRAPPER,
+        }
+    }
+}
+
+/// Generates both files from the Xen public headers in `headers_dir` (the directory
+/// holding `xen.h`, e.g. `/usr/include/xen`): `(workspace-relative path, contents)`
+/// for [`OUTPUT`] and [`TOOLS_OUTPUT`].
 ///
-/// The caller writes it to [`OUTPUT`] (or compares it with the checked-in file).
-pub fn generate(headers_dir: &Path) -> Result<String> {
+/// The caller writes them (or compares them with the checked-in files).
+pub fn generate(headers_dir: &Path) -> Result<Vec<(&'static str, String)>> {
     let headers_dir = headers_dir
         .canonicalize()
         .with_context(|| format!("Xen headers directory {}", headers_dir.display()))?;
@@ -96,32 +130,44 @@ pub fn generate(headers_dir: &Path) -> Result<String> {
         .context("Xen headers directory path is not UTF-8")?;
 
     let root = workspace_root();
-    let wrapper = root.join(WRAPPER);
-    let wrapper = wrapper.to_str().context("workspace path is not UTF-8")?;
-
-    // clang_macro_fallback writes a precompiled header and a scratch .c file.
-    let scratch = std::env::temp_dir().join(format!("xen-sys-bindgen-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let result = run_bindgen(wrapper, headers, &scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    let mut out = Vec::new();
+    for (view, output) in [(View::Guest, OUTPUT), (View::Tools, TOOLS_OUTPUT)] {
+        let wrapper = root.join(view.wrapper());
+        let wrapper = wrapper.to_str().context("workspace path is not UTF-8")?;
+        // clang_macro_fallback writes a precompiled header and a scratch .c file.
+        let scratch = std::env::temp_dir().join(format!("xen-sys-bindgen-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        let result = run_bindgen(view, wrapper, headers, &scratch);
+        let _ = std::fs::remove_dir_all(&scratch);
+        out.push((output, result?));
+    }
+    Ok(out)
 }
 
-fn run_bindgen(wrapper: &str, headers: &str, scratch: &Path) -> Result<String> {
-    let bindings = bindgen::Builder::default()
-        .header(wrapper)
-        .clang_args([
-            "-target",
-            "x86_64-unknown-linux-gnu",
-            // clang's own <stdint.h>, independent of the host libc headers.
-            "-ffreestanding",
-            // Quote search path only: "sched.h" is Xen's, <sched.h> would be libc's.
-            "-iquote",
-            headers,
-        ])
-        .allowlist_file(format!("{}/.*", regex_escape(headers)))
-        // The pin itself, from wrapper.h.
-        .allowlist_var("__XEN_INTERFACE_VERSION__")
+fn run_bindgen(view: View, wrapper: &str, headers: &str, scratch: &Path) -> Result<String> {
+    let builder = bindgen::Builder::default().header(wrapper).clang_args([
+        "-target",
+        "x86_64-unknown-linux-gnu",
+        // clang's own <stdint.h>, independent of the host libc headers.
+        "-ffreestanding",
+        // Quote search path only: "sched.h" is Xen's, <sched.h> would be libc's.
+        "-iquote",
+        headers,
+    ]);
+    let builder = match view {
+        View::Guest => builder
+            .allowlist_file(format!("{}/.*", regex_escape(headers)))
+            // The pin itself, from wrapper.h.
+            .allowlist_var("__XEN_INTERFACE_VERSION__"),
+        View::Tools => builder
+            .allowlist_file(format!("{}/(domctl|sysctl)\\.h", regex_escape(headers)))
+            // Tools-only parts of xen.h and arch-x86/xen.h that domctl/sysctl embed.
+            .allowlist_type("xenctl_bitmap(_t)?")
+            .allowlist_type("xen_arch_domainconfig")
+            .allowlist_var("_?XEN_X86_EMU_.*|XEN_X86_MSR_RELAXED|XEN_X86_MISC_FLAGS_MAX"),
+    };
+    let bindings = builder
         .use_core()
         .ctypes_prefix("core::ffi")
         .layout_tests(true)
@@ -134,9 +180,12 @@ fn run_bindgen(wrapper: &str, headers: &str, scratch: &Path) -> Result<String> {
         .clang_macro_fallback_build_dir(scratch)
         .parse_callbacks(Box::new(XenMacroTypes::default()))
         .formatter(bindgen::Formatter::Prettyplease)
-        .raw_line("// @generated by `cargo xtask bindgen` from xen-sys/wrapper.h. Do not edit.")
+        .raw_line(format!(
+            "// @generated by `cargo xtask bindgen` from {}. Do not edit.",
+            view.wrapper()
+        ))
         .generate()
-        .context("bindgen failed on xen-sys/wrapper.h")?;
+        .with_context(|| format!("bindgen failed on {}", view.wrapper()))?;
 
     let out = bindings.to_string();
     // Determinism guard: nothing host-specific may leak into the checked-in file.
@@ -146,11 +195,15 @@ fn run_bindgen(wrapper: &str, headers: &str, scratch: &Path) -> Result<String> {
     Ok(out)
 }
 
-/// Checks that `existing` (the checked-in file) matches a fresh generation.
-pub fn check(headers_dir: &Path, existing: &str) -> Result<()> {
-    let fresh = generate(headers_dir)?;
-    if fresh != existing {
-        bail!("{OUTPUT} is stale: run `cargo xtask bindgen`");
+/// Checks that every generated file in the workspace at `root` matches a fresh
+/// generation.
+pub fn check(headers_dir: &Path, root: &Path) -> Result<()> {
+    for (path, fresh) in generate(headers_dir)? {
+        let existing =
+            std::fs::read_to_string(root.join(path)).with_context(|| format!("reading {path}"))?;
+        if fresh != existing {
+            bail!("{path} is stale: run `cargo xtask bindgen`");
+        }
     }
     Ok(())
 }

@@ -325,16 +325,21 @@ fn boot(
 
 fn bindgen_command(root: &std::path::Path, check: bool) -> Result<()> {
     deps::ensure_bindgen_deps()?;
-    let output = root.join(bindgen::OUTPUT);
+    let headers = std::path::Path::new(deps::XEN_HEADERS);
     if check {
-        let existing = std::fs::read_to_string(&output)
-            .with_context(|| format!("reading {}", output.display()))?;
-        bindgen::check(std::path::Path::new(deps::XEN_HEADERS), &existing)?;
-        println!("{} is up to date", bindgen::OUTPUT);
+        bindgen::check(headers, root)?;
+        println!(
+            "{} and {} are up to date",
+            bindgen::OUTPUT,
+            bindgen::TOOLS_OUTPUT
+        );
     } else {
-        let fresh = bindgen::generate(std::path::Path::new(deps::XEN_HEADERS))?;
-        std::fs::write(&output, fresh).with_context(|| format!("writing {}", output.display()))?;
-        println!("wrote {}", bindgen::OUTPUT);
+        for (path, fresh) in bindgen::generate(headers)? {
+            let output = root.join(path);
+            std::fs::write(&output, fresh)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {path}");
+        }
     }
     Ok(())
 }

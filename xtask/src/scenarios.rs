@@ -145,6 +145,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("pingpong", "two domUs ping-pong 10,000 times over an interdomain channel: no lost or duplicated event", pingpong),
         Scenario::new("pingpong-crash", "a domU crashes mid-run; its peer keeps going, sees the port closed and powers off", pingpong_crash),
         Scenario::new("attack-evtchn-exhaust-domu", "hostile domU allocates ports until refused: the per-domain limit (1023 ports) holds and it goes on", attack_evtchn_exhaust_domu),
+        Scenario::new("dom0-ctl", "dom0 (examples/ctl) lists domains, pauses a spinning domU (its cpu time stops), unpauses it (it runs again), destroys it (gone from the list); the domU's own domctl/sysctl calls get -EPERM", dom0_ctl),
+        Scenario::new("dom0-ctl-alone", "dom0 (examples/ctl) alone: listed and running, nothing above it, may not pause/unpause/destroy itself (answers as Xen's)", dom0_ctl_alone),
         Scenario::new("xen-hello", "upstream Xen 4.17 boots examples/hello as dom0: greeting printed", xen_hello),
     ];
     let xen_at = v
@@ -164,6 +166,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xen-crash", "upstream Xen 4.17 delivers a guest page fault to libos's handler: diagnostic, then crash", xen_crash),
         Scenario::new("xen-pagetables", "upstream Xen 4.17 runs examples/pagetables: the reference for scenario pagetables", xen_pagetables),
         Scenario::new("xen-usermode", "upstream Xen 4.17 runs examples/usermode: the reference for scenario usermode", xen_usermode),
+        Scenario::new("xen-dom0-ctl-alone", "upstream Xen 4.17 runs examples/ctl alone: the reference for scenario dom0-ctl-alone", xen_dom0_ctl_alone),
         Scenario::new("xen-cpu", "upstream Xen 4.17 runs examples/cpu: the reference for scenario cpu", xen_cpu),
         Scenario::new("xen-timers", "upstream Xen 4.17 runs examples/timers: sleeps and a periodic task fire in deadline order, never early (VIRQ_TIMER, set_timer_op, SCHEDOP_block)", xen_timers),
         Scenario::new("xen-pingpong-loopback", "upstream Xen 4.17 runs examples/pingpong loopback: 10,000 event round trips over a loopback interdomain channel, none lost or duplicated; masked events delivered on unmask", xen_pingpong_loopback),
@@ -325,6 +328,114 @@ fn third_party_linux(ctx: &Ctx) -> Result<Pass, Failure> {
                 "fault in the shim",
                 "(shim) d0 (linux) crashed",
                 "(vcpu_op) not implemented",
+            ],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(180),
+            first_guest_line: None,
+            anywhere: &[],
+        },
+    )
+}
+
+/// The toolstack hypercalls: dom0 controls a CPU-bound domU, which first tries the
+/// same calls itself and must be refused.
+fn dom0_ctl(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle {
+                domains: &[
+                    BundleGuest {
+                        example: "ctl",
+                        role: Role::Dom0,
+                        memory_mib: 64,
+                        cmdline: "",
+                    },
+                    BundleGuest {
+                        example: "spinner",
+                        role: Role::DomU,
+                        memory_mib: 16,
+                        cmdline: "probe",
+                    },
+                ],
+            },
+            expect: &[
+                "ctl: controlling d1 from d0",
+                "ctl: domains with the domU paused:",
+                "ctl:       0  r-----      65536",
+                "ctl:       1  --p---      16384",
+                "ctl: paused d1: cpu time stayed at",
+                "ctl: unpaused d1: cpu time advanced by",
+                "(shim) d0: destroying d1 (spinner)",
+                "(shim) d1 (spinner) destroyed",
+                "ctl: domains after destroying the domU:",
+                "ctl:       0  r-----      65536",
+                "ctl: destroyed d1: gone from the list",
+                "ctl: OK",
+                "(shim) d0 (ctl) shut down: poweroff",
+            ],
+            fail_on: &[
+                "ctl: FAILED",
+                "ALLOWED",
+                "spinner: probe: FAILED",
+                "fatal exception",
+            ],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(120),
+            first_guest_line: None,
+            // The domU's probe, interleaved with dom0's lines.
+            anywhere: &["(d1) spinner: probe: every toolstack call refused with -EPERM"],
+        },
+    )
+}
+
+/// What examples/ctl prints alone, on the shim and on Xen alike.
+const CTL_ALONE: &[&str] = &[
+    "ctl: alone: checking the calls on d0 itself",
+    "ctl: alone: d0 is r-----",
+    "ctl: alone: getdomaininfo above d0: -ESRCH, of DOMID_SELF: -EINVAL",
+    "ctl: alone: pause, unpause, destroy of itself: -EINVAL",
+    "ctl: OK",
+];
+
+fn dom0_ctl_alone(ctx: &Ctx) -> Result<Pass, Failure> {
+    let expect: Vec<&str> = CTL_ALONE
+        .iter()
+        .copied()
+        .chain(["(shim) d0 (ctl) shut down: poweroff"])
+        .collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Shim {
+                guest: "ctl",
+                guest_cmdline: "",
+            },
+            expect: &expect,
+            fail_on: &["ctl: FAILED", "fatal exception"],
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+            anywhere: &[],
+        },
+    )
+}
+
+fn xen_dom0_ctl_alone(ctx: &Ctx) -> Result<Pass, Failure> {
+    let expect: Vec<&str> = CTL_ALONE.iter().copied().chain([XEN_DOM0_HALTED]).collect();
+    check(
+        ctx,
+        Check {
+            boot: Boot::Xen {
+                guest: "ctl",
+                guest_cmdline: "",
+            },
+            expect: &expect,
+            fail_on: &[
+                "ctl: FAILED",
+                "fatal exception",
+                "Panic on CPU",
+                XEN_DOM0_CRASHED,
             ],
             end: End::StopWhenSeen,
             timeout: Duration::from_secs(180),

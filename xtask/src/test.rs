@@ -141,7 +141,11 @@ pub fn run(root: &Path, filter: Option<&str>, accel: Accel, verbose: bool) -> Re
 /// headers are missing and cannot be installed.
 fn bindings(root: &Path, summary: &mut Summary) {
     const NAME: &str = "bindings";
-    println!("==> {NAME}: regenerate {} and compare", bindgen::OUTPUT);
+    println!(
+        "==> {NAME}: regenerate {} and {} and compare",
+        bindgen::OUTPUT,
+        bindgen::TOOLS_OUTPUT
+    );
     let start = Instant::now();
     if let Err(e) = deps::ensure_bindgen_deps() {
         summary.report(
@@ -153,9 +157,7 @@ fn bindings(root: &Path, summary: &mut Summary) {
         );
         return;
     }
-    let status = std::fs::read_to_string(root.join(bindgen::OUTPUT))
-        .map_err(anyhow::Error::from)
-        .and_then(|existing| bindgen::check(Path::new(deps::XEN_HEADERS), &existing));
+    let status = bindgen::check(Path::new(deps::XEN_HEADERS), root);
     let status = match status {
         Ok(()) => Status::Ok,
         Err(e) => Status::Failed(format!("{e:#}")),

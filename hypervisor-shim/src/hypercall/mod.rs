@@ -5,6 +5,8 @@
 
 mod callback;
 mod console;
+mod domain_info;
+mod domctl;
 mod event_channel;
 mod gdt;
 mod iret;
@@ -17,6 +19,7 @@ mod mmuext;
 mod multicall;
 mod physdev;
 mod sched;
+mod sysctl;
 mod timer;
 mod trap_table;
 mod vcpu_op;
@@ -127,6 +130,8 @@ pub(crate) fn call<M: Machine + ?Sized>(
         }
         __HYPERVISOR_set_timer_op => timer::set_timer_op(env, dom, a[0]),
         __HYPERVISOR_vcpu_op => vcpu_op::vcpu_op(env, dom, a[0], a[1], a[2]),
+        __HYPERVISOR_domctl => domctl::domctl(env, dom, a[0]),
+        __HYPERVISOR_sysctl => sysctl::sysctl(env, dom, a[0]),
         _ => {
             if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {
                 dom.reported_enosys |= 1 << nr;

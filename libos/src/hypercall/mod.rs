@@ -6,6 +6,7 @@ use core::mem::size_of;
 
 use xen_sys::*;
 
+mod domctl;
 mod event_channel;
 mod memory;
 mod mmu;
@@ -15,6 +16,7 @@ mod timer;
 mod traps;
 mod vcpu;
 
+pub use domctl::*;
 pub use event_channel::*;
 pub use memory::*;
 pub use mmu::*;
