@@ -143,6 +143,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("timers", "examples/timers: sleeps and a periodic task fire in deadline order, never early (VIRQ_TIMER, set_timer_op, SCHEDOP_block/poll, runstate)", timers),
         Scenario::new("pingpong-loopback", "examples/pingpong loopback: 10,000 round trips over a loopback interdomain channel; masked events delivered on unmask", pingpong_loopback),
         Scenario::new("pingpong", "two domUs ping-pong 10,000 times over an interdomain channel: no lost or duplicated event", pingpong),
+        Scenario::new("spin", "a domU that never blocks beside a domU that must finish its timers: the timers fire in order, never early, and the worker powers off while the spinner still spins", spin),
         Scenario::new("pingpong-crash", "a domU crashes mid-run; its peer keeps going, sees the port closed and powers off", pingpong_crash),
         Scenario::new("attack-evtchn-exhaust-domu", "hostile domU allocates ports until refused: the per-domain limit (1023 ports) holds and it goes on", attack_evtchn_exhaust_domu),
         Scenario::new("dom0-ctl", "dom0 (examples/ctl) lists domains, pauses a spinning domU (its cpu time stops), unpauses it (it runs again), destroys it (gone from the list); the domU's own domctl/sysctl calls get -EPERM", dom0_ctl),
@@ -743,6 +744,30 @@ fn pingpong(ctx: &Ctx) -> Result<Pass, Failure> {
         ],
         &["FAILED", "crashed", "PANIC"],
         Outcome::PowerOff,
+    )
+}
+
+fn spin(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle {
+                domains: &[domu("spinner", "every=2000000"), domu("timers", "")],
+            },
+            // After the worker is done, the spinner is still running.
+            expect: &[
+                "(shim) d2 (timers) shut down: poweroff",
+                "(d1) spinner: heartbeat",
+            ],
+            fail_on: &["FAILED", "crashed", "PANIC"],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(120),
+            first_guest_line: None,
+            anywhere: &[
+                "(d1) spinner: spinning",
+                "(d2) timers: OK: 10 timers fired in deadline order, none early",
+            ],
+        },
     )
 }
 
