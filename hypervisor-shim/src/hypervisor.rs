@@ -612,36 +612,13 @@ fn crash<M: Machine>(m: &mut M, dom: &mut Domain, frame: &TrapFrame, cr2: u64, w
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::tests::make_elf;
     use crate::m2p::INVALID;
     use crate::machine::TestMachine;
-    use alloc::vec;
 
-    const BASE: u64 = 0xffff_ffff_8000_0000;
 
     fn hv() -> Hypervisor<TestMachine> {
-        let mut machine = TestMachine::new(0, 4096);
-        let mut frames = FrameAllocator::new();
-        frames.add(1, 4096);
-        let m2p = M2p::new(&mut machine, &mut frames, 4096).unwrap();
-        let shim_l4 = vec![(M2p::l4_slot(), m2p.l4_entry)];
-        let frame_table = FrameTable::new(4096, &frames, &m2p, &shim_l4);
-        let mut h = Hypervisor::new(
-            machine,
-            frames,
-            m2p,
-            shim_l4,
-            frame_table,
-            String::new(),
-            CpuidPolicy::from_host(crate::cpuid::tests::greedy_host, 4096),
-            Clock::new(1_000_000_000, 0, 0, 0),
-        );
-        let elf = make_elf(
-            BASE,
-            &[0x90; 0x1000],
-            0x1000,
-            &[(xen_sys::XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())],
-        );
+        let mut h = crate::many_domains_tests::empty(4096);
+        let elf = crate::many_domains_tests::test_elf(0x1000);
         h.create_initial_domain(&elf, 1500, "").unwrap();
         h
     }

@@ -26,30 +26,41 @@ const BASE: u64 = 0xffff_ffff_8000_0000;
 pub(crate) const SCRATCH: u64 = BASE + 0x2000;
 pub(crate) const MS: u64 = 1_000_000;
 
-/// dom0 (privileged) and domUs 1 and 2, 1100 pages each; the TSC counts nanoseconds.
-pub(crate) fn three() -> Hypervisor<TestMachine> {
-    let mut machine = TestMachine::new(0, 8192);
+/// A hypervisor over a test machine of `nr_frames` frames (frame 0 left out), with no
+/// domain yet; the TSC counts nanoseconds.
+pub(crate) fn empty(nr_frames: u64) -> Hypervisor<TestMachine> {
+    let mut machine = TestMachine::new(0, nr_frames as usize);
     let mut frames = FrameAllocator::new();
-    frames.add(1, 8192);
-    let m2p = M2p::new(&mut machine, &mut frames, 8192).unwrap();
+    frames.add(1, nr_frames);
+    let m2p = M2p::new(&mut machine, &mut frames, nr_frames).unwrap();
     let shim_l4 = vec![(M2p::l4_slot(), m2p.l4_entry)];
-    let frame_table = FrameTable::new(8192, &frames, &m2p, &shim_l4);
-    let mut h = Hypervisor::new(
+    let frame_table = FrameTable::new(nr_frames, &frames, &m2p, &shim_l4);
+    Hypervisor::new(
         machine,
         frames,
         m2p,
         shim_l4,
         frame_table,
         String::new(),
-        CpuidPolicy::from_host(crate::cpuid::tests::greedy_host, 8192),
+        CpuidPolicy::from_host(crate::cpuid::tests::greedy_host, nr_frames),
         Clock::new(1_000_000_000, 0, 1_700_000_000, 0),
-    );
-    let elf = make_elf(
+    )
+}
+
+/// A test kernel image: a page of code at `BASE` and a bss up to `BASE + memsz`.
+pub(crate) fn test_elf(memsz: u64) -> Vec<u8> {
+    make_elf(
         BASE,
         &[0x90; 0x1000],
-        0x8000,
+        memsz,
         &[(XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec())],
-    );
+    )
+}
+
+/// dom0 (privileged) and domUs 1 and 2, 1100 pages each.
+pub(crate) fn three() -> Hypervisor<TestMachine> {
+    let mut h = empty(8192);
+    let elf = test_elf(0x8000);
     for (domid, privileged) in [(0, true), (1, false), (2, false)] {
         h.create_domain(&DomainSpec {
             domid,
