@@ -615,7 +615,6 @@ mod tests {
     use crate::m2p::INVALID;
     use crate::machine::TestMachine;
 
-
     fn hv() -> Hypervisor<TestMachine> {
         let mut h = crate::many_domains_tests::empty(4096);
         let elf = crate::many_domains_tests::test_elf(0x1000);
