@@ -59,9 +59,8 @@ pub const VCPU_CR2: usize =
     offset_of!(xen_sys::vcpu_info, arch) + offset_of!(xen_sys::arch_vcpu_info, cr2);
 
 pub fn upcall_mask<M: Machine + ?Sized>(m: &M, dom: &Domain) -> u8 {
-    let vi = dom.vcpu_info;
-    m.frame(vi.mfn)
-        .and_then(|f| f.get(vi.offset + VcpuInfoAt::UPCALL_MASK).copied())
+    dom.vcpu_info
+        .read_u8(m, VcpuInfoAt::UPCALL_MASK)
         .unwrap_or(1)
 }
 

@@ -154,10 +154,10 @@ impl VcpuInfoAt {
     pub const UPCALL_MASK: usize = offset_of!(vcpu_info, evtchn_upcall_mask);
     pub const PENDING_SEL: usize = offset_of!(vcpu_info, evtchn_pending_sel);
 
-    pub fn read_u8<M: Machine + ?Sized>(&self, m: &M, field: usize) -> u8 {
+    /// A byte field of the `vcpu_info`; `None` if its frame is not RAM.
+    pub fn read_u8<M: Machine + ?Sized>(&self, m: &M, field: usize) -> Option<u8> {
         m.frame(self.mfn)
             .and_then(|f| f.get(self.offset + field).copied())
-            .unwrap_or(0)
     }
 
     pub fn write_u8<M: Machine + ?Sized>(&self, m: &mut M, field: usize, v: u8) {
@@ -236,7 +236,7 @@ pub fn set_pending<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, port: Port)
 /// `vcpu_mark_events_pending`: raises `evtchn_upcall_pending` and kicks the vCPU.
 fn mark_events_pending<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) {
     let vi = dom.vcpu_info;
-    if vi.read_u8(m, VcpuInfoAt::UPCALL_PENDING) == 0 {
+    if vi.read_u8(m, VcpuInfoAt::UPCALL_PENDING) == Some(0) {
         vi.write_u8(m, VcpuInfoAt::UPCALL_PENDING, 1);
     }
     dom.sched.wake();
@@ -266,12 +266,7 @@ pub fn send_virq<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, virq: u32) {
 /// (Xen's `local_events_need_delivery`).
 pub fn upcall_due<M: Machine + ?Sized>(m: &M, dom: &Domain) -> bool {
     let vi = dom.vcpu_info;
-    match m.frame(vi.mfn) {
-        Some(f) => {
-            let at = vi.offset;
-            f.get(at + VcpuInfoAt::UPCALL_PENDING).copied().unwrap_or(0) != 0
-                && f.get(at + VcpuInfoAt::UPCALL_MASK).copied().unwrap_or(1) == 0
-        }
-        None => false,
-    }
+    vi.read_u8(m, VcpuInfoAt::UPCALL_PENDING)
+        .is_some_and(|p| p != 0)
+        && vi.read_u8(m, VcpuInfoAt::UPCALL_MASK) == Some(0)
 }

@@ -472,22 +472,23 @@ impl<M: Machine> Hypervisor<M> {
     /// drops the records of destroyed dead ones.
     #[inline(never)]
     fn reap_dead(&mut self) {
-        let stopped: Vec<DomId> = self
-            .domains
-            .iter()
-            .filter(|d| (!d.runnable() || d.destroy) && !d.dead)
-            .map(|d| d.id)
-            .collect();
-        for id in stopped {
+        // Runs at every scheduling decision: find, don't collect (usually none).
+        loop {
+            let stopped = self
+                .domains
+                .iter()
+                .find(|d| (!d.runnable() || d.destroy) && !d.dead)
+                .map(|d| d.id);
+            let Some(id) = stopped else { break };
             self.reap(id);
         }
-        let gone: Vec<DomId> = self
-            .domains
-            .iter()
-            .filter(|d| d.dead && d.destroy)
-            .map(|d| d.id)
-            .collect();
-        for id in gone {
+        loop {
+            let gone = self
+                .domains
+                .iter()
+                .find(|d| d.dead && d.destroy)
+                .map(|d| d.id);
+            let Some(id) = gone else { break };
             self.domains.remove(id);
         }
     }

@@ -197,7 +197,7 @@ fn an_interdomain_channel_carries_events_both_ways() {
     let vi = h.domains[1].vcpu_info;
     assert_eq!(
         vi.read_u8(&h.machine, evtchn::VcpuInfoAt::UPCALL_PENDING),
-        1
+        Some(1)
     );
     assert_eq!(port_op(&mut h, 1, EVTCHNOP_send, p1), 0);
     assert!(evtchn::is_pending(&h.machine, &h.domains[2], p2));

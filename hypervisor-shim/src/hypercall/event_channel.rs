@@ -211,6 +211,19 @@ fn op<M: Machine + ?Sized>(
     }
 }
 
+/// Domain `id` (already resolved from `DOMID_SELF`): the caller itself, or another.
+fn domain_mut<'a>(
+    dom: &'a mut Domain,
+    others: &'a mut Domains,
+    id: DomId,
+) -> Option<&'a mut Domain> {
+    if id == dom.id {
+        Some(dom)
+    } else {
+        others.get_mut(id)
+    }
+}
+
 /// Runs `f` on domain `id` (`DOMID_SELF` or the caller's own id: the caller). Another
 /// domain needs privilege when `needs_privilege` (-EPERM), and must exist (-ESRCH).
 fn with_domain<R>(
@@ -220,18 +233,15 @@ fn with_domain<R>(
     needs_privilege: bool,
     f: impl FnOnce(&mut Domain) -> R,
 ) -> Result<R> {
-    if id == DOMID_SELF || id == dom.id {
-        return Ok(f(dom));
-    }
-    let Some(d) = others.get_mut(id) else {
-        return Err(XEN_ESRCH);
-    };
-    if needs_privilege && !dom.privileged {
+    let id = if id == DOMID_SELF { dom.id } else { id };
+    if needs_privilege && id != dom.id && !dom.privileged && others.get(id).is_some() {
         return Err(XEN_EPERM);
     }
-    Ok(f(d))
+    domain_mut(dom, others, id).map(f).ok_or(XEN_ESRCH)
 }
 
+/// Binds a new local port to `rport` of `rdom`, which must be left unbound for the
+/// caller; `rdom` may be the caller itself (a loopback channel).
 fn bind_interdomain<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
@@ -240,32 +250,10 @@ fn bind_interdomain<M: Machine + ?Sized>(
 ) -> Result<Port> {
     let rdom = if rdom == DOMID_SELF { dom.id } else { rdom };
     let me = dom.id;
-    let ok = |b: Option<Binding>| b == Some(Binding::Unbound { remote: me });
-    if rdom == me {
-        // Loopback: both ends in the caller.
-        if !dom.evtchn.is_valid(rport) || !ok(dom.evtchn.get(rport).map(|c| c.binding)) {
-            return Err(XEN_EINVAL);
-        }
-        let lport = dom
-            .evtchn
-            .alloc(Binding::Interdomain {
-                remote: me,
-                port: rport,
-            })
-            .ok_or(XEN_ENOSPC)?;
-        if let Some(c) = dom.evtchn.get_mut(rport) {
-            c.binding = Binding::Interdomain {
-                remote: me,
-                port: lport,
-            };
-        }
-        evtchn::set_pending(env.machine, dom, lport);
-        return Ok(lport);
-    }
-    let Some(rd) = env.domains.get_mut(rdom) else {
-        return Err(XEN_ESRCH);
-    };
-    if !rd.evtchn.is_valid(rport) || !ok(rd.evtchn.get(rport).map(|c| c.binding)) {
+    let rd = domain_mut(dom, env.domains, rdom).ok_or(XEN_ESRCH)?;
+    if !rd.evtchn.is_valid(rport)
+        || rd.evtchn.get(rport).map(|c| c.binding) != Some(Binding::Unbound { remote: me })
+    {
         return Err(XEN_EINVAL);
     }
     let lport = dom
@@ -275,7 +263,7 @@ fn bind_interdomain<M: Machine + ?Sized>(
             port: rport,
         })
         .ok_or(XEN_ENOSPC)?;
-    if let Some(c) = rd.evtchn.get_mut(rport) {
+    if let Some(c) = domain_mut(dom, env.domains, rdom).and_then(|d| d.evtchn.get_mut(rport)) {
         c.binding = Binding::Interdomain {
             remote: me,
             port: lport,
@@ -290,24 +278,17 @@ fn send<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, port: Port)
     if !dom.evtchn.is_valid(port) {
         return Err(XEN_EINVAL);
     }
+    let me = dom.id;
     match dom.evtchn.get(port).map(|c| c.binding) {
         Some(Binding::Interdomain {
             remote,
             port: rport,
-        }) if remote == dom.id => {
-            evtchn::set_pending(env.machine, dom, rport);
-            Ok(())
-        }
-        Some(Binding::Interdomain {
-            remote,
-            port: rport,
         }) => {
-            if let Some(rd) = env.domains.get_mut(remote) {
+            if let Some(rd) = domain_mut(dom, env.domains, remote) {
                 let was_ready = rd.ready();
                 evtchn::set_pending(env.machine, rd, rport);
-                if !was_ready && rd.ready() {
-                    env.effects.resched = true;
-                }
+                // Another domain woke: let the scheduler decide who runs.
+                env.effects.resched |= remote != me && !was_ready && rd.ready();
             }
             Ok(())
         }
@@ -405,11 +386,9 @@ fn close_with<M: Machine + ?Sized>(
                     }
                 }
             };
-            if remote == me {
-                unbind(dom);
-            } else if let Some(d) = extra.filter(|d| d.id == remote) {
+            if let Some(d) = extra.filter(|d| d.id == remote) {
                 unbind(d);
-            } else if let Some(d) = others.get_mut(remote) {
+            } else if let Some(d) = domain_mut(dom, others, remote) {
                 unbind(d);
             }
         }

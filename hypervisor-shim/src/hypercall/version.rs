@@ -67,23 +67,10 @@ pub fn is_null_hypercall(nr: u64, cmd: u64) -> bool {
     nr == __HYPERVISOR_xen_version as u64 && cmd == XENVER_version as u64
 }
 
-#[inline]
-pub fn xen_version<M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &Domain,
-    cmd: u64,
-    arg: u64,
-) -> i64 {
-    // `XENVER_version` is the guests' null hypercall (Linux forces pending events with
-    // it): answered inline, without the set-up the other sub-ops need.
-    if cmd == XENVER_version as u64 {
-        return VERSION_WORD;
-    }
-    xen_version_op(env, dom, cmd, arg)
-}
-
+/// Every sub-op; `XENVER_version` itself normally never gets here (see
+/// [`is_null_hypercall`]) except inside a multicall.
 #[inline(never)]
-fn xen_version_op<M: Machine + ?Sized>(
+pub fn xen_version<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &Domain,
     cmd: u64,
