@@ -1,6 +1,7 @@
 //! A domain as the shim tracks it: its memory, its page tables, its saved vCPU state and
 //! whether it is still running.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -68,6 +69,8 @@ pub struct Domain {
     pub destroy: bool,
     /// `console_io` output not yet printed: the current line (domUs only).
     pub console_line: Vec<u8>,
+    /// Serial-console input waiting for `CONSOLEIO_read` (domain 0's only).
+    pub console_input: VecDeque<u8>,
 }
 
 impl Domain {
@@ -108,6 +111,7 @@ impl Domain {
             dead: false,
             destroy: false,
             console_line: Vec::new(),
+            console_input: VecDeque::new(),
             vcpu_info_page: None,
         }
     }

@@ -22,7 +22,7 @@ use crate::machine::{Machine, Mfn};
 use crate::mm::{self, FrameTable, Mm};
 use crate::scheduler::SLICE_NS;
 use crate::time::Clock;
-use crate::trap::{write_fault_report, TrapFrame, SYSCALL_VECTOR, TIMER_VECTOR};
+use crate::trap::{write_fault_report, TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::vcpu::{FpuArea, GuestCpu};
 
 pub struct Hypervisor<M: Machine> {
@@ -229,9 +229,9 @@ impl<M: Machine> Hypervisor<M> {
             return self.reschedule(false);
         };
         let vector = dom.regs.vector;
-        if vector == TIMER_VECTOR {
+        if vector == TIMER_VECTOR || vector == SERIAL_VECTOR {
             self.domains.put(dom);
-            return self.reschedule(true);
+            return self.reschedule(vector == TIMER_VECTOR);
         }
         // Kept for a crash report, as handling an exception rewrites the registers. Not
         // for hypercalls (the hot path): they change only RAX before a crash is known.
@@ -274,6 +274,23 @@ impl<M: Machine> Hypervisor<M> {
             return self.resume_current();
         }
         self.reschedule(false)
+    }
+
+    /// Bytes typed on the serial console: kept for domain 0 (`CONSOLEIO_read`), which
+    /// hears of them through `VIRQ_CONSOLE`. With no domain 0 they go nowhere.
+    pub fn console_input(&mut self, bytes: &[u8]) {
+        let Some(d) = self.domains.get_mut(0) else {
+            return;
+        };
+        if d.dead {
+            return;
+        }
+        let room = hypercall::console::INPUT_MAX.saturating_sub(d.console_input.len());
+        if room < bytes.len() {
+            log::warn!("console input: {} bytes dropped", bytes.len() - room);
+        }
+        d.console_input.extend(&bytes[..bytes.len().min(room)]);
+        evtchn::send_virq(&mut self.machine, d, xen_sys::VIRQ_CONSOLE);
     }
 
     /// Picks the first domain to run, once every domain of the boot module is built.

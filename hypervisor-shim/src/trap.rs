@@ -15,6 +15,8 @@ pub const TSS_SEL: u16 = 0xe040;
 pub const SYSCALL_VECTOR: u64 = 0x100;
 /// The local APIC timer's interrupt: the scheduler's tick and every timer deadline.
 pub const TIMER_VECTOR: u64 = 0xf0;
+/// COM1's receive interrupt (through the I/O APIC): console input for dom0.
+pub const SERIAL_VECTOR: u64 = 0xf1;
 /// The local APIC's spurious-interrupt vector (no EOI, nothing to do).
 pub const SPURIOUS_VECTOR: u64 = 0xff;
 

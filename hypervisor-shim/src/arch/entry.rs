@@ -58,6 +58,12 @@ timer_stub:
     push ${timer_vector}
     jmp trap_common
     .balign 16
+    .global serial_stub
+serial_stub:
+    push $0
+    push ${serial_vector}
+    jmp trap_common
+    .balign 16
     .global spurious_stub
 spurious_stub:
     push $0
@@ -162,6 +168,7 @@ enter_frame:
     syscall_vector = const hypervisor_shim::trap::SYSCALL_VECTOR,
     timer_vector = const hypervisor_shim::trap::TIMER_VECTOR,
     spurious_vector = const hypervisor_shim::trap::SPURIOUS_VECTOR,
+    serial_vector = const hypervisor_shim::trap::SERIAL_VECTOR,
     cs_offset = const core::mem::offset_of!(TrapFrame, cs),
     options(att_syntax)
 );
@@ -174,6 +181,7 @@ unsafe extern "C" {
     fn syscall_entry();
     fn timer_stub();
     fn spurious_stub();
+    fn serial_stub();
     fn cstar_entry();
     fn enter_frame(frame: *const TrapFrame) -> !;
 }
@@ -195,8 +203,8 @@ pub fn trap_stubs() -> &'static [u64; 32] {
     unsafe { &*core::ptr::addr_of!(trap_stub_table) }
 }
 
-/// Entry stubs of the local APIC's timer and spurious vectors.
-pub fn interrupt_stubs() -> [(u64, u64); 2] {
+/// Entry stubs of the local APIC's timer and spurious vectors and of COM1's input.
+pub fn interrupt_stubs() -> [(u64, u64); 3] {
     [
         (
             hypervisor_shim::trap::TIMER_VECTOR,
@@ -205,6 +213,10 @@ pub fn interrupt_stubs() -> [(u64, u64); 2] {
         (
             hypervisor_shim::trap::SPURIOUS_VECTOR,
             spurious_stub as *const () as u64,
+        ),
+        (
+            hypervisor_shim::trap::SERIAL_VECTOR,
+            serial_stub as *const () as u64,
         ),
     ]
 }

@@ -5,6 +5,7 @@ mod boot;
 pub mod cpu;
 mod directmap;
 pub mod entry;
+mod ioapic;
 mod rtc;
 pub mod serial;
 
@@ -21,7 +22,9 @@ use hypervisor_shim::m2p::M2p;
 use hypervisor_shim::machine::PAGE_SIZE;
 use hypervisor_shim::mm::FrameTable;
 use hypervisor_shim::time::Clock;
-use hypervisor_shim::trap::{write_fault_report, TrapFrame, SPURIOUS_VECTOR, TIMER_VECTOR};
+use hypervisor_shim::trap::{
+    write_fault_report, TrapFrame, SERIAL_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
+};
 use hypervisor_shim::{boot_info, cmdline};
 use linked_list_allocator::LockedHeap;
 use serial::Serial;
@@ -120,6 +123,8 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
     let Some(tsc_hz) = apic::init() else {
         fail("the PIT does not count: cannot measure the TSC")
     };
+    ioapic::route_com1();
+    Serial::enable_rx_interrupt();
     let clock = Clock::new(tsc_hz, cpu::rdtsc(), rtc::unix_time(), 0);
     log::info!(
         "clock: TSC {} kHz, APIC timer {} kHz, wall clock {} s",
@@ -199,7 +204,8 @@ extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
         // The timer's interrupt while the shim idles in `hlt`: acknowledge, and let the
         // idle loop see what became due.
         match vector {
-            TIMER_VECTOR => {
+            // Input is drained once the idle loop has the shim again.
+            TIMER_VECTOR | SERIAL_VECTOR => {
                 apic::eoi();
                 return frame;
             }
@@ -215,7 +221,7 @@ extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
         // Nothing to acknowledge, nothing to do: the guest goes on (its registers are
         // in place).
         SPURIOUS_VECTOR => return frame,
-        TIMER_VECTOR => apic::eoi(),
+        TIMER_VECTOR | SERIAL_VECTOR => apic::eoi(),
         _ => {}
     }
     let cr2 = cpu::cr2();
@@ -228,8 +234,23 @@ extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
     if hv.resume_frame().map(|r| r as *const TrapFrame) != Some(frame) {
         hv.save_entry_frame(frame_ref);
     }
+    if vector == SERIAL_VECTOR {
+        pump_console_input(hv);
+    }
     let next = hv.handle(cr2, &mut |b| Serial::write_bytes(b));
     resume(hv, next)
+}
+
+/// Hands what was typed on the serial line to the hypervisor (for domain 0).
+fn pump_console_input(hv: &mut Hypervisor<DirectMap>) {
+    let mut buf = [0u8; 64];
+    loop {
+        let n = Serial::read_bytes(&mut buf);
+        if n == 0 {
+            return;
+        }
+        hv.console_input(&buf[..n]);
+    }
 }
 
 /// Carries out what the shim decided: programs the timer, idles until something is
@@ -268,6 +289,7 @@ fn resume(hv: &mut Hypervisor<DirectMap>, mut next: Next) -> *const TrapFrame {
                     apic::arm(deadline);
                 }
                 cpu::idle_until_interrupt();
+                pump_console_input(hv);
                 next = hv.wake_from_idle();
             }
             Next::Halt(exit) => exit_qemu(exit),

@@ -1,5 +1,11 @@
 //! `console_io` (`xen.h`): the hypervisor console. Writes go to the serial line; reads
-//! return nothing (input arrives with the console back-end).
+//! take what was typed on it.
+//!
+//! Input: bytes typed on the serial line collect in domain 0's buffer (at most
+//! [`INPUT_MAX`]; Xen's `serial_rx_ring` also drops what does not fit), `VIRQ_CONSOLE`
+//! tells domain 0, and `CONSOLEIO_read` hands them out. Only the control domain may read
+//! (Xen's `xsm_console_io` default: -EPERM for others); its console back-end passes the
+//! input on to the domain it chose.
 //!
 //! As in Xen (`guest_console_write`), the control domain writes straight through, and
 //! every other domain's output is collected into whole lines, printed with a `(dN) `
@@ -44,10 +50,32 @@ pub fn console_io<M: Machine + ?Sized>(
             }
             0
         }
-        CONSOLEIO_read => 0,
+        CONSOLEIO_read => {
+            if !dom.privileged {
+                return err(XEN_EPERM);
+            }
+            let count = (count as u32 as usize).min(dom.console_input.len());
+            let (a, b) = dom.console_input.as_slices();
+            let (a, b) = if a.len() >= count {
+                (&a[..count], &b[..0])
+            } else {
+                (a, &b[..count - a.len()])
+            };
+            let mut mem = env.guest(dom);
+            if mem.write(buffer, a).is_err()
+                || mem.write(buffer.wrapping_add(a.len() as u64), b).is_err()
+            {
+                return err(XEN_EFAULT);
+            }
+            dom.console_input.drain(..count);
+            count as i64
+        }
         _ => err(XEN_ENOSYS),
     }
 }
+
+/// Most typed bytes kept for domain 0 to read.
+pub const INPUT_MAX: usize = 4096;
 
 /// Longest line kept for a domain before it is printed anyway (Xen's
 /// `DOMAIN_PBUF_SIZE`).
@@ -100,6 +128,38 @@ mod tests {
             0
         );
         assert_eq!(w.out, big);
+    }
+
+    #[test]
+    fn dom0_reads_typed_input_and_a_domu_may_not() {
+        let mut w = World::new(true);
+        w.dom.console_input.extend(b"typed");
+        let read = |w: &mut World, n: u64| {
+            w.call(
+                __HYPERVISOR_console_io,
+                &[CONSOLEIO_read as u64, n, SCRATCH],
+            )
+        };
+        assert_eq!(read(&mut w, 3), 3);
+        assert_eq!(w.peek(SCRATCH, 3), b"typ");
+        assert_eq!(read(&mut w, 100), 2, "only what is there");
+        assert_eq!(w.peek(SCRATCH, 2), b"ed");
+        assert_eq!(read(&mut w, 100), 0);
+        // Wrapped around inside the buffer: still read in order.
+        w.dom.console_input.extend(b"abcdef");
+        w.dom.console_input.drain(..4);
+        w.dom.console_input.extend(b"ghij");
+        assert_eq!(read(&mut w, 6), 6);
+        assert_eq!(w.peek(SCRATCH, 6), b"efghij");
+        w.dom.console_input.extend(b"x");
+        assert_eq!(read(&mut w, (1 << 40) + 1), 1, "count is an unsigned int");
+        w.dom.console_input.extend(b"y");
+        assert_eq!(read(&mut w, 1), 1);
+
+        let mut u = World::new(false);
+        u.dom.console_input.extend(b"secret");
+        assert_eq!(read(&mut u, 6), err(XEN_EPERM));
+        assert_eq!(u.dom.console_input.len(), 6);
     }
 
     #[test]

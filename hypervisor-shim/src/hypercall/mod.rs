@@ -4,7 +4,7 @@
 //! the guest's own page tables ([`GuestMemory`]), so a bad one is `-EFAULT`.
 
 mod callback;
-mod console;
+pub mod console;
 mod domain_info;
 mod domctl;
 mod event_channel;
