@@ -17,6 +17,7 @@ pub mod console;
 pub mod errno;
 pub mod events;
 pub mod executor;
+pub mod grant;
 pub mod heap;
 pub mod hypercall;
 pub mod memory;
@@ -28,6 +29,7 @@ pub mod start_info;
 pub mod time;
 pub mod timer;
 pub mod traps;
+pub mod vmap;
 
 pub use start_info::StartInfo;
 

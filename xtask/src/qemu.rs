@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -203,6 +203,8 @@ pub fn run_interactive(mut cmd: Command, timeout: Option<Duration>) -> Result<Op
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
     Continue,
+    /// Type these bytes on the serial console (QEMU's stdin), then go on.
+    Type(&'static [u8]),
     /// Kill QEMU now (we have seen what we waited for, or enough to fail).
     Stop,
 }
@@ -251,11 +253,12 @@ pub fn run_captured(
     echo: bool,
     mut on_line: impl FnMut(&str) -> Control,
 ) -> Result<Captured> {
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().with_context(|| spawn_error(&cmd))?;
+    let mut stdin = child.stdin.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     // Not joined: they end when QEMU's pipes close.
     spawn_reader(child.stdout.take().expect("piped"), tx.clone(), start);
@@ -278,10 +281,17 @@ pub fn run_captured(
                 }
                 let control = on_line(&line.text);
                 captured.lines.push(line);
-                if control == Control::Stop {
-                    captured.stopped = true;
-                    kill(&mut child);
-                    break;
+                match control {
+                    Control::Continue => {}
+                    Control::Type(bytes) => {
+                        // QEMU gone: the run's end shows it.
+                        let _ = stdin.write_all(bytes).and_then(|()| stdin.flush());
+                    }
+                    Control::Stop => {
+                        captured.stopped = true;
+                        kill(&mut child);
+                        break;
+                    }
                 }
             }
             // Both pipes closed: QEMU is exiting.

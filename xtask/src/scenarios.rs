@@ -1001,6 +1001,16 @@ pub struct Check<'a> {
 
 /// Boots, waits for the expected lines in order, checks how the run ended.
 pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
+    check_typing(ctx, c, &[])
+}
+
+/// [`check`], typing on the serial console: after the first line containing each
+/// pattern of `typing` (in order), its bytes.
+pub fn check_typing(
+    ctx: &Ctx,
+    c: Check,
+    typing: &[(&str, &'static [u8])],
+) -> Result<Pass, Failure> {
     let cmd = match c.boot {
         Boot::Shim {
             guest,
@@ -1048,6 +1058,7 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
     let stop_when_seen = matches!(c.end, End::StopWhenSeen);
 
     let mut seen = 0;
+    let mut typed = 0;
     let mut found = vec![false; c.anywhere.len()];
     let mut fatal: Option<String> = None;
     let captured = qemu::run_captured(cmd, c.timeout, ctx.verbose, |line| {
@@ -1064,7 +1075,13 @@ pub fn check(ctx: &Ctx, c: Check) -> Result<Pass, Failure> {
         if stop_when_seen && seen == c.expect.len() && found.iter().all(|&f| f) {
             return Control::Stop;
         }
-        Control::Continue
+        match typing.get(typed) {
+            Some(&(pattern, bytes)) if line.contains(pattern) => {
+                typed += 1;
+                Control::Type(bytes)
+            }
+            _ => Control::Continue,
+        }
     })?;
 
     let mut reasons = Vec::new();

@@ -8,6 +8,7 @@ use xen_sys::*;
 
 mod domctl;
 mod event_channel;
+mod grant_table;
 mod memory;
 mod mmu;
 mod multicall;
@@ -18,6 +19,7 @@ mod vcpu;
 
 pub use domctl::*;
 pub use event_channel::*;
+pub use grant_table::*;
 pub use memory::*;
 pub use mmu::*;
 pub use multicall::*;
