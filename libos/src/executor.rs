@@ -69,6 +69,8 @@ impl Wake for Header {
 struct Task {
     future: Pin<Box<dyn Future<Output = ()>>>,
     header: Arc<Header>,
+    /// A background service (see [`spawn_daemon`]): does not keep [`run`] going.
+    daemon: bool,
 }
 
 /// Tasks and port waiters; only used outside upcall context, by the one vCPU.
@@ -91,16 +93,27 @@ static STATE: Local = Local(Mutex::new(State {
 
 /// Spawns `future` as a task; it runs at the next [`block_on`] or [`run`] round.
 pub fn spawn(future: impl Future<Output = ()> + 'static) {
+    push(Box::pin(future), false);
+}
+
+/// Spawns a background service (libos's own `control/shutdown` watcher): it runs
+/// while the executor runs, but [`run`] returns once only daemons are left.
+pub fn spawn_daemon(future: impl Future<Output = ()> + 'static) {
+    push(Box::pin(future), true);
+}
+
+fn push(future: Pin<Box<dyn Future<Output = ()>>>, daemon: bool) {
     STATE.0.lock().tasks.push(Task {
-        future: Box::pin(future),
+        future,
         header: Header::new_woken(),
+        daemon,
     });
     WOKEN.store(true, Ordering::SeqCst);
 }
 
-/// Tasks spawned and not finished.
+/// Tasks spawned and not finished (daemons aside).
 pub fn tasks() -> usize {
-    STATE.0.lock().tasks.len()
+    STATE.0.lock().tasks.iter().filter(|t| !t.daemon).count()
 }
 
 /// Times the executor has blocked so far.
@@ -120,7 +133,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     out.expect("the main future completed")
 }
 
-/// Runs spawned tasks until none is left.
+/// Runs spawned tasks until none is left (daemons aside).
 pub fn run() {
     drive(None);
 }
@@ -155,7 +168,7 @@ fn drive(mut main: Option<Pin<&mut (dyn Future<Output = ()> + '_)>>) {
             }
             poll_tasks();
         }
-        if main.is_none() && STATE.0.lock().tasks.is_empty() {
+        if main.is_none() && STATE.0.lock().tasks.iter().all(|t| t.daemon) {
             break;
         }
         if !busy {

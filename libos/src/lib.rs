@@ -14,6 +14,7 @@
 extern crate alloc;
 
 pub mod console;
+pub mod control;
 pub mod errno;
 pub mod events;
 pub mod executor;
@@ -22,6 +23,7 @@ pub mod heap;
 pub mod hypercall;
 pub mod memory;
 pub mod paging;
+pub mod platform;
 mod panic;
 pub mod shared_info;
 pub mod start;
@@ -29,6 +31,7 @@ pub mod start_info;
 pub mod time;
 pub mod timer;
 pub mod traps;
+pub mod xenbus;
 pub mod vmap;
 
 pub use start_info::StartInfo;

@@ -120,6 +120,10 @@ extern "C" fn libos_start(si: *const xen_sys::start_info) -> ! {
         log::warn!("only the bootstrap mapping is usable: mapping the rest of memory failed: {e}");
     }
     crate::heap::init(map.heap_start, map.heap_end);
+    crate::console::init_ring();
+    if crate::xenbus::available() && !si.initial_domain() && crate::events::available() {
+        crate::executor::spawn_daemon(crate::control::obey_shutdown_requests());
+    }
     log::info!(
         "memory: {} pages, {} mapped at boot, {} mapped by libos ({} new page tables); heap {} KiB at {:#x}; {} spare frames",
         si.nr_pages(),
