@@ -8,7 +8,8 @@ use alloc::boxed::Box;
 
 use crate::builder::BuiltDomain;
 use crate::domains::DomId;
-use crate::evtchn::{EventChannels, VcpuInfoAt, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
+use crate::evtchn::{EventChannels, Port, VcpuInfoAt, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
+use crate::grant_table::{GrantTable, DEFAULT_MAX_FRAMES};
 use crate::machine::Mfn;
 use crate::scheduler::VcpuSched;
 use crate::trap::TrapFrame;
@@ -68,6 +69,22 @@ pub struct Domain {
     pub destroy: bool,
     /// `console_io` output not yet printed: the current line (domUs only).
     pub console_line: Vec<u8>,
+    /// Its grant table (frames, active entries) and its own mappings of others' grants.
+    pub grant: GrantTable,
+    /// A domU's xenstore and console rings as its builder laid them out (what
+    /// `HVMOP_get_param` tells the control domain).
+    pub rings: Option<BootRings>,
+}
+
+/// The xenstore and console pages of a domU (pseudo-physical frames, as in its P2M)
+/// and their event channels (its unbound ports for domain 0; 0 when the builder
+/// allocated none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootRings {
+    pub store_pfn: u64,
+    pub store_evtchn: Port,
+    pub console_pfn: u64,
+    pub console_evtchn: Port,
 }
 
 impl Domain {
@@ -109,6 +126,8 @@ impl Domain {
             destroy: false,
             console_line: Vec::new(),
             vcpu_info_page: None,
+            grant: GrantTable::new(DEFAULT_MAX_FRAMES),
+            rings: None,
         }
     }
 
