@@ -208,7 +208,12 @@ fn write_start_info<M: Machine>(
 pub fn set_ring_evtchns<M: Machine>(m: &mut M, si: Mfn, store: u32, console: u32) {
     let console_at = offset_of!(start_info, console)
         + offset_of!(xen_sys::start_info__bindgen_ty_1__bindgen_ty_1, evtchn);
-    write_bytes(m, si, offset_of!(start_info, store_evtchn), &store.to_le_bytes());
+    write_bytes(
+        m,
+        si,
+        offset_of!(start_info, store_evtchn),
+        &store.to_le_bytes(),
+    );
     write_bytes(m, si, console_at, &console.to_le_bytes());
 }
 

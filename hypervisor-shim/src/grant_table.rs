@@ -47,7 +47,7 @@ pub const PIN_HSTW: u32 = 1;
 pub const PIN_HSTR: u32 = 1 << 8;
 pub const PIN_DEVW: u32 = 1 << 16;
 pub const PIN_DEVR: u32 = 1 << 24;
-const PIN_WRITERS: u32 = 0xff * PIN_HSTW | 0xff * PIN_DEVW;
+const PIN_WRITERS: u32 = (0xff * PIN_HSTW) | (0xff * PIN_DEVW);
 /// A count about to overflow its byte: Xen refuses another pin.
 const PIN_OVERFLOW: u32 = 0x8080_8080;
 
@@ -277,7 +277,9 @@ impl GrantTable {
             self.update_flags(m, gref, |f| f | set as u16);
             if act.pin == 0 {
                 if table.get_page(frame, me).is_err() {
-                    log::warn!("d{ld}: grant {gref:#x} of d{me} names frame {frame:#x} it does not own");
+                    log::warn!(
+                        "d{ld}: grant {gref:#x} of d{me} names frame {frame:#x} it does not own"
+                    );
                     self.clear_status(m, gref, readonly);
                     return Err(GNTST_bad_page as Status);
                 }
@@ -376,11 +378,20 @@ impl GrantTable {
 /// The granter's side of dropping a mapping of grant `map.gref` by `mapper`: unpins
 /// the entry and clears the status bits, if the granter is alive (a dead granter's
 /// table is gone with its frames: nothing to update).
-pub fn unpin<M: Machine + ?Sized>(m: &mut M, granter: Option<&mut Domain>, mapper: DomId, map: &Mapping, pin: u32) {
+pub fn unpin<M: Machine + ?Sized>(
+    m: &mut M,
+    granter: Option<&mut Domain>,
+    mapper: DomId,
+    map: &Mapping,
+    pin: u32,
+) {
     let Some(g) = granter.filter(|g| !g.dead) else {
         return;
     };
-    if g.grant.active(map.gref).is_some_and(|a| a.domid == mapper && a.mfn == map.mfn) {
+    if g.grant
+        .active(map.gref)
+        .is_some_and(|a| a.domid == mapper && a.mfn == map.mfn)
+    {
         g.grant
             .release(m, map.gref, pin, map.flags & GNTMAP_readonly != 0);
     }

@@ -50,9 +50,16 @@ fn mfn_of(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64) -> Mfn {
 fn l1_and_pte(h: &Hypervisor<TestMachine>, d: DomId, va: u64) -> (Mfn, u64) {
     let mut t = h.domains[d].l4;
     for level in (2..=4).rev() {
-        t = Pte(read_u64(h.machine.frame(t).unwrap(), paging::index(va, level))).mfn();
+        t = Pte(read_u64(
+            h.machine.frame(t).unwrap(),
+            paging::index(va, level),
+        ))
+        .mfn();
     }
-    (t, read_u64(h.machine.frame(t).unwrap(), paging::index(va, 1)))
+    (
+        t,
+        read_u64(h.machine.frame(t).unwrap(), paging::index(va, 1)),
+    )
 }
 
 fn st(code: i32) -> i16 {
@@ -61,7 +68,13 @@ fn st(code: i32) -> i16 {
 
 /// A grant_table_op by `d` on `count` structures at SCRATCH; returns the result and
 /// the structures as written back.
-fn gnttab(h: &mut Hypervisor<TestMachine>, d: DomId, cmd: u32, ops: &[u8], count: u32) -> (i64, Vec<u8>) {
+fn gnttab(
+    h: &mut Hypervisor<TestMachine>,
+    d: DomId,
+    cmd: u32,
+    ops: &[u8],
+    count: u32,
+) -> (i64, Vec<u8>) {
     poke(h, d, SCRATCH, ops);
     let rc = call(
         h,
@@ -100,12 +113,35 @@ fn entry_flags(h: &Hypervisor<TestMachine>, d: DomId, gref: u32) -> u32 {
 }
 
 /// A map_grant_ref by `d`: status, handle, dev_bus_addr.
-fn map(h: &mut Hypervisor<TestMachine>, d: DomId, rd: DomId, gref: u32, flags: u32, host: u64) -> (i16, u32, u64) {
+fn map(
+    h: &mut Hypervisor<TestMachine>,
+    d: DomId,
+    rd: DomId,
+    gref: u32,
+    flags: u32,
+    host: u64,
+) -> (i16, u32, u64) {
     let mut op = [0u8; size_of::<gnttab_map_grant_ref>()];
-    set(&mut op, offset_of!(gnttab_map_grant_ref, host_addr), &host.to_le_bytes());
-    set(&mut op, offset_of!(gnttab_map_grant_ref, flags), &flags.to_le_bytes());
-    set(&mut op, offset_of!(gnttab_map_grant_ref, ref_), &gref.to_le_bytes());
-    set(&mut op, offset_of!(gnttab_map_grant_ref, dom), &rd.to_le_bytes());
+    set(
+        &mut op,
+        offset_of!(gnttab_map_grant_ref, host_addr),
+        &host.to_le_bytes(),
+    );
+    set(
+        &mut op,
+        offset_of!(gnttab_map_grant_ref, flags),
+        &flags.to_le_bytes(),
+    );
+    set(
+        &mut op,
+        offset_of!(gnttab_map_grant_ref, ref_),
+        &gref.to_le_bytes(),
+    );
+    set(
+        &mut op,
+        offset_of!(gnttab_map_grant_ref, dom),
+        &rd.to_le_bytes(),
+    );
     let (rc, b) = gnttab(h, d, GNTTABOP_map_grant_ref, &op, 1);
     assert_eq!(rc, 0);
     (
@@ -117,9 +153,21 @@ fn map(h: &mut Hypervisor<TestMachine>, d: DomId, rd: DomId, gref: u32, flags: u
 
 fn unmap(h: &mut Hypervisor<TestMachine>, d: DomId, handle: u32, host: u64, bus: u64) -> i16 {
     let mut op = [0u8; size_of::<gnttab_unmap_grant_ref>()];
-    set(&mut op, offset_of!(gnttab_unmap_grant_ref, host_addr), &host.to_le_bytes());
-    set(&mut op, offset_of!(gnttab_unmap_grant_ref, dev_bus_addr), &bus.to_le_bytes());
-    set(&mut op, offset_of!(gnttab_unmap_grant_ref, handle), &handle.to_le_bytes());
+    set(
+        &mut op,
+        offset_of!(gnttab_unmap_grant_ref, host_addr),
+        &host.to_le_bytes(),
+    );
+    set(
+        &mut op,
+        offset_of!(gnttab_unmap_grant_ref, dev_bus_addr),
+        &bus.to_le_bytes(),
+    );
+    set(
+        &mut op,
+        offset_of!(gnttab_unmap_grant_ref, handle),
+        &handle.to_le_bytes(),
+    );
     let (rc, b) = gnttab(h, d, GNTTABOP_unmap_grant_ref, &op, 1);
     assert_eq!(rc, 0);
     i16_at(&b, offset_of!(gnttab_unmap_grant_ref, status))
@@ -146,9 +194,21 @@ fn setup_table_query_size_and_versions() {
     let mut h = three();
     let setup = |h: &mut Hypervisor<TestMachine>, d: DomId, target: u16, nr: u32| {
         let mut op = [0u8; size_of::<gnttab_setup_table>()];
-        set(&mut op, offset_of!(gnttab_setup_table, dom), &target.to_le_bytes());
-        set(&mut op, offset_of!(gnttab_setup_table, nr_frames), &nr.to_le_bytes());
-        set(&mut op, offset_of!(gnttab_setup_table, frame_list), &LIST.to_le_bytes());
+        set(
+            &mut op,
+            offset_of!(gnttab_setup_table, dom),
+            &target.to_le_bytes(),
+        );
+        set(
+            &mut op,
+            offset_of!(gnttab_setup_table, nr_frames),
+            &nr.to_le_bytes(),
+        );
+        set(
+            &mut op,
+            offset_of!(gnttab_setup_table, frame_list),
+            &LIST.to_le_bytes(),
+        );
         let (rc, b) = gnttab(h, d, GNTTABOP_setup_table, &op, 1);
         assert_eq!(rc, 0);
         i16_at(&b, offset_of!(gnttab_setup_table, status))
@@ -169,11 +229,18 @@ fn setup_table_query_size_and_versions() {
     assert_eq!(setup(&mut h, 1, 9, 1), st(GNTST_bad_domain));
     assert_eq!(setup(&mut h, 0, 2, 2), 0, "the control domain may");
     let mut op = [0u8; size_of::<gnttab_setup_table>()];
-    assert_eq!(gnttab(&mut h, 1, GNTTABOP_setup_table, &op, 2).0, e(XEN_EINVAL));
+    assert_eq!(
+        gnttab(&mut h, 1, GNTTABOP_setup_table, &op, 2).0,
+        e(XEN_EINVAL)
+    );
 
     let query = |h: &mut Hypervisor<TestMachine>, d: DomId, target: u16| {
         let mut op = [0u8; size_of::<gnttab_query_size>()];
-        set(&mut op, offset_of!(gnttab_query_size, dom), &target.to_le_bytes());
+        set(
+            &mut op,
+            offset_of!(gnttab_query_size, dom),
+            &target.to_le_bytes(),
+        );
         let (rc, b) = gnttab(h, d, GNTTABOP_query_size, &op, 1);
         assert_eq!(rc, 0);
         (
@@ -198,21 +265,41 @@ fn setup_table_query_size_and_versions() {
     let mut gv = [0u8; size_of::<gnttab_get_version>()];
     set(&mut gv, 0, &1u16.to_le_bytes());
     let (rc, b) = gnttab(&mut h, 0, GNTTABOP_get_version, &gv, 1);
-    assert_eq!((rc, u32_at(&b, offset_of!(gnttab_get_version, version))), (0, 1));
-    assert_eq!(gnttab(&mut h, 2, GNTTABOP_get_version, &gv, 1).0, e(XEN_EPERM));
+    assert_eq!(
+        (rc, u32_at(&b, offset_of!(gnttab_get_version, version))),
+        (0, 1)
+    );
+    assert_eq!(
+        gnttab(&mut h, 2, GNTTABOP_get_version, &gv, 1).0,
+        e(XEN_EPERM)
+    );
     // A v1 table has no status frames.
     let status_frames = |h: &mut Hypervisor<TestMachine>, nr: u32| {
         let mut op = [0u8; size_of::<gnttab_get_status_frames>()];
-        set(&mut op, offset_of!(gnttab_get_status_frames, nr_frames), &nr.to_le_bytes());
-        set(&mut op, offset_of!(gnttab_get_status_frames, dom), &DOMID_SELF.to_le_bytes());
+        set(
+            &mut op,
+            offset_of!(gnttab_get_status_frames, nr_frames),
+            &nr.to_le_bytes(),
+        );
+        set(
+            &mut op,
+            offset_of!(gnttab_get_status_frames, dom),
+            &DOMID_SELF.to_le_bytes(),
+        );
         let (rc, b) = gnttab(h, 1, GNTTABOP_get_status_frames, &op, 1);
         assert_eq!(rc, 0);
         i16_at(&b, offset_of!(gnttab_get_status_frames, status))
     };
     assert_eq!(status_frames(&mut h, 1), st(GNTST_general_error));
     assert_eq!(status_frames(&mut h, 0), 0);
-    assert_eq!(gnttab(&mut h, 1, GNTTABOP_transfer, &[0; 8], 1).0, e(XEN_ENOSYS));
-    assert_eq!(gnttab(&mut h, 1, GNTTABOP_map_grant_ref, &[0; 8], u32::MAX).0, e(XEN_EINVAL));
+    assert_eq!(
+        gnttab(&mut h, 1, GNTTABOP_transfer, &[0; 8], 1).0,
+        e(XEN_ENOSYS)
+    );
+    assert_eq!(
+        gnttab(&mut h, 1, GNTTABOP_map_grant_ref, &[0; 8], u32::MAX).0,
+        e(XEN_EINVAL)
+    );
 }
 
 #[test]
@@ -227,7 +314,14 @@ fn dom0_maps_a_domus_console_page_read_write_into_its_own_l1() {
     let own = Pte(own_pte).mfn();
     let own_refs = counts(&h, own).0;
 
-    let (s, handle, bus) = map(&mut h, 0, 1, GNTTAB_RESERVED_CONSOLE, GNTMAP_host_map, MAP_VA);
+    let (s, handle, bus) = map(
+        &mut h,
+        0,
+        1,
+        GNTTAB_RESERVED_CONSOLE,
+        GNTMAP_host_map,
+        MAP_VA,
+    );
     assert_eq!(s, 0);
     assert_eq!(bus, mfn << 12);
     let pte = Pte(l1_and_pte(&h, 0, MAP_VA).1);
@@ -236,18 +330,37 @@ fn dom0_maps_a_domus_console_page_read_write_into_its_own_l1() {
     assert_eq!(pte.0 & paging::NX, paging::NX);
     assert_eq!(&peek(&mut h, 0, MAP_VA, 12), b"console ring");
     // One general and one writable type reference more; the replaced PTE's went.
-    assert_eq!(counts(&h, mfn), (before.0 + 1, before.1 + 1, PageType::Writable));
+    assert_eq!(
+        counts(&h, mfn),
+        (before.0 + 1, before.1 + 1, PageType::Writable)
+    );
     assert_eq!(counts(&h, own).0, own_refs - 1);
-    assert_eq!(entry_flags(&h, 1, 0), GTF_permit_access | GTF_reading | GTF_writing);
-    assert_eq!(h.domains[1].grant.active(0).unwrap().pin, crate::grant_table::PIN_HSTW);
+    assert_eq!(
+        entry_flags(&h, 1, 0),
+        GTF_permit_access | GTF_reading | GTF_writing
+    );
+    assert_eq!(
+        h.domains[1].grant.active(0).unwrap().pin,
+        crate::grant_table::PIN_HSTW
+    );
 
     // A wrong address does not unmap; the right one does.
-    assert_eq!(unmap(&mut h, 0, handle, MAP_VA + 4096, 0), st(GNTST_general_error));
+    assert_eq!(
+        unmap(&mut h, 0, handle, MAP_VA + 4096, 0),
+        st(GNTST_general_error)
+    );
     assert_eq!(unmap(&mut h, 0, handle, MAP_VA, 0), 0);
-    assert_eq!(read_u64(h.machine.frame(l1).unwrap(), paging::index(MAP_VA, 1)), 0);
+    assert_eq!(
+        read_u64(h.machine.frame(l1).unwrap(), paging::index(MAP_VA, 1)),
+        0
+    );
     assert_eq!(counts(&h, mfn), before);
     assert_eq!(entry_flags(&h, 1, 0), GTF_permit_access);
-    assert_eq!(unmap(&mut h, 0, handle, MAP_VA, 0), st(GNTST_bad_handle), "twice");
+    assert_eq!(
+        unmap(&mut h, 0, handle, MAP_VA, 0),
+        st(GNTST_bad_handle),
+        "twice"
+    );
     assert_eq!(unmap(&mut h, 0, 77, MAP_VA, 0), st(GNTST_bad_handle));
 }
 
@@ -271,13 +384,20 @@ fn read_only_and_pte_address_mappings() {
     let pte = Pte(l1_and_pte(&h, 2, MAP_VA).1);
     assert!(pte.present() && !pte.writable() && pte.mfn() == mfn);
     assert_eq!(counts(&h, mfn), (before.0 + 1, before.1, before.2));
-    assert_eq!(entry_flags(&h, 1, 8), GTF_permit_access | GTF_readonly | GTF_reading);
+    assert_eq!(
+        entry_flags(&h, 1, 8),
+        GTF_permit_access | GTF_readonly | GTF_reading
+    );
     // A misaligned PTE address, or one in a frame that is not the mapper's L1, fails.
     let (s, ..) = map(&mut h, 2, 1, 8, flags, pte_addr + 1);
     assert_eq!(s, st(GNTST_general_error));
     let (s, ..) = map(&mut h, 2, 1, 8, flags, mfn << 12);
     assert_eq!(s, st(GNTST_general_error));
-    assert_eq!(counts(&h, mfn), (before.0 + 1, before.1, before.2), "failures undone");
+    assert_eq!(
+        counts(&h, mfn),
+        (before.0 + 1, before.1, before.2),
+        "failures undone"
+    );
     assert_eq!(unmap(&mut h, 2, handle, pte_addr, 0), 0);
     assert_eq!(counts(&h, mfn), before);
     assert_eq!(entry_flags(&h, 1, 8), GTF_permit_access | GTF_readonly);
@@ -291,21 +411,52 @@ fn a_grant_serves_only_the_domain_it_names() {
     grant(&mut h, 1, 9, 2, mfn, GTF_invalid);
     let before = counts(&h, mfn);
     let host = GNTMAP_host_map;
-    assert_eq!(map(&mut h, 2, 1, 8, host, MAP_VA).0, st(GNTST_general_error));
-    assert_eq!(map(&mut h, 2, 1, 9, host, MAP_VA).0, st(GNTST_general_error), "not permit_access");
-    assert_eq!(map(&mut h, 2, 1, 512, host, MAP_VA).0, st(GNTST_bad_gntref), "beyond the table");
-    assert_eq!(map(&mut h, 2, 1, 8, 0, MAP_VA).0, st(GNTST_bad_gntref), "no map flags");
+    assert_eq!(
+        map(&mut h, 2, 1, 8, host, MAP_VA).0,
+        st(GNTST_general_error)
+    );
+    assert_eq!(
+        map(&mut h, 2, 1, 9, host, MAP_VA).0,
+        st(GNTST_general_error),
+        "not permit_access"
+    );
+    assert_eq!(
+        map(&mut h, 2, 1, 512, host, MAP_VA).0,
+        st(GNTST_bad_gntref),
+        "beyond the table"
+    );
+    assert_eq!(
+        map(&mut h, 2, 1, 8, 0, MAP_VA).0,
+        st(GNTST_bad_gntref),
+        "no map flags"
+    );
     assert_eq!(map(&mut h, 2, 5, 8, host, MAP_VA).0, st(GNTST_bad_domain));
-    assert_eq!(map(&mut h, 2, DOMID_SELF, 8, host, MAP_VA).0, st(GNTST_bad_domain));
+    assert_eq!(
+        map(&mut h, 2, DOMID_SELF, 8, host, MAP_VA).0,
+        st(GNTST_bad_domain)
+    );
     // No L1 at the address: the pin is undone.
-    assert_eq!(map(&mut h, 0, 1, 8, host, 0x1000).0, st(GNTST_general_error));
+    assert_eq!(
+        map(&mut h, 0, 1, 8, host, 0x1000).0,
+        st(GNTST_general_error)
+    );
     assert_eq!(entry_flags(&h, 1, 8), GTF_permit_access);
     assert_eq!(h.domains[1].grant.active(8).unwrap().pin, 0);
     assert_eq!(counts(&h, mfn), before);
     // While dom0 has it pinned, domain 2 still cannot use it.
     assert_eq!(map(&mut h, 0, 1, 8, host, MAP_VA).0, 0);
-    grant(&mut h, 1, 8, 2, mfn, GTF_permit_access | GTF_reading | GTF_writing);
-    assert_eq!(map(&mut h, 2, 1, 8, host, MAP_VA).0, st(GNTST_general_error));
+    grant(
+        &mut h,
+        1,
+        8,
+        2,
+        mfn,
+        GTF_permit_access | GTF_reading | GTF_writing,
+    );
+    assert_eq!(
+        map(&mut h, 2, 1, 8, host, MAP_VA).0,
+        st(GNTST_general_error)
+    );
     // And the frame cannot become a page table while writable-mapped.
     assert_eq!(
         h.frame_table
@@ -320,14 +471,30 @@ fn granting_a_frame_the_granter_does_not_own_fails() {
     let not_mine = mfn_of(&mut h, 2, GRANTED_VA);
     grant(&mut h, 1, 8, 0, not_mine, GTF_permit_access);
     let before = counts(&h, not_mine);
-    assert_eq!(map(&mut h, 0, 1, 8, GNTMAP_host_map, MAP_VA).0, st(GNTST_bad_page));
-    assert_eq!(entry_flags(&h, 1, 8), GTF_permit_access, "status bits cleared");
+    assert_eq!(
+        map(&mut h, 0, 1, 8, GNTMAP_host_map, MAP_VA).0,
+        st(GNTST_bad_page)
+    );
+    assert_eq!(
+        entry_flags(&h, 1, 8),
+        GTF_permit_access,
+        "status bits cleared"
+    );
     assert_eq!(counts(&h, not_mine), before);
     // Not even into a shim frame or beyond memory.
     grant(&mut h, 1, 9, 0, 0, GTF_permit_access);
-    assert_eq!(map(&mut h, 0, 1, 9, GNTMAP_host_map, MAP_VA).0, st(GNTST_bad_page));
+    assert_eq!(
+        map(&mut h, 0, 1, 9, GNTMAP_host_map, MAP_VA).0,
+        st(GNTST_bad_page)
+    );
     // Copy through it fails the same way.
-    let (s, _) = copy(&mut h, 0, (8, 1, 0, true), (SCRATCH_FRAME, DOMID_SELF, 0, false), 8);
+    let (s, _) = copy(
+        &mut h,
+        0,
+        (8, 1, 0, true),
+        (SCRATCH_FRAME, DOMID_SELF, 0, false),
+        8,
+    );
     assert_eq!(s, st(GNTST_bad_page));
 }
 
@@ -351,14 +518,26 @@ fn copy(
     ] {
         let p = if p == SCRATCH_FRAME { scratch } else { p };
         set(&mut op, side, &p.to_le_bytes());
-        set(&mut op, side + offset_of!(gnttab_copy_gnttab_copy_ptr, domid), &dom.to_le_bytes());
-        set(&mut op, side + offset_of!(gnttab_copy_gnttab_copy_ptr, offset), &off.to_le_bytes());
+        set(
+            &mut op,
+            side + offset_of!(gnttab_copy_gnttab_copy_ptr, domid),
+            &dom.to_le_bytes(),
+        );
+        set(
+            &mut op,
+            side + offset_of!(gnttab_copy_gnttab_copy_ptr, offset),
+            &off.to_le_bytes(),
+        );
         if gref {
             flags |= bit as u16;
         }
     }
     set(&mut op, offset_of!(gnttab_copy, len), &len.to_le_bytes());
-    set(&mut op, offset_of!(gnttab_copy, flags), &flags.to_le_bytes());
+    set(
+        &mut op,
+        offset_of!(gnttab_copy, flags),
+        &flags.to_le_bytes(),
+    );
     let (rc, b) = gnttab(h, d, GNTTABOP_copy, &op, 1);
     assert_eq!(rc, 0);
     (i16_at(&b, offset_of!(gnttab_copy, status)), b)
@@ -373,12 +552,27 @@ fn copy_both_directions_and_bad_arguments() {
     poke(&mut h, 1, GRANTED_VA + 100, b"from the domU");
     let before = counts(&h, mfn);
     // gref -> local frame.
-    let (s, _) = copy(&mut h, 0, (8, 1, 100, true), (SCRATCH_FRAME, DOMID_SELF, 16, false), 13);
+    let (s, _) = copy(
+        &mut h,
+        0,
+        (8, 1, 100, true),
+        (SCRATCH_FRAME, DOMID_SELF, 16, false),
+        13,
+    );
     assert_eq!(s, 0);
-    assert_eq!(&peek(&mut h, 0, SCRATCH + 0x1000 + 16, 13), b"from the domU");
+    assert_eq!(
+        &peek(&mut h, 0, SCRATCH + 0x1000 + 16, 13),
+        b"from the domU"
+    );
     // local frame -> gref.
     poke(&mut h, 0, SCRATCH + 0x1000 + 200, b"from dom0");
-    let (s, _) = copy(&mut h, 0, (SCRATCH_FRAME, DOMID_SELF, 200, false), (8, 1, 0, true), 9);
+    let (s, _) = copy(
+        &mut h,
+        0,
+        (SCRATCH_FRAME, DOMID_SELF, 200, false),
+        (8, 1, 0, true),
+        9,
+    );
     assert_eq!(s, 0);
     assert_eq!(&peek(&mut h, 1, GRANTED_VA, 9), b"from dom0");
     // Nothing left pinned or referenced.
@@ -389,19 +583,53 @@ fn copy_both_directions_and_bad_arguments() {
     assert_eq!(s, 0);
     assert_eq!(&peek(&mut h, 1, GRANTED_VA + 2000, 9), b"from dom0");
     // A read-only grant is not a destination; a range past the page is bad_copy_arg.
-    let (s, _) = copy(&mut h, 0, (SCRATCH_FRAME, DOMID_SELF, 0, false), (9, 1, 0, true), 4);
+    let (s, _) = copy(
+        &mut h,
+        0,
+        (SCRATCH_FRAME, DOMID_SELF, 0, false),
+        (9, 1, 0, true),
+        4,
+    );
     assert_eq!(s, st(GNTST_general_error));
-    let (s, _) = copy(&mut h, 0, (8, 1, 4000, true), (SCRATCH_FRAME, DOMID_SELF, 0, false), 200);
+    let (s, _) = copy(
+        &mut h,
+        0,
+        (8, 1, 4000, true),
+        (SCRATCH_FRAME, DOMID_SELF, 0, false),
+        200,
+    );
     assert_eq!(s, st(GNTST_bad_copy_arg));
     // Frames only of DOMID_SELF; only the named domain uses a grant; no such domain.
-    let (s, _) = copy(&mut h, 0, (mfn, 1, 0, false), (SCRATCH_FRAME, DOMID_SELF, 0, false), 4);
+    let (s, _) = copy(
+        &mut h,
+        0,
+        (mfn, 1, 0, false),
+        (SCRATCH_FRAME, DOMID_SELF, 0, false),
+        4,
+    );
     assert_eq!(s, st(GNTST_permission_denied));
-    let (s, _) = copy(&mut h, 2, (8, 1, 0, true), (SCRATCH_FRAME, DOMID_SELF, 0, false), 4);
+    let (s, _) = copy(
+        &mut h,
+        2,
+        (8, 1, 0, true),
+        (SCRATCH_FRAME, DOMID_SELF, 0, false),
+        4,
+    );
     assert_eq!(s, st(GNTST_general_error));
-    let (s, _) = copy(&mut h, 0, (8, 6, 0, true), (SCRATCH_FRAME, DOMID_SELF, 0, false), 4);
+    let (s, _) = copy(
+        &mut h,
+        0,
+        (8, 6, 0, true),
+        (SCRATCH_FRAME, DOMID_SELF, 0, false),
+        4,
+    );
     assert_eq!(s, st(GNTST_bad_domain));
     let (s, _) = copy(&mut h, 0, (8, 1, 0, true), (mfn, DOMID_SELF, 0, false), 4);
-    assert_eq!(s, st(GNTST_bad_page), "another's frame as if it were the caller's");
+    assert_eq!(
+        s,
+        st(GNTST_bad_page),
+        "another's frame as if it were the caller's"
+    );
     assert_eq!(entry_flags(&h, 1, 8), GTF_permit_access);
     assert_eq!(counts(&h, mfn), before);
 }
@@ -415,13 +643,31 @@ fn a_page_freed_by_its_granter_while_mapped_lives_until_the_unmap() {
     assert_eq!(s, 0);
     // The domU drops its own mapping of the page, then frees it.
     assert_eq!(
-        call(&mut h, 1, __HYPERVISOR_update_va_mapping, &[GRANTED_VA, 0, 0]).0,
+        call(
+            &mut h,
+            1,
+            __HYPERVISOR_update_va_mapping,
+            &[GRANTED_VA, 0, 0]
+        )
+        .0,
         0
     );
     let mut r = [0u8; size_of::<xen_memory_reservation>()];
-    set(&mut r, offset_of!(xen_memory_reservation, extent_start), &(SCRATCH + 0x100).to_le_bytes());
-    set(&mut r, offset_of!(xen_memory_reservation, nr_extents), &1u64.to_le_bytes());
-    set(&mut r, offset_of!(xen_memory_reservation, domid), &DOMID_SELF.to_le_bytes());
+    set(
+        &mut r,
+        offset_of!(xen_memory_reservation, extent_start),
+        &(SCRATCH + 0x100).to_le_bytes(),
+    );
+    set(
+        &mut r,
+        offset_of!(xen_memory_reservation, nr_extents),
+        &1u64.to_le_bytes(),
+    );
+    set(
+        &mut r,
+        offset_of!(xen_memory_reservation, domid),
+        &DOMID_SELF.to_le_bytes(),
+    );
     poke(&mut h, 1, SCRATCH + 0x100, &mfn.to_le_bytes());
     poke(&mut h, 1, SCRATCH, &r);
     let free = h.frames.free_frames();
@@ -435,7 +681,11 @@ fn a_page_freed_by_its_granter_while_mapped_lives_until_the_unmap() {
     assert_eq!(done, 1);
     assert_eq!(h.frames.free_frames(), free, "not freed while mapped");
     assert!(!h.frames.free_list().any(|f| f == mfn));
-    assert_eq!(&peek(&mut h, 0, MAP_VA, 4), &[0; 4], "still the page dom0 maps");
+    assert_eq!(
+        &peek(&mut h, 0, MAP_VA, 4),
+        &[0; 4],
+        "still the page dom0 maps"
+    );
     assert_eq!(unmap(&mut h, 0, handle, MAP_VA, 0), 0);
     assert_eq!(h.frames.free_frames(), free + 1);
     assert_eq!(h.frame_table.page(mfn).unwrap().owner, Owner::Free);
@@ -457,7 +707,11 @@ fn a_dying_mapper_releases_its_pins() {
     assert_eq!(entry_flags(&h, 1, 9), GTF_permit_access);
     assert_eq!(h.domains[1].grant.active(8).unwrap().pin, 0);
     assert_eq!(h.domains[1].grant.active(9).unwrap().pin, 0);
-    assert_eq!(counts(&h, mfn), before, "the PTE's and the device mapping's references went");
+    assert_eq!(
+        counts(&h, mfn),
+        before,
+        "the PTE's and the device mapping's references went"
+    );
 }
 
 #[test]
@@ -470,10 +724,21 @@ fn a_dying_granters_frame_outlives_it_until_the_mapper_unmaps() {
     assert_eq!(s, 0);
     crash(&mut h, 1);
     assert_eq!(h.frame_table.page(mfn).unwrap().owner, Owner::Domain(1));
-    assert_eq!(&peek(&mut h, 2, MAP_VA, 10), b"last words", "not scrubbed under the mapper");
-    assert_eq!(h.frame_table.owned_by(1), 1, "only the mapped frame is left");
+    assert_eq!(
+        &peek(&mut h, 2, MAP_VA, 10),
+        b"last words",
+        "not scrubbed under the mapper"
+    );
+    assert_eq!(
+        h.frame_table.owned_by(1),
+        1,
+        "only the mapped frame is left"
+    );
     // The dead granter's grants cannot be used any more.
-    assert_eq!(map(&mut h, 2, 1, 8, GNTMAP_host_map, MAP_VA + 4096).0, st(GNTST_bad_domain));
+    assert_eq!(
+        map(&mut h, 2, 1, 8, GNTMAP_host_map, MAP_VA + 4096).0,
+        st(GNTST_bad_domain)
+    );
     let free = h.frames.free_frames();
     assert_eq!(unmap(&mut h, 2, handle, MAP_VA, 0), 0);
     assert_eq!(h.frames.free_frames(), free + 1);
@@ -489,14 +754,23 @@ fn clearing_a_grant_pte_behind_the_grant_tables_back() {
     let (s, handle, _) = map(&mut h, 2, 1, 8, GNTMAP_host_map, MAP_VA);
     assert_eq!(s, 0);
     // A release build of Xen: the PTE's references go like any PTE's...
-    assert_eq!(call(&mut h, 2, __HYPERVISOR_update_va_mapping, &[MAP_VA, 0, 0]).0, 0);
+    assert_eq!(
+        call(&mut h, 2, __HYPERVISOR_update_va_mapping, &[MAP_VA, 0, 0]).0,
+        0
+    );
     assert_eq!(counts(&h, mfn), (before.0, before.1, PageType::Writable));
     // ... the grant stays in use, and its handle no longer matches a PTE.
-    assert_eq!(entry_flags(&h, 1, 8), GTF_permit_access | GTF_reading | GTF_writing);
+    assert_eq!(
+        entry_flags(&h, 1, 8),
+        GTF_permit_access | GTF_reading | GTF_writing
+    );
     assert_eq!(unmap(&mut h, 2, handle, MAP_VA, 0), st(GNTST_general_error));
     // Nor can the mapper re-create the mapping through mmu_update.
     let pte = Pte::new(mfn, paging::PRESENT | paging::WRITABLE | paging::USER).0;
-    assert_ne!(call(&mut h, 2, __HYPERVISOR_update_va_mapping, &[MAP_VA, pte, 0]).0, 0);
+    assert_ne!(
+        call(&mut h, 2, __HYPERVISOR_update_va_mapping, &[MAP_VA, pte, 0]).0,
+        0
+    );
     // Its death releases the pin.
     crash(&mut h, 2);
     assert_eq!(entry_flags(&h, 1, 8), GTF_permit_access);
@@ -506,33 +780,84 @@ fn clearing_a_grant_pte_behind_the_grant_tables_back() {
 #[test]
 fn add_to_physmap_grows_the_table_and_sets_the_m2p() {
     let mut h = three();
-    let xatp = |h: &mut Hypervisor<TestMachine>, d: DomId, domid: u16, space: u32, idx: u64, gpfn: u64| {
-        let mut b = [0u8; size_of::<xen_add_to_physmap>()];
-        set(&mut b, offset_of!(xen_add_to_physmap, domid), &domid.to_le_bytes());
-        set(&mut b, offset_of!(xen_add_to_physmap, space), &space.to_le_bytes());
-        set(&mut b, offset_of!(xen_add_to_physmap, idx), &idx.to_le_bytes());
-        set(&mut b, offset_of!(xen_add_to_physmap, gpfn), &gpfn.to_le_bytes());
-        poke(h, d, SCRATCH, &b);
-        call(h, d, __HYPERVISOR_memory_op, &[XENMEM_add_to_physmap as u64, SCRATCH]).0
-    };
+    let xatp =
+        |h: &mut Hypervisor<TestMachine>, d: DomId, domid: u16, space: u32, idx: u64, gpfn: u64| {
+            let mut b = [0u8; size_of::<xen_add_to_physmap>()];
+            set(
+                &mut b,
+                offset_of!(xen_add_to_physmap, domid),
+                &domid.to_le_bytes(),
+            );
+            set(
+                &mut b,
+                offset_of!(xen_add_to_physmap, space),
+                &space.to_le_bytes(),
+            );
+            set(
+                &mut b,
+                offset_of!(xen_add_to_physmap, idx),
+                &idx.to_le_bytes(),
+            );
+            set(
+                &mut b,
+                offset_of!(xen_add_to_physmap, gpfn),
+                &gpfn.to_le_bytes(),
+            );
+            poke(h, d, SCRATCH, &b);
+            call(
+                h,
+                d,
+                __HYPERVISOR_memory_op,
+                &[XENMEM_add_to_physmap as u64, SCRATCH],
+            )
+            .0
+        };
     let m2p = |h: &mut Hypervisor<TestMachine>, mfn: Mfn| {
         u64_at(&peek(h, 0, MACH2PHYS_VIRT_START + mfn * 8, 8), 0)
     };
-    assert_eq!(xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_grant_table, 1, 0x5000), 0);
+    assert_eq!(
+        xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_grant_table, 1, 0x5000),
+        0
+    );
     assert_eq!(h.domains[1].grant.frames().len(), 2);
     let f1 = h.domains[1].grant.frames()[1];
     assert_eq!(m2p(&mut h, f1), 0x5000);
     assert_eq!(h.frame_table.page(f1).unwrap().owner, Owner::Domain(1));
-    assert_eq!(xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_grant_table, 32, 0x5001), e(XEN_EINVAL));
+    assert_eq!(
+        xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_grant_table, 32, 0x5001),
+        e(XEN_EINVAL)
+    );
     let status = XENMAPIDX_grant_table_status as u64;
-    assert_eq!(xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_grant_table, status, 0x5001), e(XEN_EINVAL));
-    assert_eq!(xatp(&mut h, 2, 1, XENMAPSPACE_grant_table, 0, 0x5001), e(XEN_EPERM));
-    assert_eq!(xatp(&mut h, 2, 9, XENMAPSPACE_grant_table, 0, 0x5001), e(XEN_ESRCH));
+    assert_eq!(
+        xatp(
+            &mut h,
+            1,
+            DOMID_SELF,
+            XENMAPSPACE_grant_table,
+            status,
+            0x5001
+        ),
+        e(XEN_EINVAL)
+    );
+    assert_eq!(
+        xatp(&mut h, 2, 1, XENMAPSPACE_grant_table, 0, 0x5001),
+        e(XEN_EPERM)
+    );
+    assert_eq!(
+        xatp(&mut h, 2, 9, XENMAPSPACE_grant_table, 0, 0x5001),
+        e(XEN_ESRCH)
+    );
     assert_eq!(xatp(&mut h, 0, 1, XENMAPSPACE_grant_table, 0, 0x6000), 0);
     let f0 = h.domains[1].grant.frames()[0];
     assert_eq!(m2p(&mut h, f0), 0x6000);
-    assert_eq!(xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_gmfn_foreign, 0, 1), e(XEN_ENOSYS));
-    assert_eq!(xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_gmfn, 0, 1), e(XEN_ENOSYS));
+    assert_eq!(
+        xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_gmfn_foreign, 0, 1),
+        e(XEN_ENOSYS)
+    );
+    assert_eq!(
+        xatp(&mut h, 1, DOMID_SELF, XENMAPSPACE_gmfn, 0, 1),
+        e(XEN_ENOSYS)
+    );
 }
 
 #[test]
@@ -553,7 +878,8 @@ fn the_builder_grants_each_domus_rings_to_dom0() {
     );
     // start_info names the same pages; without back-ends, no channels and no pause.
     let si = h.domains[1].regs.rsi;
-    let word = |h: &mut Hypervisor<TestMachine>, off: usize| u64_at(&peek(h, 1, si + off as u64, 8), 0);
+    let word =
+        |h: &mut Hypervisor<TestMachine>, off: usize| u64_at(&peek(h, 1, si + off as u64, 8), 0);
     assert_eq!(word(&mut h, offset_of!(start_info, store_mfn)), store);
     assert_eq!(word(&mut h, offset_of!(start_info, store_evtchn)) as u32, 0);
     assert_eq!((rings.store_evtchn, rings.console_evtchn), (0, 0));
@@ -585,7 +911,11 @@ fn with_backends() -> Hypervisor<TestMachine> {
 fn with_backends_in_dom0_a_domu_gets_ring_channels_and_waits_paused() {
     let mut h = with_backends();
     let rings = h.domains[1].rings.unwrap();
-    assert_eq!((rings.store_evtchn, rings.console_evtchn), (1, 2), "store first");
+    assert_eq!(
+        (rings.store_evtchn, rings.console_evtchn),
+        (1, 2),
+        "store first"
+    );
     for port in [1, 2] {
         assert_eq!(
             h.domains[1].evtchn.get(port).unwrap().binding,
@@ -593,7 +923,15 @@ fn with_backends_in_dom0_a_domu_gets_ring_channels_and_waits_paused() {
         );
     }
     let si = h.domains[1].regs.rsi;
-    let store_evtchn = u32_at(&peek(&mut h, 1, si + offset_of!(start_info, store_evtchn) as u64, 4), 0);
+    let store_evtchn = u32_at(
+        &peek(
+            &mut h,
+            1,
+            si + offset_of!(start_info, store_evtchn) as u64,
+            4,
+        ),
+        0,
+    );
     let console_at = offset_of!(start_info, console)
         + offset_of!(start_info__bindgen_ty_1__bindgen_ty_1, evtchn);
     let console_evtchn = u32_at(&peek(&mut h, 1, si + console_at as u64, 4), 0);
@@ -626,29 +964,64 @@ fn hvm_get_param_tells_dom0_where_a_domus_rings_are() {
     let mut h = with_backends();
     let get = |h: &mut Hypervisor<TestMachine>, d: DomId, domid: u16, index: u32| {
         let mut b = [0u8; size_of::<xen_hvm_param>()];
-        set(&mut b, offset_of!(xen_hvm_param, domid), &domid.to_le_bytes());
-        set(&mut b, offset_of!(xen_hvm_param, index), &index.to_le_bytes());
+        set(
+            &mut b,
+            offset_of!(xen_hvm_param, domid),
+            &domid.to_le_bytes(),
+        );
+        set(
+            &mut b,
+            offset_of!(xen_hvm_param, index),
+            &index.to_le_bytes(),
+        );
         poke(h, d, SCRATCH, &b);
-        let rc = call(h, d, __HYPERVISOR_hvm_op, &[HVMOP_get_param as u64, SCRATCH]).0;
-        (rc, u64_at(&peek(h, d, SCRATCH, b.len()), offset_of!(xen_hvm_param, value)))
+        let rc = call(
+            h,
+            d,
+            __HYPERVISOR_hvm_op,
+            &[HVMOP_get_param as u64, SCRATCH],
+        )
+        .0;
+        (
+            rc,
+            u64_at(
+                &peek(h, d, SCRATCH, b.len()),
+                offset_of!(xen_hvm_param, value),
+            ),
+        )
     };
     let rings = h.domains[1].rings.unwrap();
     assert_eq!(get(&mut h, 0, 1, HVM_PARAM_STORE_PFN), (0, rings.store_pfn));
-    assert_eq!(get(&mut h, 0, 1, HVM_PARAM_CONSOLE_PFN), (0, rings.console_pfn));
+    assert_eq!(
+        get(&mut h, 0, 1, HVM_PARAM_CONSOLE_PFN),
+        (0, rings.console_pfn)
+    );
     assert_eq!(get(&mut h, 0, 1, HVM_PARAM_STORE_EVTCHN), (0, 1));
     assert_eq!(get(&mut h, 0, 1, HVM_PARAM_CONSOLE_EVTCHN), (0, 2));
     // The PFN is the domU's own: its P2M maps it to the store page.
     let store = mfn_of(&mut h, 1, BASE + rings.store_pfn * 4096);
     let si = h.domains[1].regs.rsi;
-    let store_mfn = u64_at(&peek(&mut h, 1, si + offset_of!(start_info, store_mfn) as u64, 8), 0);
+    let store_mfn = u64_at(
+        &peek(&mut h, 1, si + offset_of!(start_info, store_mfn) as u64, 8),
+        0,
+    );
     assert_eq!(store, store_mfn);
-    assert_eq!(get(&mut h, 1, DOMID_SELF, HVM_PARAM_STORE_PFN), (0, rings.store_pfn));
+    assert_eq!(
+        get(&mut h, 1, DOMID_SELF, HVM_PARAM_STORE_PFN),
+        (0, rings.store_pfn)
+    );
     assert_eq!(get(&mut h, 1, 0, HVM_PARAM_STORE_PFN).0, e(XEN_EPERM));
     assert_eq!(get(&mut h, 0, 7, HVM_PARAM_STORE_PFN).0, e(XEN_ESRCH));
     assert_eq!(get(&mut h, 0, 1, HVM_PARAM_CALLBACK_IRQ).0, e(XEN_EINVAL));
     assert_eq!(get(&mut h, 0, 1, HVM_NR_PARAMS).0, e(XEN_EINVAL));
     assert_eq!(
-        call(&mut h, 0, __HYPERVISOR_hvm_op, &[HVMOP_set_param as u64, SCRATCH]).0,
+        call(
+            &mut h,
+            0,
+            __HYPERVISOR_hvm_op,
+            &[HVMOP_set_param as u64, SCRATCH]
+        )
+        .0,
         e(XEN_ENOSYS)
     );
 }
@@ -663,7 +1036,8 @@ fn batches_are_preempted_and_reissued() {
     let op = vec![0u8; n as usize * size_of::<gnttab_unmap_grant_ref>()];
     let mut ops = op.clone();
     for i in 0..n as usize {
-        let at = i * size_of::<gnttab_unmap_grant_ref>() + offset_of!(gnttab_unmap_grant_ref, handle);
+        let at =
+            i * size_of::<gnttab_unmap_grant_ref>() + offset_of!(gnttab_unmap_grant_ref, handle);
         set(&mut ops, at, &(1000 + i as u32).to_le_bytes());
     }
     let rip = h.domains[0].regs.rip;
@@ -673,7 +1047,12 @@ fn batches_are_preempted_and_reissued() {
     let size = size_of::<gnttab_unmap_grant_ref>() as u64;
     assert_eq!(h.domains[0].regs.rsi, SCRATCH + 128 * size);
     assert_eq!(h.domains[0].regs.rdx, (n - 128) as u64);
-    let status = |i: usize| i16_at(&b, i * size as usize + offset_of!(gnttab_unmap_grant_ref, status));
+    let status = |i: usize| {
+        i16_at(
+            &b,
+            i * size as usize + offset_of!(gnttab_unmap_grant_ref, status),
+        )
+    };
     assert_eq!(status(127), st(GNTST_bad_handle));
     assert_eq!(status(128), 0, "not yet done");
 }

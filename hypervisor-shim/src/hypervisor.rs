@@ -191,7 +191,15 @@ impl<M: Machine> Hypervisor<M> {
             )
             .map_err(|e| format!("grant table: -{e}"))?;
         if let Some(((store_pfn, store_mfn), (console_pfn, console_mfn))) = rings {
-            self.attach_rings(&mut dom, spec, start_info, store_pfn, store_mfn, console_pfn, console_mfn)?;
+            self.attach_rings(
+                &mut dom,
+                spec,
+                start_info,
+                store_pfn,
+                store_mfn,
+                console_pfn,
+                console_mfn,
+            )?;
         }
         self.clock
             .publish_wallclock(&mut self.machine, dom.shared_info);
@@ -225,7 +233,8 @@ impl<M: Machine> Hypervisor<M> {
         console_pfn: u64,
         console_mfn: Mfn,
     ) -> Result<(), String> {
-        let frame = |mfn: Mfn| u32::try_from(mfn).map_err(|_| format!("frame {mfn:#x} beyond a v1 grant"));
+        let frame =
+            |mfn: Mfn| u32::try_from(mfn).map_err(|_| format!("frame {mfn:#x} beyond a v1 grant"));
         let flags = xen_sys::GTF_permit_access as u16;
         for (gref, mfn) in [
             (xen_sys::GNTTAB_RESERVED_CONSOLE, console_mfn),

@@ -379,7 +379,11 @@ fn memory_roles_and_reserved_field() {
     set32(&mut b, field(0, FLAGS), FLAG_BACKENDS);
     let bundle = parse(&b).unwrap().unwrap();
     assert!(bundle.domains[0].backends && !bundle.domains[1].backends);
-    assert_eq!(get32(&valid(), field(0, FLAGS)), 0, "written as 0 when not set");
+    assert_eq!(
+        get32(&valid(), field(0, FLAGS)),
+        0,
+        "written as 0 when not set"
+    );
 }
 
 #[test]

@@ -92,22 +92,12 @@ pub fn grant_table_op<M: Machine + ?Sized>(
         return err(XEN_EINVAL);
     }
     let r = match cmd as u32 {
-        GNTTABOP_map_grant_ref => batch::<{ size_of::<gnttab_map_grant_ref>() }, M>(
-            env,
-            dom,
-            cmd,
-            uop,
-            count,
-            map_op,
-        ),
-        GNTTABOP_unmap_grant_ref => batch::<{ size_of::<gnttab_unmap_grant_ref>() }, M>(
-            env,
-            dom,
-            cmd,
-            uop,
-            count,
-            unmap_op,
-        ),
+        GNTTABOP_map_grant_ref => {
+            batch::<{ size_of::<gnttab_map_grant_ref>() }, M>(env, dom, cmd, uop, count, map_op)
+        }
+        GNTTABOP_unmap_grant_ref => {
+            batch::<{ size_of::<gnttab_unmap_grant_ref>() }, M>(env, dom, cmd, uop, count, unmap_op)
+        }
         GNTTABOP_unmap_and_replace => batch::<{ size_of::<gnttab_unmap_and_replace>() }, M>(
             env,
             dom,
@@ -200,12 +190,24 @@ fn setup_table<M: Machine + ?Sized>(
         None => GNTST_bad_domain as Status,
         Some(id) if !may_target(dom, id) => GNTST_permission_denied as Status,
         Some(id) => {
-            let Env { machine, mm, domains, .. } = env;
+            let Env {
+                machine,
+                mm,
+                domains,
+                ..
+            } = env;
             let d = domain_mut(dom, domains, id).ok_or(err(XEN_ESRCH))?;
             if nr > d.grant.max_frames() {
-                log::info!("d{id} is limited to {} grant-table frames", d.grant.max_frames());
+                log::info!(
+                    "d{id} is limited to {} grant-table frames",
+                    d.grant.max_frames()
+                );
                 ST_GENERAL
-            } else if d.grant.grow(&mut **machine, mm.table, mm.alloc, id, nr).is_err() {
+            } else if d
+                .grant
+                .grow(&mut **machine, mm.table, mm.alloc, id, nr)
+                .is_err()
+            {
                 ST_GENERAL
             } else {
                 let frames: alloc::vec::Vec<Mfn> = d.grant.frames()[..nr as usize].to_vec();
@@ -240,12 +242,24 @@ fn query_size<M: Machine + ?Sized>(
             let d = domain_mut(dom, env.domains, id).ok_or(err(XEN_ESRCH))?;
             let nr = d.grant.frames().len() as u32;
             let max = d.grant.max_frames();
-            put(&mut op, offset_of!(gnttab_query_size, nr_frames), &nr.to_le_bytes());
-            put(&mut op, offset_of!(gnttab_query_size, max_nr_frames), &max.to_le_bytes());
+            put(
+                &mut op,
+                offset_of!(gnttab_query_size, nr_frames),
+                &nr.to_le_bytes(),
+            );
+            put(
+                &mut op,
+                offset_of!(gnttab_query_size, max_nr_frames),
+                &max.to_le_bytes(),
+            );
             ST_OK
         }
     };
-    put(&mut op, offset_of!(gnttab_query_size, status), &status.to_le_bytes());
+    put(
+        &mut op,
+        offset_of!(gnttab_query_size, status),
+        &status.to_le_bytes(),
+    );
     write_guest(env, dom, uop, &op).map(|()| 0)
 }
 
@@ -273,8 +287,8 @@ fn get_version<M: Machine + ?Sized>(
     uop: u64,
 ) -> Result<i64, i64> {
     let op = read_guest::<{ size_of::<gnttab_get_version>() }, M>(env, dom, uop)?;
-    let id = live_id(env, dom, le16(&op, offset_of!(gnttab_get_version, dom)))
-        .ok_or(err(XEN_ESRCH))?;
+    let id =
+        live_id(env, dom, le16(&op, offset_of!(gnttab_get_version, dom))).ok_or(err(XEN_ESRCH))?;
     if !may_target(dom, id) {
         return Err(err(XEN_EPERM));
     }
@@ -293,7 +307,11 @@ fn get_status_frames<M: Machine + ?Sized>(
     }
     let op = read_guest::<{ size_of::<gnttab_get_status_frames>() }, M>(env, dom, uop)?;
     let nr = le32(&op, offset_of!(gnttab_get_status_frames, nr_frames));
-    let status = match live_id(env, dom, le16(&op, offset_of!(gnttab_get_status_frames, dom))) {
+    let status = match live_id(
+        env,
+        dom,
+        le16(&op, offset_of!(gnttab_get_status_frames, dom)),
+    ) {
         None => GNTST_bad_domain as Status,
         Some(id) if !may_target(dom, id) => GNTST_permission_denied as Status,
         // A v1 table has no status frames.
@@ -328,7 +346,7 @@ fn host_slot<M: Machine + ?Sized>(
     flags: u32,
 ) -> Option<(Mfn, usize)> {
     let (l1, index) = if flags & GNTMAP_contains_pte != 0 {
-        if addr % 8 != 0 {
+        if !addr.is_multiple_of(8) {
             log::warn!("d{}: misaligned PTE address {addr:#x}", dom.id);
             return None;
         }
@@ -343,7 +361,10 @@ fn host_slot<M: Machine + ?Sized>(
         };
         (l1, paging::index(addr, 1))
     };
-    env.mm.table.is_live_l1_of(l1, dom.id).then_some((l1, index))
+    env.mm
+        .table
+        .is_live_l1_of(l1, dom.id)
+        .then_some((l1, index))
 }
 
 /// `create_grant_pv_mapping`: writes the grant PTE; the old entry's references go.
@@ -366,9 +387,16 @@ fn create_host_mapping<M: Machine + ?Sized>(
 
 /// `steal_linear_address`: zaps the PTE mapping `linear`; its references move with the
 /// returned entry.
-fn steal_linear<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, linear: u64) -> Option<u64> {
+fn steal_linear<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    linear: u64,
+) -> Option<u64> {
     let (l1, index) = host_slot(env, dom, linear, 0)?;
-    env.mm.table.install_l1e(&mut *env.machine, l1, index, 0).ok()
+    env.mm
+        .table
+        .install_l1e(&mut *env.machine, l1, index, 0)
+        .ok()
 }
 
 /// `replace_grant_pv_mapping`: the PTE at `addr` must map `mfn` present and with the
@@ -410,7 +438,12 @@ fn replace_host_mapping<M: Machine + ?Sized>(
         );
         return fail(env);
     }
-    if env.mm.table.install_l1e(&mut *env.machine, l1, index, new).is_err() {
+    if env
+        .mm
+        .table
+        .install_l1e(&mut *env.machine, l1, index, new)
+        .is_err()
+    {
         return fail(env);
     }
     Ok(())
@@ -436,8 +469,12 @@ fn undo_map<M: Machine + ?Sized>(
         env.mm.table.put_page(mfn);
     }
     if let Some(g) = domain_mut(dom, env.domains, rd) {
-        g.grant
-            .release(&mut *env.machine, gref, pin_of(flags), flags & GNTMAP_readonly != 0);
+        g.grant.release(
+            &mut *env.machine,
+            gref,
+            pin_of(flags),
+            flags & GNTMAP_readonly != 0,
+        );
     }
 }
 
@@ -453,7 +490,11 @@ fn map_op<M: Machine + ?Sized>(
     let rd = le16(b, offset_of!(gnttab_map_grant_ref, dom));
     let status = match map_grant_ref(env, dom, host_addr, flags, gref, rd) {
         Ok((handle, mfn)) => {
-            put(b, offset_of!(gnttab_map_grant_ref, handle), &handle.to_le_bytes());
+            put(
+                b,
+                offset_of!(gnttab_map_grant_ref, handle),
+                &handle.to_le_bytes(),
+            );
             put(
                 b,
                 offset_of!(gnttab_map_grant_ref, dev_bus_addr),
@@ -463,7 +504,11 @@ fn map_op<M: Machine + ?Sized>(
         }
         Err(s) => s,
     };
-    put(b, offset_of!(gnttab_map_grant_ref, status), &status.to_le_bytes());
+    put(
+        b,
+        offset_of!(gnttab_map_grant_ref, status),
+        &status.to_le_bytes(),
+    );
 }
 
 /// Maps grant `gref` of domain `rd` for `dom`; returns the handle and the frame.
@@ -555,7 +600,9 @@ fn map_grant_ref<M: Machine + ?Sized>(
         host_addr,
     });
     // A free handle was checked first and nothing since used one.
-    handle.map(|h| (h, mfn)).ok_or(GNTST_no_device_space as Status)
+    handle
+        .map(|h| (h, mfn))
+        .ok_or(GNTST_no_device_space as Status)
 }
 
 fn unmap_op<M: Machine + ?Sized>(
@@ -571,7 +618,11 @@ fn unmap_op<M: Machine + ?Sized>(
         le32(b, offset_of!(gnttab_unmap_grant_ref, handle)),
         0,
     );
-    put(b, offset_of!(gnttab_unmap_grant_ref, status), &status.to_le_bytes());
+    put(
+        b,
+        offset_of!(gnttab_unmap_grant_ref, status),
+        &status.to_le_bytes(),
+    );
 }
 
 fn unmap_and_replace_op<M: Machine + ?Sized>(
@@ -587,7 +638,11 @@ fn unmap_and_replace_op<M: Machine + ?Sized>(
         le32(b, offset_of!(gnttab_unmap_and_replace, handle)),
         le64(b, offset_of!(gnttab_unmap_and_replace, new_addr)),
     );
-    put(b, offset_of!(gnttab_unmap_and_replace, status), &status.to_le_bytes());
+    put(
+        b,
+        offset_of!(gnttab_unmap_and_replace, status),
+        &status.to_le_bytes(),
+    );
 }
 
 /// `unmap_common` and `unmap_common_complete`: removes the host mapping (if
@@ -686,9 +741,16 @@ fn claim_buf<M: Machine + ?Sized>(
         let gref = ptr as u32;
         let pin = if readonly { PIN_HSTR } else { PIN_HSTW };
         let g = domain_mut(dom, env.domains, rd).ok_or(GNTST_bad_domain as Status)?;
-        let (mfn, took) =
-            g.grant
-                .acquire(&mut *env.machine, env.mm.table, rd, gref, ld, readonly, pin, false)?;
+        let (mfn, took) = g.grant.acquire(
+            &mut *env.machine,
+            env.mm.table,
+            rd,
+            gref,
+            ld,
+            readonly,
+            pin,
+            false,
+        )?;
         let buf = CopyBuf {
             mfn,
             grant: Some((rd, gref)),
@@ -725,7 +787,12 @@ fn claim_buf<M: Machine + ?Sized>(
 }
 
 /// `gnttab_copy_release_buf`.
-fn release_buf<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, buf: &CopyBuf, typed: bool) {
+fn release_buf<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    buf: &CopyBuf,
+    typed: bool,
+) {
     if typed {
         env.mm.table.put_page_type(&mut *env.machine, buf.mfn);
     }
@@ -768,8 +835,16 @@ fn copy_one<M: Machine + ?Sized>(
     let src_gref = flags & GNTCOPY_source_gref != 0;
     let dst_gref = flags & GNTCOPY_dest_gref != 0;
     // A grant reference is 32 bits of the union.
-    let src_ptr = if src_gref { src_ptr as u32 as u64 } else { src_ptr };
-    let dst_ptr = if dst_gref { dst_ptr as u32 as u64 } else { dst_ptr };
+    let src_ptr = if src_gref {
+        src_ptr as u32 as u64
+    } else {
+        src_ptr
+    };
+    let dst_ptr = if dst_gref {
+        dst_ptr as u32 as u64
+    } else {
+        dst_ptr
+    };
     let sd = copy_domain(env, dom, src_dom, src_gref)?;
     let dd = copy_domain(env, dom, dst_dom, dst_gref)?;
     let src = claim_buf(env, dom, sd, src_ptr, src_gref, true)?;

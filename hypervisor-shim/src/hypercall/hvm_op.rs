@@ -24,7 +24,12 @@ use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 
-pub fn hvm_op<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, op: u64, arg: u64) -> i64 {
+pub fn hvm_op<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    op: u64,
+    arg: u64,
+) -> i64 {
     match u32::try_from(op).unwrap_or(u32::MAX) {
         HVMOP_get_param => get_param(env, dom, arg).unwrap_or_else(|e| e),
         op => {
@@ -34,7 +39,11 @@ pub fn hvm_op<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, op: u
     }
 }
 
-fn get_param<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, arg: u64) -> Result<i64, i64> {
+fn get_param<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    arg: u64,
+) -> Result<i64, i64> {
     let b = read_guest::<{ size_of::<xen_hvm_param>() }, M>(env, dom, arg)?;
     let o = offset_of!(xen_hvm_param, index);
     let index = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
@@ -45,7 +54,7 @@ fn get_param<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, arg: u64) 
     let id = u16::from_le_bytes([b[o], b[o + 1]]);
     let id = if id == DOMID_SELF { dom.id } else { id };
     let target = if id == dom.id {
-        Some(&*dom)
+        Some(dom)
     } else {
         env.domains.get(id)
     };

@@ -170,14 +170,17 @@ fn add_to_physmap<M: Machine + ?Sized>(
         DOMID_SELF => dom.id,
         id => id,
     };
-    if id != dom.id && !env.domains.get(id).is_some_and(|d| !d.dead) {
+    if id != dom.id && env.domains.get(id).is_none_or(|d| d.dead) {
         return Err(err(XEN_ESRCH));
     }
     if id != dom.id && !dom.privileged {
         return Err(err(XEN_EPERM));
     }
     let Env {
-        machine, mm, domains, ..
+        machine,
+        mm,
+        domains,
+        ..
     } = env;
     let d = domain_mut(dom, domains, id).ok_or(err(XEN_ESRCH))?;
     let mfn = match space {
@@ -192,7 +195,10 @@ fn add_to_physmap<M: Machine + ?Sized>(
         XENMAPSPACE_shared_info if idx == 0 => d.shared_info,
         XENMAPSPACE_shared_info => return Err(err(XEN_EINVAL)),
         _ => {
-            log::warn!("d{}: add_to_physmap space {space} not supported: -ENOSYS", dom.id);
+            log::warn!(
+                "d{}: add_to_physmap space {space} not supported: -ENOSYS",
+                dom.id
+            );
             return Err(err(XEN_ENOSYS));
         }
     };

@@ -472,7 +472,11 @@ impl FrameTable {
         index: usize,
         new: u64,
     ) -> Result<u64, Errno> {
-        if index >= ENTRIES || !self.page(l1).is_some_and(|p| p.ty == PageType::L1 && p.is_live_table()) {
+        if index >= ENTRIES
+            || !self
+                .page(l1)
+                .is_some_and(|p| p.ty == PageType::L1 && p.is_live_table())
+        {
             return Err(XEN_EINVAL);
         }
         let old = read_u64(m.frame(l1).ok_or(XEN_EINVAL)?, index);

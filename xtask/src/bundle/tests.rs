@@ -125,7 +125,10 @@ fn mistakes_are_reported_clearly() {
             "both dom0 (at most one) (domain \"b\"",
         ),
         (format!("{}{}", one(""), one("")), "have the same name"),
-        (one("backends = true"), "only the dom0 may run the back-ends (FLAG_BACKENDS) (domain \"a\""),
+        (
+            one("backends = true"),
+            "only the dom0 may run the back-ends (FLAG_BACKENDS) (domain \"a\"",
+        ),
         (one("backends = 1"), "backends"),
     ];
     for (text, want) in cases {
