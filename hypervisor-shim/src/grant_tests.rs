@@ -228,7 +228,7 @@ fn setup_table_query_size_and_versions() {
     assert_eq!(setup(&mut h, 2, 1, 1), st(GNTST_permission_denied));
     assert_eq!(setup(&mut h, 1, 9, 1), st(GNTST_bad_domain));
     assert_eq!(setup(&mut h, 0, 2, 2), 0, "the control domain may");
-    let mut op = [0u8; size_of::<gnttab_setup_table>()];
+    let op = [0u8; size_of::<gnttab_setup_table>()];
     assert_eq!(
         gnttab(&mut h, 1, GNTTABOP_setup_table, &op, 2).0,
         e(XEN_EINVAL)
@@ -260,8 +260,6 @@ fn setup_table_query_size_and_versions() {
         let (rc, b) = gnttab(&mut h, 1, GNTTABOP_set_version, &v.to_le_bytes(), 1);
         assert_eq!((rc, u32_at(&b, 0)), (want, 1), "set_version {v}");
     }
-    op = [0u8; size_of::<gnttab_setup_table>()];
-    let _ = op;
     let mut gv = [0u8; size_of::<gnttab_get_version>()];
     set(&mut gv, 0, &1u16.to_le_bytes());
     let (rc, b) = gnttab(&mut h, 0, GNTTABOP_get_version, &gv, 1);
