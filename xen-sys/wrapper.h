@@ -35,6 +35,8 @@
 #include "version.h"
 #include "physdev.h"
 #include "nmi.h"
+#include "hvm/hvm_op.h"
+#include "hvm/params.h"
 #include "errno.h"
 #include "arch-x86/xen-x86_64.h"
 #include "arch-x86/hvm/start_info.h"

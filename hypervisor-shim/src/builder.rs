@@ -203,6 +203,20 @@ fn write_start_info<M: Machine>(
     write_bytes(m, si, offset_of!(start_info, cmd_line), &cmd[..n]);
 }
 
+/// Writes a domU's xenstore and console event channels into its `start_info` (frame
+/// `si`): `store_evtchn` and `console.domU.evtchn`.
+pub fn set_ring_evtchns<M: Machine>(m: &mut M, si: Mfn, store: u32, console: u32) {
+    let console_at = offset_of!(start_info, console)
+        + offset_of!(xen_sys::start_info__bindgen_ty_1__bindgen_ty_1, evtchn);
+    write_bytes(
+        m,
+        si,
+        offset_of!(start_info, store_evtchn),
+        &store.to_le_bytes(),
+    );
+    write_bytes(m, si, console_at, &console.to_le_bytes());
+}
+
 /// Maps the whole initial region with 4 KiB pages; the page-table pages themselves are
 /// mapped read-only (a frame is a page table or writable, never both). Returns the L4.
 fn build_page_tables<M: Machine>(

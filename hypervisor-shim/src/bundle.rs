@@ -32,7 +32,7 @@
 //! | 32     | 4    | command line offset                                           |
 //! | 36     | 4    | command line length, 0 ..= [`MAX_CMDLINE_LEN`]                |
 //! | 40     | 4    | role: [`ROLE_DOMU`] = 0, [`ROLE_DOM0`] = 1                    |
-//! | 44     | 4    | reserved, must be 0 (for devices, later)                      |
+//! | 44     | 4    | flags: [`FLAG_BACKENDS`] (bit 0); other bits must be 0        |
 //!
 //! Every name, command line and image lies in the data area (after the entries,
 //! before the total size). They may overlap: the writer stores an image shared by
@@ -40,6 +40,11 @@
 //! (`!` ..= `~`), unique within the bundle; command lines are UTF-8 without NUL
 //! (the shim copies them into `start_info.cmd_line`, a C string of
 //! `MAX_GUEST_CMDLINE` bytes). At most one domain is dom0.
+//!
+//! [`FLAG_BACKENDS`] may be set on the dom0 entry only: that dom0 runs xenstored and
+//! the console back-end. The shim then gives every domU unbound event channels for
+//! its xenstore and console rings (for domain 0) and builds it paused, to be unpaused
+//! by the dom0 once it has introduced it (see `Hypervisor::create_domain`).
 //!
 //! # Domain ids
 //!
@@ -75,6 +80,8 @@ pub const MAX_MEMORY_KIB: u64 = 1 << 32;
 pub const ROLE_DOMU: u32 = 0;
 /// Role code of the dom0.
 pub const ROLE_DOM0: u32 = 1;
+/// Entry flag: this dom0 runs xenstored and the console back-end (dom0 entry only).
+pub const FLAG_BACKENDS: u32 = 1 << 0;
 /// Images start at multiples of this.
 pub const IMAGE_ALIGN: usize = 8;
 
@@ -98,6 +105,8 @@ pub struct BundleDomain<'a> {
     pub memory_kib: u64,
     pub cmdline: &'a str,
     pub role: Role,
+    /// [`FLAG_BACKENDS`]: this dom0 hosts xenstored and the console back-end.
+    pub backends: bool,
 }
 
 impl BundleDomain<'_> {
@@ -168,8 +177,10 @@ pub enum BundleError {
     Memory { index: usize, kib: u64 },
     /// Domain `index`: an unknown role code.
     Role { index: usize, code: u32 },
-    /// Domain `index`: the reserved field is not 0.
-    Reserved { index: usize, value: u32 },
+    /// Domain `index`: flag bits this shim does not know are set.
+    Flags { index: usize, value: u32 },
+    /// Domain `index`: [`FLAG_BACKENDS`] on a domain that is not the dom0.
+    BackendsNotDom0 { index: usize },
     /// Domains `first` and `second` are both dom0.
     TwoDom0 { first: usize, second: usize },
 }
@@ -216,9 +227,13 @@ impl fmt::Display for BundleError {
                 "bundle domain {index}: memory {kib} KiB (a non-zero multiple of 4 KiB up to {MAX_MEMORY_KIB} KiB)"
             ),
             Role { index, code } => write!(f, "bundle domain {index}: unknown role code {code}"),
-            Reserved { index, value } => write!(
+            Flags { index, value } => write!(
                 f,
-                "bundle domain {index}: reserved field is {value:#x}, must be 0"
+                "bundle domain {index}: unknown flags {value:#x} (only FLAG_BACKENDS = {FLAG_BACKENDS:#x} exists)"
+            ),
+            BackendsNotDom0 { index } => write!(
+                f,
+                "bundle domain {index}: only the dom0 may run the back-ends (FLAG_BACKENDS)"
             ),
             TwoDom0 { first, second } => {
                 write!(f, "bundle domains {first} and {second} are both dom0 (at most one)")
@@ -300,14 +315,15 @@ pub fn parse(module: &[u8]) -> Result<Option<Bundle<'_>>, BundleError> {
         let cmdline_off = u32_at(data, e + 32);
         let cmdline_len = u32_at(data, e + 36);
         let role = u32_at(data, e + 40);
-        let reserved = u32_at(data, e + 44);
+        let flags = u32_at(data, e + 44);
 
-        if reserved != 0 {
-            return Err(BundleError::Reserved {
+        if flags & !FLAG_BACKENDS != 0 {
+            return Err(BundleError::Flags {
                 index,
-                value: reserved,
+                value: flags,
             });
         }
+        let backends = flags & FLAG_BACKENDS != 0;
         let role = match role {
             ROLE_DOM0 => Role::Dom0,
             ROLE_DOMU => Role::DomU,
@@ -321,6 +337,9 @@ pub fn parse(module: &[u8]) -> Result<Option<Bundle<'_>>, BundleError> {
                 });
             }
             dom0 = Some(index);
+        }
+        if backends && role != Role::Dom0 {
+            return Err(BundleError::BackendsNotDom0 { index });
         }
         if memory_kib == 0 || !memory_kib.is_multiple_of(4) || memory_kib > MAX_MEMORY_KIB {
             return Err(BundleError::Memory {
@@ -392,6 +411,7 @@ pub fn parse(module: &[u8]) -> Result<Option<Bundle<'_>>, BundleError> {
             memory_kib,
             cmdline,
             role,
+            backends,
         });
     }
     Ok(Some(Bundle { domains }))
@@ -456,7 +476,8 @@ pub fn encode(domains: &[BundleDomain]) -> Result<Vec<u8>, BundleError> {
         entry[32..36].copy_from_slice(&cmd_off.to_le_bytes());
         entry[36..40].copy_from_slice(&cmd_len.to_le_bytes());
         entry[40..44].copy_from_slice(&role.to_le_bytes());
-        // entry[44..48]: reserved, zero.
+        let flags = if d.backends { FLAG_BACKENDS } else { 0 };
+        entry[44..48].copy_from_slice(&flags.to_le_bytes());
     }
     parse(&out)?;
     Ok(out)

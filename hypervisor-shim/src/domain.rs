@@ -9,7 +9,8 @@ use alloc::boxed::Box;
 
 use crate::builder::BuiltDomain;
 use crate::domains::DomId;
-use crate::evtchn::{EventChannels, VcpuInfoAt, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
+use crate::evtchn::{EventChannels, Port, VcpuInfoAt, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
+use crate::grant_table::{GrantTable, DEFAULT_MAX_FRAMES};
 use crate::machine::Mfn;
 use crate::scheduler::VcpuSched;
 use crate::trap::TrapFrame;
@@ -71,6 +72,22 @@ pub struct Domain {
     pub console_line: Vec<u8>,
     /// Serial-console input waiting for `CONSOLEIO_read` (domain 0's only).
     pub console_input: VecDeque<u8>,
+    /// Its grant table (frames, active entries) and its own mappings of others' grants.
+    pub grant: GrantTable,
+    /// A domU's xenstore and console rings as its builder laid them out (what
+    /// `HVMOP_get_param` tells the control domain).
+    pub rings: Option<BootRings>,
+}
+
+/// The xenstore and console pages of a domU (pseudo-physical frames, as in its P2M)
+/// and their event channels (its unbound ports for domain 0; 0 when the builder
+/// allocated none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootRings {
+    pub store_pfn: u64,
+    pub store_evtchn: Port,
+    pub console_pfn: u64,
+    pub console_evtchn: Port,
 }
 
 impl Domain {
@@ -113,6 +130,8 @@ impl Domain {
             console_line: Vec::new(),
             console_input: VecDeque::new(),
             vcpu_info_page: None,
+            grant: GrantTable::new(DEFAULT_MAX_FRAMES),
+            rings: None,
         }
     }
 

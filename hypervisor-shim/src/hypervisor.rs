@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use crate::builder::{self, DomainConfig};
 use crate::cpuid::CpuidPolicy;
-use crate::domain::{shutdown_reason_name, Domain, RunState};
+use crate::domain::{shutdown_reason_name, BootRings, Domain, RunState};
 use crate::domains::{DomId, Domains};
 use crate::elf::XenImage;
 use crate::evtchn;
@@ -18,7 +18,7 @@ use crate::exit::ShimExit;
 use crate::frames::FrameAllocator;
 use crate::hypercall::{self, Effects, Env};
 use crate::m2p::M2p;
-use crate::machine::{Machine, Mfn};
+use crate::machine::{Machine, Mfn, PAGE_SIZE};
 use crate::mm::{self, FrameTable, Mm};
 use crate::scheduler::SLICE_NS;
 use crate::time::Clock;
@@ -60,6 +60,11 @@ pub struct DomainSpec<'a> {
     pub cmdline: &'a str,
     /// The control domain (`SIF_PRIVILEGED | SIF_INITDOMAIN`).
     pub privileged: bool,
+    /// Domain 0 runs xenstored and the console back-end (the bundle's
+    /// `FLAG_BACKENDS`): a domU gets unbound event channels for its rings and starts
+    /// paused until domain 0 unpauses it. Without it a domU runs at once, with no
+    /// channels (its console is `console_io`).
+    pub backends_in_dom0: bool,
 }
 
 /// Words of the guest's stack shown when it crashes.
@@ -165,7 +170,37 @@ impl<M: Machine> Hypervisor<M> {
             &built,
         )
         .map_err(|e| format!("bootstrap page tables refused: -{e}"))?;
-        let dom = Domain::new(spec.domid, name, spec.privileged, built);
+        let layout = built.layout;
+        let pfn_mfn = |va: u64| {
+            let pfn = layout.pfn(va);
+            (pfn, built.p2m[pfn as usize])
+        };
+        let start_info = pfn_mfn(layout.start_info).1;
+        // The xenstore page, then the console page (see `Layout`).
+        let rings = layout
+            .store_console
+            .map(|(store, _)| (pfn_mfn(store), pfn_mfn(store + PAGE_SIZE as u64)));
+        let mut dom = Domain::new(spec.domid, name, spec.privileged, built);
+        dom.grant
+            .grow(
+                &mut self.machine,
+                &mut self.frame_table,
+                &mut self.frames,
+                spec.domid,
+                1,
+            )
+            .map_err(|e| format!("grant table: -{e}"))?;
+        if let Some(((store_pfn, store_mfn), (console_pfn, console_mfn))) = rings {
+            self.attach_rings(
+                &mut dom,
+                spec,
+                start_info,
+                store_pfn,
+                store_mfn,
+                console_pfn,
+                console_mfn,
+            )?;
+        }
         self.clock
             .publish_wallclock(&mut self.machine, dom.shared_info);
         let first = self.domains.is_empty();
@@ -177,6 +212,61 @@ impl<M: Machine> Hypervisor<M> {
         self.domains
             .get(spec.domid)
             .ok_or_else(|| String::from("domain vanished"))
+    }
+
+    /// What a toolstack does for a new domU's xenstore and console rings
+    /// (`xc_dom_gnttab_init`, `xc_dom_gnttab_seed`; `alloc_xs_evtchn`-like unbound
+    /// ports): grant entries `GNTTAB_RESERVED_CONSOLE` and `GNTTAB_RESERVED_XENSTORE`
+    /// give domain 0 read-write access to the console and xenstore pages; with
+    /// back-ends in domain 0, two unbound ports for domain 0 (xenstore first, then
+    /// console) go into `start_info`, and the domain starts paused (one pause
+    /// reference, dropped by domain 0's `XEN_DOMCTL_unpausedomain` once it has
+    /// introduced the domain).
+    #[allow(clippy::too_many_arguments)]
+    fn attach_rings(
+        &mut self,
+        dom: &mut Domain,
+        spec: &DomainSpec,
+        start_info: Mfn,
+        store_pfn: u64,
+        store_mfn: Mfn,
+        console_pfn: u64,
+        console_mfn: Mfn,
+    ) -> Result<(), String> {
+        let frame =
+            |mfn: Mfn| u32::try_from(mfn).map_err(|_| format!("frame {mfn:#x} beyond a v1 grant"));
+        let flags = xen_sys::GTF_permit_access as u16;
+        for (gref, mfn) in [
+            (xen_sys::GNTTAB_RESERVED_CONSOLE, console_mfn),
+            (xen_sys::GNTTAB_RESERVED_XENSTORE, store_mfn),
+        ] {
+            dom.grant
+                .write_entry(&mut self.machine, gref, flags, 0, frame(mfn)?)
+                .ok_or("grant table has no frame 0")?;
+        }
+        let mut rings = BootRings {
+            store_pfn,
+            console_pfn,
+            ..BootRings::default()
+        };
+        if spec.backends_in_dom0 {
+            let mut port = || {
+                dom.evtchn
+                    .alloc(evtchn::Binding::Unbound { remote: 0 })
+                    .ok_or("no free event channel")
+            };
+            rings.store_evtchn = port()?;
+            rings.console_evtchn = port()?;
+            builder::set_ring_evtchns(
+                &mut self.machine,
+                start_info,
+                rings.store_evtchn,
+                rings.console_evtchn,
+            );
+            dom.sched.pause_count = 1;
+        }
+        dom.rings = Some(rings);
+        Ok(())
     }
 
     /// Builds the initial (privileged) domain 0 alone, as Xen builds dom0.
@@ -193,6 +283,7 @@ impl<M: Machine> Hypervisor<M> {
             nr_pages,
             cmdline,
             privileged: true,
+            backends_in_dom0: false,
         })
     }
 
@@ -531,6 +622,14 @@ impl<M: Machine> Hypervisor<M> {
             _ => log::info!("d{} ({}) crashed", dom.id, dom.name),
         }
         hypercall::close_all_ports(&mut self.machine, &mut dom, &mut self.domains);
+        // Its mappings of others' grants: their entries unpinned (the PTEs' references
+        // go with its page tables below).
+        crate::grant_table::release_mappings(
+            &mut self.machine,
+            &mut self.frame_table,
+            &mut dom,
+            &mut self.domains,
+        );
         self.machine.release_address_space(dom.l4);
         if let Some(user) = dom.user_l4 {
             self.machine.release_address_space(user);
@@ -541,6 +640,8 @@ impl<M: Machine> Hypervisor<M> {
         let still_mapped =
             self.frame_table
                 .teardown(&mut self.machine, dom.id, &dom.held_type_refs());
+        // Its grant frames went with the rest (or go when their last mapping does).
+        dom.grant.forget();
         let freed = self
             .frame_table
             .reclaim(&mut self.machine, &mut self.frames, &self.m2p);
@@ -687,7 +788,8 @@ mod tests {
         f.vector = 14;
         assert_eq!(enter(&mut h, &f, 0x1234), Next::Halt(ShimExit::Crashed));
         assert!(h.domains[0].dead, "only its record is left");
-        assert_eq!(h.frames.free_frames(), free_before + p2m.len() as u64 + 1);
+        // Its reservation, shared_info and grant frame 0.
+        assert_eq!(h.frames.free_frames(), free_before + p2m.len() as u64 + 2);
         assert!(p2m
             .iter()
             .all(|&mfn| h.machine.frame(mfn).unwrap().iter().all(|&b| b == 0)));

@@ -27,6 +27,9 @@ pub mod evtchn;
 pub mod exception;
 pub mod exit;
 pub mod frames;
+pub mod grant_table;
+#[cfg(test)]
+mod grant_tests;
 pub mod hypercall;
 pub mod hypervisor;
 pub mod layout;

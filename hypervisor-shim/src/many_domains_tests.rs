@@ -69,6 +69,7 @@ pub(crate) fn three() -> Hypervisor<TestMachine> {
             nr_pages: 1100,
             cmdline: "",
             privileged,
+            backends_in_dom0: false,
         })
         .unwrap();
     }

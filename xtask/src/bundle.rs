@@ -11,6 +11,8 @@
 //! memory = "64M"          # "512K", "16M", "1G", or a number of MiB; default 16M (dom0: 64M)
 //! cmdline = "loglevel=3"  # default empty, at most 1023 bytes
 //! role = "dom0"           # "dom0" or "domU" (default); at most one dom0
+//! backends = true         # dom0 only: it runs xenstored and the console back-end, so
+//!                         # domUs get ring event channels and start paused (default false)
 //! ```
 //!
 //! An `image` with a `/` in it is a path, relative to the manifest's directory (write
@@ -90,6 +92,8 @@ pub struct DomainSpec {
     pub memory_kib: u64,
     pub cmdline: String,
     pub role: Role,
+    /// The dom0 runs xenstored and the console back-end (the bundle's `FLAG_BACKENDS`).
+    pub backends: bool,
 }
 
 /// A checked manifest: the domains in file order (the shim numbers domUs in this order).
@@ -116,6 +120,8 @@ struct RawDomain {
     cmdline: String,
     #[serde(default)]
     role: RawRole,
+    #[serde(default)]
+    backends: bool,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -190,6 +196,7 @@ impl Manifest {
                     name: d.name,
                     cmdline: d.cmdline,
                     role,
+                    backends: d.backends,
                 }
             })
             .collect();
@@ -243,6 +250,7 @@ impl Manifest {
                 memory_kib,
                 cmdline,
                 role,
+                backends: false,
             });
         }
         let manifest = Manifest { domains: named };
@@ -252,7 +260,7 @@ impl Manifest {
 
     /// The bundle rules that do not depend on the images, checked by the shim's own
     /// writer on placeholder images (so the rules live in one place).
-    fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         const PLACEHOLDER: &[u8] = b"\x7fELF";
         let domains: Vec<_> = self
             .domains
@@ -276,7 +284,8 @@ impl Manifest {
             | format::BundleError::CmdlineChars { index }
             | format::BundleError::Memory { index, .. }
             | format::BundleError::Role { index, .. }
-            | format::BundleError::Reserved { index, .. } => Some(index),
+            | format::BundleError::Flags { index, .. }
+            | format::BundleError::BackendsNotDom0 { index } => Some(index),
             format::BundleError::DuplicateName { second, .. }
             | format::BundleError::TwoDom0 { second, .. } => Some(second),
             _ => None,
@@ -417,6 +426,7 @@ impl DomainSpec {
             memory_kib: self.memory_kib,
             cmdline: &self.cmdline,
             role: self.role,
+            backends: self.backends,
         }
     }
 }

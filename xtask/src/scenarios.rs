@@ -351,12 +351,14 @@ fn dom0_ctl(ctx: &Ctx) -> Result<Pass, Failure> {
                         role: Role::Dom0,
                         memory_mib: 64,
                         cmdline: "",
+                        backends: false,
                     },
                     BundleGuest {
                         example: "spinner",
                         role: Role::DomU,
                         memory_mib: 16,
                         cmdline: "probe",
+                        backends: false,
                     },
                 ],
             },
@@ -668,6 +670,7 @@ fn domu<'a>(example: &'a str, cmdline: &'a str) -> BundleGuest<'a> {
         role: Role::DomU,
         memory_mib: 16,
         cmdline,
+        backends: false,
     }
 }
 
@@ -948,11 +951,14 @@ pub struct BundleGuest<'a> {
     pub role: Role,
     pub memory_mib: u64,
     pub cmdline: &'a str,
+    /// The dom0 runs xenstored and the console back-end (`backends = true` in a
+    /// manifest): domUs get ring event channels and start paused.
+    pub backends: bool,
 }
 
 /// The manifest of a [`Boot::Bundle`].
 fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle::Manifest> {
-    bundle::Manifest::named(
+    let mut manifest = bundle::Manifest::named(
         domains
             .iter()
             .map(|d| {
@@ -960,7 +966,12 @@ fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle::Manifest> 
                 (image, d.role, d.memory_mib << 10, d.cmdline.into())
             })
             .collect(),
-    )
+    )?;
+    for (spec, d) in manifest.domains.iter_mut().zip(domains) {
+        spec.backends = d.backends;
+    }
+    manifest.check()?;
+    Ok(manifest)
 }
 
 /// The bundle file of a [`Boot::Bundle`] or [`Boot::Manifest`] and the machine memory
@@ -1148,6 +1159,7 @@ mod tests {
             role,
             memory_mib,
             cmdline,
+            backends: false,
         };
         let domains = [
             guest("hello", Role::Dom0, 64, "x"),

@@ -159,6 +159,10 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
         }
         Ok(Some(b)) => {
             log::info!("bundle: {} domains", b.domains.len());
+            let backends_in_dom0 = b.dom0().is_some_and(|d| d.backends);
+            if backends_in_dom0 {
+                log::info!("bundle: dom0 runs the back-ends: domUs start paused");
+            }
             for (i, d) in b.domains.iter().enumerate() {
                 let Some(domid) = b.domid_of(i) else {
                     fail("bundle: no domain id")
@@ -171,6 +175,7 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
                     nr_pages: d.memory_pages(),
                     cmdline: d.cmdline,
                     privileged: d.role == Role::Dom0,
+                    backends_in_dom0,
                 };
                 if let Err(e) = hv.create_domain(&spec) {
                     fail(&alloc::format!("domain {domid} ({}): {e}", d.name))

@@ -20,6 +20,7 @@ fn dom<'a>(name: &'a str, image: &'a [u8], role: Role) -> BundleDomain<'a> {
         memory_kib: 16 << 10,
         cmdline: "",
         role,
+        backends: false,
     }
 }
 
@@ -32,7 +33,7 @@ const NAME_LEN: usize = 28;
 const CMDLINE_OFF: usize = 32;
 const CMDLINE_LEN: usize = 36;
 const ROLE: usize = 40;
-const RESERVED: usize = 44;
+const FLAGS: usize = 44;
 
 fn field(i: usize, f: usize) -> usize {
     HEADER_SIZE + i * ENTRY_SIZE + f
@@ -74,6 +75,7 @@ fn round_trip_keeps_every_field_and_shares_images() {
             memory_kib: 64 << 10,
             cmdline: "loglevel=3 é",
             role: Role::Dom0,
+            backends: true,
         },
         dom("hello-1", &hello, Role::DomU),
         BundleDomain {
@@ -82,6 +84,7 @@ fn round_trip_keeps_every_field_and_shares_images() {
             memory_kib: 4,
             cmdline: "x",
             role: Role::DomU,
+            backends: false,
         },
     ];
     let bytes = encode(&domains).unwrap();
@@ -152,6 +155,7 @@ fn the_largest_legal_bundle_parses() {
             memory_kib: MAX_MEMORY_KIB,
             cmdline: &cmdline,
             role: if i == 5 { Role::Dom0 } else { Role::DomU },
+            backends: i == 5,
         })
         .collect();
     let bytes = encode(&domains).unwrap();
@@ -363,9 +367,23 @@ fn memory_roles_and_reserved_field() {
         }
     );
 
+    // Unknown flag bits, and the back-ends flag on a domU, are refused; on the dom0
+    // it is kept.
     let mut b = valid();
-    set32(&mut b, field(0, RESERVED), 1);
-    assert_eq!(err(&b), BundleError::Reserved { index: 0, value: 1 });
+    set32(&mut b, field(0, FLAGS), 2);
+    assert_eq!(err(&b), BundleError::Flags { index: 0, value: 2 });
+    let mut b = valid();
+    set32(&mut b, field(1, FLAGS), FLAG_BACKENDS);
+    assert_eq!(err(&b), BundleError::BackendsNotDom0 { index: 1 });
+    let mut b = valid();
+    set32(&mut b, field(0, FLAGS), FLAG_BACKENDS);
+    let bundle = parse(&b).unwrap().unwrap();
+    assert!(bundle.domains[0].backends && !bundle.domains[1].backends);
+    assert_eq!(
+        get32(&valid(), field(0, FLAGS)),
+        0,
+        "written as 0 when not set"
+    );
 }
 
 #[test]
@@ -409,7 +427,8 @@ fn errors_are_one_clear_line() {
         BundleError::CmdlineChars { index: 0 },
         BundleError::Memory { index: 0, kib: 0 },
         BundleError::Role { index: 0, code: 7 },
-        BundleError::Reserved { index: 0, value: 1 },
+        BundleError::Flags { index: 0, value: 2 },
+        BundleError::BackendsNotDom0 { index: 1 },
         BundleError::TwoDom0 {
             first: 0,
             second: 1,
@@ -447,6 +466,7 @@ fn check_accepted(module: &[u8]) {
             assert!(d.cmdline.len() <= MAX_CMDLINE_LEN);
             assert!(d.image.starts_with(ELF_MAGIC));
             assert!(d.memory_kib > 0 && d.memory_kib % 4 == 0);
+            assert!(!d.backends || d.role == Role::Dom0);
         }
         let again = encode(&bundle.domains).unwrap();
         assert_eq!(parse(&again).unwrap().unwrap(), bundle);

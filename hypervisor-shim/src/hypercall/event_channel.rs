@@ -212,7 +212,7 @@ fn op<M: Machine + ?Sized>(
 }
 
 /// Domain `id` (already resolved from `DOMID_SELF`): the caller itself, or another.
-fn domain_mut<'a>(
+pub(super) fn domain_mut<'a>(
     dom: &'a mut Domain,
     others: &'a mut Domains,
     id: DomId,

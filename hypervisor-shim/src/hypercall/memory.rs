@@ -6,6 +6,7 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
+use super::event_channel::domain_mut;
 use super::mmu::{le_u64, read_guest, read_guest_u64, write_guest};
 use super::{err, Env};
 use crate::domain::Domain;
@@ -47,6 +48,7 @@ pub fn memory_op<M: Machine + ?Sized>(
             reservation(env, dom, Reservation::Decrease, start_extent, arg)
         }
         XENMEM_populate_physmap => reservation(env, dom, Reservation::Populate, start_extent, arg),
+        XENMEM_add_to_physmap => add_to_physmap(env, dom, start_extent, arg),
         _ if start_extent != 0 => Err(err(XEN_ENOSYS)),
         XENMEM_maximum_ram_page => Ok(env.mm.table.nr_frames() as i64),
         XENMEM_current_reservation | XENMEM_maximum_reservation => {
@@ -129,6 +131,79 @@ fn own_domain<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, domid: u16) -
         );
         Err(err(XEN_ESRCH))
     }
+}
+
+/// `XENMEM_add_to_physmap` for a PV domain: makes a grant frame (growing the table up
+/// to frame `idx`, as `gnttab_map_frame` does) or the shared_info page (`idx` 0) known
+/// at pseudo-physical frame `gpfn`, i.e. sets its M2P entry to `gpfn`, which is all
+/// Xen 4.17's `guest_physmap_add_page` does for a domain that is not translated. The
+/// guest still maps the frame itself, by MFN. `XENMAPIDX_grant_table_status` names
+/// status frames, which a v1 table has none of: such an index is `-EINVAL`.
+/// Deviations: the `gmfn` spaces (moving a frame to another pseudo-physical slot,
+/// meaningless without a P2M kept by the hypervisor) are `-ENOSYS`; and the shim
+/// skips Xen's removal of whatever was "mapped" at `gpfn` before, which for a
+/// non-translated guest would treat `gpfn` as a frame number.
+fn add_to_physmap<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    start_extent: u64,
+    arg: u64,
+) -> Result<i64, i64> {
+    // The extent (`size` of a range) is 16 bits.
+    if start_extent > u16::MAX as u64 {
+        return Err(err(XEN_EDOM));
+    }
+    let b = read_guest::<{ size_of::<xen_add_to_physmap>() }, M>(env, dom, arg)?;
+    let at16 = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let space = u32::from_le_bytes(
+        b[offset_of!(xen_add_to_physmap, space)..][..4]
+            .try_into()
+            .unwrap_or_default(),
+    );
+    let idx = le_u64(&b, offset_of!(xen_add_to_physmap, idx));
+    let gpfn = le_u64(&b, offset_of!(xen_add_to_physmap, gpfn));
+    if space == XENMAPSPACE_gmfn_foreign {
+        // Foreign mappings only through add_to_physmap_batch.
+        return Err(err(XEN_ENOSYS));
+    }
+    let id = match at16(offset_of!(xen_add_to_physmap, domid)) {
+        DOMID_SELF => dom.id,
+        id => id,
+    };
+    if id != dom.id && env.domains.get(id).is_none_or(|d| d.dead) {
+        return Err(err(XEN_ESRCH));
+    }
+    if id != dom.id && !dom.privileged {
+        return Err(err(XEN_EPERM));
+    }
+    let Env {
+        machine,
+        mm,
+        domains,
+        ..
+    } = env;
+    let d = domain_mut(dom, domains, id).ok_or(err(XEN_ESRCH))?;
+    let mfn = match space {
+        XENMAPSPACE_grant_table => {
+            let i = u32::try_from(idx).map_err(|_| err(XEN_EINVAL))?;
+            if i as usize >= d.grant.frames().len() && i < d.grant.max_frames() {
+                // As Xen: a failure to grow shows as the index still out of range.
+                let _ = d.grant.grow(&mut **machine, mm.table, mm.alloc, id, i + 1);
+            }
+            *d.grant.frames().get(i as usize).ok_or(err(XEN_EINVAL))?
+        }
+        XENMAPSPACE_shared_info if idx == 0 => d.shared_info,
+        XENMAPSPACE_shared_info => return Err(err(XEN_EINVAL)),
+        _ => {
+            log::warn!(
+                "d{}: add_to_physmap space {space} not supported: -ENOSYS",
+                dom.id
+            );
+            return Err(err(XEN_ENOSYS));
+        }
+    };
+    mm.m2p.set(&mut **machine, mfn, gpfn);
+    Ok(0)
 }
 
 /// `XENMEM_memory_map`: the pseudo-physical map the toolstack would have set for a PV

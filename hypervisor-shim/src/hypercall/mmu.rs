@@ -188,7 +188,11 @@ pub fn mmu_update<M: Machine + ?Sized>(
 
 /// The L1 table that maps `va` in the domain's current (kernel) address space
 /// (`map_guest_l1e`), if the upper levels map it with 4 KiB pages.
-fn guest_l1<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, va: u64) -> Option<u64> {
+pub(super) fn guest_l1<M: Machine + ?Sized>(
+    env: &Env<'_, M>,
+    dom: &Domain,
+    va: u64,
+) -> Option<u64> {
     let mut table = dom.l4;
     for level in (2..=4).rev() {
         let e = Pte(read_u64(

@@ -9,6 +9,8 @@ mod domain_info;
 mod domctl;
 mod event_channel;
 mod gdt;
+mod grant_table;
+mod hvm_op;
 mod iret;
 mod memory;
 mod misc;
@@ -132,6 +134,8 @@ pub(crate) fn call<M: Machine + ?Sized>(
         __HYPERVISOR_vcpu_op => vcpu_op::vcpu_op(env, dom, a[0], a[1], a[2]),
         __HYPERVISOR_domctl => domctl::domctl(env, dom, a[0]),
         __HYPERVISOR_sysctl => sysctl::sysctl(env, dom, a[0]),
+        __HYPERVISOR_grant_table_op => grant_table::grant_table_op(env, dom, a[0], a[1], a[2]),
+        __HYPERVISOR_hvm_op => hvm_op::hvm_op(env, dom, a[0], a[1]),
         _ => {
             if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {
                 dom.reported_enosys |= 1 << nr;

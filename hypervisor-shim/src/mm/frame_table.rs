@@ -9,8 +9,9 @@
 //! - a page-table frame in use (type count > 0) is validated: every present entry holds
 //!   a reference on what it points to (an L1 writable entry a writable type reference,
 //!   a read-only one a general reference, an L`n` entry an L`n-1` type reference), and
-//!   points only at frames of the table's owner (or, in L1 entries, the read-only M2P;
-//!   issue 5 adds granted frames, see [`FrameTable::granted`]);
+//!   points only at frames of the table's owner (or, in L1 entries, the read-only M2P);
+//!   grant mappings of other domains' frames are written by the grant-table code
+//!   ([`FrameTable::install_l1e`]), never through `mmu_update`, as in Xen;
 //! - when the type count drops to zero the table is devalidated: every entry's
 //!   reference is dropped;
 //! - a frame whose general count drops to zero after its allocation reference is gone
@@ -100,12 +101,6 @@ impl FrameTable {
 
     fn io_privileged(&self, id: u16) -> bool {
         self.domains.iter().any(|&(d, p)| d == id && p)
-    }
-
-    /// Hook for issue 5 (grant tables): whether `dom` may map `mfn` (owned by another
-    /// domain) because it was granted, writable or not. No grants exist yet.
-    pub fn granted(&self, _dom: u16, _mfn: Mfn, _writable: bool) -> bool {
-        false
     }
 
     /// Gives the free frame `mfn` to domain `d` with its allocation reference.
@@ -357,10 +352,9 @@ impl FrameTable {
             let writable = pte.writable();
             return match page.owner {
                 Owner::M2pShared if !writable => Ok(()),
-                // Issue 5: a granted frame is referenced like one of the owner's own.
-                Owner::Domain(o)
-                    if o == pg_owner || self.granted(table_owner, target, writable) =>
-                {
+                // A granted frame is never mapped this way: only `map_grant_ref` makes
+                // grant mappings (Xen's get_page_from_l1e refuses another's frame too).
+                Owner::Domain(o) if o == pg_owner => {
                     self.get_page(target, o).map_err(|_| XEN_EBUSY)?;
                     if writable {
                         let r = self.get_page_type(m, target, PageType::Writable);
@@ -458,6 +452,41 @@ impl FrameTable {
         write_u64(m, table, index * 8, new);
         self.put_entry(m, level, old);
         Ok(())
+    }
+
+    /// Whether `l1` is a live L1 table of domain `d`: where a grant mapping may go
+    /// (`create_grant_pv_mapping` checks the table is the caller's and an L1).
+    pub fn is_live_l1_of(&self, l1: Mfn, d: u16) -> bool {
+        self.page(l1).is_some_and(|p| {
+            p.owner == Owner::Domain(d) && p.ty == PageType::L1 && p.is_live_table()
+        })
+    }
+
+    /// Writes entry `index` of the live L1 `l1` without taking references for the new
+    /// entry (the grant-table code holds them) and returns the old entry, whose
+    /// references are now the caller's to drop ([`Self::put_l1e`]) or keep.
+    pub fn install_l1e<M: Machine + ?Sized>(
+        &mut self,
+        m: &mut M,
+        l1: Mfn,
+        index: usize,
+        new: u64,
+    ) -> Result<u64, Errno> {
+        if index >= ENTRIES
+            || !self
+                .page(l1)
+                .is_some_and(|p| p.ty == PageType::L1 && p.is_live_table())
+        {
+            return Err(XEN_EINVAL);
+        }
+        let old = read_u64(m.frame(l1).ok_or(XEN_EINVAL)?, index);
+        write_u64(m, l1, index * 8, new);
+        Ok(old)
+    }
+
+    /// `put_page_from_l1e`: drops the references an L1 entry held.
+    pub fn put_l1e<M: Machine + ?Sized>(&mut self, m: &mut M, e: u64) {
+        self.put_entry(m, 1, e);
     }
 
     /// `MMU_NORMAL_PT_UPDATE` of the entry at machine address `ptr` in a frame of
@@ -599,7 +628,9 @@ impl FrameTable {
             let Some(p) = self.page(mfn).copied() else {
                 continue;
             };
-            if p.type_count > 0 {
+            // A writable type still held comes from another domain's mapping (a grant
+            // or a privileged foreign mapping): it is that mapping's to drop.
+            if p.type_count > 0 && p.ty.needs_validation() {
                 log::warn!("d{d}: frame {mfn:#x} still a {:?} at teardown", p.ty);
                 if let Some(q) = self.page_mut(mfn) {
                     q.type_count = 0;

@@ -125,6 +125,11 @@ fn mistakes_are_reported_clearly() {
             "both dom0 (at most one) (domain \"b\"",
         ),
         (format!("{}{}", one(""), one("")), "have the same name"),
+        (
+            one("backends = true"),
+            "only the dom0 may run the back-ends (FLAG_BACKENDS) (domain \"a\"",
+        ),
+        (one("backends = 1"), "backends"),
     ];
     for (text, want) in cases {
         let got = err(&text);
@@ -226,4 +231,14 @@ fn images_must_be_pv_kernels() {
     let m = Manifest::parse("[[domain]]\nname = \"x\"\nimage = \"nosuch\"\n", &dir).unwrap();
     let e = format!("{:#}", m.write(&root, &dir.join("x.bundle")).unwrap_err());
     assert!(e.contains("no example named `nosuch`"), "{e}");
+}
+
+#[test]
+fn backends_is_a_dom0_flag_carried_into_the_bundle() {
+    let text = "[[domain]]\nname = \"d0\"\nimage = \"hello\"\nrole = \"dom0\"\nbackends = true\n\
+                [[domain]]\nname = \"u\"\nimage = \"hello\"\n";
+    let m = Manifest::parse(text, Path::new(".")).unwrap();
+    assert!(m.domains[0].backends && !m.domains[1].backends);
+    let b = m.domains[0].to_bundle(b"\x7fELF");
+    assert!(b.backends);
 }

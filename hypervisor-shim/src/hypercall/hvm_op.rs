@@ -1,0 +1,77 @@
+//! `hvm_op` (`hvm/hvm_op.h`, `hvm/params.h`; Xen's `do_hvm_op` and `hvmop_get_param` in
+//! xen/arch/x86/hvm/hvm.c): only `HVMOP_get_param` of the four parameters a toolstack
+//! needs to attach to a domain's xenstore and console rings: `HVM_PARAM_STORE_PFN`,
+//! `HVM_PARAM_STORE_EVTCHN`, `HVM_PARAM_CONSOLE_PFN`, `HVM_PARAM_CONSOLE_EVTCHN`.
+//!
+//! This is the interface of Xen's dom0less boot, where Xen builds the domUs and
+//! `init-dom0less` reads these parameters to introduce them to xenstored. The shim
+//! is the builder of its PV domUs too, so it answers them for PV domains, which Xen
+//! does not (for a PV target Xen's `hvmop_get_param` is `-EINVAL`). Values: a PFN is the
+//! page's pseudo-physical frame in the domain's P2M, an event channel is the domain's
+//! unbound port for domain 0 (0 when the builder allocated none, and both 0 for a
+//! domain built without rings, such as dom0).
+//!
+//! Checks in Xen's order: `-EFAULT` (unreadable argument), `-EINVAL` (index beyond
+//! `HVM_NR_PARAMS`), `-ESRCH` (no such domain), `-EPERM` (another domain's parameter
+//! without privilege: `XSM_TARGET`), `-EINVAL` (a parameter the shim does not keep).
+
+use core::mem::{offset_of, size_of};
+
+use xen_sys::*;
+
+use super::mmu::{read_guest, write_guest};
+use super::{err, Env};
+use crate::domain::Domain;
+use crate::machine::Machine;
+
+pub fn hvm_op<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    op: u64,
+    arg: u64,
+) -> i64 {
+    match u32::try_from(op).unwrap_or(u32::MAX) {
+        HVMOP_get_param => get_param(env, dom, arg).unwrap_or_else(|e| e),
+        op => {
+            log::warn!("d{}: hvm_op {op} not implemented: -ENOSYS", dom.id);
+            err(XEN_ENOSYS)
+        }
+    }
+}
+
+fn get_param<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    arg: u64,
+) -> Result<i64, i64> {
+    let b = read_guest::<{ size_of::<xen_hvm_param>() }, M>(env, dom, arg)?;
+    let o = offset_of!(xen_hvm_param, index);
+    let index = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    if index >= HVM_NR_PARAMS {
+        return Err(err(XEN_EINVAL));
+    }
+    let o = offset_of!(xen_hvm_param, domid);
+    let id = u16::from_le_bytes([b[o], b[o + 1]]);
+    let id = if id == DOMID_SELF { dom.id } else { id };
+    let target = if id == dom.id {
+        Some(dom)
+    } else {
+        env.domains.get(id)
+    };
+    let Some(t) = target else {
+        return Err(err(XEN_ESRCH));
+    };
+    if id != dom.id && !dom.privileged {
+        return Err(err(XEN_EPERM));
+    }
+    let r = t.rings.unwrap_or_default();
+    let value = match index {
+        HVM_PARAM_STORE_PFN => r.store_pfn,
+        HVM_PARAM_STORE_EVTCHN => r.store_evtchn as u64,
+        HVM_PARAM_CONSOLE_PFN => r.console_pfn,
+        HVM_PARAM_CONSOLE_EVTCHN => r.console_evtchn as u64,
+        _ => return Err(err(XEN_EINVAL)),
+    };
+    let at = arg + offset_of!(xen_hvm_param, value) as u64;
+    write_guest(env, dom, at, &value.to_le_bytes()).map(|()| 0)
+}
