@@ -1,0 +1,131 @@
+//! xsdemo: a domU that uses xenstore through libos's xenbus client: it reads what the
+//! toolstack wrote about it (`domid`, `name`), writes and reads its own nodes, watches
+//! one, counts with transactions (and sees a conflicting transaction refused with
+//! `EAGAIN`), checks that another domain's nodes and dom0's are closed to it
+//! (`EACCES`), then waits: the toolstack's `control/shutdown` request ends it (libos's
+//! control daemon obeys).
+//!
+//! Command line: `peer=N` names another domU whose nodes it must not reach; `rounds=N`
+//! transactions to commit (default 20); `flood=N` instead prints N numbered lines of
+//! 100 bytes as fast as the console takes them, then powers off (the console scenario).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use libos::xenbus::{self, Tx, NO_TX};
+use libos::{executor, println, start_info};
+use pv_core::xs_wire::XsError;
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            panic!("xsdemo: FAILED: {}", format_args!($($msg)+));
+        }
+    };
+}
+
+fn arg(name: &str) -> Option<u64> {
+    start_info::get()
+        .cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+fn flood(lines: u64) {
+    for i in 0..lines {
+        // 100 bytes a line: "flood NNNNNN " + filler + newline.
+        println!("flood {i:06} {:.<86}", "");
+    }
+    println!("xsdemo: flood of {lines} lines done");
+}
+
+async fn counter(tx: Tx) -> Result<u64, XsError> {
+    let v = xenbus::read_string(tx, "data/counter").await?;
+    v.parse().map_err(|_| XsError::EINVAL)
+}
+
+async fn demo() -> Result<(), XsError> {
+    let domid = xenbus::read_string(NO_TX, "domid").await?;
+    let name = xenbus::read_string(NO_TX, "name").await?;
+    let home = xenbus::get_domain_path(domid.parse().unwrap_or(0)).await?;
+    println!("xsdemo: I am domain {domid} ({name}), home {home}");
+
+    xenbus::write(NO_TX, "data/greeting", b"hello, store").await?;
+    let back = xenbus::read(NO_TX, "data/greeting").await?;
+    ensure!(back == b"hello, store", "read back {back:?}");
+    let entries = xenbus::directory(NO_TX, "data").await?;
+    ensure!(entries.iter().any(|e| e == "greeting"), "data/ lists {entries:?}");
+    println!("xsdemo: wrote and read back data/greeting; data/ holds {entries:?}");
+
+    // A watch fires once at once, then on every change under its node.
+    xenbus::write(NO_TX, "data/counter", b"0").await?;
+    let mut watch = xenbus::watch("data/counter").await?;
+    let first = watch.next().await?;
+    ensure!(first.ends_with("data/counter"), "first watch event {first}");
+
+    let rounds = arg("rounds").unwrap_or(20);
+    let mut retries = 0;
+    for _ in 0..rounds {
+        loop {
+            let tx = xenbus::transaction_start().await?;
+            let n = counter(tx).await?;
+            xenbus::write(tx, "data/counter", format!("{}", n + 1).as_bytes()).await?;
+            match xenbus::transaction_end(tx, true).await {
+                Ok(()) => break,
+                Err(XsError::EAGAIN) => retries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let fired = watch.next().await?;
+        ensure!(fired.ends_with("data/counter"), "watch fired for {fired}");
+    }
+    let n = counter(NO_TX).await?;
+    ensure!(n == rounds, "counter is {n} after {rounds} committed transactions");
+    println!("xsdemo: {rounds} transactions committed ({retries} retried), counter {n}, one watch event each");
+
+    // A transaction whose node changed under it is refused, and writes nothing.
+    let tx = xenbus::transaction_start().await?;
+    let n = counter(tx).await?;
+    xenbus::write(NO_TX, "data/counter", b"1000").await?;
+    xenbus::write(tx, "data/counter", format!("{}", n + 1).as_bytes()).await?;
+    let end = xenbus::transaction_end(tx, true).await;
+    ensure!(end == Err(XsError::EAGAIN), "conflicting commit answered {end:?}");
+    ensure!(counter(NO_TX).await? == 1000, "the refused transaction wrote");
+    println!("xsdemo: a conflicting transaction was refused with EAGAIN and wrote nothing");
+    watch.unwatch().await?;
+
+    // Other domains' nodes, and dom0's, are closed to us.
+    let mut refused = String::new();
+    let mut targets = alloc::vec![String::from("/local/domain/0"), String::from("/tool")];
+    if let Some(peer) = arg("peer") {
+        targets.push(format!("/local/domain/{peer}/name"));
+        targets.push(format!("/local/domain/{peer}/data/greeting"));
+    }
+    for t in &targets {
+        let r = xenbus::read(NO_TX, t).await;
+        ensure!(matches!(r, Err(XsError::EACCES) | Err(XsError::ENOENT)), "read {t}: {r:?}");
+        let w = xenbus::write(NO_TX, &format!("{t}/intruder"), b"x").await;
+        ensure!(w == Err(XsError::EACCES), "write {t}/intruder: {w:?}");
+        refused.push_str(&format!(" {t}: read {:?}, write EACCES;", r.err().unwrap_or(XsError::EIO)));
+    }
+    println!("xsdemo: refused:{refused}");
+    Ok(())
+}
+
+fn main() {
+    if let Some(lines) = arg("flood") {
+        flood(lines);
+        return;
+    }
+    ensure!(xenbus::available(), "no xenstore ring (start_info.store_evtchn is 0)");
+    if let Err(e) = executor::block_on(demo()) {
+        panic!("xsdemo: FAILED: xenstore answered {e}");
+    }
+    println!("xsdemo: OK; waiting for the toolstack's control/shutdown");
+    executor::block_on(core::future::pending::<()>());
+}
+
+libos::main!(main);
