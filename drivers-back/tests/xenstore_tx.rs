@@ -81,10 +81,14 @@ fn conflicts_on_creation_removal_and_between_transactions() {
     rm(&mut xs, 1, 0, "sibling").unwrap();
     assert_eq!(tx_end(&mut xs, 1, tx, true), Err(XsError::EAGAIN));
     // Two transactions of different domains on one node: the second loses.
-    xs.set_perms(0, "/local/domain/1/later", &[
-        drivers_back::xenstore::Perm::new(drivers_back::xenstore::Access::None, 1),
-        drivers_back::xenstore::Perm::new(drivers_back::xenstore::Access::Both, 2),
-    ])
+    xs.set_perms(
+        0,
+        "/local/domain/1/later",
+        &[
+            drivers_back::xenstore::Perm::new(drivers_back::xenstore::Access::None, 1),
+            drivers_back::xenstore::Perm::new(drivers_back::xenstore::Access::Both, 2),
+        ],
+    )
     .unwrap();
     let t1 = tx_start(&mut xs, 1).unwrap();
     let t2 = tx_start(&mut xs, 2).unwrap();
@@ -118,8 +122,17 @@ fn watches_fire_at_commit_only() {
     assert!(events(&mut xs, 0).is_empty());
     let x = exchange(&mut xs, 2, MsgType::TransactionEnd, tx, b"T\0");
     assert_eq!(x.reply.unwrap(), b"OK\0");
-    assert_eq!(x.events, [ev("/local/domain/2/a", "w"), ev("/local/domain/2/b/c", "w")]);
-    assert_eq!(events(&mut xs, 0), [ev("/local/domain/2/a", "dom0"), ev("/local/domain/2/b/c", "dom0")]);
+    assert_eq!(
+        x.events,
+        [ev("/local/domain/2/a", "w"), ev("/local/domain/2/b/c", "w")]
+    );
+    assert_eq!(
+        events(&mut xs, 0),
+        [
+            ev("/local/domain/2/a", "dom0"),
+            ev("/local/domain/2/b/c", "dom0")
+        ]
+    );
     // Aborted: nothing.
     let tx = tx_start(&mut xs, 2).unwrap();
     write(&mut xs, 2, tx, "a", b"x").unwrap();
@@ -133,7 +146,13 @@ fn watches_fire_at_commit_only() {
     tx_end(&mut xs, 2, tx, true).unwrap();
     let mut got = events(&mut xs, 0);
     got.sort();
-    assert_eq!(got, [ev("/local/domain/2/b", "dom0"), ev("/local/domain/2/b/c", "leaf")]);
+    assert_eq!(
+        got,
+        [
+            ev("/local/domain/2/b", "dom0"),
+            ev("/local/domain/2/b/c", "leaf")
+        ]
+    );
 }
 
 #[test]
@@ -141,14 +160,33 @@ fn protocol_errors() {
     let mut xs = store();
     let tx = tx_start(&mut xs, 1).unwrap();
     // No nesting.
-    assert_eq!(req(&mut xs, 1, MsgType::TransactionStart, tx, b"\0"), Err(XsError::EBUSY));
-    assert_eq!(req(&mut xs, 1, MsgType::TransactionEnd, tx, b"X\0"), Err(XsError::EINVAL));
-    assert_eq!(req(&mut xs, 1, MsgType::TransactionEnd, 0, b"T\0"), Err(XsError::ENOENT));
-    assert_eq!(req(&mut xs, 1, MsgType::TransactionEnd, tx + 1, b"T\0"), Err(XsError::ENOENT));
+    assert_eq!(
+        req(&mut xs, 1, MsgType::TransactionStart, tx, b"\0"),
+        Err(XsError::EBUSY)
+    );
+    assert_eq!(
+        req(&mut xs, 1, MsgType::TransactionEnd, tx, b"X\0"),
+        Err(XsError::EINVAL)
+    );
+    assert_eq!(
+        req(&mut xs, 1, MsgType::TransactionEnd, 0, b"T\0"),
+        Err(XsError::ENOENT)
+    );
+    assert_eq!(
+        req(&mut xs, 1, MsgType::TransactionEnd, tx + 1, b"T\0"),
+        Err(XsError::ENOENT)
+    );
     // A transaction belongs to its connection.
-    assert_eq!(read(&mut xs, 2, tx, "/local/domain/2"), Err(XsError::ENOENT));
+    assert_eq!(
+        read(&mut xs, 2, tx, "/local/domain/2"),
+        Err(XsError::ENOENT)
+    );
     // Watches ignore the transaction id.
-    assert!(exchange(&mut xs, 1, MsgType::Watch, 999, &args(&[b"w", b"t"])).reply.is_ok());
+    assert!(
+        exchange(&mut xs, 1, MsgType::Watch, 999, &args(&[b"w", b"t"]))
+            .reply
+            .is_ok()
+    );
     tx_end(&mut xs, 1, tx, true).unwrap();
 }
 
@@ -171,7 +209,10 @@ fn transaction_quota() {
 
 #[test]
 fn touching_too_many_nodes_fails_the_transaction() {
-    let mut xs = store_with(drivers_back::xenstore::Limits { transaction_nodes: 8, ..Default::default() });
+    let mut xs = store_with(drivers_back::xenstore::Limits {
+        transaction_nodes: 8,
+        ..Default::default()
+    });
     let tx = tx_start(&mut xs, 1).unwrap();
     let mut failed = None;
     for i in 0..10 {

@@ -15,13 +15,18 @@ fn registration_fires_once_with_the_registered_form() {
     let x = watch(&mut xs, 1, "/local/domain/1/device", "abs");
     assert_eq!(x.events, [ev("/local/domain/1/device", "abs")]);
     // The acknowledgement comes first.
-    let bytes = pv_core::xs_wire::encode(pv_core::xs_wire::MsgType::Watch, 5, 0, &args(&[b"x", b"t"])).unwrap();
+    let bytes =
+        pv_core::xs_wire::encode(pv_core::xs_wire::MsgType::Watch, 5, 0, &args(&[b"x", b"t"]))
+            .unwrap();
     xs.receive(1, &bytes).unwrap();
     let out = drain(&mut xs, 1);
     assert_eq!(out[0].header.ty, pv_core::xs_wire::MsgType::Watch);
     assert_eq!(event_of(&out[1]), ev("x", "t"));
     // Same path and token again: EEXIST; another token is another watch.
-    assert_eq!(watch(&mut xs, 1, "device", "tok").reply, Err(XsError::EEXIST));
+    assert_eq!(
+        watch(&mut xs, 1, "device", "tok").reply,
+        Err(XsError::EEXIST)
+    );
     assert!(watch(&mut xs, 1, "device", "tok2").reply.is_ok());
 }
 
@@ -61,7 +66,11 @@ fn rm_fires_for_the_root_and_exact_watches_below() {
     let x = exchange(&mut xs, 1, pv_core::xs_wire::MsgType::Rm, 0, b"t/x\0");
     let mut got = x.events.clone();
     got.sort();
-    let mut want = vec![ev("t/x", "root"), ev("/local/domain/1/t/x", "home"), ev("t/x/y", "leaf")];
+    let mut want = vec![
+        ev("t/x", "root"),
+        ev("/local/domain/1/t/x", "home"),
+        ev("t/x/y", "leaf"),
+    ];
     want.sort();
     assert_eq!(got, want);
 }
@@ -77,7 +86,10 @@ fn unwatch_stops_events() {
     assert_eq!(unwatch(&mut xs, 1, "a", "t"), Err(XsError::ENOENT));
     // The absolute form names the same watch.
     watch(&mut xs, 1, "b", "t");
-    assert_eq!(unwatch(&mut xs, 1, "/local/domain/1/b", "t").unwrap(), b"OK\0");
+    assert_eq!(
+        unwatch(&mut xs, 1, "/local/domain/1/b", "t").unwrap(),
+        b"OK\0"
+    );
 }
 
 #[test]
@@ -105,10 +117,19 @@ fn events_only_reach_watchers_who_may_read() {
     write(&mut xs, 1, 0, "public/hidden", b"").unwrap();
     set_perms(&mut xs, 1, "public/hidden", &["n1"]).unwrap();
     // Both events are the same and still pending: merged into one.
-    assert_eq!(events(&mut xs, 2), [ev("/local/domain/1/public/hidden", "spy")]);
+    assert_eq!(
+        events(&mut xs, 2),
+        [ev("/local/domain/1/public/hidden", "spy")]
+    );
     write(&mut xs, 1, 0, "public/hidden", b"secret").unwrap();
-    assert_eq!(events(&mut xs, 2), [ev("/local/domain/1/public/hidden", "spy")]);
-    assert_eq!(read(&mut xs, 2, 0, "/local/domain/1/public/hidden"), Err(XsError::EACCES));
+    assert_eq!(
+        events(&mut xs, 2),
+        [ev("/local/domain/1/public/hidden", "spy")]
+    );
+    assert_eq!(
+        read(&mut xs, 2, 0, "/local/domain/1/public/hidden"),
+        Err(XsError::EACCES)
+    );
     // dom0 sees everything.
     watch(&mut xs, 0, "/local/domain/1", "dom0");
     write(&mut xs, 1, 0, "private", b"q").unwrap();
@@ -122,7 +143,10 @@ fn identical_pending_events_are_merged() {
     xs.write(0, "/local/domain/2/x", b"1").unwrap();
     xs.write(0, "/local/domain/2/x", b"2").unwrap();
     xs.write(0, "/local/domain/2/y", b"2").unwrap();
-    assert_eq!(events(&mut xs, 2), [ev("/local/domain/2/x", "w"), ev("/local/domain/2/y", "w")]);
+    assert_eq!(
+        events(&mut xs, 2),
+        [ev("/local/domain/2/x", "w"), ev("/local/domain/2/y", "w")]
+    );
 }
 
 #[test]
@@ -137,24 +161,40 @@ fn special_events() {
     let mut got = events(&mut xs, 0);
     got.retain(|e| e.0.starts_with('@'));
     // A watch on / sees special events too (as in C).
-    assert_eq!(got, [ev("@introduceDomain", "intro"), ev("@introduceDomain", "all")]);
+    assert_eq!(
+        got,
+        [
+            ev("@introduceDomain", "intro"),
+            ev("@introduceDomain", "all")
+        ]
+    );
     xs.release(7);
     let mut got = events(&mut xs, 0);
     got.retain(|e| e.0.starts_with('@'));
-    assert_eq!(got, [ev("@releaseDomain", "rel"), ev("@releaseDomain", "all")]);
+    assert_eq!(
+        got,
+        [ev("@releaseDomain", "rel"), ev("@releaseDomain", "all")]
+    );
     // Domain 1 may not read @releaseDomain: nothing.
     assert!(events(&mut xs, 1).is_empty());
     // Until dom0 lets it; a domU may not change that itself.
-    assert_eq!(set_perms(&mut xs, 1, "@releaseDomain", &["r1"]), Err(XsError::EACCES));
+    assert_eq!(
+        set_perms(&mut xs, 1, "@releaseDomain", &["r1"]),
+        Err(XsError::EACCES)
+    );
     set_perms(&mut xs, 0, "@releaseDomain", &["n0", "r1"]).unwrap();
     add_domain(&mut xs, 8);
     xs.release(8);
     assert_eq!(events(&mut xs, 1), [ev("@releaseDomain", "rel1")]);
     // In-process form too.
-    xs.set_perms(0, "@introduceDomain", &[Perm::new(Access::Read, 0)]).unwrap();
+    xs.set_perms(0, "@introduceDomain", &[Perm::new(Access::Read, 0)])
+        .unwrap();
     add_domain(&mut xs, 9);
     assert!(events(&mut xs, 1).is_empty()); // not watching @introduceDomain
-    assert_eq!(set_perms(&mut xs, 0, "@unknown", &["n0"]), Err(XsError::EINVAL));
+    assert_eq!(
+        set_perms(&mut xs, 0, "@unknown", &["n0"]),
+        Err(XsError::EINVAL)
+    );
     // The released domain's connection is gone: nothing queued for it, no input.
     assert_eq!(xs.pending_output(7), 0);
     assert!(!xs.wants_input(7));

@@ -281,19 +281,14 @@ impl Xenstored {
             .map_or_else(Vec::new, |c| c.take(max))
     }
 
-    /// False while the domain should not be given more requests: not connected, or (for
-    /// an unprivileged domain) as many replies as the `outstanding` quota or as many
-    /// bytes as the `output_bytes` quota wait for it to read them. A domain that never
-    /// reads its replies thus cannot make dom0 queue more than about
-    /// `outstanding` replies (plus those of the requests already handed to
-    /// [`Self::receive`]) and `output_bytes` of events.
+    /// False while the domain should not be given more requests: it is not connected,
+    /// or (an unprivileged domain) as many replies as the `outstanding` quota wait for
+    /// it to read them. A domain that never reads its ring thus cannot make dom0 hold
+    /// more than about `outstanding` replies (plus those of the requests already handed
+    /// to [`Self::receive`]) and `output_bytes` of watch events.
     pub fn wants_input(&self, domid: u16) -> bool {
         match self.conns.get(&domid) {
-            Some(c) if !c.broken => {
-                domid == 0
-                    || (c.outstanding() < self.limits.outstanding
-                        && c.pending() < self.limits.output_bytes as usize)
-            }
+            Some(c) if !c.broken => domid == 0 || c.outstanding() < self.limits.outstanding,
             _ => false,
         }
     }

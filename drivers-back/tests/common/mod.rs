@@ -1,7 +1,7 @@
 //! Helpers for the xenstored tests: a wire client over `receive`/`take_output`.
 #![allow(dead_code)]
 
-use drivers_back::xenstore::{Access, Limits, Perm, XsError, Xenstored};
+use drivers_back::xenstore::{Access, Limits, Perm, Xenstored, XsError};
 use pv_core::xs_wire::{self, Framer, Message, MsgType};
 
 /// A store with dom0 and domUs 1 and 2 connected; each domU owns its home
@@ -22,7 +22,8 @@ pub fn store_with(limits: Limits) -> Xenstored {
 pub fn add_domain(xs: &mut Xenstored, d: u16) {
     let home = format!("/local/domain/{d}");
     xs.mkdir(0, &home).unwrap();
-    xs.set_perms(0, &home, &[Perm::new(Access::None, d)]).unwrap();
+    xs.set_perms(0, &home, &[Perm::new(Access::None, d)])
+        .unwrap();
     xs.introduce(d).unwrap();
 }
 
@@ -51,7 +52,10 @@ pub fn event_of(m: &Message) -> (String, String) {
     assert_eq!(m.header.ty, MsgType::WatchEvent, "not an event: {m:?}");
     assert_eq!((m.header.req_id, m.header.tx_id), (0, 0));
     let (p, t) = xs_wire::watch_event(&m.payload).expect("bad event payload");
-    (String::from_utf8(p.to_vec()).unwrap(), String::from_utf8(t.to_vec()).unwrap())
+    (
+        String::from_utf8(p.to_vec()).unwrap(),
+        String::from_utf8(t.to_vec()).unwrap(),
+    )
 }
 
 /// Watch events queued for `domid` (asserting nothing else is).
@@ -91,11 +95,25 @@ pub fn exchange(xs: &mut Xenstored, domid: u16, ty: MsgType, tx: u32, payload: &
     if reply.header.ty != MsgType::Error {
         assert_eq!(reply.header.ty, ty, "reply type differs from request");
     }
-    let events = msgs.iter().filter(|m| m.header.ty == MsgType::WatchEvent).map(event_of).collect();
-    Exchange { reply: result_of(reply), reply_header: reply.header, events }
+    let events = msgs
+        .iter()
+        .filter(|m| m.header.ty == MsgType::WatchEvent)
+        .map(event_of)
+        .collect();
+    Exchange {
+        reply: result_of(reply),
+        reply_header: reply.header,
+        events,
+    }
 }
 
-pub fn req(xs: &mut Xenstored, domid: u16, ty: MsgType, tx: u32, payload: &[u8]) -> Result<Vec<u8>, XsError> {
+pub fn req(
+    xs: &mut Xenstored,
+    domid: u16,
+    ty: MsgType,
+    tx: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, XsError> {
     exchange(xs, domid, ty, tx, payload).reply
 }
 
@@ -129,12 +147,16 @@ pub fn rm(xs: &mut Xenstored, d: u16, tx: u32, path: &str) -> Result<(), XsError
 
 pub fn dir(xs: &mut Xenstored, d: u16, tx: u32, path: &str) -> Result<Vec<String>, XsError> {
     let r = req(xs, d, MsgType::Directory, tx, &args(&[path.as_bytes()]))?;
-    Ok(xs_wire::strings(&r).map(|s| String::from_utf8(s.to_vec()).unwrap()).collect())
+    Ok(xs_wire::strings(&r)
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect())
 }
 
 pub fn get_perms(xs: &mut Xenstored, d: u16, path: &str) -> Result<Vec<String>, XsError> {
     let r = req(xs, d, MsgType::GetPerms, 0, &args(&[path.as_bytes()]))?;
-    Ok(xs_wire::strings(&r).map(|s| String::from_utf8(s.to_vec()).unwrap()).collect())
+    Ok(xs_wire::strings(&r)
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect())
 }
 
 pub fn set_perms(xs: &mut Xenstored, d: u16, path: &str, perms: &[&str]) -> Result<(), XsError> {
@@ -144,17 +166,32 @@ pub fn set_perms(xs: &mut Xenstored, d: u16, path: &str, perms: &[&str]) -> Resu
 }
 
 pub fn watch(xs: &mut Xenstored, d: u16, path: &str, token: &str) -> Exchange {
-    exchange(xs, d, MsgType::Watch, 0, &args(&[path.as_bytes(), token.as_bytes()]))
+    exchange(
+        xs,
+        d,
+        MsgType::Watch,
+        0,
+        &args(&[path.as_bytes(), token.as_bytes()]),
+    )
 }
 
 pub fn unwatch(xs: &mut Xenstored, d: u16, path: &str, token: &str) -> Result<Vec<u8>, XsError> {
-    req(xs, d, MsgType::Unwatch, 0, &args(&[path.as_bytes(), token.as_bytes()]))
+    req(
+        xs,
+        d,
+        MsgType::Unwatch,
+        0,
+        &args(&[path.as_bytes(), token.as_bytes()]),
+    )
 }
 
 pub fn tx_start(xs: &mut Xenstored, d: u16) -> Result<u32, XsError> {
     let r = req(xs, d, MsgType::TransactionStart, 0, b"\0")?;
     assert_eq!(r.last(), Some(&0));
-    Ok(std::str::from_utf8(&r[..r.len() - 1]).unwrap().parse().unwrap())
+    Ok(std::str::from_utf8(&r[..r.len() - 1])
+        .unwrap()
+        .parse()
+        .unwrap())
 }
 
 pub fn tx_end(xs: &mut Xenstored, d: u16, tx: u32, commit: bool) -> Result<(), XsError> {
