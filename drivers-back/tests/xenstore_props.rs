@@ -99,7 +99,7 @@ impl World {
             }
             MsgType::Watch | MsgType::Unwatch => args(&[p, &[b'a' + arg % 3]]),
             MsgType::TransactionStart => b"\0".to_vec(),
-            MsgType::TransactionEnd => args(&[if arg % 2 == 0 { b"T" } else { b"F" }]),
+            MsgType::TransactionEnd => args(&[if arg.is_multiple_of(2) { b"T" } else { b"F" }]),
             MsgType::DirectoryPart => args(&[p, (arg as u32 * 3).to_string().as_bytes()]),
             MsgType::Introduce => args(&[(arg % 4).to_string().as_bytes(), b"5", b"3"]),
             MsgType::Release
