@@ -1,11 +1,12 @@
 //! Transactions (`xenstored_transaction.c`, Xen 4.17).
 //!
-//! A transaction sees the store as it was when it first touched each node: the first
-//! access copies the committed node (or its absence) and its generation into the
-//! transaction; later reads and writes use that copy. At commit, if any touched node's
-//! committed generation differs from the one recorded (someone else changed, created or
-//! removed it meanwhile), the commit fails with EAGAIN and the client retries. Watch
-//! events of a transaction fire at commit only.
+//! A transaction records the committed generation of every node it touches (or that the
+//! node did not exist) when it first touches it, and keeps its own versions of the nodes
+//! it writes or removes; its reads see those versions, other nodes as committed. At
+//! commit, if any touched node's committed generation differs from the one recorded
+//! (someone else changed, created or removed it meanwhile), the commit fails with EAGAIN
+//! and the client retries; otherwise the transaction's versions replace the committed
+//! nodes at once. Watch events of a transaction fire at commit only.
 
 use super::node::Node;
 use super::path;
@@ -25,7 +26,10 @@ struct Accessed {
     /// Owner and permissions at first access.
     first_owner: Option<u16>,
     first_perms: Option<Vec<Perm>>,
-    /// The transaction's version of the node; None = absent.
+    /// The transaction's version of a node it modified; None = absent. Nodes only read
+    /// are not copied (a domain could otherwise pin `transaction_nodes` copies per
+    /// transaction in dom0): reads see the committed node, and if that changed since the
+    /// first access the commit fails anyway.
     node: Option<Node>,
     modified: bool,
     /// A watch event is due at commit; `Some(true)` = exact.
@@ -47,9 +51,12 @@ impl Transaction {
         Transaction::default()
     }
 
-    /// The transaction's version of `path`, if it touched it already.
-    pub fn lookup(&self, path: &str) -> Option<Option<&Node>> {
-        self.accessed.get(path).map(|a| a.node.as_ref())
+    /// The transaction's version of `path`, if it modified it.
+    pub fn modified(&self, path: &str) -> Option<Option<&Node>> {
+        self.accessed
+            .get(path)
+            .filter(|a| a.modified)
+            .map(|a| a.node.as_ref())
     }
 
     /// Records the first access to `path`, whose committed version is `committed`.
@@ -74,7 +81,7 @@ impl Transaction {
                 first_generation: committed.map(|n| n.generation),
                 first_owner: committed.map(Node::owner),
                 first_perms: committed.map(|n| n.perms.clone()),
-                node: committed.cloned(),
+                node: None,
                 modified: false,
                 fire: None,
             },

@@ -39,7 +39,7 @@ impl<'a> View<'a> {
         match self.tx.as_deref_mut() {
             None => Ok(self.tree.get(path).cloned()),
             Some(tx) => {
-                if let Some(node) = tx.lookup(path) {
+                if let Some(node) = tx.modified(path) {
                     return Ok(node.cloned());
                 }
                 let committed = self.tree.get(path);
