@@ -216,11 +216,12 @@ pub fn is_latched(port: Port) -> bool {
 }
 
 /// Whether any event was delivered since the last call (clears the flag).
-pub(crate) fn take_activity() -> bool {
+pub fn take_activity() -> bool {
     ACTIVITY.swap(false, Ordering::SeqCst)
 }
 
-pub(crate) fn activity() -> bool {
+/// Whether any event was delivered since [`take_activity`] last looked.
+pub fn activity() -> bool {
     ACTIVITY.load(Ordering::SeqCst)
 }
 

@@ -358,13 +358,43 @@ impl Manifest {
             .iter()
             .map(|f| std::fs::read(f).with_context(|| format!("reading image {}", f.display())))
             .collect::<Result<Vec<_>>>()?;
+        let cmdlines = self.cmdlines();
         let domains: Vec<_> = self
             .domains
             .iter()
             .zip(&data)
-            .map(|(d, image)| d.to_bundle(image))
+            .zip(&cmdlines)
+            .map(|((d, image), cmdline)| BundleDomain {
+                cmdline,
+                ..d.to_bundle(image)
+            })
             .collect();
         format::encode(&domains).map_err(|e| self.explain(e))
+    }
+
+    /// Each domain's command line as bundled. A dom0 running the back-ends also
+    /// learns the domUs' names (` names=1:web,2:db`), which the shim does not tell
+    /// it: it names their consoles and their `name` nodes in xenstore after them.
+    fn cmdlines(&self) -> Vec<String> {
+        let names: Vec<String> = self
+            .domains
+            .iter()
+            .filter(|d| d.role == Role::DomU)
+            .enumerate()
+            .map(|(i, d)| format!("{}:{}", i + 1, d.name))
+            .collect();
+        self.domains
+            .iter()
+            .map(|d| {
+                if d.backends && !names.is_empty() {
+                    format!("{} names={}", d.cmdline, names.join(","))
+                        .trim_start()
+                        .to_string()
+                } else {
+                    d.cmdline.clone()
+                }
+            })
+            .collect()
     }
 
     /// Builds what is needed and writes the bundle to `out`.

@@ -9,6 +9,7 @@ use xen_sys::*;
 mod domctl;
 mod event_channel;
 mod grant_table;
+mod hvm;
 mod memory;
 mod mmu;
 mod multicall;
@@ -20,6 +21,7 @@ mod vcpu;
 pub use domctl::*;
 pub use event_channel::*;
 pub use grant_table::*;
+pub use hvm::*;
 pub use memory::*;
 pub use mmu::*;
 pub use multicall::*;
@@ -111,6 +113,23 @@ pub fn console_write(bytes: &[u8]) -> Result<(), XenError> {
         )
     };
     check(r).map(|_| ())
+}
+
+/// `console_io(CONSOLEIO_read)`: what was typed on the hypervisor's console since the
+/// last read (control domain only). Returns the bytes read.
+pub fn console_read(buf: &mut [u8]) -> Result<usize, XenError> {
+    // SAFETY: the hypervisor writes at most `buf.len()` bytes into the slice.
+    let r = unsafe {
+        hypercall(
+            __HYPERVISOR_console_io,
+            CONSOLEIO_read as u64,
+            buf.len() as u64,
+            buf.as_mut_ptr() as u64,
+            0,
+            0,
+        )
+    };
+    check(r).map(|n| n as usize)
 }
 
 /// `XENVER_version`: (major, minor).

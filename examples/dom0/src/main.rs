@@ -1,0 +1,385 @@
+//! dom0: the control domain of the seed system. It runs xenstored and the console
+//! back-end (both from `drivers-back`) over the shim's grant tables and event channels,
+//! and acts as the toolstack for the domUs the shim built from the boot bundle:
+//!
+//! - it learns of domains with `sysctl getdomaininfolist` at boot and on every
+//!   `VIRQ_DOM_EXC`;
+//! - for each new domU it finds its rings (`HVMOP_get_param`: store and console event
+//!   channels), maps them through the grants the builder made
+//!   (`GNTTAB_RESERVED_XENSTORE`/`_CONSOLE`), introduces it to xenstored, writes its
+//!   standard nodes (`/local/domain/N/{name,domid,memory/target,console/*,control/*,
+//!   device,data}`, with the toolstack's permissions), connects its console and
+//!   unpauses it (the shim created it paused);
+//! - when a domU dies, it releases it (its nodes go, watchers of `@releaseDomain` hear),
+//!   prints the rest of its console and unmaps its rings;
+//! - domU console output comes out on the serial line as `name| line`; serial input
+//!   goes to one domU at a time, and Ctrl-A pressed three times moves it to the next;
+//! - a store or console ring with impossible indices, or an oversized request,
+//!   disconnects that domU's ring (the domU lives on, unheard); nothing else notices.
+//!
+//! Command line: `names=1:web,2:db` (written by `cargo xtask bundle`), `stay` (keep
+//! running when the last domU is gone; by default dom0 then powers off, ending the
+//! machine), `poweroff-on=NODE` (when a domU writes `NODE` under its home, ask it to
+//! power off through `control/shutdown`).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use drivers_back::console::Consoles;
+use drivers_back::xenstore::{Access, Limits, Perm, Xenstored};
+use libos::events::{self, Port};
+use libos::hypercall::{self, DomainInfo};
+use libos::platform::{MappedGrant, Xen};
+use libos::{println, start_info};
+use pv_core::byte_ring::ByteRing;
+use pv_core::platform::{EventChannel, ForeignMemory, SharePage};
+use xen_sys::{
+    GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, HVM_PARAM_CONSOLE_EVTCHN,
+    HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, VIRQ_CONSOLE, VIRQ_DOM_EXC,
+};
+
+/// A domU's connection to xenstored.
+struct Store {
+    ring: MappedGrant,
+    port: Port,
+}
+
+struct Guest {
+    name: String,
+    store: Option<Store>,
+    /// Asked to power off already (`poweroff-on`).
+    asked: bool,
+}
+
+struct Dom0 {
+    xs: Xenstored,
+    consoles: Consoles<Xen>,
+    guests: BTreeMap<u16, Guest>,
+    names: BTreeMap<u16, String>,
+    poweroff_on: Option<String>,
+    /// Some domU was ever introduced (dom0 powers off when the last one is gone).
+    served: bool,
+}
+
+fn out(bytes: &[u8]) {
+    let _ = hypercall::console_write(bytes);
+}
+
+fn perm(access: Access, domid: u16) -> Perm {
+    Perm { domid, access }
+}
+
+impl Dom0 {
+    fn new() -> Dom0 {
+        let cmdline = start_info::get().cmdline();
+        let mut names = BTreeMap::new();
+        let mut poweroff_on = None;
+        for w in cmdline.split_whitespace() {
+            if let Some(list) = w.strip_prefix("names=") {
+                for entry in list.split(',') {
+                    if let Some((id, name)) = entry.split_once(':') {
+                        if let Ok(id) = id.parse() {
+                            names.insert(id, String::from(name));
+                        }
+                    }
+                }
+            } else if let Some(node) = w.strip_prefix("poweroff-on=") {
+                poweroff_on = Some(String::from(node));
+            }
+        }
+        let mut xs = Xenstored::new(Limits::default());
+        for (path, value) in [
+            ("/local/domain/0/name", "Domain-0"),
+            ("/local/domain/0/domid", "0"),
+        ] {
+            let _ = xs.write(0, path, value.as_bytes());
+        }
+        Dom0 {
+            xs,
+            consoles: Consoles::new(Xen),
+            guests: BTreeMap::new(),
+            names,
+            poweroff_on,
+            served: false,
+        }
+    }
+
+    /// Brings in new domUs and releases dead ones.
+    fn scan(&mut self) {
+        let list = match hypercall::list_domains() {
+            Ok(l) => l,
+            Err(e) => {
+                println!("dom0: getdomaininfolist failed: {e}");
+                return;
+            }
+        };
+        let gone: Vec<u16> = self
+            .guests
+            .keys()
+            .copied()
+            .filter(|id| {
+                !list
+                    .iter()
+                    .any(|d| d.domid == *id && !d.dying && d.shutdown_reason.is_none())
+            })
+            .collect();
+        for id in gone {
+            self.release(id);
+        }
+        for d in &list {
+            if d.domid != 0
+                && !d.dying
+                && d.shutdown_reason.is_none()
+                && !self.guests.contains_key(&d.domid)
+            {
+                self.introduce(d);
+            }
+        }
+    }
+
+    fn introduce(&mut self, d: &DomainInfo) {
+        let id = d.domid;
+        let name = self
+            .names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("d{id}"));
+        let param = |p| hypercall::hvm_get_param(id, p).unwrap_or(0) as u32;
+        let (store_port, console_port) = (param(HVM_PARAM_STORE_EVTCHN), param(HVM_PARAM_CONSOLE_EVTCHN));
+        let mut guest = Guest {
+            name: name.clone(),
+            store: None,
+            asked: false,
+        };
+        if store_port == 0 {
+            println!("dom0: d{id} ({name}) has no xenstore ring: left alone");
+            self.guests.insert(id, guest);
+            return;
+        }
+        match (
+            Xen.map(id, GNTTAB_RESERVED_XENSTORE, false),
+            Xen.bind_interdomain(id, store_port),
+        ) {
+            (Ok(ring), Ok(port)) => guest.store = Some(Store { ring, port }),
+            (r, p) => println!(
+                "dom0: d{id} ({name}): cannot reach its store ring: map {:?}, bind {:?}",
+                r.err(),
+                p.err()
+            ),
+        }
+        if let Err(e) = self.xs.introduce(id) {
+            println!("dom0: xenstored refused d{id}: {e}");
+        }
+        self.write_nodes(d, &name, console_port);
+        if console_port != 0 {
+            if let Err(e) = self
+                .consoles
+                .connect(id, &name, GNTTAB_RESERVED_CONSOLE, console_port)
+            {
+                println!("dom0: d{id} ({name}): console not connected: {e:?}");
+            }
+        }
+        self.guests.insert(id, guest);
+        self.served = true;
+        match hypercall::unpause_domain(id) {
+            Ok(()) => println!("dom0: d{id} ({name}) introduced, console connected, unpaused"),
+            Err(e) => println!("dom0: d{id} ({name}) introduced; unpause failed: {e}"),
+        }
+    }
+
+    /// The nodes a toolstack writes for a new domain (libxl's `libxl__domain_make` and
+    /// `libxl__build_post`): the home readable by the domain, the subtrees it may
+    /// write (`device`, `data`, `control/shutdown`, ...) owned by it.
+    fn write_nodes(&mut self, d: &DomainInfo, name: &str, console_port: u32) {
+        let id = d.domid;
+        let home = format!("/local/domain/{id}");
+        let ro = [perm(Access::None, 0), perm(Access::Read, id)];
+        let rw = [perm(Access::None, id)];
+        let xs = &mut self.xs;
+        let mut w = |path: &str, value: &str| {
+            if let Err(e) = xs.write(0, &format!("{home}{path}"), value.as_bytes()) {
+                println!("dom0: writing {home}{path}: {e}");
+            }
+        };
+        w("", "");
+        w("/name", name);
+        w("/domid", &format!("{id}"));
+        w("/memory/target", &format!("{}", d.tot_pages * 4));
+        w("/console/ring-ref", &format!("{GNTTAB_RESERVED_CONSOLE}"));
+        w("/console/port", &format!("{console_port}"));
+        w("/console/type", "xenconsoled");
+        w("/console/output", "serial");
+        w("/store/ring-ref", &format!("{GNTTAB_RESERVED_XENSTORE}"));
+        let store_pfn = hypercall::hvm_get_param(id, HVM_PARAM_STORE_PFN).unwrap_or(0);
+        w("/store/pfn", &format!("{store_pfn}"));
+        for sub in ["/control", "/memory", "/console", "/store"] {
+            let _ = self.xs.set_perms(0, &format!("{home}{sub}"), &ro);
+        }
+        let _ = self.xs.set_perms(0, &home, &ro);
+        for sub in ["/device", "/data", "/control/shutdown", "/drivers", "/feature", "/attr", "/error"] {
+            let path = format!("{home}{sub}");
+            let _ = self.xs.write(0, &path, b"");
+            let _ = self.xs.set_perms(0, &path, &rw);
+        }
+        let _ = self.xs.mkdir(0, &format!("/local/domain/0/backend/console/{id}"));
+    }
+
+    fn release(&mut self, id: u16) {
+        let Some(g) = self.guests.remove(&id) else {
+            return;
+        };
+        if self.consoles.is_connected(id) {
+            let _ = self.consoles.disconnect(id, &mut |b| out(b));
+        }
+        if let Some(s) = g.store {
+            Xen.close(s.port);
+            if let Err(e) = Xen.unmap(s.ring) {
+                println!("dom0: unmapping d{id}'s store ring: {e:?}");
+            }
+        }
+        self.xs.release(id);
+        let _ = self.xs.rm(0, &format!("/local/domain/{id}"));
+        let _ = self.xs.rm(0, &format!("/local/domain/0/backend/console/{id}"));
+        println!("dom0: d{id} ({}) is gone: released", g.name);
+    }
+
+    /// Moves bytes between each domU's store ring and xenstored. Returns whether
+    /// anything moved.
+    fn pump_stores(&mut self) -> bool {
+        let mut moved = false;
+        let mut broken = Vec::new();
+        for (&id, g) in self.guests.iter_mut() {
+            let Some(s) = g.store.as_ref() else { continue };
+            let page = s.ring.page();
+            let mut notify = false;
+            let mut buf = [0u8; 1024];
+            if self.xs.wants_input(id) {
+                match ByteRing::STORE_REQ.read(&page, &mut buf) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        notify = true;
+                        if let Err(e) = self.xs.receive(id, &buf[..n]) {
+                            broken.push((id, format!("{e}")));
+                            continue;
+                        }
+                    }
+                    Err(_) => {
+                        broken.push((id, String::from("request ring indices are corrupt")));
+                        continue;
+                    }
+                }
+            }
+            match ByteRing::STORE_RSP.space(&page) {
+                Ok(space) if space > 0 && self.xs.pending_output(id) > 0 => {
+                    let bytes = self.xs.take_output(id, space);
+                    match ByteRing::STORE_RSP.write(&page, &bytes) {
+                        Ok(_) => notify = true,
+                        Err(_) => broken.push((id, String::from("reply ring indices are corrupt"))),
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => broken.push((id, String::from("reply ring indices are corrupt"))),
+            }
+            if notify {
+                Xen.notify(s.port);
+                moved = true;
+            }
+        }
+        for (id, why) in broken {
+            self.disconnect_store(id, &why);
+        }
+        moved
+    }
+
+    /// Stops serving a domU's store ring (C xenstored's `ignore_connection`): tells it
+    /// why in the ring's `error` field, and unmaps the ring.
+    fn disconnect_store(&mut self, id: u16, why: &str) {
+        let Some(g) = self.guests.get_mut(&id) else { return };
+        println!("dom0: d{id} ({}): {why}: xenstore connection closed", g.name);
+        if let Some(s) = g.store.take() {
+            let error = core::mem::offset_of!(xen_sys::xenstore_domain_interface, error);
+            s.ring.page().store_u32(error, xen_sys::XENSTORE_ERROR_RINGIDX);
+            Xen.close(s.port);
+            let _ = Xen.unmap(s.ring);
+        }
+        self.xs.release(id);
+    }
+
+    /// `poweroff-on`: asks domUs that wrote the node to power off.
+    fn requests(&mut self) {
+        let Some(node) = self.poweroff_on.clone() else { return };
+        for (&id, g) in self.guests.iter_mut() {
+            if g.asked || g.store.is_none() {
+                continue;
+            }
+            if self.xs.read(0, &format!("/local/domain/{id}/{node}")).is_ok() {
+                g.asked = true;
+                println!("dom0: asking d{id} ({}) to power off", g.name);
+                let _ = self.xs.write(0, &format!("/local/domain/{id}/control/shutdown"), b"poweroff");
+            }
+        }
+    }
+
+    fn console_input(&mut self) {
+        let mut buf = [0u8; 256];
+        loop {
+            let n = hypercall::console_read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            self.consoles.input(&buf[..n], &mut |b| out(b));
+        }
+    }
+}
+
+fn main() {
+    let si = start_info::get();
+    if !si.initial_domain() {
+        panic!("dom0: not the initial domain (start_info flags {:#x})", si.flags());
+    }
+    let stay = si.cmdline().split_whitespace().any(|w| w == "stay");
+    let bind = |virq| {
+        hypercall::evtchn_bind_virq(virq, 0)
+            .unwrap_or_else(|e| panic!("dom0: bind_virq({virq}) failed: {e}"))
+    };
+    let dom_exc = bind(VIRQ_DOM_EXC);
+    let console = bind(VIRQ_CONSOLE);
+    let mut dom0 = Dom0::new();
+    println!("dom0: xenstored and the console back-end are up; Ctrl-A three times moves console input to the next domU");
+    dom0.scan();
+    loop {
+        events::take_activity();
+        if events::take_latched(dom_exc) {
+            dom0.scan();
+        }
+        if events::take_latched(console) {
+            dom0.console_input();
+        }
+        let mut busy = dom0.pump_stores();
+        dom0.requests();
+        let round = dom0.consoles.poll(&mut |b| out(b));
+        busy |= round.more || round.output > 0 || round.input > 0;
+        for id in round.disconnected {
+            println!("dom0: d{id}: console ring corrupt: disconnected");
+        }
+        if dom0.served && dom0.guests.is_empty() && !stay {
+            println!("dom0: no domU left: powering off");
+            hypercall::shutdown(xen_sys::SHUTDOWN_poweroff);
+        }
+        if !busy {
+            let enabled = events::disable();
+            if !events::activity() {
+                let _ = hypercall::sched_block();
+            }
+            events::restore(enabled);
+        }
+    }
+}
+
+libos::main!(main);
