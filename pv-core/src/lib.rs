@@ -1,0 +1,21 @@
+//! The shared core of the split drivers: what front ends (drivers-front) and back ends
+//! (drivers-back) both need, and nothing that depends on libos.
+//!
+//! - [`page`]: a 4 KiB page shared with a possibly hostile peer, accessed only atomically.
+//! - [`byte_ring`]: the two-index byte rings of `io/console.h` and `io/xs_wire.h`.
+//! - [`platform`]: the small traits (event channels, grants, foreign mappings) that drivers
+//!   take; libos implements them for a real PV guest.
+//! - `mem_platform` (feature `std`): an in-memory implementation for host tests, with
+//!   front and back ends running in two threads.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod byte_ring;
+#[cfg(feature = "std")]
+pub mod mem_platform;
+pub mod page;
+pub mod platform;
