@@ -85,8 +85,8 @@ impl ByteRing {
     pub const fn new(data_off: usize, size: usize, cons_off: usize, prod_off: usize) -> Self {
         assert!(size.is_power_of_two() && size <= PAGE_SIZE);
         assert!(data_off <= PAGE_SIZE - size);
-        assert!(cons_off % 4 == 0 && cons_off < PAGE_SIZE);
-        assert!(prod_off % 4 == 0 && prod_off < PAGE_SIZE);
+        assert!(cons_off.is_multiple_of(4) && cons_off < PAGE_SIZE);
+        assert!(prod_off.is_multiple_of(4) && prod_off < PAGE_SIZE);
         ByteRing {
             data_off,
             size: size as u32,
@@ -197,7 +197,11 @@ mod tests {
             let size = ring.size();
             for start in 0..size as u32 {
                 // Start both indices near the u32 wrap too, for half of the offsets.
-                let base = if start % 2 == 0 { 0 } else { u32::MAX - size as u32 + 1 };
+                let base = if start % 2 == 0 {
+                    0
+                } else {
+                    u32::MAX - size as u32 + 1
+                };
                 let words = zeroed();
                 let page = SharedPage::new(&words);
                 let idx = base.wrapping_add(start);
@@ -223,7 +227,11 @@ mod tests {
         let words = zeroed();
         let page = SharedPage::new(&words);
         let mut buf = [0u8; 16];
-        assert_eq!(ring.read(&page, &mut buf), Ok(0), "empty ring reads nothing");
+        assert_eq!(
+            ring.read(&page, &mut buf),
+            Ok(0),
+            "empty ring reads nothing"
+        );
         assert_eq!(ring.space(&page), Ok(2048));
         let big = vec![0x5a; 5000];
         assert_eq!(ring.write(&page, &big), Ok(2048), "writes only what fits");

@@ -154,7 +154,11 @@ impl MemDomain {
     /// How many mappings grant `gref` of this domain has, or None if there is no such
     /// grant.
     pub fn map_count(&self, gref: GrantRef) -> Option<u32> {
-        self.world.lock().grants.get(&(self.id, gref)).map(|g| g.maps)
+        self.world
+            .lock()
+            .grants
+            .get(&(self.id, gref))
+            .map(|g| g.maps)
     }
 
     /// Like [`EventChannel::wait`] but gives up after `timeout`. True if an event was
@@ -314,7 +318,12 @@ impl GrantTable for MemDomain {
 impl ForeignMemory for MemDomain {
     type Mapping = MemMapping;
 
-    fn map(&self, from: DomId, gref: GrantRef, readonly: bool) -> Result<MemMapping, PlatformError> {
+    fn map(
+        &self,
+        from: DomId,
+        gref: GrantRef,
+        readonly: bool,
+    ) -> Result<MemMapping, PlatformError> {
         let mut st = self.world.lock();
         let g = st
             .grants
@@ -357,7 +366,10 @@ mod tests {
         assert!(gref >= xen_sys::GNTTAB_NR_RESERVED_ENTRIES);
         assert_eq!(d3.map(1, gref, false).err(), Some(PlatformError::Denied));
         assert_eq!(d3.map(1, gref, true).err(), Some(PlatformError::Denied));
-        assert_eq!(d2.map(1, gref + 1, false).err(), Some(PlatformError::Invalid));
+        assert_eq!(
+            d2.map(1, gref + 1, false).err(),
+            Some(PlatformError::Invalid)
+        );
         assert_eq!(d2.map(3, gref, false).err(), Some(PlatformError::Invalid));
         let m = d2.map(1, gref, false).unwrap();
         // The mapping is the granted page itself.

@@ -114,7 +114,7 @@ impl<'a> SharedPage<'a> {
 
     fn word(&self, byte_off: usize) -> &AtomicU32 {
         assert!(
-            byte_off % 4 == 0 && byte_off < PAGE_SIZE,
+            byte_off.is_multiple_of(4) && byte_off < PAGE_SIZE,
             "shared page word offset {byte_off:#x} unaligned or outside the page"
         );
         &self.words[byte_off / 4]

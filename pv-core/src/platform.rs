@@ -60,8 +60,12 @@ pub trait GrantTable {
     /// A fresh zeroed page.
     fn alloc_page(&self) -> Result<Self::Page, PlatformError>;
     /// Grants `to` access to `page`.
-    fn grant(&self, to: DomId, page: &Self::Page, readonly: bool)
-        -> Result<GrantRef, PlatformError>;
+    fn grant(
+        &self,
+        to: DomId,
+        page: &Self::Page,
+        readonly: bool,
+    ) -> Result<GrantRef, PlatformError>;
     /// Revokes; Err(Busy) while the peer still has it mapped (the page must then not be
     /// reused).
     fn end_grant(&self, gref: GrantRef) -> Result<(), PlatformError>;
@@ -72,8 +76,12 @@ pub trait ForeignMemory {
     /// A mapped foreign page; unmapped by [`ForeignMemory::unmap`].
     type Mapping: SharePage;
     /// Maps grant `gref` of domain `from` (`GNTTABOP_map_grant_ref`).
-    fn map(&self, from: DomId, gref: GrantRef, readonly: bool)
-        -> Result<Self::Mapping, PlatformError>;
+    fn map(
+        &self,
+        from: DomId,
+        gref: GrantRef,
+        readonly: bool,
+    ) -> Result<Self::Mapping, PlatformError>;
     /// Unmaps (`GNTTABOP_unmap_grant_ref`).
     fn unmap(&self, m: Self::Mapping) -> Result<(), PlatformError>;
 }
