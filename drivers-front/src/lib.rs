@@ -1,6 +1,8 @@
 //! Front-end split drivers (netfront, blkfront, consfront), generic over small platform
-//! traits so that any PV guest can use them, not only libos guests.
-//!
-//! Nothing here yet: the drivers arrive with the grant-table and xenbus issues.
+//! traits (`pv_core::platform`) so that any PV guest can use them, not only libos guests.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod consfront;

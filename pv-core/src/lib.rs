@@ -1,10 +1,24 @@
-//! Shared core of the split drivers: wire formats, rings, platform traits.
+//! The shared core of the split drivers: what front ends (drivers-front, and the
+//! libOS) and back ends (drivers-back, xenstored) both need, and nothing that depends
+//! on libos.
 //!
-//! Used by both sides of every split driver: the front-ends in `drivers-front` (and the
-//! libOS) and the back-ends and xenstored in `drivers-back`.
+//! - [`page`]: a 4 KiB page shared with a possibly hostile peer, accessed only atomically.
+//! - [`byte_ring`]: the two-index byte rings of `io/console.h` and `io/xs_wire.h`.
+//! - [`xs_wire`]: xenstore messages (`io/xs_wire.h`): header view, framing, error names.
+//! - [`platform`]: the small traits (event channels, grants, foreign mappings) that drivers
+//!   take; libos implements them for a real PV guest.
+//! - `mem_platform` (feature `std`): an in-memory implementation for host tests, with
+//!   front and back ends running in two threads.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
+pub mod byte_ring;
+#[cfg(feature = "std")]
+pub mod mem_platform;
+pub mod page;
+pub mod platform;
 pub mod xs_wire;
