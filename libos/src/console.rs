@@ -53,7 +53,8 @@ pub fn write_bytes(bytes: &[u8]) {
             return true;
         }
         *ring = None;
-        let _ = console_write(b"libos: console ring indices corrupt: using the hypervisor console\n");
+        let _ =
+            console_write(b"libos: console ring indices corrupt: using the hypervisor console\n");
         false
     });
     if !done {

@@ -16,8 +16,8 @@ use core::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
 
 use spin::Mutex;
 use xen_sys::{
-    domid_t, grant_entry_v1, grant_ref_t, GNTTAB_NR_RESERVED_ENTRIES, GTF_permit_access,
-    GTF_readonly, GTF_reading, GTF_writing,
+    domid_t, grant_entry_v1, grant_ref_t, GTF_permit_access, GTF_reading, GTF_readonly,
+    GTF_writing, GNTTAB_NR_RESERVED_ENTRIES,
 };
 
 use crate::hypercall::{self, GrantError};

@@ -23,16 +23,16 @@ pub mod heap;
 pub mod hypercall;
 pub mod memory;
 pub mod paging;
-pub mod platform;
 mod panic;
+pub mod platform;
 pub mod shared_info;
 pub mod start;
 pub mod start_info;
 pub mod time;
 pub mod timer;
 pub mod traps;
-pub mod xenbus;
 pub mod vmap;
+pub mod xenbus;
 
 pub use start_info::StartInfo;
 

@@ -90,8 +90,7 @@ impl EventChannel for Xen {
 /// A zeroed page of our heap that we can grant.
 pub struct OwnedPage(NonNull<[AtomicU32; PAGE_WORDS]>);
 
-const PAGE_LAYOUT: Layout = match Layout::from_size_align(PAGE_SIZE as usize, PAGE_SIZE as usize)
-{
+const PAGE_LAYOUT: Layout = match Layout::from_size_align(PAGE_SIZE as usize, PAGE_SIZE as usize) {
     Ok(l) => l,
     Err(_) => panic!("a page is a valid layout"),
 };
@@ -129,7 +128,12 @@ impl GrantTable for Xen {
     fn alloc_page(&self) -> Result<OwnedPage, PlatformError> {
         OwnedPage::new()
     }
-    fn grant(&self, to: DomId, page: &OwnedPage, readonly: bool) -> Result<GrantRef, PlatformError> {
+    fn grant(
+        &self,
+        to: DomId,
+        page: &OwnedPage,
+        readonly: bool,
+    ) -> Result<GrantRef, PlatformError> {
         grant::grant(to, page.mfn(), readonly).map_err(|e| match e {
             grant::Error::Full => PlatformError::NoSpace,
             _ => PlatformError::Failed(0),
@@ -164,7 +168,12 @@ impl SharePage for MappedGrant {
 
 impl ForeignMemory for Xen {
     type Mapping = MappedGrant;
-    fn map(&self, from: DomId, gref: GrantRef, readonly: bool) -> Result<MappedGrant, PlatformError> {
+    fn map(
+        &self,
+        from: DomId,
+        gref: GrantRef,
+        readonly: bool,
+    ) -> Result<MappedGrant, PlatformError> {
         let va = vmap::alloc().map_err(xen_err)?;
         match hypercall::map_grant_ref(va, from, gref, readonly) {
             Ok(m) => Ok(MappedGrant {

@@ -86,7 +86,9 @@ pub fn free(va: u64) {
 pub fn map_mfn(mfn: u64, writable: bool) -> Result<u64, XenError> {
     let va = alloc()?;
     let flags = if writable { pte::DATA_RW } else { pte::DATA_RO };
-    if let Err(e) = hypercall::update_va_mapping(va, (mfn * PAGE_SIZE) | flags | pte::NX, UVMF_INVLPG) {
+    if let Err(e) =
+        hypercall::update_va_mapping(va, (mfn * PAGE_SIZE) | flags | pte::NX, UVMF_INVLPG)
+    {
         free(va);
         return Err(e);
     }

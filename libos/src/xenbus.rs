@@ -263,7 +263,9 @@ pub async fn mkdir(tx: Tx, path: &str) -> Result<(), XsError> {
 }
 
 pub async fn rm(tx: Tx, path: &str) -> Result<(), XsError> {
-    request(MsgType::Rm, tx.0, &path_payload(path)).await.map(|_| ())
+    request(MsgType::Rm, tx.0, &path_payload(path))
+        .await
+        .map(|_| ())
 }
 
 pub async fn directory(tx: Tx, path: &str) -> Result<Vec<String>, XsError> {
@@ -312,7 +314,9 @@ pub async fn transaction_start() -> Result<Tx, XsError> {
 /// meanwhile, nothing was written; start again) or throws it away.
 pub async fn transaction_end(tx: Tx, commit: bool) -> Result<(), XsError> {
     let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
-    request(MsgType::TransactionEnd, tx.0, arg).await.map(|_| ())
+    request(MsgType::TransactionEnd, tx.0, arg)
+        .await
+        .map(|_| ())
 }
 
 /// A registered watch: yields the paths that changed under its node.

@@ -20,6 +20,7 @@ mod bundle;
 mod bzimage;
 mod debian;
 mod deps;
+mod dom0_scenarios;
 mod grub;
 mod images;
 mod linux;
@@ -42,7 +43,7 @@ use qemu::{Accel, Outcome};
     name = "cargo xtask",
     bin_name = "cargo xtask",
     about = "Build, run and test the Xen-compatible PV stack",
-    after_help = "Start with `cargo xtask run` (boots the hello guest) and `cargo xtask test`."
+    after_help = "Start with `cargo xtask run` (boots dom0 and a hello domU) and `cargo xtask test`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -102,11 +103,9 @@ struct RunArgs {
     /// The guests to boot, each `IMAGE[:CMDLINE]`: IMAGE is an example under examples/
     /// or a path to a PV ELF (containing a `/`); several guests make a bundle, the first
     /// being dom0.
-    #[arg(
-        value_name = "GUEST",
-        default_value = "hello",
-        conflicts_with_all = ["kernel", "manifest"]
-    )]
+    /// Without any, the default appliance boots: bundles/default.toml (dom0 running
+    /// xenstored and the console back-end, and a hello domU on its console ring).
+    #[arg(value_name = "GUEST", conflicts_with_all = ["kernel", "manifest"])]
     guests: Vec<String>,
     /// Boot this PV kernel (an ELF, or a Linux bzImage) as the only, privileged domain
     /// instead of an example.
@@ -207,9 +206,19 @@ fn file_stem(path: &std::path::Path) -> String {
         .map_or("bundle".into(), |s| s.to_string_lossy().into_owned())
 }
 
+/// What `cargo xtask run` boots when given nothing.
+const DEFAULT_MANIFEST: &str = "bundles/default.toml";
+
 fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
     // A single guest boots bare, as `--kernel` or as an example; several, or a
     // manifest, make a bundle.
+    if args.guests.is_empty() && args.kernel.is_none() && args.manifest.is_none() {
+        args.manifest = Some(root.join(DEFAULT_MANIFEST));
+    }
+    if args.guests.is_empty() {
+        // With --kernel: the kernel is the guest.
+        args.guests.push("hello".into());
+    }
     let manifest = match &args.manifest {
         Some(path) => Some((bundle::Manifest::load(path)?, file_stem(path))),
         None if args.guests.len() > 1 => Some((guests_manifest(&args)?, "run".to_owned())),

@@ -70,7 +70,7 @@ pub const PINGPONG_LOOPBACK_LINES: &[&str] = &[
 ];
 
 /// Lines kept in a failure report.
-const TAIL: usize = 30;
+pub(crate) const TAIL: usize = 30;
 
 /// What scenarios run with.
 pub struct Ctx<'a> {
@@ -91,7 +91,7 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    fn new(
+    pub(crate) fn new(
         name: impl Into<String>,
         description: impl Into<String>,
         run: impl Fn(&Ctx) -> Result<Pass, Failure> + 'static,
@@ -163,6 +163,7 @@ pub fn all() -> Vec<Scenario> {
     });
     v.splice(xen_at..xen_at, attacks);
     #[rustfmt::skip]
+    v.extend(crate::dom0_scenarios::all());
     v.extend([
         Scenario::new("xen-crash", "upstream Xen 4.17 delivers a guest page fault to libos's handler: diagnostic, then crash", xen_crash),
         Scenario::new("xen-pagetables", "upstream Xen 4.17 runs examples/pagetables: the reference for scenario pagetables", xen_pagetables),
@@ -664,7 +665,7 @@ fn bundle_lines(
     )
 }
 
-fn domu<'a>(example: &'a str, cmdline: &'a str) -> BundleGuest<'a> {
+pub(crate) fn domu<'a>(example: &'a str, cmdline: &'a str) -> BundleGuest<'a> {
     BundleGuest {
         example,
         role: Role::DomU,
@@ -957,7 +958,7 @@ pub struct BundleGuest<'a> {
 }
 
 /// The manifest of a [`Boot::Bundle`].
-fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle::Manifest> {
+pub(crate) fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle::Manifest> {
     let mut manifest = bundle::Manifest::named(
         domains
             .iter()
@@ -976,7 +977,10 @@ fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle::Manifest> 
 
 /// The bundle file of a [`Boot::Bundle`] or [`Boot::Manifest`] and the machine memory
 /// that holds its domains. Scenarios run one at a time, so they share one file.
-fn scenario_bundle(ctx: &Ctx, manifest: &bundle::Manifest) -> anyhow::Result<(PathBuf, String)> {
+pub(crate) fn scenario_bundle(
+    ctx: &Ctx,
+    manifest: &bundle::Manifest,
+) -> anyhow::Result<(PathBuf, String)> {
     let root = crate::bindgen::workspace_root();
     let files = manifest.image_files(&root, |example| ctx.images.guest(example))?;
     let out = ctx.target_dir.join("images/scenario.bundle");

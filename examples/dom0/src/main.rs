@@ -151,7 +151,10 @@ impl Dom0 {
             .cloned()
             .unwrap_or_else(|| format!("d{id}"));
         let param = |p| hypercall::hvm_get_param(id, p).unwrap_or(0) as u32;
-        let (store_port, console_port) = (param(HVM_PARAM_STORE_EVTCHN), param(HVM_PARAM_CONSOLE_EVTCHN));
+        let (store_port, console_port) = (
+            param(HVM_PARAM_STORE_EVTCHN),
+            param(HVM_PARAM_CONSOLE_EVTCHN),
+        );
         let mut guest = Guest {
             name: name.clone(),
             store: None,
@@ -222,12 +225,22 @@ impl Dom0 {
             let _ = self.xs.set_perms(0, &format!("{home}{sub}"), &ro);
         }
         let _ = self.xs.set_perms(0, &home, &ro);
-        for sub in ["/device", "/data", "/control/shutdown", "/drivers", "/feature", "/attr", "/error"] {
+        for sub in [
+            "/device",
+            "/data",
+            "/control/shutdown",
+            "/drivers",
+            "/feature",
+            "/attr",
+            "/error",
+        ] {
             let path = format!("{home}{sub}");
             let _ = self.xs.write(0, &path, b"");
             let _ = self.xs.set_perms(0, &path, &rw);
         }
-        let _ = self.xs.mkdir(0, &format!("/local/domain/0/backend/console/{id}"));
+        let _ = self
+            .xs
+            .mkdir(0, &format!("/local/domain/0/backend/console/{id}"));
     }
 
     fn release(&mut self, id: u16) {
@@ -245,7 +258,9 @@ impl Dom0 {
         }
         self.xs.release(id);
         let _ = self.xs.rm(0, &format!("/local/domain/{id}"));
-        let _ = self.xs.rm(0, &format!("/local/domain/0/backend/console/{id}"));
+        let _ = self
+            .xs
+            .rm(0, &format!("/local/domain/0/backend/console/{id}"));
         println!("dom0: d{id} ({}) is gone: released", g.name);
     }
 
@@ -300,11 +315,18 @@ impl Dom0 {
     /// Stops serving a domU's store ring (C xenstored's `ignore_connection`): tells it
     /// why in the ring's `error` field, and unmaps the ring.
     fn disconnect_store(&mut self, id: u16, why: &str) {
-        let Some(g) = self.guests.get_mut(&id) else { return };
-        println!("dom0: d{id} ({}): {why}: xenstore connection closed", g.name);
+        let Some(g) = self.guests.get_mut(&id) else {
+            return;
+        };
+        println!(
+            "dom0: d{id} ({}): {why}: xenstore connection closed",
+            g.name
+        );
         if let Some(s) = g.store.take() {
             let error = core::mem::offset_of!(xen_sys::xenstore_domain_interface, error);
-            s.ring.page().store_u32(error, xen_sys::XENSTORE_ERROR_RINGIDX);
+            s.ring
+                .page()
+                .store_u32(error, xen_sys::XENSTORE_ERROR_RINGIDX);
             Xen.close(s.port);
             let _ = Xen.unmap(s.ring);
         }
@@ -313,15 +335,25 @@ impl Dom0 {
 
     /// `poweroff-on`: asks domUs that wrote the node to power off.
     fn requests(&mut self) {
-        let Some(node) = self.poweroff_on.clone() else { return };
+        let Some(node) = self.poweroff_on.clone() else {
+            return;
+        };
         for (&id, g) in self.guests.iter_mut() {
             if g.asked || g.store.is_none() {
                 continue;
             }
-            if self.xs.read(0, &format!("/local/domain/{id}/{node}")).is_ok() {
+            if self
+                .xs
+                .read(0, &format!("/local/domain/{id}/{node}"))
+                .is_ok()
+            {
                 g.asked = true;
                 println!("dom0: asking d{id} ({}) to power off", g.name);
-                let _ = self.xs.write(0, &format!("/local/domain/{id}/control/shutdown"), b"poweroff");
+                let _ = self.xs.write(
+                    0,
+                    &format!("/local/domain/{id}/control/shutdown"),
+                    b"poweroff",
+                );
             }
         }
     }
@@ -341,7 +373,10 @@ impl Dom0 {
 fn main() {
     let si = start_info::get();
     if !si.initial_domain() {
-        panic!("dom0: not the initial domain (start_info flags {:#x})", si.flags());
+        panic!(
+            "dom0: not the initial domain (start_info flags {:#x})",
+            si.flags()
+        );
     }
     let stay = si.cmdline().split_whitespace().any(|w| w == "stay");
     let bind = |virq| {

@@ -5,9 +5,14 @@
 //! (`EACCES`), then waits: the toolstack's `control/shutdown` request ends it (libos's
 //! control daemon obeys).
 //!
+//! At the end it writes `data/done`, which a dom0 started with `poweroff-on=data/done`
+//! answers with a `control/shutdown` request.
+//!
 //! Command line: `peer=N` names another domU whose nodes it must not reach; `rounds=N`
-//! transactions to commit (default 20); `flood=N` instead prints N numbered lines of
-//! 100 bytes as fast as the console takes them, then powers off (the console scenario).
+//! transactions to commit (default 20). Two other modes: `flood=N` prints N numbered
+//! lines of 100 bytes as fast as the console takes them, then powers off (the console
+//! scenario); `echo` prints every line typed on its console (`xsdemo: got "LINE"`)
+//! until it gets `quit`.
 #![no_std]
 #![no_main]
 
@@ -57,7 +62,10 @@ async fn demo() -> Result<(), XsError> {
     let back = xenbus::read(NO_TX, "data/greeting").await?;
     ensure!(back == b"hello, store", "read back {back:?}");
     let entries = xenbus::directory(NO_TX, "data").await?;
-    ensure!(entries.iter().any(|e| e == "greeting"), "data/ lists {entries:?}");
+    ensure!(
+        entries.iter().any(|e| e == "greeting"),
+        "data/ lists {entries:?}"
+    );
     println!("xsdemo: wrote and read back data/greeting; data/ holds {entries:?}");
 
     // A watch fires once at once, then on every change under its node.
@@ -83,7 +91,10 @@ async fn demo() -> Result<(), XsError> {
         ensure!(fired.ends_with("data/counter"), "watch fired for {fired}");
     }
     let n = counter(NO_TX).await?;
-    ensure!(n == rounds, "counter is {n} after {rounds} committed transactions");
+    ensure!(
+        n == rounds,
+        "counter is {n} after {rounds} committed transactions"
+    );
     println!("xsdemo: {rounds} transactions committed ({retries} retried), counter {n}, one watch event each");
 
     // A transaction whose node changed under it is refused, and writes nothing.
@@ -92,8 +103,14 @@ async fn demo() -> Result<(), XsError> {
     xenbus::write(NO_TX, "data/counter", b"1000").await?;
     xenbus::write(tx, "data/counter", format!("{}", n + 1).as_bytes()).await?;
     let end = xenbus::transaction_end(tx, true).await;
-    ensure!(end == Err(XsError::EAGAIN), "conflicting commit answered {end:?}");
-    ensure!(counter(NO_TX).await? == 1000, "the refused transaction wrote");
+    ensure!(
+        end == Err(XsError::EAGAIN),
+        "conflicting commit answered {end:?}"
+    );
+    ensure!(
+        counter(NO_TX).await? == 1000,
+        "the refused transaction wrote"
+    );
     println!("xsdemo: a conflicting transaction was refused with EAGAIN and wrote nothing");
     watch.unwatch().await?;
 
@@ -106,13 +123,47 @@ async fn demo() -> Result<(), XsError> {
     }
     for t in &targets {
         let r = xenbus::read(NO_TX, t).await;
-        ensure!(matches!(r, Err(XsError::EACCES) | Err(XsError::ENOENT)), "read {t}: {r:?}");
+        ensure!(
+            matches!(r, Err(XsError::EACCES) | Err(XsError::ENOENT)),
+            "read {t}: {r:?}"
+        );
         let w = xenbus::write(NO_TX, &format!("{t}/intruder"), b"x").await;
         ensure!(w == Err(XsError::EACCES), "write {t}/intruder: {w:?}");
-        refused.push_str(&format!(" {t}: read {:?}, write EACCES;", r.err().unwrap_or(XsError::EIO)));
+        refused.push_str(&format!(
+            " {t}: read {:?}, write EACCES;",
+            r.err().unwrap_or(XsError::EIO)
+        ));
     }
     println!("xsdemo: refused:{refused}");
-    Ok(())
+    xenbus::write(NO_TX, "data/done", b"1").await
+}
+
+async fn echo() {
+    let Some(port) = libos::console::ring_port() else {
+        panic!("xsdemo: FAILED: no console ring to read");
+    };
+    println!("xsdemo: echo: type a line");
+    let mut line = alloc::vec::Vec::new();
+    loop {
+        let mut buf = [0u8; 64];
+        let n = libos::console::read(&mut buf);
+        if n == 0 {
+            executor::wait_event(port).await;
+            continue;
+        }
+        for &b in &buf[..n] {
+            if b == b'\r' || b == b'\n' {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                println!("xsdemo: got {text:?}");
+                if text == "quit" {
+                    return;
+                }
+                line.clear();
+            } else {
+                line.push(b);
+            }
+        }
+    }
 }
 
 fn main() {
@@ -120,7 +171,18 @@ fn main() {
         flood(lines);
         return;
     }
-    ensure!(xenbus::available(), "no xenstore ring (start_info.store_evtchn is 0)");
+    if start_info::get()
+        .cmdline()
+        .split_whitespace()
+        .any(|w| w == "echo")
+    {
+        executor::block_on(echo());
+        return;
+    }
+    ensure!(
+        xenbus::available(),
+        "no xenstore ring (start_info.store_evtchn is 0)"
+    );
     if let Err(e) = executor::block_on(demo()) {
         panic!("xsdemo: FAILED: xenstore answered {e}");
     }
