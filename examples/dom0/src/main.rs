@@ -248,6 +248,8 @@ impl Dom0 {
             return;
         };
         if self.consoles.is_connected(id) {
+            // What it wrote before it died is still in its ring: print it all first.
+            while self.consoles.poll(&mut |b| out(b)).more {}
             let _ = self.consoles.disconnect(id, &mut |b| out(b));
         }
         if let Some(s) = g.store {
