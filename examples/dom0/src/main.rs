@@ -204,13 +204,15 @@ impl Dom0 {
         let home = format!("/local/domain/{id}");
         let ro = [perm(Access::None, 0), perm(Access::Read, id)];
         let rw = [perm(Access::None, id)];
+        // New nodes take their parent's permissions: the home's come first.
+        let _ = self.xs.write(0, &home, b"");
+        let _ = self.xs.set_perms(0, &home, &ro);
         let xs = &mut self.xs;
         let mut w = |path: &str, value: &str| {
             if let Err(e) = xs.write(0, &format!("{home}{path}"), value.as_bytes()) {
                 println!("dom0: writing {home}{path}: {e}");
             }
         };
-        w("", "");
         w("/name", name);
         w("/domid", &format!("{id}"));
         w("/memory/target", &format!("{}", d.tot_pages * 4));
@@ -221,10 +223,6 @@ impl Dom0 {
         w("/store/ring-ref", &format!("{GNTTAB_RESERVED_XENSTORE}"));
         let store_pfn = hypercall::hvm_get_param(id, HVM_PARAM_STORE_PFN).unwrap_or(0);
         w("/store/pfn", &format!("{store_pfn}"));
-        for sub in ["/control", "/memory", "/console", "/store"] {
-            let _ = self.xs.set_perms(0, &format!("{home}{sub}"), &ro);
-        }
-        let _ = self.xs.set_perms(0, &home, &ro);
         for sub in [
             "/device",
             "/data",
