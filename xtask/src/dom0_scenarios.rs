@@ -231,8 +231,8 @@ fn grub_domu(ctx: &Ctx) -> Result<Pass, Failure> {
             },
             expect: &[
                 DOM0_UP,
-                "introduced, console connected, unpaused",
-                "grub> ",
+                "dom0: d1 (grub-x86_64-xen) introduced, console connected, unpaused",
+                "grub-x86_64-xen| ",
                 "typed-into-grub",
             ],
             fail_on: FAIL,
@@ -283,7 +283,7 @@ pub const ATTACKS: &[Attack] = &[
         expect: &[
             "xenstore connection closed",
             "hostile: xs-oversized: sent a header announcing 5000 bytes: no answer",
-            "hostile: xs-oversized: store error field now 2",
+            "hostile: xs-oversized: store error field now 3",
         ],
     },
     Attack {

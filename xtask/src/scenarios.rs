@@ -963,7 +963,8 @@ pub(crate) fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle:
         domains
             .iter()
             .map(|d| {
-                let image = bundle::ImageRef::Example(d.example.into());
+                // An example's name, or a path (with a `/`) to a PV kernel.
+                let image = bundle::ImageRef::parse(d.example, std::path::Path::new(""));
                 (image, d.role, d.memory_mib << 10, d.cmdline.into())
             })
             .collect(),

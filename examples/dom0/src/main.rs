@@ -44,6 +44,8 @@ use xen_sys::{
     HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, VIRQ_CONSOLE, VIRQ_DOM_EXC,
 };
 
+const RINGIDX: u32 = xen_sys::XENSTORE_ERROR_RINGIDX;
+
 /// A domU's connection to xenstored.
 struct Store {
     ring: MappedGrant,
@@ -280,12 +282,12 @@ impl Dom0 {
                     Ok(n) => {
                         notify = true;
                         if let Err(e) = self.xs.receive(id, &buf[..n]) {
-                            broken.push((id, format!("{e}")));
+                            broken.push((id, format!("{e}"), xen_sys::XENSTORE_ERROR_PROTO));
                             continue;
                         }
                     }
                     Err(_) => {
-                        broken.push((id, String::from("request ring indices are corrupt")));
+                        broken.push((id, String::from("request ring indices are corrupt"), RINGIDX));
                         continue;
                     }
                 }
@@ -295,26 +297,26 @@ impl Dom0 {
                     let bytes = self.xs.take_output(id, space);
                     match ByteRing::STORE_RSP.write(&page, &bytes) {
                         Ok(_) => notify = true,
-                        Err(_) => broken.push((id, String::from("reply ring indices are corrupt"))),
+                        Err(_) => broken.push((id, String::from("reply ring indices are corrupt"), RINGIDX)),
                     }
                 }
                 Ok(_) => {}
-                Err(_) => broken.push((id, String::from("reply ring indices are corrupt"))),
+                Err(_) => broken.push((id, String::from("reply ring indices are corrupt"), RINGIDX)),
             }
             if notify {
                 Xen.notify(s.port);
                 moved = true;
             }
         }
-        for (id, why) in broken {
-            self.disconnect_store(id, &why);
+        for (id, why, code) in broken {
+            self.disconnect_store(id, &why, code);
         }
         moved
     }
 
     /// Stops serving a domU's store ring (C xenstored's `ignore_connection`): tells it
     /// why in the ring's `error` field, and unmaps the ring.
-    fn disconnect_store(&mut self, id: u16, why: &str) {
+    fn disconnect_store(&mut self, id: u16, why: &str, code: u32) {
         let Some(g) = self.guests.get_mut(&id) else {
             return;
         };
