@@ -1,6 +1,8 @@
 //! Back-end split drivers and services that run in dom0 (netback, blkback, the console
-//! back-end, xenstored).
-//!
-//! Nothing here yet: the back-ends arrive with the dom0 issues.
+//! back-end, xenstored), generic over the platform traits of `pv_core::platform`.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod console;
