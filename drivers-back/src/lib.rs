@@ -1,5 +1,5 @@
 //! Back-end split drivers and services that run in dom0 (netback, blkback, the console
-//! back-end, xenstored).
+//! back-end, xenstored), generic over the platform traits of `pv_core::platform`.
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -7,17 +7,17 @@
 //! - [`xs_wire`]: xenstore messages (`io/xs_wire.h`): header view, framing, error names.
 //! - [`platform`]: the small traits (event channels, grants, foreign mappings) that drivers
 //!   take; libos implements them for a real PV guest.
-//! - `mem_platform` (feature `std`): an in-memory implementation for host tests, with
-//!   front and back ends running in two threads.
+//! - `mem_platform` (feature `std`; always in this crate's own tests): an in-memory
+//!   implementation for host tests, with front and back ends running in two threads.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 pub mod byte_ring;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 pub mod mem_platform;
 pub mod page;
 pub mod platform;

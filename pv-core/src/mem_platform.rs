@@ -188,6 +188,31 @@ impl MemDomain {
         }
     }
 
+    /// Waits up to `timeout` for an event on any port of this domain, as a back end
+    /// serving many domains blocks on all its ports at once. Consumes the event of the
+    /// lowest pending port and returns that port; None on timeout.
+    pub fn wait_any(&self, timeout: Duration) -> Option<Port> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.world.lock();
+        loop {
+            let mine = st.ports.range_mut((self.id, 0)..=(self.id, Port::MAX));
+            if let Some((&(_, port), ch)) = mine.into_iter().find(|(_, ch)| ch.pending) {
+                ch.pending = false;
+                return Some(port);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self
+                .world
+                .events
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     fn new_port(&self, st: &mut State, peer: Peer, pending: bool) -> Port {
         let next = st.next_port.entry(self.id).or_insert(1);
         let port = *next;
@@ -472,6 +497,24 @@ mod tests {
         }
         t.join().unwrap();
         assert!(!d2.wait_timeout(p2, Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn wait_any_takes_one_pending_port_of_this_domain() {
+        let w = MemWorld::new();
+        let (d1, d2) = (w.domain(1), w.domain(2));
+        let a = d1.alloc_unbound(2).unwrap();
+        let b = d1.alloc_unbound(2).unwrap();
+        let a2 = d2.bind_interdomain(1, a).unwrap();
+        let b2 = d2.bind_interdomain(1, b).unwrap();
+        // d2's own ports are pending from the binds; d1's are not.
+        assert_eq!(d1.wait_any(Duration::ZERO), None);
+        assert_eq!(d2.wait_any(Duration::ZERO), Some(a2));
+        assert_eq!(d2.wait_any(Duration::ZERO), Some(b2));
+        assert_eq!(d2.wait_any(Duration::from_millis(1)), None);
+        let t = thread::spawn(move || d1.notify(b));
+        assert_eq!(d2.wait_any(Duration::from_secs(10)), Some(b2));
+        t.join().unwrap();
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl<P: ForeignMemory + EventChannel> Consoles<P> {
         let mut corrupt = Vec::new();
         for k in 0..n {
             let back = &mut self.backs[(start + k) % n];
-            let taken = back.drain_output(&self.platform, usize::MAX, sink);
+            let taken = back.drain_output(&self.platform, ROUND_BUDGET, sink);
             let pushed = taken.and_then(|taken| {
                 round.output += taken;
                 round.more |= taken == ROUND_BUDGET;
