@@ -232,8 +232,10 @@ fn grub_domu(ctx: &Ctx) -> Result<Pass, Failure> {
             expect: &[
                 DOM0_UP,
                 "dom0: d1 (grub-x86_64-xen) introduced, console connected, unpaused",
-                "grub-x86_64-xen| ",
-                "typed-into-grub",
+                "grub-x86_64-xen| .[30m.[47mWelcome to GRUB!",
+                "GNU GRUB  version 2.06",
+                "grub-x86_64-xen| grub> ",
+                "grub-x86_64-xen| typed-into-grub",
             ],
             fail_on: FAIL,
             end: End::StopWhenSeen,
@@ -241,7 +243,7 @@ fn grub_domu(ctx: &Ctx) -> Result<Pass, Failure> {
             first_guest_line: None,
             anywhere: &[],
         },
-        &[("grub> ", b"echo typed-into-grub\r")],
+        &[("device or file completions.", b"echo typed-into-grub\r")],
     )
 }
 

@@ -328,7 +328,7 @@ impl Dom0 {
             let error = core::mem::offset_of!(xen_sys::xenstore_domain_interface, error);
             s.ring
                 .page()
-                .store_u32(error, xen_sys::XENSTORE_ERROR_RINGIDX);
+                .store_u32(error, code);
             Xen.close(s.port);
             let _ = Xen.unmap(s.ring);
         }

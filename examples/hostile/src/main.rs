@@ -143,6 +143,14 @@ fn xs_disconnect(mode: &str) {
             describe(raw_request(&good))
         );
     }
+    // dom0 says why it stopped serving us in the ring's error field: sleep (so dom0
+    // runs) until it has.
+    for _ in 0..100 {
+        if store_error() != 0 {
+            break;
+        }
+        executor::block_on(libos::timer::sleep(core::time::Duration::from_millis(10)));
+    }
     println!("hostile: {mode}: store error field now {}", store_error());
 }
 
@@ -212,14 +220,14 @@ fn main() {
         }
         "gnt-not-owned" => {
             let me = my_domid();
-            // The shared_info frame is the hypervisor's, not ours to grant.
-            let foreign = start_info::get().shared_info_maddr() >> 12;
-            let gref = grant::grant(me, foreign + 1, false).expect("a grant entry");
+            // Machine frame 1 lies in low memory, which the hypervisor keeps.
+            let foreign = 1;
+            let gref = grant::grant(me, foreign, false).expect("a grant entry");
             let va = vmap::alloc().expect("a window slot");
             let r = hypercall::map_grant_ref(va, me, gref, false);
             println!(
                 "hostile: gnt-not-owned: map a grant of frame {:#x}: {}",
-                foreign + 1,
+                foreign,
                 gnt_result(r)
             );
         }
