@@ -60,7 +60,7 @@ fn grant_err(e: GrantError) -> PlatformError {
 
 impl EventChannel for Xen {
     fn alloc_unbound(&self, remote: DomId) -> Result<Port, PlatformError> {
-        hypercall::evtchn_alloc_unbound(DOMID_SELF as u16, remote).map_err(xen_err)
+        hypercall::evtchn_alloc_unbound(DOMID_SELF, remote).map_err(xen_err)
     }
     fn bind_interdomain(&self, remote: DomId, remote_port: Port) -> Result<Port, PlatformError> {
         hypercall::evtchn_bind_interdomain(remote, remote_port).map_err(xen_err)

@@ -287,7 +287,11 @@ impl Dom0 {
                         }
                     }
                     Err(_) => {
-                        broken.push((id, String::from("request ring indices are corrupt"), RINGIDX));
+                        broken.push((
+                            id,
+                            String::from("request ring indices are corrupt"),
+                            RINGIDX,
+                        ));
                         continue;
                     }
                 }
@@ -297,11 +301,17 @@ impl Dom0 {
                     let bytes = self.xs.take_output(id, space);
                     match ByteRing::STORE_RSP.write(&page, &bytes) {
                         Ok(_) => notify = true,
-                        Err(_) => broken.push((id, String::from("reply ring indices are corrupt"), RINGIDX)),
+                        Err(_) => broken.push((
+                            id,
+                            String::from("reply ring indices are corrupt"),
+                            RINGIDX,
+                        )),
                     }
                 }
                 Ok(_) => {}
-                Err(_) => broken.push((id, String::from("reply ring indices are corrupt"), RINGIDX)),
+                Err(_) => {
+                    broken.push((id, String::from("reply ring indices are corrupt"), RINGIDX))
+                }
             }
             if notify {
                 Xen.notify(s.port);
@@ -326,9 +336,7 @@ impl Dom0 {
         );
         if let Some(s) = g.store.take() {
             let error = core::mem::offset_of!(xen_sys::xenstore_domain_interface, error);
-            s.ring
-                .page()
-                .store_u32(error, code);
+            s.ring.page().store_u32(error, code);
             Xen.close(s.port);
             let _ = Xen.unmap(s.ring);
         }
