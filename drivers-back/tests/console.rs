@@ -395,7 +395,7 @@ fn connect_errors_leave_nothing_mapped() {
 }
 
 #[test]
-fn disconnect_flushes_the_partial_line_and_unmaps() {
+fn disconnect_prints_what_is_left_in_the_ring_and_unmaps() {
     let w = MemWorld::new();
     let g = Guest::new(&w, 4);
     let mut consoles = Consoles::new(w.domain(0));
@@ -407,8 +407,8 @@ fn disconnect_flushes_the_partial_line_and_unmaps() {
     assert_eq!(consoles.disconnect(4, &mut serial.sink()), Ok(()));
     assert_eq!(
         serial.of("web"),
-        ["one", "two"],
-        "unread output is the domain's loss"
+        ["one", "two three"],
+        "output still in the ring and the partial line come out, nothing is lost"
     );
     assert_eq!(g.dom.map_count(CONSOLE), Some(0));
     assert_eq!(

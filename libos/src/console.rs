@@ -34,11 +34,6 @@ pub(crate) fn init_ring() {
     events::masked(|| *RING.lock() = Some(Consfront::new(page, port, Xen)));
 }
 
-/// Whether output goes to the console ring.
-pub fn uses_ring() -> bool {
-    events::masked(|| RING.lock().is_some())
-}
-
 /// Sends bytes to the console. Never fails: with no ring (or a broken one, or one
 /// busy in the code this interrupted) the hypervisor console takes them.
 pub fn write_bytes(bytes: &[u8]) {

@@ -120,8 +120,3 @@ pub fn end_grant(gref: grant_ref_t) -> Result<(), Error> {
         Ok(())
     })
 }
-
-/// Entries free for [`grant`].
-pub fn free_entries() -> Result<usize, Error> {
-    with_table(|t| Ok(t.free.len()))
-}

@@ -140,10 +140,14 @@ impl<P: ForeignMemory + EventChannel> ConsoleBack<P> {
         Ok(written)
     }
 
-    /// Disconnects: emits the partial output line, if any, then closes the port and
+    /// Disconnects: prints what is left in the out ring (one ring at most) and the
+    /// partial line, if any, then closes the port and
     /// unmaps the ring. An unmap failure is returned (the platform keeps its
     /// bookkeeping); the console is gone either way.
     pub fn disconnect(mut self, p: &P, sink: &mut impl FnMut(&[u8])) -> Result<(), PlatformError> {
+        // What the domain wrote before it went is still in its ring: at most one ring's
+        // worth (a corrupt ring gives nothing more).
+        let _ = self.drain_output(p, ByteRing::CONSOLE_OUT.size(), sink);
         self.lines.flush(sink);
         p.close(self.port);
         p.unmap(self.mapping)

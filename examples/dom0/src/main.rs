@@ -248,8 +248,7 @@ impl Dom0 {
             return;
         };
         if self.consoles.is_connected(id) {
-            // What it wrote before it died is still in its ring: print it all first.
-            while self.consoles.poll(&mut |b| out(b)).more {}
+            // Prints what is left in its ring, then unmaps it.
             let _ = self.consoles.disconnect(id, &mut |b| out(b));
         }
         if let Some(s) = g.store {
@@ -407,7 +406,10 @@ fn main() {
             dom0.console_input();
         }
         let mut busy = dom0.pump_stores();
-        dom0.requests();
+        if busy {
+            // Only a store request can have written the node `poweroff-on` waits for.
+            dom0.requests();
+        }
         let round = dom0.consoles.poll(&mut |b| out(b));
         busy |= round.more || round.output > 0 || round.input > 0;
         for id in round.disconnected {
