@@ -505,6 +505,43 @@ mod tests {
         );
     }
 
+    /// A kernel that takes an exception with events masked and returns through
+    /// `HYPERVISOR_iret` with the frame exactly as delivered, as Linux's `xen_iret`
+    /// does: the saved upcall mask in bits 32-39 of the CS slot must not make the
+    /// return a #GP (Xen reads only the low 16 bits of CS and SS).
+    #[test]
+    fn iret_of_the_frame_as_delivered_with_events_masked() {
+        let mut w = world();
+        set_mask(&mut w, 1);
+        let (rip, rsp) = (w.dom.regs.rip, w.dom.regs.rsp);
+        raise(&mut w, 3, 0, 0).unwrap();
+        let f = frame(&mut w, 7);
+        assert_eq!(f[3], 0xe030 | 1 << 32, "kernel CS, saved mask 1");
+        // The handler pops RCX and R11 and pushes `flags` = 0; the hypercall page's
+        // iret entry pushes RCX, R11 and RAX.
+        let at = w.dom.regs.rsp + 16 - 8 - 24;
+        let head: Vec<u8> = [7u64, f[1], f[0], 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        w.poke(at, &head);
+        w.dom.regs.rsp = at;
+        assert_eq!(w.call(__HYPERVISOR_iret, &[]), 7);
+        check_return_frame(&mut w.m, &mut w.dom).unwrap();
+        assert_eq!(w.dom.state, RunState::Runnable);
+        let r = &w.dom.regs;
+        assert_eq!(
+            (r.rip, r.rsp, r.cs, r.ss),
+            (rip, rsp, 0xe033, 0xe02b),
+            "back where the exception was taken, not a #GP"
+        );
+        assert_eq!(
+            upcall_mask(&w.m, &w.dom),
+            1,
+            "RFLAGS.IF clear keeps events masked"
+        );
+    }
+
     #[test]
     fn iret_in_syscall_keeps_rcx_r11_and_masks_from_if() {
         let mut w = world();

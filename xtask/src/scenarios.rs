@@ -548,6 +548,7 @@ const CPU_LINES: &[&str] = &[
     "cpu: sti without virtual IOPL: fault #GP error code 0x0",
     "cpu: with architectural_iopl: in 0x40 (a port dom0 may not use) reads 0xff",
     "cpu: with architectural_iopl: cli and sti run and leave the event mask alone",
+    "(saved mask 1); iret with the frame as delivered returns, events still masked",
     "cpu: success",
 ];
 

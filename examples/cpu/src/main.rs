@@ -13,6 +13,13 @@
 //!   `VMASST_TYPE_architectural_iopl` the kernel counts as CPL 0, a port the domain may
 //!   not use reads as all ones, and `cli`/`sti` do nothing (no event masking).
 //!
+//! - `HYPERVISOR_iret` with a frame exactly as delivered: `int3` with events masked,
+//!   and a handler that hands the bounce frame back untouched, as Linux's
+//!   `xen_iret` does. The frame's CS slot carries the saved upcall mask in bits 32-39
+//!   (`create_bounce_frame`); Xen reads only the low 16 bits of the CS and SS slots.
+//!
+//! The command line `iret` runs only that last check.
+//!
 //! Values that legitimately differ between hypervisors (feature bits, maximum leaves)
 //! are printed, not checked.
 #![no_std]
@@ -20,15 +27,17 @@
 
 extern crate alloc;
 
-use core::arch::asm;
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use libos::hypercall::{self, XenError};
 use libos::traps::{self, Fault};
 use libos::{println, shared_info};
 use xen_sys::{
-    SHUTDOWN_crash, VMASST_CMD_disable, VMASST_CMD_enable, VMASST_TYPE_architectural_iopl,
-    SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, XEN_CPUID_FIRST_LEAF, XEN_CPUID_SIGNATURE_EBX,
-    XEN_CPUID_SIGNATURE_ECX, XEN_CPUID_SIGNATURE_EDX,
+    __HYPERVISOR_iret, trap_info, SHUTDOWN_crash, VMASST_CMD_disable, VMASST_CMD_enable,
+    VMASST_TYPE_architectural_iopl, FLAT_KERNEL_CS, SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER,
+    XEN_CPUID_FIRST_LEAF, XEN_CPUID_SIGNATURE_EBX, XEN_CPUID_SIGNATURE_ECX,
+    XEN_CPUID_SIGNATURE_EDX,
 };
 
 /// Architectural MSR numbers and bits (Intel SDM vol. 4; not part of Xen's public
@@ -375,11 +384,90 @@ fn io_checks() {
     );
 }
 
+/// What the `int3` handler saw: how often it ran, and the CS slot of its frame.
+static INT3_TAKEN: AtomicU64 = AtomicU64::new(0);
+static INT3_CS_SLOT: AtomicU64 = AtomicU64::new(0);
+
+global_asm!(
+    ".pushsection .text.cpu_int3, \"ax\"",
+    // RSP at Xen's frame: RCX, R11, RIP, CS, RFLAGS, RSP, SS. Restore RCX and R11, note
+    // the CS slot, and return with the frame untouched: `flags` 0 (not from a syscall)
+    // below RIP, then the hypercall page's iret entry pushes RAX, R11 and RCX itself.
+    // No register is used, so nothing else needs saving.
+    ".global cpu_int3_entry",
+    "cpu_int3_entry:",
+    "    pop rcx; pop r11",
+    "    lock inc qword ptr [rip + {taken}]",
+    "    push qword ptr [rsp + 8]",
+    "    pop qword ptr [rip + {cs_slot}]",
+    "    push 0",
+    "    jmp hypercall_page + {iret_offset}",
+    ".popsection",
+    taken = sym INT3_TAKEN,
+    cs_slot = sym INT3_CS_SLOT,
+    iret_offset = const __HYPERVISOR_iret * 32,
+);
+
+unsafe extern "C" {
+    fn cpu_int3_entry();
+}
+
+fn iret_checks() {
+    let gate = [
+        trap_info {
+            vector: 3,
+            flags: 3, // DPL 3, as for libos's own int3 gate
+            cs: FLAT_KERNEL_CS as u16,
+            address: cpu_int3_entry as *const () as u64,
+        },
+        trap_info::default(),
+    ];
+    ok(hypercall::set_trap_table(&gate), "set_trap_table(int3)");
+    let was_enabled = libos::events::disable();
+    // SAFETY: our handler returns right after the `int3` with every register as it was
+    // (RCX and R11 restored by the handler, RAX by the hypercall page's iret entry).
+    unsafe { asm!("int3", options(nostack)) };
+    let mask_after = upcall_mask();
+    libos::events::restore(was_enabled);
+    ok(
+        hypercall::set_trap_table(&traps::trap_table()),
+        "set_trap_table(libos)",
+    );
+    let taken = INT3_TAKEN.load(Ordering::Relaxed);
+    let cs_slot = INT3_CS_SLOT.load(Ordering::Relaxed);
+    if taken != 1 {
+        fail(&alloc::format!("int3 handler ran {taken} times"));
+    }
+    let saved_mask = (cs_slot >> 32) & 0xff;
+    if saved_mask != 1 || cs_slot & 0xfffc != FLAT_KERNEL_CS as u64 & 0xfffc {
+        fail(&alloc::format!(
+            "int3 with events masked: CS slot {cs_slot:#x}, expected the kernel CS (RPL 0) with saved mask 1 in bits 32-39"
+        ));
+    }
+    if mask_after != 1 {
+        fail(&alloc::format!(
+            "the event mask after iret is {mask_after}, the frame's RFLAGS.IF said 1"
+        ));
+    }
+    println!("cpu: int3 with events masked: CS slot {cs_slot:#x} (saved mask 1); iret with the frame as delivered returns, events still masked");
+}
+
 fn main() {
+    // `iret` runs that check alone (scenario `iret-masked`).
+    if libos::start_info::get()
+        .cmdline()
+        .split_whitespace()
+        .any(|w| w == "iret")
+    {
+        iret_checks();
+        println!("cpu: success");
+        return;
+    }
     cpuid_checks();
     segment_checks();
     fpu_checks();
     io_checks();
+    iret_checks();
     println!("cpu: success");
 }
 

@@ -6,6 +6,8 @@
 //! - An unreadable frame crashes the guest (Xen: "Fault while reading IRET context").
 //! - A CS with RPL 3 returns to guest user mode: base pointer and GS base switch to the
 //!   user ones; without a user page table the guest is crashed, as in Xen.
+//! - Only the low 16 bits of the CS and SS slots count: a bounce frame carries the
+//!   saved upcall mask in bits 32-39 of its CS slot, and kernels hand it straight back.
 //! - CS and SS are forced to RPL 3, RFLAGS loses IOPL and VM and gets IF; the event
 //!   mask follows the frame's IF. With `VGCF_in_syscall` RCX and R11 are not restored.
 //! - RAX comes back from the frame.
@@ -39,6 +41,7 @@ pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 
         *v = u64::from_le_bytes(c.try_into().unwrap_or_default());
     }
     let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = w;
+    let (cs, ss) = (cs & 0xffff, ss & 0xffff);
     if cs & 3 == 3 {
         if dom.user_l4.is_none() {
             log::error!(
