@@ -2,44 +2,53 @@
 //! ELF loading, domain building, frame allocation, hypercall handling.
 //! The arch layer (boot, descriptor tables, entry stubs) lives in `src/arch/` of the
 //! binary and calls into this crate.
+//!
+//! Layers, bottom up, as Xen's tree has them; a module imports only from its own layer
+//! or below (`layering_tests.rs` checks it):
+//!
+//! 1. machine and types: [`machine`], [`paging`], [`trap`], [`time`], [`frames`],
+//!    [`cmdline`], [`boot_info`], [`exit`], [`version`].
+//! 2. [`mm`]: frame table, page types, descriptor checks, M2P (Xen's `arch/x86/mm.c`).
+//! 3. [`state`]: per-domain state as plain data (vCPU, event-channel table, grant
+//!    table, a vCPU's scheduling state), knowing nothing of `Domain`.
+//! 4. [`domain`]: `Domain`, `Domains` and the lookups every hypercall uses.
+//! 5. [`common`]: mechanisms across domains (Xen's `common/`): event delivery, grant
+//!    map/copy/release, domain lifecycle, scheduling policy, context switch.
+//! 6. [`pv`]: x86 PV (Xen's `arch/x86/pv/`): bounce frames and traps, emulation,
+//!    MSR/CPUID policy, PV grant mappings, the domain builder.
+//! 7. [`hypercall`]: decode, check, call below, encode; the dispatch table.
+//! 8. [`hypervisor`]: the entry point the arch layer calls.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 // Xen's constants keep their C names (`SCHEDOP_yield`), also in match patterns.
 #![allow(non_upper_case_globals)]
 
-pub mod trap;
-
 extern crate alloc;
 
+// 1. Machine and types.
 pub mod boot_info;
-pub mod bounce;
-pub mod builder;
-pub mod bundle;
 pub mod cmdline;
-pub mod cpuid;
-pub mod domain;
-pub mod domains;
-#[cfg(test)]
-mod domctl_tests;
-pub mod elf;
-pub mod emulate;
-pub mod evtchn;
-pub mod exception;
 pub mod exit;
 pub mod frames;
-pub mod grant_table;
-#[cfg(test)]
-mod grant_tests;
-pub mod hypercall;
-pub mod hypervisor;
-pub mod layout;
-pub mod m2p;
 pub mod machine;
-#[cfg(test)]
-mod many_domains_tests;
-pub mod mm;
-pub mod msr;
 pub mod paging;
-pub mod scheduler;
 pub mod time;
-pub mod vcpu;
+pub mod trap;
+pub mod version;
+// 2.
+pub mod mm;
+// 3.
+pub mod state;
+// 4.
+pub mod domain;
+// 5.
+pub mod common;
+// 6.
+pub mod pv;
+// 7.
+pub mod hypercall;
+// 8.
+pub mod hypervisor;
+
+#[cfg(test)]
+mod layering_tests;

@@ -1,6 +1,6 @@
 //! Domain bundles on the xtask side: the manifest users edit (TOML), the guest list of
 //! `cargo xtask run hello hello hello`, and writing the binary bundle the shim boots
-//! (its layout, parser and writer: `hypervisor_shim::bundle`).
+//! (its layout, parser and writer: `hypervisor_shim::pv::build::bundle`).
 //!
 //! A manifest is a list of `[[domain]]` tables:
 //!
@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 /// A domain's role, as the bundle format has it.
-pub use hypervisor_shim::bundle::Role;
-use hypervisor_shim::bundle::{self as format, BundleDomain};
+pub use hypervisor_shim::pv::build::bundle::Role;
+use hypervisor_shim::pv::build::bundle::{self as format, BundleDomain};
 use serde::Deserialize;
 
 use crate::images;

@@ -1175,7 +1175,9 @@ mod tests {
         let (module, memory) = scenario_bundle(&ctx, &bundle_manifest(&domains).unwrap()).unwrap();
         assert_eq!(memory, "448M");
         let bytes = std::fs::read(module).unwrap();
-        let b = hypervisor_shim::bundle::parse(&bytes).unwrap().unwrap();
+        let b = hypervisor_shim::pv::build::bundle::parse(&bytes)
+            .unwrap()
+            .unwrap();
         let got: Vec<_> = b
             .domains
             .iter()

@@ -5,8 +5,8 @@
 use core::arch::asm;
 use core::mem::size_of;
 
+use hypervisor_shim::state::vcpu::{FpuArea, GuestCpu};
 use hypervisor_shim::trap::{SHIM_CS, SHIM_DS, TSS_SEL};
-use hypervisor_shim::vcpu::{FpuArea, GuestCpu};
 use x86_64::registers::model_specific::Msr;
 
 use super::entry;

@@ -13,14 +13,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use hypervisor_shim::bundle::{self, Role};
-use hypervisor_shim::cpuid::CpuidPolicy;
 use hypervisor_shim::exit::ShimExit;
 use hypervisor_shim::frames::FrameAllocator;
 use hypervisor_shim::hypervisor::{DomainSpec, Hypervisor, Next};
-use hypervisor_shim::m2p::M2p;
 use hypervisor_shim::machine::PAGE_SIZE;
+use hypervisor_shim::mm::m2p::M2p;
 use hypervisor_shim::mm::FrameTable;
+use hypervisor_shim::pv::build::bundle::{self, Role};
+use hypervisor_shim::pv::cpuid::CpuidPolicy;
 use hypervisor_shim::time::Clock;
 use hypervisor_shim::trap::{
     write_fault_report, TrapFrame, SERIAL_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,

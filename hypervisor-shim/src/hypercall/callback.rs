@@ -16,7 +16,7 @@ use xen_sys::*;
 use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
-use crate::vcpu::{Callback, TrapEntry, TI_IF};
+use crate::state::vcpu::{Callback, TrapEntry, TI_IF};
 
 pub fn register(dom: &mut Domain, ty: u32, flags: u16, address: u64) -> i64 {
     if !crate::paging::is_canonical(address) {

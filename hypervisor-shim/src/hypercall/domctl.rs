@@ -17,8 +17,8 @@ use xen_sys::*;
 
 use super::domain_info;
 use super::{err, Env};
+use crate::domain::domains::{DomId, Domains};
 use crate::domain::Domain;
-use crate::domains::{DomId, Domains};
 use crate::machine::Machine;
 
 /// Xen's limit on the toolstack's pause count, "to prevent the toolstack overflowing

@@ -12,10 +12,10 @@ use core::mem::offset_of;
 use xen_sys::*;
 
 use super::{err, Env};
+use crate::domain::domains::{DomId, Domains};
 use crate::domain::Domain;
-use crate::domains::{DomId, Domains};
-use crate::evtchn::{self, Binding, Port};
 use crate::machine::{GuestMemory, Machine};
+use crate::state::evtchn::{self, Binding, Port};
 
 /// VIRQs delivered per vCPU; all others are global (bound on vCPU 0 only).
 fn virq_is_global(virq: u32) -> bool {

@@ -43,12 +43,12 @@ use xen_sys::*;
 use super::event_channel::domain_mut;
 use super::mmu::{guest_l1, read_guest, write_guest};
 use super::{continuation, err, Env};
+use crate::domain::domains::DomId;
 use crate::domain::Domain;
-use crate::domains::DomId;
-use crate::grant_table::{self, pin_of, Mapping, Status, PIN_HSTR, PIN_HSTW};
 use crate::machine::{Machine, Mfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::{rules, PageType};
 use crate::paging::{self, Pte, ACCESSED, DIRTY, NX, PRESENT, USER, WRITABLE};
+use crate::state::grant_table::{self, pin_of, Mapping, Status, PIN_HSTR, PIN_HSTW};
 
 /// Operations of a batch run before the call is preempted and re-issued.
 pub const BATCH: u32 = 128;

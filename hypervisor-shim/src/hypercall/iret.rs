@@ -14,16 +14,16 @@
 //!
 //! A frame the CPU would refuse (a selector that is not a guest code/stack segment, a
 //! non-canonical RIP) is caught before the shim's `iretq`: the guest gets the #GP Xen's
-//! own `iretq` would have handed it (`exception::check_return_frame`).
+//! own `iretq` would have handed it (`traps::check_return_frame`).
 
 use core::mem::size_of;
 use xen_sys::*;
 
 use super::Env;
-use crate::bounce::set_upcall_mask;
 use crate::domain::{Domain, RunState};
 use crate::machine::Machine;
-use crate::vcpu::eflags;
+use crate::pv::bounce::set_upcall_mask;
+use crate::state::vcpu::eflags;
 
 pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
     let mut b = [0u8; size_of::<iret_context>()];

@@ -289,7 +289,9 @@ fn reservation<M: Machine + ?Sized>(
                     ok = false;
                     break;
                 }
-                env.mm.m2p.set(&mut *env.machine, mfn, crate::m2p::INVALID);
+                env.mm
+                    .m2p
+                    .set(&mut *env.machine, mfn, crate::mm::m2p::INVALID);
                 dom.tot_pages = dom.tot_pages.saturating_sub(1);
             }
             env.mm.reclaim(&mut *env.machine);
@@ -323,7 +325,7 @@ fn reservation<M: Machine + ?Sized>(
                 if env.mm.table.assign(mfn, dom.id, false).is_err() {
                     log::error!("allocator returned frame {mfn:#x} the frame table cannot use");
                 }
-                let m2p = gpfn.map_or(crate::m2p::INVALID, |g| g.wrapping_add(j));
+                let m2p = gpfn.map_or(crate::mm::m2p::INVALID, |g| g.wrapping_add(j));
                 env.mm.m2p.set(&mut *env.machine, mfn, m2p);
             }
             dom.tot_pages += n;

@@ -31,12 +31,12 @@ mod vm_assist;
 pub use event_channel::close_all_ports;
 pub use multicall::BATCH as MULTICALL_BATCH;
 pub use vcpu_op::update_runstate_area;
-pub use version::{is_null_hypercall, VERSION, VERSION_WORD};
+pub use version::is_null_hypercall;
 
 use xen_sys::*;
 
+use crate::domain::domains::Domains;
 use crate::domain::Domain;
-use crate::domains::Domains;
 use crate::machine::{GuestMemory, Machine};
 use crate::mm::Mm;
 use crate::time::Clock;
@@ -85,7 +85,7 @@ pub(crate) fn err(e: xen_errno) -> i64 {
 
 /// Runs the hypercall described by `dom.regs` and stores its result in `dom.regs.rax`.
 /// Only ever called for guest kernel mode: SYSCALL from guest user mode goes to the
-/// guest's syscall callback instead (`exception::syscall_from_user`).
+/// guest's syscall callback instead (`traps::syscall_from_user`).
 #[inline(always)]
 pub fn dispatch<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) {
     let r = &dom.regs;
@@ -221,10 +221,10 @@ pub fn name(nr: u64) -> &'static str {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::builder::{build, DomainConfig};
-    use crate::elf::{tests::make_elf, XenImage};
     use crate::frames::FrameAllocator;
     use crate::machine::TestMachine;
+    use crate::pv::build::elf::{tests::make_elf, XenImage};
+    use crate::pv::build::{build, DomainConfig};
     use alloc::string::ToString;
     use alloc::vec::Vec;
 
@@ -235,7 +235,7 @@ pub(crate) mod tests {
     pub struct World {
         pub m: TestMachine,
         pub frames: FrameAllocator,
-        pub m2p: crate::m2p::M2p,
+        pub m2p: crate::mm::m2p::M2p,
         pub table: crate::mm::FrameTable,
         pub dom: Domain,
         /// The other domains hypercalls may reach (empty unless a test adds some).
@@ -266,8 +266,8 @@ pub(crate) mod tests {
                 cmdline: "",
                 initial,
             };
-            let m2p = crate::m2p::M2p::new(&mut m, &mut frames, 0x1a00).unwrap();
-            let shim_l4 = [(crate::m2p::M2p::l4_slot(), m2p.l4_entry)];
+            let m2p = crate::mm::m2p::M2p::new(&mut m, &mut frames, 0x1a00).unwrap();
+            let shim_l4 = [(crate::mm::m2p::M2p::l4_slot(), m2p.l4_entry)];
             let mut table = crate::mm::FrameTable::new(0x1a00, &frames, &m2p, &shim_l4);
             let built = build(&mut m, &mut frames, &img, &cfg, &shim_l4).unwrap();
             for (pfn, &mfn) in built.p2m.iter().enumerate() {

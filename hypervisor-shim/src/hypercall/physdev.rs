@@ -10,7 +10,7 @@ use super::mmu::read_guest;
 use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
-use crate::vcpu::eflags;
+use crate::state::vcpu::eflags;
 
 pub fn physdev_op<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,

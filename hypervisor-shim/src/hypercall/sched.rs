@@ -9,9 +9,9 @@ use xen_sys::*;
 
 use super::{err, Env};
 use crate::domain::{Domain, RunState};
-use crate::evtchn::{self, VcpuInfoAt};
 use crate::machine::Machine;
-use crate::scheduler::Poll;
+use crate::state::evtchn::{self, VcpuInfoAt};
+use crate::state::sched::Poll;
 
 /// Ports one poll may wait on (Xen's "fairly arbitrary limit").
 const MAX_POLL_PORTS: u32 = 128;

@@ -10,7 +10,7 @@ use xen_sys::*;
 use super::{continuation, err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
-use crate::vcpu::TrapEntry;
+use crate::state::vcpu::TrapEntry;
 
 /// Entries handled before the call is preempted and re-issued.
 const BATCH: usize = 256;
@@ -21,7 +21,7 @@ pub fn set_trap_table<M: Machine + ?Sized>(
     list: u64,
 ) -> i64 {
     if list == 0 {
-        dom.vcpu.trap_table = [TrapEntry::default(); crate::vcpu::NR_VECTORS];
+        dom.vcpu.trap_table = [TrapEntry::default(); crate::state::vcpu::NR_VECTORS];
         return 0;
     }
     let mut at = list;

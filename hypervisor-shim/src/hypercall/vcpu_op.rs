@@ -8,10 +8,10 @@ use xen_sys::*;
 
 use super::{err, Env};
 use crate::domain::Domain;
-use crate::evtchn::VcpuInfoAt;
 use crate::machine::{write_bytes, GuestMemory, Machine, PAGE_SIZE};
 use crate::mm::page::PageType;
-use crate::scheduler::Periodic;
+use crate::state::evtchn::VcpuInfoAt;
+use crate::state::sched::Periodic;
 
 /// The shortest period Xen accepts (1 ms), and the longest delta (`STIME_DELTA_MAX`).
 const MIN_PERIOD_NS: u64 = 1_000_000;

@@ -6,11 +6,8 @@ use xen_sys::*;
 use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
+use crate::version::VERSION_WORD;
 
-/// We implement the Xen 4.17 guest interface (the pinned headers' version).
-pub const VERSION: (u32, u32) = (4, 17);
-/// What `XENVER_version` returns: major in the high 16 bits, minor in the low.
-pub const VERSION_WORD: i64 = ((VERSION.0 << 16) | VERSION.1) as i64;
 const EXTRAVERSION: &str = ".0-shim";
 const CAPABILITIES: &str = "xen-3.0-x86_64 ";
 

@@ -31,8 +31,8 @@ use super::descriptor::check_descriptor;
 use super::page::{Owner, PageInfo, PageType};
 use super::rules;
 use crate::frames::FrameAllocator;
-use crate::m2p::{M2p, INVALID};
 use crate::machine::{read_u64, write_u64, Machine, Mfn, PAGE_SHIFT};
+use crate::mm::m2p::{M2p, INVALID};
 use crate::paging::{Pte, ENTRIES, HUGE};
 
 /// A positive Xen errno (`XEN_E*`); hypercalls return its negation.

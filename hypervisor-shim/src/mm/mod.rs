@@ -10,6 +10,7 @@
 
 pub mod descriptor;
 pub mod frame_table;
+pub mod m2p;
 pub mod page;
 pub mod rules;
 
@@ -20,8 +21,8 @@ pub use frame_table::{Errno, FrameTable};
 pub use page::{Owner, PageInfo, PageType};
 
 use crate::frames::FrameAllocator;
-use crate::m2p::M2p;
 use crate::machine::Machine;
+use crate::mm::m2p::M2p;
 
 /// The memory state hypercalls work on, borrowed from the [`Hypervisor`](crate::hypervisor::Hypervisor).
 pub struct Mm<'a> {
@@ -47,7 +48,7 @@ pub fn adopt_domain<M: Machine + ?Sized>(
     m: &mut M,
     domid: u16,
     privileged: bool,
-    built: &crate::builder::BuiltDomain,
+    built: &crate::pv::build::BuiltDomain,
 ) -> Result<(), Errno> {
     table.register_domain(domid, privileged);
     for &mfn in &built.p2m {

@@ -8,8 +8,8 @@ use xen_sys::{XEN_EBUSY, XEN_EINVAL, XEN_EPERM};
 
 use super::*;
 use crate::frames::FrameAllocator;
-use crate::m2p::{M2p, INVALID};
 use crate::machine::{read_u64, write_u64, Machine, Mfn, TestMachine};
+use crate::mm::m2p::{M2p, INVALID};
 use crate::paging::{Pte, ACCESSED, HUGE, PRESENT, USER, WRITABLE};
 
 pub(crate) const NR: u64 = 96;

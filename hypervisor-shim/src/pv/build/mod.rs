@@ -9,11 +9,15 @@ use core::mem::offset_of;
 
 use xen_sys::{shared_info, start_info, vcpu_info, SIF_INITDOMAIN, SIF_PRIVILEGED};
 
-use crate::elf::XenImage;
+pub mod bundle;
+pub mod elf;
+pub mod layout;
+
 use crate::frames::FrameAllocator;
-use crate::layout::{Layout, LayoutError};
 use crate::machine::{write_bytes, write_u64, Machine, Mfn, PAGE_SIZE};
 use crate::paging::{self, Pte, ACCESSED, DIRTY, PRESENT, USER, WRITABLE};
+use crate::pv::build::elf::XenImage;
+use crate::pv::build::layout::{Layout, LayoutError};
 use crate::trap::{TrapFrame, RING3_CS64, RING3_SS};
 
 /// RFLAGS a guest starts with: IF set (the guest's own "interrupt flag" is the event
@@ -269,8 +273,8 @@ fn build_page_tables<M: Machine>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::tests::make_elf;
     use crate::machine::{GuestMemory, TestMachine};
+    use crate::pv::build::elf::tests::make_elf;
     use alloc::vec;
 
     const BASE: u64 = 0xffff_ffff_8000_0000;

@@ -23,10 +23,10 @@
 //! Instruction bytes are fetched through the guest's own page tables: a fetch that
 //! fails is a #PF for the guest, never a fault in the shim.
 
-use crate::cpuid::CpuidPolicy;
 use crate::domain::Domain;
 use crate::machine::{write_u64, GuestMemory, Machine};
-use crate::vcpu::{eflags, CR0_TS};
+use crate::pv::cpuid::CpuidPolicy;
+use crate::state::vcpu::{eflags, CR0_TS};
 
 /// CR0 as the guest reads it (PE, MP, ET, NE, WP, AM, PG), TS from the virtual TS.
 pub const GUEST_CR0: u64 = 0x8005_0033;
@@ -298,7 +298,7 @@ pub fn privileged_op<M: Machine + ?Sized>(
                     let r = &dom.regs;
                     let val = (r.rdx & 0xffff_ffff) << 32 | (r.rax & 0xffff_ffff);
                     let msr = r.rcx as u32;
-                    if crate::msr::write(&mut dom.vcpu, msr, val) {
+                    if crate::pv::msr::write(&mut dom.vcpu, msr, val) {
                         done(dom, i + 2)
                     } else {
                         log::warn!("d{}: WRMSR {msr:#x} <- {val:#x} refused: #GP", dom.id);
@@ -307,7 +307,7 @@ pub fn privileged_op<M: Machine + ?Sized>(
                 }
                 0x32 => {
                     let msr = dom.regs.rcx as u32;
-                    match crate::msr::read(&dom.vcpu, msr) {
+                    match crate::pv::msr::read(&dom.vcpu, msr) {
                         Some(v) => {
                             dom.regs.rax = v & 0xffff_ffff;
                             dom.regs.rdx = v >> 32;
@@ -345,7 +345,7 @@ fn write_cr<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, cr: u8, val: u64) 
         2 => {
             dom.vcpu.cr2 = val;
             let vi = dom.vcpu_info;
-            write_u64(m, vi.mfn, vi.offset + crate::bounce::VCPU_CR2, val);
+            write_u64(m, vi.mfn, vi.offset + crate::pv::bounce::VCPU_CR2, val);
         }
         // Reloading the current base pointer is a TLB flush, which every return to the
         // guest performs anyway. Switching tables goes through the validated

@@ -10,7 +10,7 @@
 
 use alloc::vec::Vec;
 
-use crate::evtchn::Port;
+use crate::state::evtchn::Port;
 
 /// The longest a domain runs while another one is runnable.
 pub const SLICE_NS: u64 = 10_000_000;

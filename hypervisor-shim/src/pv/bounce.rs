@@ -15,9 +15,9 @@
 use core::mem::offset_of;
 
 use crate::domain::Domain;
-use crate::evtchn::VcpuInfoAt;
 use crate::machine::{GuestMemory, Machine};
-use crate::vcpu::eflags;
+use crate::state::evtchn::VcpuInfoAt;
+use crate::state::vcpu::eflags;
 
 /// What to deliver (Xen's `struct trap_bounce`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

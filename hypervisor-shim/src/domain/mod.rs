@@ -1,20 +1,22 @@
 //! A domain as the shim tracks it: its memory, its page tables, its saved vCPU state and
 //! whether it is still running.
 
+pub mod domains;
+pub use domains::{DomId, Domains};
+
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use alloc::boxed::Box;
 
-use crate::builder::BuiltDomain;
-use crate::domains::DomId;
-use crate::evtchn::{EventChannels, Port, VcpuInfoAt, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
-use crate::grant_table::{GrantTable, DEFAULT_MAX_FRAMES};
 use crate::machine::Mfn;
-use crate::scheduler::VcpuSched;
+use crate::pv::build::BuiltDomain;
+use crate::state::evtchn::{EventChannels, Port, VcpuInfoAt, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
+use crate::state::grant_table::{GrantTable, DEFAULT_MAX_FRAMES};
+use crate::state::sched::VcpuSched;
+use crate::state::vcpu::{FpuArea, Vcpu};
 use crate::trap::TrapFrame;
-use crate::vcpu::{FpuArea, Vcpu};
 
 /// Why a domain stopped (`SHUTDOWN_*` of `sched.h`), or that it crashed on a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +96,7 @@ impl Domain {
     pub fn new(id: DomId, name: String, privileged: bool, built: BuiltDomain) -> Self {
         let nr_pages = built.p2m.len() as u64;
         let sched = VcpuSched {
-            runstate: crate::scheduler::Runstate {
+            runstate: crate::state::sched::Runstate {
                 state: xen_sys::RUNSTATE_runnable,
                 ..Default::default()
             },

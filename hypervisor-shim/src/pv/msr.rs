@@ -3,7 +3,7 @@
 //! xen/arch/x86/msr.c). Since Xen 4.15 an MSR that is not on the list raises #GP in the
 //! guest; so does every MSR here that the shim cannot honour.
 
-use crate::vcpu::Vcpu;
+use crate::state::vcpu::Vcpu;
 
 pub const MSR_FS_BASE: u32 = 0xc000_0100;
 pub const MSR_GS_BASE: u32 = 0xc000_0101;

@@ -138,7 +138,7 @@ impl Vcpu {
             vm_assist: 0,
             cr0_ts: false,
             cr2: 0,
-            cr4: crate::emulate::GUEST_CR4,
+            cr4: crate::pv::emulate::GUEST_CR4,
             iopl: 0,
             in_multicall: false,
             cpu_dirty: true,

@@ -5,8 +5,8 @@
 //! by at least 512 KiB and ending on a 4 MiB boundary; page `i` of the region is
 //! pseudo-physical frame `i`.
 
-use crate::elf::XenImage;
 use crate::machine::PAGE_SIZE;
+use crate::pv::build::elf::XenImage;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const FOUR_MB: u64 = 4 << 20;

@@ -11,7 +11,7 @@
 
 use alloc::vec::Vec;
 
-use crate::hypercall::VERSION;
+use crate::version::VERSION;
 
 pub type Regs = [u32; 4]; // eax, ebx, ecx, edx
 

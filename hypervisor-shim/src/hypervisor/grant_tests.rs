@@ -9,13 +9,13 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
-use crate::domains::DomId;
-use crate::evtchn::Binding;
+use crate::domain::domains::DomId;
+use crate::hypervisor::many_domains_tests::{call, e, empty, poke, test_elf, three, SCRATCH};
 use crate::hypervisor::{DomainSpec, Hypervisor, Next};
 use crate::machine::{read_u64, GuestMemory, Machine, Mfn, TestMachine};
-use crate::many_domains_tests::{call, e, empty, poke, test_elf, three, SCRATCH};
 use crate::mm::{Owner, PageType};
 use crate::paging::{self, Pte};
+use crate::state::evtchn::Binding;
 
 const BASE: u64 = 0xffff_ffff_8000_0000;
 /// A page of every test domain's bss: what domUs grant, and where mappers map.
@@ -339,7 +339,7 @@ fn dom0_maps_a_domus_console_page_read_write_into_its_own_l1() {
     );
     assert_eq!(
         h.domains[1].grant.active(0).unwrap().pin,
-        crate::grant_table::PIN_HSTW
+        crate::state::grant_table::PIN_HSTW
     );
 
     // A wrong address does not unmap; the right one does.

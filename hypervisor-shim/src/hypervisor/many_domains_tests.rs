@@ -9,15 +9,15 @@ use alloc::vec::Vec;
 
 use xen_sys::*;
 
-use crate::cpuid::CpuidPolicy;
-use crate::domains::DomId;
-use crate::elf::tests::make_elf;
-use crate::evtchn::{self, Binding, DOMU_MAX_PORTS};
+use crate::domain::domains::DomId;
 use crate::frames::FrameAllocator;
 use crate::hypervisor::{DomainSpec, Hypervisor, Next};
-use crate::m2p::M2p;
 use crate::machine::{GuestMemory, TestMachine};
+use crate::mm::m2p::M2p;
 use crate::mm::FrameTable;
+use crate::pv::build::elf::tests::make_elf;
+use crate::pv::cpuid::CpuidPolicy;
+use crate::state::evtchn::{self, Binding, DOMU_MAX_PORTS};
 use crate::time::Clock;
 use crate::trap::{SYSCALL_VECTOR, TIMER_VECTOR};
 
@@ -42,7 +42,7 @@ pub(crate) fn empty(nr_frames: u64) -> Hypervisor<TestMachine> {
         shim_l4,
         frame_table,
         String::new(),
-        CpuidPolicy::from_host(crate::cpuid::tests::greedy_host, nr_frames),
+        CpuidPolicy::from_host(crate::pv::cpuid::tests::greedy_host, nr_frames),
         Clock::new(1_000_000_000, 0, 1_700_000_000, 0),
     )
 }
@@ -348,12 +348,12 @@ fn a_spinning_domain_is_preempted_when_its_slice_ends() {
         h.handle(0, &mut |_| {})
     };
     // Before the slice ends, a tick changes nothing.
-    h.machine.tsc += crate::scheduler::SLICE_NS / 2;
+    h.machine.tsc += crate::state::sched::SLICE_NS / 2;
     tick(&mut h);
     assert_eq!(h.current, 0);
     let mut order = Vec::new();
     for _ in 0..6 {
-        h.machine.tsc += crate::scheduler::SLICE_NS;
+        h.machine.tsc += crate::state::sched::SLICE_NS;
         tick(&mut h);
         order.push(h.current);
     }

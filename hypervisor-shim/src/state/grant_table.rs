@@ -27,8 +27,8 @@ use xen_sys::{
     GTF_sub_page, GTF_type_mask, GTF_writing, XEN_EINVAL, XEN_ENOMEM,
 };
 
+use crate::domain::domains::{DomId, Domains};
 use crate::domain::Domain;
-use crate::domains::{DomId, Domains};
 use crate::frames::FrameAllocator;
 use crate::machine::{write_bytes, Machine, Mfn, PAGE_SIZE};
 use crate::mm::{Errno, FrameTable};

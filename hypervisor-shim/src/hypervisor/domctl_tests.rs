@@ -11,10 +11,10 @@ use xen_sys::{
     XEN_EINVAL, XEN_ENOSYS, XEN_EOVERFLOW, XEN_EPERM, XEN_ESRCH,
 };
 
-use crate::domains::DomId;
+use crate::domain::domains::DomId;
+use crate::hypervisor::many_domains_tests::{call, e, poke, three, MS, SCRATCH};
 use crate::hypervisor::{Hypervisor, Next};
 use crate::machine::{GuestMemory, TestMachine};
-use crate::many_domains_tests::{call, e, poke, three, MS, SCRATCH};
 use crate::trap::TIMER_VECTOR;
 
 type Info = xen_domctl_getdomaininfo;
@@ -91,7 +91,7 @@ fn cpu_time(h: &mut Hypervisor<TestMachine>, domain: u16) -> u64 {
 fn run_slices(h: &mut Hypervisor<TestMachine>, n: usize) -> Vec<DomId> {
     let mut ran = Vec::new();
     for _ in 0..n {
-        h.machine.tsc += crate::scheduler::SLICE_NS;
+        h.machine.tsc += crate::state::sched::SLICE_NS;
         let mut f = h.domains[h.current].regs;
         f.vector = TIMER_VECTOR;
         h.save_entry_frame(&f);
@@ -208,7 +208,7 @@ fn a_paused_domain_gets_no_cpu_until_unpaused() {
     assert_eq!(domctl(&mut h, 0, XEN_DOMCTL_unpausedomain, 1), 0);
     assert_eq!(flags(&mut h, 1) & XEN_DOMINF_paused, 0);
     assert!(run_slices(&mut h, 3).contains(&1));
-    assert!(cpu_time(&mut h, 1) >= before + crate::scheduler::SLICE_NS);
+    assert!(cpu_time(&mut h, 1) >= before + crate::state::sched::SLICE_NS);
     // Not paused: -EINVAL, as Xen's controller pause count cannot go below 0.
     assert_eq!(
         domctl(&mut h, 0, XEN_DOMCTL_unpausedomain, 1),

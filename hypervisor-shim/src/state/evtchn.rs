@@ -11,8 +11,8 @@ use core::mem::offset_of;
 
 use xen_sys::{shared_info, vcpu_info, EVTCHN_2L_NR_CHANNELS, NR_VIRQS};
 
+use crate::domain::domains::DomId;
 use crate::domain::Domain;
-use crate::domains::DomId;
 use crate::machine::{write_bytes, Machine, Mfn};
 
 /// A port number (`evtchn_port_t`).

@@ -21,13 +21,13 @@
 use alloc::format;
 use alloc::string::String;
 
-use crate::bounce::{create_bounce_frame, TrapBounce, VCPU_CR2};
-use crate::cpuid::CpuidPolicy;
 use crate::domain::Domain;
-use crate::emulate::{self, Fault, Outcome};
 use crate::machine::{write_u64, Machine};
+use crate::pv::bounce::{create_bounce_frame, TrapBounce, VCPU_CR2};
+use crate::pv::cpuid::CpuidPolicy;
+use crate::pv::emulate::{self, Fault, Outcome};
+use crate::state::vcpu::eflags;
 use crate::trap::{RING3_CS32, RING3_CS64, RING3_SS};
-use crate::vcpu::eflags;
 
 /// Vectors whose hardware exceptions push an error code.
 const HAVE_EC: u32 = 1 << 8
@@ -193,7 +193,7 @@ pub fn syscall_from_user<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Re
 /// events without registering a callback dies, as on Xen.
 #[inline]
 pub fn deliver_events<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<(), Crash> {
-    if !crate::evtchn::upcall_due(m, dom) {
+    if !crate::state::evtchn::upcall_due(m, dom) {
         return Ok(());
     }
     let tb = TrapBounce {
@@ -262,13 +262,13 @@ fn fix_return_frame<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bounce::{set_upcall_mask, upcall_mask};
-    use crate::cpuid::tests::greedy_host;
     use crate::domain::RunState;
     use crate::hypercall::tests::{World, BASE, SCRATCH};
     use crate::machine::read_u64;
+    use crate::pv::bounce::{set_upcall_mask, upcall_mask};
+    use crate::pv::cpuid::tests::greedy_host;
+    use crate::state::vcpu::{GuestCpu, TrapEntry};
     use crate::trap::SYSCALL_VECTOR;
-    use crate::vcpu::{GuestCpu, TrapEntry};
     use alloc::vec::Vec;
     use xen_sys::*;
 
@@ -645,7 +645,7 @@ mod tests {
 
         let mut w = world();
         to_user(&mut w);
-        w.dom.vcpu.syscall = crate::vcpu::Callback {
+        w.dom.vcpu.syscall = crate::state::vcpu::Callback {
             address: BASE + 0x500,
             mask_events: true,
         };

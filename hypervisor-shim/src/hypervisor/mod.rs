@@ -7,23 +7,23 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::builder::{self, DomainConfig};
-use crate::cpuid::CpuidPolicy;
+use crate::domain::domains::{DomId, Domains};
 use crate::domain::{shutdown_reason_name, BootRings, Domain, RunState};
-use crate::domains::{DomId, Domains};
-use crate::elf::XenImage;
-use crate::evtchn;
-use crate::exception;
 use crate::exit::ShimExit;
 use crate::frames::FrameAllocator;
 use crate::hypercall::{self, Effects, Env};
-use crate::m2p::M2p;
 use crate::machine::{Machine, Mfn, PAGE_SIZE};
+use crate::mm::m2p::M2p;
 use crate::mm::{self, FrameTable, Mm};
-use crate::scheduler::SLICE_NS;
+use crate::pv::build::elf::XenImage;
+use crate::pv::build::{self, DomainConfig};
+use crate::pv::cpuid::CpuidPolicy;
+use crate::pv::traps;
+use crate::state::evtchn;
+use crate::state::sched::SLICE_NS;
+use crate::state::vcpu::{FpuArea, GuestCpu};
 use crate::time::Clock;
 use crate::trap::{write_fault_report, TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
-use crate::vcpu::{FpuArea, GuestCpu};
 
 pub struct Hypervisor<M: Machine> {
     pub machine: M,
@@ -151,7 +151,7 @@ impl<M: Machine> Hypervisor<M> {
             cmdline: spec.cmdline,
             initial: spec.privileged,
         };
-        let built = builder::build(
+        let built = build::build(
             &mut self.machine,
             &mut self.frames,
             &img,
@@ -257,7 +257,7 @@ impl<M: Machine> Hypervisor<M> {
             };
             rings.store_evtchn = port()?;
             rings.console_evtchn = port()?;
-            builder::set_ring_evtchns(
+            build::set_ring_evtchns(
                 &mut self.machine,
                 start_info,
                 rings.store_evtchn,
@@ -312,7 +312,7 @@ impl<M: Machine> Hypervisor<M> {
                 && d.vcpu.kernel_mode
                 && hypercall::is_null_hypercall(r.rax, r.rdi)
             {
-                r.rax = hypercall::VERSION_WORD as u64;
+                r.rax = crate::version::VERSION_WORD as u64;
                 return self.resume_current();
             }
         }
@@ -351,9 +351,9 @@ impl<M: Machine> Hypervisor<M> {
             effects = env.effects;
             Ok(())
         } else if vector == SYSCALL_VECTOR {
-            exception::syscall_from_user(&mut self.machine, &mut dom)
+            traps::syscall_from_user(&mut self.machine, &mut dom)
         } else {
-            exception::handle(&mut self.machine, &self.cpuid, &mut dom, cr2)
+            traps::handle(&mut self.machine, &self.cpuid, &mut dom, cr2)
         };
         if let Err(why) = result {
             let frame = entry.unwrap_or(dom.regs);
@@ -529,8 +529,8 @@ impl<M: Machine> Hypervisor<M> {
         let Some(dom) = self.domains.get_mut(cur) else {
             return Next::Idle;
         };
-        let r = exception::deliver_events(&mut self.machine, dom)
-            .and_then(|()| exception::check_return_frame(&mut self.machine, dom));
+        let r = traps::deliver_events(&mut self.machine, dom)
+            .and_then(|()| traps::check_return_frame(&mut self.machine, dom));
         match r {
             Ok(()) => Next::Resume {
                 l4: dom.active_l4(),
@@ -624,7 +624,7 @@ impl<M: Machine> Hypervisor<M> {
         hypercall::close_all_ports(&mut self.machine, &mut dom, &mut self.domains);
         // Its mappings of others' grants: their entries unpinned (the PTEs' references
         // go with its page tables below).
-        crate::grant_table::release_mappings(
+        crate::state::grant_table::release_mappings(
             &mut self.machine,
             &mut self.frame_table,
             &mut dom,
@@ -654,7 +654,7 @@ impl<M: Machine> Hypervisor<M> {
         // Its timers and waits go; the time it ran stays (getdomaininfo's cpu_time).
         let mut runstate = dom.sched.runstate;
         runstate.change(xen_sys::RUNSTATE_offline, now);
-        dom.sched = crate::scheduler::VcpuSched {
+        dom.sched = crate::state::sched::VcpuSched {
             runstate,
             ..Default::default()
         };
@@ -729,14 +729,21 @@ fn crash<M: Machine>(m: &mut M, dom: &mut Domain, frame: &TrapFrame, cr2: u64, w
 }
 
 #[cfg(test)]
+mod domctl_tests;
+#[cfg(test)]
+mod grant_tests;
+#[cfg(test)]
+pub(crate) mod many_domains_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::m2p::INVALID;
     use crate::machine::TestMachine;
+    use crate::mm::m2p::INVALID;
 
     fn hv() -> Hypervisor<TestMachine> {
-        let mut h = crate::many_domains_tests::empty(4096);
-        let elf = crate::many_domains_tests::test_elf(0x1000);
+        let mut h = crate::hypervisor::many_domains_tests::empty(4096);
+        let elf = crate::hypervisor::many_domains_tests::test_elf(0x1000);
         h.create_initial_domain(&elf, 1500, "").unwrap();
         h
     }

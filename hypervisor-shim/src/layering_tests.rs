@@ -1,0 +1,1 @@
+// layering tests: to come
