@@ -10,7 +10,7 @@ use crate::paging::{self, Pte};
 
 pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
-pub type Mfn = u64;
+pub use crate::paging::Mfn;
 pub type Frame = [u8; PAGE_SIZE];
 
 pub trait Machine {
@@ -237,3 +237,45 @@ impl Machine for TestMachine {
         self.tsc
     }
 }
+
+// Bitmaps in guest frames (`shared_info`'s pending and mask bits, `vcpu_info`'s
+// selector): the guest may change them at any moment, so a bit read is only a hint.
+
+fn bit_location(base: usize, bit: u32) -> (usize, u8) {
+    (base + (bit / 8) as usize, 1 << (bit % 8))
+}
+
+/// Bit `bit` of the bitmap at byte `base` of frame `mfn` (false if not RAM).
+pub fn test_bit<M: Machine + ?Sized>(m: &M, mfn: Mfn, base: usize, bit: u32) -> bool {
+    let (at, b) = bit_location(base, bit);
+    m.frame(mfn)
+        .and_then(|f| f.get(at))
+        .is_some_and(|&v| v & b != 0)
+}
+
+/// Sets a bit in guest memory and says whether it was set before.
+pub fn test_and_set<M: Machine + ?Sized>(m: &mut M, mfn: Mfn, base: usize, bit: u32) -> bool {
+    let (at, b) = bit_location(base, bit);
+    match m.frame_mut(mfn).and_then(|f| f.get_mut(at)) {
+        Some(v) => {
+            let was = *v & b != 0;
+            *v |= b;
+            was
+        }
+        None => true,
+    }
+}
+
+/// Clears a bit in guest memory and says whether it was set before.
+pub fn test_and_clear<M: Machine + ?Sized>(m: &mut M, mfn: Mfn, base: usize, bit: u32) -> bool {
+    let (at, b) = bit_location(base, bit);
+    match m.frame_mut(mfn).and_then(|f| f.get_mut(at)) {
+        Some(v) => {
+            let was = *v & b != 0;
+            *v &= !b;
+            was
+        }
+        None => false,
+    }
+}
+

@@ -1,6 +1,7 @@
 //! x86_64 4-level paging entries (architectural, not Xen-specific).
 
-use crate::machine::Mfn;
+/// A machine frame number.
+pub type Mfn = u64;
 
 pub const PRESENT: u64 = 1 << 0;
 pub const WRITABLE: u64 = 1 << 1;

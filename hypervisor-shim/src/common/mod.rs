@@ -1,2 +1,4 @@
 //! Mechanisms across domains (Xen's `xen/common/`): event delivery and closing, grant
 //! map/unmap/copy and release, domain lifecycle, scheduling policy, context switch.
+
+pub mod event_channel;

@@ -2,7 +2,9 @@
 //! whether it is still running.
 
 pub mod domains;
+pub mod lookup;
 pub use domains::{DomId, Domains};
+pub use lookup::this_or_caller;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -11,11 +13,10 @@ use alloc::vec::Vec;
 use alloc::boxed::Box;
 
 use crate::machine::Mfn;
-use crate::pv::build::BuiltDomain;
-use crate::state::evtchn::{EventChannels, Port, VcpuInfoAt, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
+use crate::state::evtchn::{EventChannels, Port, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
 use crate::state::grant_table::{GrantTable, DEFAULT_MAX_FRAMES};
 use crate::state::sched::VcpuSched;
-use crate::state::vcpu::{FpuArea, Vcpu};
+use crate::state::vcpu::{FpuArea, Vcpu, VcpuInfoAt};
 use crate::trap::TrapFrame;
 
 /// Why a domain stopped (`SHUTDOWN_*` of `sched.h`), or that it crashed on a fault.
@@ -92,9 +93,20 @@ pub struct BootRings {
     pub console_evtchn: Port,
 }
 
+/// What a domain starts from: what its builder laid out.
+#[derive(Clone, Copy, Debug)]
+pub struct Initial {
+    pub l4: Mfn,
+    pub shared_info: Mfn,
+    /// The registers it enters with.
+    pub regs: TrapFrame,
+    /// Its reservation.
+    pub nr_pages: u64,
+}
+
 impl Domain {
-    pub fn new(id: DomId, name: String, privileged: bool, built: BuiltDomain) -> Self {
-        let nr_pages = built.p2m.len() as u64;
+    pub fn new(id: DomId, name: String, privileged: bool, built: Initial) -> Self {
+        let nr_pages = built.nr_pages;
         let sched = VcpuSched {
             runstate: crate::state::sched::Runstate {
                 state: xen_sys::RUNSTATE_runnable,

@@ -15,7 +15,9 @@ use super::{err, Env};
 use crate::domain::domains::{DomId, Domains};
 use crate::domain::Domain;
 use crate::machine::{GuestMemory, Machine};
-use crate::state::evtchn::{self, Binding, Port};
+use crate::common::event_channel;
+use crate::domain::lookup;
+use crate::state::evtchn::Binding;
 
 /// VIRQs delivered per vCPU; all others are global (bound on vCPU 0 only).
 fn virq_is_global(virq: u32) -> bool {
@@ -94,7 +96,7 @@ fn op<M: Machine + ?Sized>(
             let rport = gm
                 .read_u32(at(offset_of!(evtchn_bind_interdomain, remote_port)))
                 .map_err(fault)?;
-            let lport = bind_interdomain(env, dom, rdom, rport)?;
+            let lport = event_channel::bind_interdomain(env.machine, dom, env.domains, rdom, rport)?;
             env.guest(dom)
                 .write_u32(at(offset_of!(evtchn_bind_interdomain, local_port)), lport)
                 .map_err(fault)
@@ -140,14 +142,15 @@ fn op<M: Machine + ?Sized>(
                 .guest(dom)
                 .read_u32(at(offset_of!(evtchn_close, port)))
                 .map_err(fault)?;
-            close(env.machine, dom, env.domains, port)
+            event_channel::close(env.machine, dom, env.domains, port)
         }
         EVTCHNOP_send => {
             let port = env
                 .guest(dom)
                 .read_u32(at(offset_of!(evtchn_send, port)))
                 .map_err(fault)?;
-            send(env, dom, port)
+            env.effects.resched |= event_channel::send(env.machine, dom, env.domains, port)?;
+            Ok(())
         }
         EVTCHNOP_status => status(env, dom, arg),
         EVTCHNOP_unmask => {
@@ -158,7 +161,7 @@ fn op<M: Machine + ?Sized>(
             if !dom.evtchn.is_valid(port) {
                 return Err(XEN_EINVAL);
             }
-            evtchn::unmask(env.machine, dom, port);
+            event_channel::unmask(env.machine, dom, port);
             Ok(())
         }
         EVTCHNOP_bind_vcpu => {
@@ -188,7 +191,7 @@ fn op<M: Machine + ?Sized>(
                 .map_err(fault)?;
             let target = if target == DOMID_SELF { dom.id } else { target };
             if target == dom.id {
-                close_all_ports(env.machine, dom, env.domains);
+                event_channel::close_all_ports(env.machine, dom, env.domains);
                 return Ok(());
             }
             if !dom.privileged {
@@ -199,7 +202,7 @@ fn op<M: Machine + ?Sized>(
             };
             // The caller may be one of the target's peers: it is out of `domains`
             // while its hypercall runs, so hand it over too.
-            close_all_ports_with(env.machine, &mut t, env.domains, Some(dom));
+            event_channel::close_all_ports_with(env.machine, &mut t, env.domains, Some(dom));
             env.domains.put(t);
             Ok(())
         }
@@ -208,19 +211,6 @@ fn op<M: Machine + ?Sized>(
         // The FIFO ABI is not offered: guests (Linux, Mini-OS) fall back to 2-level.
         EVTCHNOP_init_control | EVTCHNOP_expand_array | EVTCHNOP_set_priority => Err(XEN_ENOSYS),
         _ => Err(XEN_ENOSYS),
-    }
-}
-
-/// Domain `id` (already resolved from `DOMID_SELF`): the caller itself, or another.
-pub(super) fn domain_mut<'a>(
-    dom: &'a mut Domain,
-    others: &'a mut Domains,
-    id: DomId,
-) -> Option<&'a mut Domain> {
-    if id == dom.id {
-        Some(dom)
-    } else {
-        others.get_mut(id)
     }
 }
 
@@ -233,73 +223,11 @@ fn with_domain<R>(
     needs_privilege: bool,
     f: impl FnOnce(&mut Domain) -> R,
 ) -> Result<R> {
-    let id = if id == DOMID_SELF { dom.id } else { id };
-    if needs_privilege && id != dom.id && !dom.privileged && others.get(id).is_some() {
+    let id = lookup::resolve(dom, id);
+    if needs_privilege && !lookup::may_act_on(dom, id) && others.get(id).is_some() {
         return Err(XEN_EPERM);
     }
-    domain_mut(dom, others, id).map(f).ok_or(XEN_ESRCH)
-}
-
-/// Binds a new local port to `rport` of `rdom`, which must be left unbound for the
-/// caller; `rdom` may be the caller itself (a loopback channel).
-fn bind_interdomain<M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &mut Domain,
-    rdom: DomId,
-    rport: Port,
-) -> Result<Port> {
-    let rdom = if rdom == DOMID_SELF { dom.id } else { rdom };
-    let me = dom.id;
-    let rd = domain_mut(dom, env.domains, rdom).ok_or(XEN_ESRCH)?;
-    if !rd.evtchn.is_valid(rport)
-        || rd.evtchn.get(rport).map(|c| c.binding) != Some(Binding::Unbound { remote: me })
-    {
-        return Err(XEN_EINVAL);
-    }
-    let lport = dom
-        .evtchn
-        .alloc(Binding::Interdomain {
-            remote: rdom,
-            port: rport,
-        })
-        .ok_or(XEN_ENOSPC)?;
-    if let Some(c) = domain_mut(dom, env.domains, rdom).and_then(|d| d.evtchn.get_mut(rport)) {
-        c.binding = Binding::Interdomain {
-            remote: me,
-            port: lport,
-        };
-    }
-    // As Xen (and as Linux expects): the new local port starts pending.
-    evtchn::set_pending(env.machine, dom, lport);
-    Ok(lport)
-}
-
-fn send<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, port: Port) -> Result<()> {
-    if !dom.evtchn.is_valid(port) {
-        return Err(XEN_EINVAL);
-    }
-    let me = dom.id;
-    match dom.evtchn.get(port).map(|c| c.binding) {
-        Some(Binding::Interdomain {
-            remote,
-            port: rport,
-        }) => {
-            if let Some(rd) = domain_mut(dom, env.domains, remote) {
-                let was_ready = rd.ready();
-                evtchn::set_pending(env.machine, rd, rport);
-                // Another domain woke: let the scheduler decide who runs.
-                env.effects.resched |= remote != me && !was_ready && rd.ready();
-            }
-            Ok(())
-        }
-        Some(Binding::Ipi) => {
-            evtchn::set_pending(env.machine, dom, port);
-            Ok(())
-        }
-        // Nobody bound yet: the event is dropped, as in Xen.
-        Some(Binding::Unbound { .. }) => Ok(()),
-        _ => Err(XEN_EINVAL),
-    }
+    lookup::this_or_caller(dom, others, id).map(f).ok_or(XEN_ESRCH)
 }
 
 fn status<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> Result<()> {
@@ -350,68 +278,3 @@ fn status<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64)
     .map_err(fault)
 }
 
-/// Closes `port` of `dom` (`evtchn_close`): the peer's end of an interdomain channel
-/// goes back to unbound (for `dom`), and a pending event on the port is cleared so a
-/// later binding starts clean.
-pub fn close<M: Machine + ?Sized>(
-    m: &mut M,
-    dom: &mut Domain,
-    others: &mut Domains,
-    port: Port,
-) -> Result<()> {
-    close_with(m, dom, others, None, port)
-}
-
-fn close_with<M: Machine + ?Sized>(
-    m: &mut M,
-    dom: &mut Domain,
-    others: &mut Domains,
-    extra: Option<&mut Domain>,
-    port: Port,
-) -> Result<()> {
-    if !dom.evtchn.is_valid(port) {
-        return Err(XEN_EINVAL);
-    }
-    match dom.evtchn.get(port).map(|c| c.binding) {
-        None | Some(Binding::Free | Binding::Reserved) => return Err(XEN_EINVAL),
-        Some(Binding::Interdomain {
-            remote,
-            port: rport,
-        }) => {
-            let me = dom.id;
-            let unbind = |d: &mut Domain| {
-                if let Some(c) = d.evtchn.get_mut(rport) {
-                    if c.binding == (Binding::Interdomain { remote: me, port }) {
-                        c.binding = Binding::Unbound { remote: me };
-                    }
-                }
-            };
-            if let Some(d) = extra.filter(|d| d.id == remote) {
-                unbind(d);
-            } else if let Some(d) = domain_mut(dom, others, remote) {
-                unbind(d);
-            }
-        }
-        Some(_) => {}
-    }
-    dom.evtchn.release(port);
-    evtchn::clear_pending(m, dom, port);
-    Ok(())
-}
-
-/// Closes every port of `dom` (`EVTCHNOP_reset`, and a dying domain's teardown).
-pub fn close_all_ports<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, others: &mut Domains) {
-    close_all_ports_with(m, dom, others, None);
-}
-
-fn close_all_ports_with<M: Machine + ?Sized>(
-    m: &mut M,
-    dom: &mut Domain,
-    others: &mut Domains,
-    mut extra: Option<&mut Domain>,
-) {
-    let ports: alloc::vec::Vec<Port> = dom.evtchn.in_use().map(|(p, _)| p).collect();
-    for p in ports {
-        let _ = close_with(m, dom, others, extra.as_deref_mut(), p);
-    }
-}

@@ -40,7 +40,7 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
-use super::event_channel::domain_mut;
+use crate::domain::this_or_caller as domain_mut;
 use super::mmu::{guest_l1, read_guest, write_guest};
 use super::{continuation, err, Env};
 use crate::domain::domains::DomId;

@@ -28,7 +28,6 @@ mod vcpu_op;
 mod version;
 mod vm_assist;
 
-pub use event_channel::close_all_ports;
 pub use multicall::BATCH as MULTICALL_BATCH;
 pub use vcpu_op::update_runstate_area;
 pub use version::is_null_hypercall;
@@ -273,7 +272,7 @@ pub(crate) mod tests {
             for (pfn, &mfn) in built.p2m.iter().enumerate() {
                 m2p.set(&mut m, mfn, pfn as u64);
             }
-            crate::mm::adopt_domain(&mut table, &mut m, 0, initial, &built).unwrap();
+            crate::pv::build::adopt_domain(&mut table, &mut m, 0, initial, &built).unwrap();
             let v_end = built.layout.v_end;
             let p2m = built.p2m.clone();
             World {
@@ -281,7 +280,7 @@ pub(crate) mod tests {
                 frames,
                 m2p,
                 table,
-                dom: Domain::new(0, "test".to_string(), initial, built),
+                dom: Domain::new(0, "test".to_string(), initial, built.initial()),
                 others: Domains::new(),
                 clock: Clock::new(1_000_000_000, 0, 0, 0),
                 p2m,

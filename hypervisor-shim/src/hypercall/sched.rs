@@ -10,7 +10,8 @@ use xen_sys::*;
 use super::{err, Env};
 use crate::domain::{Domain, RunState};
 use crate::machine::Machine;
-use crate::state::evtchn::{self, VcpuInfoAt};
+use crate::common::event_channel as evtchn;
+use crate::state::vcpu::VcpuInfoAt;
 use crate::state::sched::Poll;
 
 /// Ports one poll may wait on (Xen's "fairly arbitrary limit").

@@ -10,7 +10,7 @@ use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::{write_bytes, GuestMemory, Machine, PAGE_SIZE};
 use crate::mm::page::PageType;
-use crate::state::evtchn::VcpuInfoAt;
+use crate::state::vcpu::VcpuInfoAt;
 use crate::state::sched::Periodic;
 
 /// The shortest period Xen accepts (1 ms), and the longest delta (`STIME_DELTA_MAX`).

@@ -17,7 +17,8 @@ use crate::mm::m2p::M2p;
 use crate::mm::FrameTable;
 use crate::pv::build::elf::tests::make_elf;
 use crate::pv::cpuid::CpuidPolicy;
-use crate::state::evtchn::{self, Binding, DOMU_MAX_PORTS};
+use crate::common::event_channel as evtchn;
+use crate::state::evtchn::{Binding, DOMU_MAX_PORTS};
 use crate::time::Clock;
 use crate::trap::{SYSCALL_VECTOR, TIMER_VECTOR};
 
@@ -197,7 +198,7 @@ fn an_interdomain_channel_carries_events_both_ways() {
     // masked: the selector and upcall_pending are raised.
     let vi = h.domains[1].vcpu_info;
     assert_eq!(
-        vi.read_u8(&h.machine, evtchn::VcpuInfoAt::UPCALL_PENDING),
+        vi.read_u8(&h.machine, crate::state::vcpu::VcpuInfoAt::UPCALL_PENDING),
         Some(1)
     );
     assert_eq!(port_op(&mut h, 1, EVTCHNOP_send, p1), 0);

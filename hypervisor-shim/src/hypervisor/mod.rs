@@ -14,12 +14,13 @@ use crate::frames::FrameAllocator;
 use crate::hypercall::{self, Effects, Env};
 use crate::machine::{Machine, Mfn, PAGE_SIZE};
 use crate::mm::m2p::M2p;
-use crate::mm::{self, FrameTable, Mm};
+use crate::mm::{FrameTable, Mm};
 use crate::pv::build::elf::XenImage;
 use crate::pv::build::{self, DomainConfig};
 use crate::pv::cpuid::CpuidPolicy;
 use crate::pv::traps;
-use crate::state::evtchn;
+use crate::common::event_channel as evtchn;
+use crate::state::evtchn::Binding;
 use crate::state::sched::SLICE_NS;
 use crate::state::vcpu::{FpuArea, GuestCpu};
 use crate::time::Clock;
@@ -162,7 +163,7 @@ impl<M: Machine> Hypervisor<M> {
         for (pfn, &mfn) in built.p2m.iter().enumerate() {
             self.m2p.set(&mut self.machine, mfn, pfn as u64);
         }
-        mm::adopt_domain(
+        build::adopt_domain(
             &mut self.frame_table,
             &mut self.machine,
             spec.domid,
@@ -180,7 +181,7 @@ impl<M: Machine> Hypervisor<M> {
         let rings = layout
             .store_console
             .map(|(store, _)| (pfn_mfn(store), pfn_mfn(store + PAGE_SIZE as u64)));
-        let mut dom = Domain::new(spec.domid, name, spec.privileged, built);
+        let mut dom = Domain::new(spec.domid, name, spec.privileged, built.initial());
         dom.grant
             .grow(
                 &mut self.machine,
@@ -252,7 +253,7 @@ impl<M: Machine> Hypervisor<M> {
         if spec.backends_in_dom0 {
             let mut port = || {
                 dom.evtchn
-                    .alloc(evtchn::Binding::Unbound { remote: 0 })
+                    .alloc(Binding::Unbound { remote: 0 })
                     .ok_or("no free event channel")
             };
             rings.store_evtchn = port()?;
@@ -621,7 +622,7 @@ impl<M: Machine> Hypervisor<M> {
             }
             _ => log::info!("d{} ({}) crashed", dom.id, dom.name),
         }
-        hypercall::close_all_ports(&mut self.machine, &mut dom, &mut self.domains);
+        crate::common::event_channel::close_all_ports(&mut self.machine, &mut dom, &mut self.domains);
         // Its mappings of others' grants: their entries unpinned (the PTEs' references
         // go with its page tables below).
         crate::state::grant_table::release_mappings(

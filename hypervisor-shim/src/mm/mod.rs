@@ -37,27 +37,3 @@ impl Mm<'_> {
         self.table.reclaim(m, self.alloc, self.m2p)
     }
 }
-
-/// Takes a freshly built domain into the frame table, as Xen's dom0 builder leaves
-/// it: every frame of its reservation (and its shared_info page) owned by it with its
-/// allocation reference, and its bootstrap L4 validated as the kernel base pointer,
-/// which types the bootstrap tables (L4..L1), gives every writable mapping a writable
-/// type reference and every read-only one a general reference.
-pub fn adopt_domain<M: Machine + ?Sized>(
-    table: &mut FrameTable,
-    m: &mut M,
-    domid: u16,
-    privileged: bool,
-    built: &crate::pv::build::BuiltDomain,
-) -> Result<(), Errno> {
-    table.register_domain(domid, privileged);
-    for &mfn in &built.p2m {
-        table.assign(mfn, domid, false)?;
-    }
-    table.assign(built.shared_info, domid, true)?;
-    table.switch_base(m, domid, Some(built.l4), None)?;
-    // Xen's builders pin the initial L4 too (dom0_build.c, libxenguest's
-    // `arch_setup_bootlate`); kernels rely on it, e.g. Linux unpins it once it has
-    // built its own tables.
-    table.pin(m, built.l4, 4, domid)
-}

@@ -16,7 +16,7 @@ use core::mem::offset_of;
 
 use crate::domain::Domain;
 use crate::machine::{GuestMemory, Machine};
-use crate::state::evtchn::VcpuInfoAt;
+use crate::state::vcpu::VcpuInfoAt;
 use crate::state::vcpu::eflags;
 
 /// What to deliver (Xen's `struct trap_bounce`).

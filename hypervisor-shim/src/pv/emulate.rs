@@ -30,9 +30,7 @@ use crate::state::vcpu::{eflags, CR0_TS};
 
 /// CR0 as the guest reads it (PE, MP, ET, NE, WP, AM, PG), TS from the virtual TS.
 pub const GUEST_CR0: u64 = 0x8005_0033;
-/// CR4 as the guest reads it: PAE, OSFXSR, OSXMMEXCPT. The guest-controllable bits of
-/// Xen (TSD, DE, FSGSBASE, OSXSAVE) are not honoured by the shim, so they are dropped.
-pub const GUEST_CR4: u64 = 1 << 5 | 1 << 9 | 1 << 10;
+pub use crate::state::vcpu::GUEST_CR4;
 
 /// The forced-emulation signature: `ud2; .ascii "xen"` (`XEN_CPUID` in `arch-x86/xen.h`).
 pub const FORCED_EMULATION_PREFIX: [u8; 5] = [0x0f, 0x0b, b'x', b'e', b'n'];

@@ -193,7 +193,7 @@ pub fn syscall_from_user<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Re
 /// events without registering a callback dies, as on Xen.
 #[inline]
 pub fn deliver_events<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<(), Crash> {
-    if !crate::state::evtchn::upcall_due(m, dom) {
+    if !crate::common::event_channel::upcall_due(m, dom) {
         return Ok(());
     }
     let tb = TrapBounce {

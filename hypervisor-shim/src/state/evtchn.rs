@@ -1,19 +1,11 @@
-//! Event channels, 2-level ABI (`event_channel.h`; Xen's xen/common/event_channel.c and
-//! event_2l.c): each domain's port table, and the pending/mask bitmaps that live in the
-//! guest's `shared_info` and `vcpu_info` pages.
-//!
-//! The bitmaps are guest memory, read and written through the machine; the guest can
-//! change them at any moment, so nothing here trusts what it reads back: a bit is only
-//! ever a hint to deliver or not.
+//! A domain's event-channel port table (`event_channel.h`; Xen's `struct evtchn` and
+//! the port allocation of xen/common/event_channel.c). Delivery, which touches the
+//! bitmaps in guest memory, is `common::event_channel`.
 
 use alloc::vec::Vec;
-use core::mem::offset_of;
-
-use xen_sys::{shared_info, vcpu_info, EVTCHN_2L_NR_CHANNELS, NR_VIRQS};
+use xen_sys::{EVTCHN_2L_NR_CHANNELS, NR_VIRQS};
 
 use crate::domain::domains::DomId;
-use crate::domain::Domain;
-use crate::machine::{write_bytes, Machine, Mfn};
 
 /// A port number (`evtchn_port_t`).
 pub type Port = u32;
@@ -129,144 +121,5 @@ impl EventChannels {
     }
 }
 
-const WORD_BITS: u32 = 64;
 /// Xen's `EVTCHNS_PER_BUCKET` on x86_64.
 const BUCKET: u32 = 64;
-const PENDING: usize = offset_of!(shared_info, evtchn_pending);
-const MASK: usize = offset_of!(shared_info, evtchn_mask);
-
-/// Where a domain's vCPU 0 `vcpu_info` lives: in `shared_info`, or where the guest moved
-/// it with `VCPUOP_register_vcpu_info`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VcpuInfoAt {
-    pub mfn: Mfn,
-    pub offset: usize,
-}
-
-impl VcpuInfoAt {
-    pub fn in_shared_info(shared_info: Mfn) -> Self {
-        VcpuInfoAt {
-            mfn: shared_info,
-            offset: offset_of!(shared_info, vcpu_info),
-        }
-    }
-    pub const UPCALL_PENDING: usize = offset_of!(vcpu_info, evtchn_upcall_pending);
-    pub const UPCALL_MASK: usize = offset_of!(vcpu_info, evtchn_upcall_mask);
-    pub const PENDING_SEL: usize = offset_of!(vcpu_info, evtchn_pending_sel);
-
-    /// A byte field of the `vcpu_info`; `None` if its frame is not RAM.
-    pub fn read_u8<M: Machine + ?Sized>(&self, m: &M, field: usize) -> Option<u8> {
-        m.frame(self.mfn)
-            .and_then(|f| f.get(self.offset + field).copied())
-    }
-
-    pub fn write_u8<M: Machine + ?Sized>(&self, m: &mut M, field: usize, v: u8) {
-        write_bytes(m, self.mfn, self.offset + field, &[v]);
-    }
-
-    /// Sets bit `bit` of `evtchn_pending_sel`; whether it was already set.
-    fn test_and_set_sel<M: Machine + ?Sized>(&self, m: &mut M, bit: u32) -> bool {
-        test_and_set(m, self.mfn, self.offset + Self::PENDING_SEL, bit)
-    }
-}
-
-fn bit_location(base: usize, bit: u32) -> (usize, u8) {
-    (base + (bit / 8) as usize, 1 << (bit % 8))
-}
-
-fn test_bit<M: Machine + ?Sized>(m: &M, mfn: Mfn, base: usize, bit: u32) -> bool {
-    let (at, b) = bit_location(base, bit);
-    m.frame(mfn)
-        .and_then(|f| f.get(at))
-        .is_some_and(|&v| v & b != 0)
-}
-
-/// Sets a bit in guest memory and says whether it was set before.
-fn test_and_set<M: Machine + ?Sized>(m: &mut M, mfn: Mfn, base: usize, bit: u32) -> bool {
-    let (at, b) = bit_location(base, bit);
-    match m.frame_mut(mfn).and_then(|f| f.get_mut(at)) {
-        Some(v) => {
-            let was = *v & b != 0;
-            *v |= b;
-            was
-        }
-        None => true,
-    }
-}
-
-fn test_and_clear<M: Machine + ?Sized>(m: &mut M, mfn: Mfn, base: usize, bit: u32) -> bool {
-    let (at, b) = bit_location(base, bit);
-    match m.frame_mut(mfn).and_then(|f| f.get_mut(at)) {
-        Some(v) => {
-            let was = *v & b != 0;
-            *v &= !b;
-            was
-        }
-        None => false,
-    }
-}
-
-pub fn is_pending<M: Machine + ?Sized>(m: &M, dom: &Domain, port: Port) -> bool {
-    test_bit(m, dom.shared_info, PENDING, port)
-}
-
-pub fn is_masked<M: Machine + ?Sized>(m: &M, dom: &Domain, port: Port) -> bool {
-    test_bit(m, dom.shared_info, MASK, port)
-}
-
-pub fn clear_pending<M: Machine + ?Sized>(m: &mut M, dom: &Domain, port: Port) {
-    test_and_clear(m, dom.shared_info, PENDING, port);
-}
-
-/// `evtchn_2l_set_pending`: marks `port` pending and, unless it is masked, raises the
-/// vCPU's selector bit and `evtchn_upcall_pending`; wakes the vCPU if it blocked or
-/// polls this port.
-pub fn set_pending<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, port: Port) {
-    if port >= dom.evtchn.max_ports() || test_and_set(m, dom.shared_info, PENDING, port) {
-        return;
-    }
-    if !is_masked(m, dom, port) && !dom.vcpu_info.test_and_set_sel(m, port / WORD_BITS) {
-        mark_events_pending(m, dom);
-    }
-    if dom.sched.polls(port) {
-        dom.sched.wake();
-    }
-}
-
-/// `vcpu_mark_events_pending`: raises `evtchn_upcall_pending` and kicks the vCPU.
-fn mark_events_pending<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) {
-    let vi = dom.vcpu_info;
-    if vi.read_u8(m, VcpuInfoAt::UPCALL_PENDING) == Some(0) {
-        vi.write_u8(m, VcpuInfoAt::UPCALL_PENDING, 1);
-    }
-    dom.sched.wake();
-}
-
-/// `evtchn_2l_unmask`: clears the mask bit and re-raises an event that became pending
-/// while it was masked.
-pub fn unmask<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, port: Port) {
-    if test_and_clear(m, dom.shared_info, MASK, port)
-        && is_pending(m, dom, port)
-        && !dom.vcpu_info.test_and_set_sel(m, port / WORD_BITS)
-    {
-        mark_events_pending(m, dom);
-    }
-}
-
-/// Raises `virq` for the domain if it bound a port to it.
-pub fn send_virq<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, virq: u32) {
-    if let Some(&port) = dom.evtchn.virqs.get(virq as usize) {
-        if port != 0 {
-            set_pending(m, dom, port);
-        }
-    }
-}
-
-/// Whether an upcall is due: `evtchn_upcall_pending` set and `evtchn_upcall_mask` clear
-/// (Xen's `local_events_need_delivery`).
-pub fn upcall_due<M: Machine + ?Sized>(m: &M, dom: &Domain) -> bool {
-    let vi = dom.vcpu_info;
-    vi.read_u8(m, VcpuInfoAt::UPCALL_PENDING)
-        .is_some_and(|p| p != 0)
-        && vi.read_u8(m, VcpuInfoAt::UPCALL_MASK) == Some(0)
-}

@@ -5,7 +5,16 @@
 //! bases of `set_segment_base`, the `vm_assist` bits, and the virtual CR0.TS, CR2, CR4
 //! and IOPL that the privileged-instruction emulation reads and writes.
 
+use core::mem::offset_of;
+
+use xen_sys::{shared_info, vcpu_info};
+
+use crate::machine::{write_bytes, Machine, Mfn};
 use crate::paging::is_canonical;
+
+/// CR4 as the guest reads it: PAE, OSFXSR, OSXMMEXCPT. The guest-controllable bits of
+/// Xen (TSD, DE, FSGSBASE, OSXSAVE) are not honoured by the shim, so they are dropped.
+pub const GUEST_CR4: u64 = 1 << 5 | 1 << 9 | 1 << 10;
 
 /// Vectors in the virtual IDT.
 pub const NR_VECTORS: usize = 256;
@@ -138,7 +147,7 @@ impl Vcpu {
             vm_assist: 0,
             cr0_ts: false,
             cr2: 0,
-            cr4: crate::pv::emulate::GUEST_CR4,
+            cr4: GUEST_CR4,
             iopl: 0,
             in_multicall: false,
             cpu_dirty: true,
@@ -258,3 +267,39 @@ mod tests {
         assert_eq!(GuestCpu::from(&v).gs_shadow, 0x1000);
     }
 }
+
+/// Where a domain's vCPU 0 `vcpu_info` lives: in `shared_info`, or where the guest moved
+/// it with `VCPUOP_register_vcpu_info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuInfoAt {
+    pub mfn: Mfn,
+    pub offset: usize,
+}
+
+impl VcpuInfoAt {
+    pub fn in_shared_info(shared_info: Mfn) -> Self {
+        VcpuInfoAt {
+            mfn: shared_info,
+            offset: offset_of!(shared_info, vcpu_info),
+        }
+    }
+    pub const UPCALL_PENDING: usize = offset_of!(vcpu_info, evtchn_upcall_pending);
+    pub const UPCALL_MASK: usize = offset_of!(vcpu_info, evtchn_upcall_mask);
+    pub const PENDING_SEL: usize = offset_of!(vcpu_info, evtchn_pending_sel);
+
+    /// A byte field of the `vcpu_info`; `None` if its frame is not RAM.
+    pub fn read_u8<M: Machine + ?Sized>(&self, m: &M, field: usize) -> Option<u8> {
+        m.frame(self.mfn)
+            .and_then(|f| f.get(self.offset + field).copied())
+    }
+
+    pub fn write_u8<M: Machine + ?Sized>(&self, m: &mut M, field: usize, v: u8) {
+        write_bytes(m, self.mfn, self.offset + field, &[v]);
+    }
+
+    /// Sets bit `bit` of `evtchn_pending_sel`; whether it was already set.
+    pub fn test_and_set_sel<M: Machine + ?Sized>(&self, m: &mut M, bit: u32) -> bool {
+        crate::machine::test_and_set(m, self.mfn, self.offset + Self::PENDING_SEL, bit)
+    }
+}
+

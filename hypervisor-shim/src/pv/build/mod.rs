@@ -43,6 +43,18 @@ pub struct BuiltDomain {
     pub regs: TrapFrame,
 }
 
+impl BuiltDomain {
+    /// What the domain's record starts from.
+    pub fn initial(&self) -> crate::domain::Initial {
+        crate::domain::Initial {
+            l4: self.l4,
+            shared_info: self.shared_info,
+            regs: self.regs,
+            nr_pages: self.p2m.len() as u64,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BuildError {
     Layout(LayoutError),
@@ -268,6 +280,30 @@ fn build_page_tables<M: Machine>(
     }
     debug_assert!(next_pt as u64 <= layout.pfn(layout.page_tables.1));
     l4
+}
+
+/// Takes a freshly built domain into the frame table, as Xen's dom0 builder leaves
+/// it: every frame of its reservation (and its shared_info page) owned by it with its
+/// allocation reference, and its bootstrap L4 validated as the kernel base pointer,
+/// which types the bootstrap tables (L4..L1), gives every writable mapping a writable
+/// type reference and every read-only one a general reference.
+pub fn adopt_domain<M: Machine + ?Sized>(
+    table: &mut crate::mm::FrameTable,
+    m: &mut M,
+    domid: u16,
+    privileged: bool,
+    built: &BuiltDomain,
+) -> Result<(), crate::mm::Errno> {
+    table.register_domain(domid, privileged);
+    for &mfn in &built.p2m {
+        table.assign(mfn, domid, false)?;
+    }
+    table.assign(built.shared_info, domid, true)?;
+    table.switch_base(m, domid, Some(built.l4), None)?;
+    // Xen's builders pin the initial L4 too (dom0_build.c, libxenguest's
+    // `arch_setup_bootlate`); kernels rely on it, e.g. Linux unpins it once it has
+    // built its own tables.
+    table.pin(m, built.l4, 4, domid)
 }
 
 #[cfg(test)]
