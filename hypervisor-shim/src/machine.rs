@@ -278,4 +278,3 @@ pub fn test_and_clear<M: Machine + ?Sized>(m: &mut M, mfn: Mfn, base: usize, bit
         None => false,
     }
 }
-

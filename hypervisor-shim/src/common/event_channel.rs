@@ -13,30 +13,31 @@ use xen_sys::*;
 
 use crate::domain::{this_or_caller, Domain, Domains};
 use crate::machine::{test_and_clear, test_and_set, test_bit, Machine};
-use crate::domain::domains::DomId;
-use crate::state::evtchn::{Binding, Port};
+use crate::state::evtchn::Binding;
 use crate::state::vcpu::VcpuInfoAt;
+use xen_sys::domid_t;
+use xen_sys::evtchn_port_t;
 
 const WORD_BITS: u32 = 64;
 const PENDING: usize = offset_of!(shared_info, evtchn_pending);
 const MASK: usize = offset_of!(shared_info, evtchn_mask);
 
-pub fn is_pending<M: Machine + ?Sized>(m: &M, dom: &Domain, port: Port) -> bool {
+pub fn is_pending<M: Machine + ?Sized>(m: &M, dom: &Domain, port: evtchn_port_t) -> bool {
     test_bit(m, dom.shared_info, PENDING, port)
 }
 
-pub fn is_masked<M: Machine + ?Sized>(m: &M, dom: &Domain, port: Port) -> bool {
+pub fn is_masked<M: Machine + ?Sized>(m: &M, dom: &Domain, port: evtchn_port_t) -> bool {
     test_bit(m, dom.shared_info, MASK, port)
 }
 
-pub fn clear_pending<M: Machine + ?Sized>(m: &mut M, dom: &Domain, port: Port) {
+pub fn clear_pending<M: Machine + ?Sized>(m: &mut M, dom: &Domain, port: evtchn_port_t) {
     test_and_clear(m, dom.shared_info, PENDING, port);
 }
 
 /// `evtchn_2l_set_pending`: marks `port` pending and, unless it is masked, raises the
 /// vCPU's selector bit and `evtchn_upcall_pending`; wakes the vCPU if it blocked or
 /// polls this port.
-pub fn set_pending<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, port: Port) {
+pub fn set_pending<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, port: evtchn_port_t) {
     if port >= dom.evtchn.max_ports() || test_and_set(m, dom.shared_info, PENDING, port) {
         return;
     }
@@ -59,7 +60,7 @@ fn mark_events_pending<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) {
 
 /// `evtchn_2l_unmask`: clears the mask bit and re-raises an event that became pending
 /// while it was masked.
-pub fn unmask<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, port: Port) {
+pub fn unmask<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, port: evtchn_port_t) {
     if test_and_clear(m, dom.shared_info, MASK, port)
         && is_pending(m, dom, port)
         && !dom.vcpu_info.test_and_set_sel(m, port / WORD_BITS)
@@ -92,9 +93,9 @@ pub fn bind_interdomain<M: Machine + ?Sized>(
     m: &mut M,
     dom: &mut Domain,
     others: &mut Domains,
-    rdom: DomId,
-    rport: Port,
-) -> Result<Port, xen_errno> {
+    rdom: domid_t,
+    rport: evtchn_port_t,
+) -> Result<evtchn_port_t, xen_errno> {
     let rdom = if rdom == DOMID_SELF { dom.id } else { rdom };
     let me = dom.id;
     let rd = this_or_caller(dom, others, rdom).ok_or(XEN_ESRCH)?;
@@ -127,7 +128,7 @@ pub fn send<M: Machine + ?Sized>(
     m: &mut M,
     dom: &mut Domain,
     others: &mut Domains,
-    port: Port,
+    port: evtchn_port_t,
 ) -> Result<bool, xen_errno> {
     if !dom.evtchn.is_valid(port) {
         return Err(XEN_EINVAL);
@@ -162,7 +163,7 @@ pub fn close<M: Machine + ?Sized>(
     m: &mut M,
     dom: &mut Domain,
     others: &mut Domains,
-    port: Port,
+    port: evtchn_port_t,
 ) -> Result<(), xen_errno> {
     close_with(m, dom, others, None, port)
 }
@@ -172,7 +173,7 @@ fn close_with<M: Machine + ?Sized>(
     dom: &mut Domain,
     others: &mut Domains,
     extra: Option<&mut Domain>,
-    port: Port,
+    port: evtchn_port_t,
 ) -> Result<(), xen_errno> {
     if !dom.evtchn.is_valid(port) {
         return Err(XEN_EINVAL);
@@ -215,7 +216,7 @@ pub fn close_all_ports_with<M: Machine + ?Sized>(
     others: &mut Domains,
     mut extra: Option<&mut Domain>,
 ) {
-    let ports: alloc::vec::Vec<Port> = dom.evtchn.in_use().map(|(p, _)| p).collect();
+    let ports: alloc::vec::Vec<evtchn_port_t> = dom.evtchn.in_use().map(|(p, _)| p).collect();
     for p in ports {
         let _ = close_with(m, dom, others, extra.as_deref_mut(), p);
     }

@@ -2,3 +2,4 @@
 //! map/unmap/copy and release, domain lifecycle, scheduling policy, context switch.
 
 pub mod event_channel;
+pub mod grant_table;

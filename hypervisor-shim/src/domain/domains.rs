@@ -9,9 +9,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::domain::Domain;
-
-/// A domain id (`domid_t`).
-pub type DomId = u16;
+use xen_sys::domid_t;
 
 #[derive(Debug, Default)]
 pub struct Domains {
@@ -36,16 +34,16 @@ impl Domains {
         true
     }
 
-    pub fn get(&self, id: DomId) -> Option<&Domain> {
+    pub fn get(&self, id: domid_t) -> Option<&Domain> {
         self.slots.get(id as usize)?.as_deref()
     }
 
-    pub fn get_mut(&mut self, id: DomId) -> Option<&mut Domain> {
+    pub fn get_mut(&mut self, id: domid_t) -> Option<&mut Domain> {
         self.slots.get_mut(id as usize)?.as_deref_mut()
     }
 
     /// Takes domain `id` out while the shim works on it; [`Domains::put`] returns it.
-    pub fn take(&mut self, id: DomId) -> Option<Box<Domain>> {
+    pub fn take(&mut self, id: domid_t) -> Option<Box<Domain>> {
         self.slots.get_mut(id as usize)?.take()
     }
 
@@ -55,7 +53,7 @@ impl Domains {
     }
 
     /// Removes domain `id` for good.
-    pub fn remove(&mut self, id: DomId) -> Option<Box<Domain>> {
+    pub fn remove(&mut self, id: domid_t) -> Option<Box<Domain>> {
         let d = self.take(id);
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
@@ -73,18 +71,18 @@ impl Domains {
     }
 
     /// Ids of the domains present, in order.
-    pub fn ids(&self) -> impl Iterator<Item = DomId> + '_ {
+    pub fn ids(&self) -> impl Iterator<Item = domid_t> + '_ {
         self.iter().map(|d| d.id)
     }
 
     /// The first id after `after` (wrapping around) whose domain satisfies `pred`:
     /// round robin.
-    pub fn next_after(&self, after: DomId, pred: impl Fn(&Domain) -> bool) -> Option<DomId> {
+    pub fn next_after(&self, after: domid_t, pred: impl Fn(&Domain) -> bool) -> Option<domid_t> {
         let n = self.slots.len();
         (1..=n)
             .map(|k| (after as usize + k) % n.max(1))
             .find(|&i| self.slots[i].as_deref().is_some_and(&pred))
-            .map(|i| i as DomId)
+            .map(|i| i as domid_t)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -98,16 +96,16 @@ impl Domains {
 
 /// Tests index by id; the shim itself never assumes a domain exists.
 #[cfg(test)]
-impl core::ops::Index<DomId> for Domains {
+impl core::ops::Index<domid_t> for Domains {
     type Output = Domain;
-    fn index(&self, id: DomId) -> &Domain {
+    fn index(&self, id: domid_t) -> &Domain {
         self.get(id).expect("no such domain")
     }
 }
 
 #[cfg(test)]
-impl core::ops::IndexMut<DomId> for Domains {
-    fn index_mut(&mut self, id: DomId) -> &mut Domain {
+impl core::ops::IndexMut<domid_t> for Domains {
+    fn index_mut(&mut self, id: domid_t) -> &mut Domain {
         self.get_mut(id).expect("no such domain")
     }
 }

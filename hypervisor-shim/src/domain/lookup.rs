@@ -75,7 +75,10 @@ mod tests {
         assert!(may_act_on(&me, DOMID_SELF) && may_act_on(&me, 1));
         assert!(!may_act_on(&me, 0), "a domU acts on itself only");
         assert!(may_act_on(&others[0], 1), "the control domain on any");
-        assert_eq!(this_or_caller(&mut me, &mut others, DOMID_SELF).unwrap().id, 1);
+        assert_eq!(
+            this_or_caller(&mut me, &mut others, DOMID_SELF).unwrap().id,
+            1
+        );
         assert_eq!(this_or_caller(&mut me, &mut others, 2).unwrap().id, 2);
         assert!(this_or_caller(&mut me, &mut others, 7).is_none());
         assert_eq!(live(&me, &others, 0), Some(0));

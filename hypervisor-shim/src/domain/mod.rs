@@ -3,7 +3,7 @@
 
 pub mod domains;
 pub mod lookup;
-pub use domains::{DomId, Domains};
+pub use domains::Domains;
 pub use lookup::this_or_caller;
 
 use alloc::collections::VecDeque;
@@ -13,11 +13,12 @@ use alloc::vec::Vec;
 use alloc::boxed::Box;
 
 use crate::machine::Mfn;
-use crate::state::evtchn::{EventChannels, Port, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
+use crate::state::evtchn::{EventChannels, DOM0_MAX_PORTS, DOMU_MAX_PORTS};
 use crate::state::grant_table::{GrantTable, DEFAULT_MAX_FRAMES};
 use crate::state::sched::VcpuSched;
 use crate::state::vcpu::{FpuArea, Vcpu, VcpuInfoAt};
 use crate::trap::TrapFrame;
+use xen_sys::{domid_t, evtchn_port_t};
 
 /// Why a domain stopped (`SHUTDOWN_*` of `sched.h`), or that it crashed on a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub enum RunState {
 
 #[derive(Debug)]
 pub struct Domain {
-    pub id: DomId,
+    pub id: domid_t,
     pub name: String,
     pub privileged: bool,
     pub l4: Mfn,
@@ -88,9 +89,9 @@ pub struct Domain {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BootRings {
     pub store_pfn: u64,
-    pub store_evtchn: Port,
+    pub store_evtchn: evtchn_port_t,
     pub console_pfn: u64,
-    pub console_evtchn: Port,
+    pub console_evtchn: evtchn_port_t,
 }
 
 /// What a domain starts from: what its builder laid out.
@@ -105,7 +106,7 @@ pub struct Initial {
 }
 
 impl Domain {
-    pub fn new(id: DomId, name: String, privileged: bool, built: Initial) -> Self {
+    pub fn new(id: domid_t, name: String, privileged: bool, built: Initial) -> Self {
         let nr_pages = built.nr_pages;
         let sched = VcpuSched {
             runstate: crate::state::sched::Runstate {

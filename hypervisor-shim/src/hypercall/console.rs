@@ -13,7 +13,7 @@
 
 use xen_sys::*;
 
-use super::{err, Env};
+use super::env::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 

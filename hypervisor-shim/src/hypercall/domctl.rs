@@ -16,10 +16,11 @@ use xen_sys::tools::{
 use xen_sys::*;
 
 use super::domain_info;
-use super::{err, Env};
-use crate::domain::domains::{DomId, Domains};
+use super::env::{err, Env};
 use crate::domain::Domain;
+use crate::domain::Domains;
 use crate::machine::Machine;
+use xen_sys::domid_t;
 
 /// Xen's limit on the toolstack's pause count, "to prevent the toolstack overflowing
 /// d->pause_count with many repeated hypercalls".
@@ -37,7 +38,7 @@ fn u32_at(op: &Op, off: usize) -> u32 {
 fn lookup<'a>(
     domains: &'a mut Domains,
     caller: &'a mut Domain,
-    id: DomId,
+    id: domid_t,
 ) -> Option<&'a mut Domain> {
     if id == caller.id {
         Some(caller)
@@ -126,7 +127,7 @@ fn getdomaininfo<M: Machine + ?Sized>(
     dom: &mut Domain,
     arg: u64,
     op: &mut Op,
-    id: DomId,
+    id: domid_t,
 ) -> i64 {
     if id >= DOMID_FIRST_RESERVED {
         // Only reached when no such domain exists: reserved ids never do.

@@ -11,13 +11,14 @@ use core::mem::offset_of;
 
 use xen_sys::*;
 
-use super::{err, Env};
-use crate::domain::domains::{DomId, Domains};
-use crate::domain::Domain;
-use crate::machine::{GuestMemory, Machine};
+use super::env::{err, Env};
 use crate::common::event_channel;
 use crate::domain::lookup;
+use crate::domain::Domain;
+use crate::domain::Domains;
+use crate::machine::{GuestMemory, Machine};
 use crate::state::evtchn::Binding;
+use xen_sys::domid_t;
 
 /// VIRQs delivered per vCPU; all others are global (bound on vCPU 0 only).
 fn virq_is_global(virq: u32) -> bool {
@@ -96,7 +97,8 @@ fn op<M: Machine + ?Sized>(
             let rport = gm
                 .read_u32(at(offset_of!(evtchn_bind_interdomain, remote_port)))
                 .map_err(fault)?;
-            let lport = event_channel::bind_interdomain(env.machine, dom, env.domains, rdom, rport)?;
+            let lport =
+                event_channel::bind_interdomain(env.machine, dom, env.domains, rdom, rport)?;
             env.guest(dom)
                 .write_u32(at(offset_of!(evtchn_bind_interdomain, local_port)), lport)
                 .map_err(fault)
@@ -219,7 +221,7 @@ fn op<M: Machine + ?Sized>(
 fn with_domain<R>(
     dom: &mut Domain,
     others: &mut Domains,
-    id: DomId,
+    id: domid_t,
     needs_privilege: bool,
     f: impl FnOnce(&mut Domain) -> R,
 ) -> Result<R> {
@@ -227,7 +229,9 @@ fn with_domain<R>(
     if needs_privilege && !lookup::may_act_on(dom, id) && others.get(id).is_some() {
         return Err(XEN_EPERM);
     }
-    lookup::this_or_caller(dom, others, id).map(f).ok_or(XEN_ESRCH)
+    lookup::this_or_caller(dom, others, id)
+        .map(f)
+        .ok_or(XEN_ESRCH)
 }
 
 fn status<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> Result<()> {
@@ -277,4 +281,3 @@ fn status<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64)
     }
     .map_err(fault)
 }
-

@@ -8,8 +8,8 @@
 
 use xen_sys::*;
 
+use super::env::{err, Env};
 use super::mmu::read_guest_u64;
-use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::{write_u64, Machine, PAGE_SHIFT};
 use crate::mm::descriptor::check_descriptor;

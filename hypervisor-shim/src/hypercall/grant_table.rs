@@ -40,15 +40,15 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
-use crate::domain::this_or_caller as domain_mut;
+use super::env::{continuation, err, Env};
 use super::mmu::{guest_l1, read_guest, write_guest};
-use super::{continuation, err, Env};
-use crate::domain::domains::DomId;
+use crate::domain::this_or_caller as domain_mut;
 use crate::domain::Domain;
 use crate::machine::{Machine, Mfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::{rules, PageType};
 use crate::paging::{self, Pte, ACCESSED, DIRTY, NX, PRESENT, USER, WRITABLE};
-use crate::state::grant_table::{self, pin_of, Mapping, Status, PIN_HSTR, PIN_HSTW};
+use crate::state::grant_table::{pin_of, Mapping, Status, PIN_HSTR, PIN_HSTW};
+use xen_sys::domid_t;
 
 /// Operations of a batch run before the call is preempted and re-issued.
 pub const BATCH: u32 = 128;
@@ -161,12 +161,12 @@ fn batch<const N: usize, M: Machine + ?Sized>(
 
 /// `XSM_TARGET` of Xen's default policy: a domain acts on itself, the control domain
 /// on any.
-fn may_target(dom: &Domain, id: DomId) -> bool {
+fn may_target(dom: &Domain, id: domid_t) -> bool {
     id == dom.id || dom.privileged
 }
 
 /// `rcu_lock_domain_by_any_id`: `DOMID_SELF` or an id; a dead domain is not found.
-fn live_id<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, id: DomId) -> Option<DomId> {
+fn live_id<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, id: domid_t) -> Option<domid_t> {
     let id = if id == DOMID_SELF { dom.id } else { id };
     (id == dom.id || env.domains.get(id).is_some_and(|d| !d.dead)).then_some(id)
 }
@@ -455,7 +455,7 @@ fn replace_host_mapping<M: Machine + ?Sized>(
 fn undo_map<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
-    rd: DomId,
+    rd: domid_t,
     gref: u32,
     mfn: Mfn,
     flags: u32,
@@ -518,7 +518,7 @@ fn map_grant_ref<M: Machine + ?Sized>(
     host_addr: u64,
     flags: u32,
     gref: u32,
-    rd: DomId,
+    rd: domid_t,
 ) -> Result<(u32, Mfn), Status> {
     if flags & (GNTMAP_device_map | GNTMAP_host_map) == 0 {
         log::info!("d{}: bad flags in grant map op: {flags:#x}", dom.id);
@@ -701,7 +701,7 @@ fn unmap_common<M: Machine + ?Sized>(
     let pin = pin_of(done | (map.flags & GNTMAP_readonly));
     let ld = dom.id;
     let granter = domain_mut(dom, env.domains, map.granter);
-    grant_table::unpin(&mut *env.machine, granter, ld, &map, pin);
+    crate::common::grant_table::unpin(&mut *env.machine, granter, ld, &map, pin);
     ST_OK
 }
 
@@ -709,7 +709,7 @@ fn unmap_common<M: Machine + ?Sized>(
 struct CopyBuf {
     mfn: Mfn,
     /// The grant it came through: granter and reference.
-    grant: Option<(DomId, u32)>,
+    grant: Option<(domid_t, u32)>,
     readonly: bool,
 }
 
@@ -717,9 +717,9 @@ struct CopyBuf {
 fn copy_domain<M: Machine + ?Sized>(
     env: &Env<'_, M>,
     dom: &Domain,
-    domid: DomId,
+    domid: domid_t,
     is_gref: bool,
-) -> Result<DomId, Status> {
+) -> Result<domid_t, Status> {
     if domid != DOMID_SELF && !is_gref {
         return Err(GNTST_permission_denied as Status);
     }
@@ -731,7 +731,7 @@ fn copy_domain<M: Machine + ?Sized>(
 fn claim_buf<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
-    rd: DomId,
+    rd: domid_t,
     ptr: u64,
     is_gref: bool,
     readonly: bool,

@@ -19,8 +19,8 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
+use super::env::{err, Env};
 use super::mmu::{read_guest, write_guest};
-use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 

@@ -19,7 +19,7 @@
 use core::mem::size_of;
 use xen_sys::*;
 
-use super::Env;
+use super::env::Env;
 use crate::domain::{Domain, RunState};
 use crate::machine::Machine;
 use crate::pv::bounce::set_upcall_mask;

@@ -6,9 +6,9 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
-use crate::domain::this_or_caller as domain_mut;
+use super::env::{err, Env};
 use super::mmu::{le_u64, read_guest, read_guest_u64, write_guest};
-use super::{err, Env};
+use crate::domain::this_or_caller as domain_mut;
 use crate::domain::Domain;
 use crate::machine::{Machine, PAGE_SHIFT};
 

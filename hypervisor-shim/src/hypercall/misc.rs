@@ -3,7 +3,7 @@
 
 use xen_sys::*;
 
-use super::err;
+use super::env::err;
 use crate::domain::Domain;
 use crate::paging::is_canonical;
 

@@ -3,7 +3,7 @@
 
 use xen_sys::*;
 
-use super::err;
+use super::env::err;
 use super::tests::{World, SCRATCH};
 use crate::machine::{read_u64, GuestMemory, Machine, Mfn};
 use crate::mm::{Owner, PageType};

@@ -8,7 +8,7 @@
 
 use xen_sys::*;
 
-use super::{err, Env};
+use super::env::{err, Env};
 use crate::domain::Domain;
 use crate::machine::{read_u64, Machine, PAGE_SHIFT};
 use crate::mm::{rules, Errno, PageType};

@@ -5,8 +5,8 @@
 
 use xen_sys::*;
 
+use super::env::{err, Env};
 use super::mmu::{batch_end, batch_start, le_u64, pg_owner, read_guest, read_guest_u64};
-use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::{Machine, PAGE_SIZE};
 use crate::mm::{rules, Errno, PageType};

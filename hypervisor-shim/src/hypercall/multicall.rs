@@ -15,7 +15,8 @@
 use core::mem::{offset_of, size_of};
 use xen_sys::*;
 
-use super::{call, continuation, err, Env};
+use super::call;
+use super::env::{continuation, err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 

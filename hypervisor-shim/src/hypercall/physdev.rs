@@ -6,8 +6,8 @@
 
 use xen_sys::*;
 
+use super::env::{err, Env};
 use super::mmu::read_guest;
-use super::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 use crate::state::vcpu::eflags;

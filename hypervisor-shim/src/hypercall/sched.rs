@@ -7,12 +7,12 @@ use alloc::vec::Vec;
 use core::mem::offset_of;
 use xen_sys::*;
 
-use super::{err, Env};
+use super::env::{err, Env};
+use crate::common::event_channel as evtchn;
 use crate::domain::{Domain, RunState};
 use crate::machine::Machine;
-use crate::common::event_channel as evtchn;
-use crate::state::vcpu::VcpuInfoAt;
 use crate::state::sched::Poll;
+use crate::state::vcpu::VcpuInfoAt;
 
 /// Ports one poll may wait on (Xen's "fairly arbitrary limit").
 const MAX_POLL_PORTS: u32 = 128;

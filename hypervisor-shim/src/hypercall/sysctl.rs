@@ -11,7 +11,7 @@ use xen_sys::tools::{
 use xen_sys::*;
 
 use super::domain_info;
-use super::{err, Env};
+use super::env::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 

@@ -1,7 +1,7 @@
 //! `set_timer_op` (`xen.h`): the vCPU's single-shot timer at an absolute system time;
 //! 0 cancels it. When it expires the vCPU gets `VIRQ_TIMER`.
 
-use super::Env;
+use super::env::Env;
 use crate::domain::Domain;
 use crate::machine::Machine;
 

@@ -7,7 +7,7 @@
 use core::mem::size_of;
 use xen_sys::*;
 
-use super::{continuation, err, Env};
+use super::env::{continuation, err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 use crate::state::vcpu::TrapEntry;

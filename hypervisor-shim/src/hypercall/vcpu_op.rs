@@ -6,12 +6,12 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
-use super::{err, Env};
+use super::env::{err, Env};
 use crate::domain::Domain;
 use crate::machine::{write_bytes, GuestMemory, Machine, PAGE_SIZE};
 use crate::mm::page::PageType;
-use crate::state::vcpu::VcpuInfoAt;
 use crate::state::sched::Periodic;
+use crate::state::vcpu::VcpuInfoAt;
 
 /// The shortest period Xen accepts (1 ms), and the longest delta (`STIME_DELTA_MAX`).
 const MIN_PERIOD_NS: u64 = 1_000_000;

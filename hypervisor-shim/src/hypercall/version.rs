@@ -3,7 +3,7 @@
 use core::mem::{offset_of, size_of};
 use xen_sys::*;
 
-use super::{err, Env};
+use super::env::{err, Env};
 use crate::domain::Domain;
 use crate::machine::Machine;
 use crate::version::VERSION_WORD;

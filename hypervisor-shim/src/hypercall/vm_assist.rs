@@ -17,7 +17,7 @@
 
 use xen_sys::*;
 
-use super::err;
+use super::env::err;
 use crate::domain::Domain;
 
 const HONOURED: u64 = 1 << VMASST_TYPE_4gb_segments

@@ -11,18 +11,18 @@ use xen_sys::{
     XEN_EINVAL, XEN_ENOSYS, XEN_EOVERFLOW, XEN_EPERM, XEN_ESRCH,
 };
 
-use crate::domain::domains::DomId;
 use crate::hypervisor::many_domains_tests::{call, e, poke, three, MS, SCRATCH};
 use crate::hypervisor::{Hypervisor, Next};
 use crate::machine::{GuestMemory, TestMachine};
 use crate::trap::TIMER_VECTOR;
+use xen_sys::domid_t;
 
 type Info = xen_domctl_getdomaininfo;
 const INFO: usize = size_of::<Info>();
 /// Where sysctl tests put the getdomaininfolist buffer.
 const LIST: u64 = SCRATCH + 0x1000;
 
-fn peek(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64, n: usize) -> Vec<u8> {
+fn peek(h: &mut Hypervisor<TestMachine>, d: domid_t, va: u64, n: usize) -> Vec<u8> {
     let l4 = h.domains[d].l4;
     let mut v = alloc::vec![0; n];
     GuestMemory {
@@ -54,7 +54,7 @@ fn domctl_op(cmd: u32, domain: u16, version: u32) -> [u8; size_of::<xen_domctl>(
 }
 
 /// Domain `caller` issues domctl `cmd` on `domain`; the result.
-fn domctl(h: &mut Hypervisor<TestMachine>, caller: DomId, cmd: u32, domain: u16) -> i64 {
+fn domctl(h: &mut Hypervisor<TestMachine>, caller: domid_t, cmd: u32, domain: u16) -> i64 {
     let op = domctl_op(cmd, domain, XEN_DOMCTL_INTERFACE_VERSION);
     poke(h, caller, SCRATCH, &op);
     call(h, caller, __HYPERVISOR_domctl, &[SCRATCH]).0
@@ -88,7 +88,7 @@ fn cpu_time(h: &mut Hypervisor<TestMachine>, domain: u16) -> u64 {
 }
 
 /// The timer interrupt `n` times, `SLICE` apart: every ready domain gets slices.
-fn run_slices(h: &mut Hypervisor<TestMachine>, n: usize) -> Vec<DomId> {
+fn run_slices(h: &mut Hypervisor<TestMachine>, n: usize) -> Vec<domid_t> {
     let mut ran = Vec::new();
     for _ in 0..n {
         h.machine.tsc += crate::state::sched::SLICE_NS;
@@ -282,7 +282,7 @@ fn domus_are_refused_and_bad_versions_come_first() {
 /// Domain `caller` lists up to `max` domains from `first`: their ids.
 fn list(
     h: &mut Hypervisor<TestMachine>,
-    caller: DomId,
+    caller: domid_t,
     first: u16,
     max: u32,
 ) -> Result<Vec<u16>, i64> {

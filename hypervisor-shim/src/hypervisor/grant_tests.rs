@@ -9,13 +9,13 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
-use crate::domain::domains::DomId;
 use crate::hypervisor::many_domains_tests::{call, e, empty, poke, test_elf, three, SCRATCH};
 use crate::hypervisor::{DomainSpec, Hypervisor, Next};
 use crate::machine::{read_u64, GuestMemory, Machine, Mfn, TestMachine};
 use crate::mm::{Owner, PageType};
 use crate::paging::{self, Pte};
 use crate::state::evtchn::Binding;
+use xen_sys::domid_t;
 
 const BASE: u64 = 0xffff_ffff_8000_0000;
 /// A page of every test domain's bss: what domUs grant, and where mappers map.
@@ -24,7 +24,7 @@ const MAP_VA: u64 = BASE + 0x6000;
 /// Where a domain puts an operation's second buffer (a frame list).
 const LIST: u64 = SCRATCH + 0x800;
 
-fn peek(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64, n: usize) -> Vec<u8> {
+fn peek(h: &mut Hypervisor<TestMachine>, d: domid_t, va: u64, n: usize) -> Vec<u8> {
     let l4 = h.domains[d].l4;
     let mut v = vec![0; n];
     GuestMemory {
@@ -36,7 +36,7 @@ fn peek(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64, n: usize) -> Vec<u8>
     v
 }
 
-fn mfn_of(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64) -> Mfn {
+fn mfn_of(h: &mut Hypervisor<TestMachine>, d: domid_t, va: u64) -> Mfn {
     let l4 = h.domains[d].l4;
     GuestMemory {
         machine: &mut h.machine,
@@ -47,7 +47,7 @@ fn mfn_of(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64) -> Mfn {
 }
 
 /// The L1 table mapping `va` in domain `d`'s tables, and the PTE.
-fn l1_and_pte(h: &Hypervisor<TestMachine>, d: DomId, va: u64) -> (Mfn, u64) {
+fn l1_and_pte(h: &Hypervisor<TestMachine>, d: domid_t, va: u64) -> (Mfn, u64) {
     let mut t = h.domains[d].l4;
     for level in (2..=4).rev() {
         t = Pte(read_u64(
@@ -70,7 +70,7 @@ fn st(code: i32) -> i16 {
 /// the structures as written back.
 fn gnttab(
     h: &mut Hypervisor<TestMachine>,
-    d: DomId,
+    d: domid_t,
     cmd: u32,
     ops: &[u8],
     count: u32,
@@ -101,22 +101,29 @@ fn set(b: &mut [u8], o: usize, v: &[u8]) {
 
 /// `d` grants `to` its frame `mfn` as `gref`, with `flags` (`GTF_*`), as its kernel
 /// would write the entry.
-fn grant(h: &mut Hypervisor<TestMachine>, d: DomId, gref: u32, to: DomId, mfn: Mfn, flags: u32) {
+fn grant(
+    h: &mut Hypervisor<TestMachine>,
+    d: domid_t,
+    gref: u32,
+    to: domid_t,
+    mfn: Mfn,
+    flags: u32,
+) {
     let dom = &h.domains[d];
     dom.grant
         .write_entry(&mut h.machine, gref, flags as u16, to, mfn as u32)
         .unwrap();
 }
 
-fn entry_flags(h: &Hypervisor<TestMachine>, d: DomId, gref: u32) -> u32 {
+fn entry_flags(h: &Hypervisor<TestMachine>, d: domid_t, gref: u32) -> u32 {
     h.domains[d].grant.read_entry(&h.machine, gref).unwrap().0 as u32
 }
 
 /// A map_grant_ref by `d`: status, handle, dev_bus_addr.
 fn map(
     h: &mut Hypervisor<TestMachine>,
-    d: DomId,
-    rd: DomId,
+    d: domid_t,
+    rd: domid_t,
     gref: u32,
     flags: u32,
     host: u64,
@@ -151,7 +158,7 @@ fn map(
     )
 }
 
-fn unmap(h: &mut Hypervisor<TestMachine>, d: DomId, handle: u32, host: u64, bus: u64) -> i16 {
+fn unmap(h: &mut Hypervisor<TestMachine>, d: domid_t, handle: u32, host: u64, bus: u64) -> i16 {
     let mut op = [0u8; size_of::<gnttab_unmap_grant_ref>()];
     set(
         &mut op,
@@ -180,7 +187,7 @@ fn counts(h: &Hypervisor<TestMachine>, mfn: Mfn) -> (u32, u32, PageType) {
 }
 
 /// Domain `d` takes a page fault with no handler (and is torn down).
-fn crash(h: &mut Hypervisor<TestMachine>, d: DomId) {
+fn crash(h: &mut Hypervisor<TestMachine>, d: domid_t) {
     h.current = d;
     let mut f = h.domains[d].regs;
     f.vector = 14;
@@ -192,7 +199,7 @@ fn crash(h: &mut Hypervisor<TestMachine>, d: DomId) {
 #[test]
 fn setup_table_query_size_and_versions() {
     let mut h = three();
-    let setup = |h: &mut Hypervisor<TestMachine>, d: DomId, target: u16, nr: u32| {
+    let setup = |h: &mut Hypervisor<TestMachine>, d: domid_t, target: u16, nr: u32| {
         let mut op = [0u8; size_of::<gnttab_setup_table>()];
         set(
             &mut op,
@@ -234,7 +241,7 @@ fn setup_table_query_size_and_versions() {
         e(XEN_EINVAL)
     );
 
-    let query = |h: &mut Hypervisor<TestMachine>, d: DomId, target: u16| {
+    let query = |h: &mut Hypervisor<TestMachine>, d: domid_t, target: u16| {
         let mut op = [0u8; size_of::<gnttab_query_size>()];
         set(
             &mut op,
@@ -502,7 +509,7 @@ const SCRATCH_FRAME: u64 = u64::MAX;
 /// A gnttab_copy by `d` of `len` bytes; each side `(ref or gmfn, domid, offset, is_gref)`.
 fn copy(
     h: &mut Hypervisor<TestMachine>,
-    d: DomId,
+    d: domid_t,
     src: (u64, u16, u16, bool),
     dst: (u64, u16, u16, bool),
     len: u16,
@@ -778,38 +785,42 @@ fn clearing_a_grant_pte_behind_the_grant_tables_back() {
 #[test]
 fn add_to_physmap_grows_the_table_and_sets_the_m2p() {
     let mut h = three();
-    let xatp =
-        |h: &mut Hypervisor<TestMachine>, d: DomId, domid: u16, space: u32, idx: u64, gpfn: u64| {
-            let mut b = [0u8; size_of::<xen_add_to_physmap>()];
-            set(
-                &mut b,
-                offset_of!(xen_add_to_physmap, domid),
-                &domid.to_le_bytes(),
-            );
-            set(
-                &mut b,
-                offset_of!(xen_add_to_physmap, space),
-                &space.to_le_bytes(),
-            );
-            set(
-                &mut b,
-                offset_of!(xen_add_to_physmap, idx),
-                &idx.to_le_bytes(),
-            );
-            set(
-                &mut b,
-                offset_of!(xen_add_to_physmap, gpfn),
-                &gpfn.to_le_bytes(),
-            );
-            poke(h, d, SCRATCH, &b);
-            call(
-                h,
-                d,
-                __HYPERVISOR_memory_op,
-                &[XENMEM_add_to_physmap as u64, SCRATCH],
-            )
-            .0
-        };
+    let xatp = |h: &mut Hypervisor<TestMachine>,
+                d: domid_t,
+                domid: u16,
+                space: u32,
+                idx: u64,
+                gpfn: u64| {
+        let mut b = [0u8; size_of::<xen_add_to_physmap>()];
+        set(
+            &mut b,
+            offset_of!(xen_add_to_physmap, domid),
+            &domid.to_le_bytes(),
+        );
+        set(
+            &mut b,
+            offset_of!(xen_add_to_physmap, space),
+            &space.to_le_bytes(),
+        );
+        set(
+            &mut b,
+            offset_of!(xen_add_to_physmap, idx),
+            &idx.to_le_bytes(),
+        );
+        set(
+            &mut b,
+            offset_of!(xen_add_to_physmap, gpfn),
+            &gpfn.to_le_bytes(),
+        );
+        poke(h, d, SCRATCH, &b);
+        call(
+            h,
+            d,
+            __HYPERVISOR_memory_op,
+            &[XENMEM_add_to_physmap as u64, SCRATCH],
+        )
+        .0
+    };
     let m2p = |h: &mut Hypervisor<TestMachine>, mfn: Mfn| {
         u64_at(&peek(h, 0, MACH2PHYS_VIRT_START + mfn * 8, 8), 0)
     };
@@ -960,7 +971,7 @@ fn with_backends_in_dom0_a_domu_gets_ring_channels_and_waits_paused() {
 #[test]
 fn hvm_get_param_tells_dom0_where_a_domus_rings_are() {
     let mut h = with_backends();
-    let get = |h: &mut Hypervisor<TestMachine>, d: DomId, domid: u16, index: u32| {
+    let get = |h: &mut Hypervisor<TestMachine>, d: domid_t, domid: u16, index: u32| {
         let mut b = [0u8; size_of::<xen_hvm_param>()];
         set(
             &mut b,

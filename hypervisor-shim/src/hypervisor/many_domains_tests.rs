@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use xen_sys::*;
 
-use crate::domain::domains::DomId;
+use crate::common::event_channel as evtchn;
 use crate::frames::FrameAllocator;
 use crate::hypervisor::{DomainSpec, Hypervisor, Next};
 use crate::machine::{GuestMemory, TestMachine};
@@ -17,10 +17,10 @@ use crate::mm::m2p::M2p;
 use crate::mm::FrameTable;
 use crate::pv::build::elf::tests::make_elf;
 use crate::pv::cpuid::CpuidPolicy;
-use crate::common::event_channel as evtchn;
 use crate::state::evtchn::{Binding, DOMU_MAX_PORTS};
 use crate::time::Clock;
 use crate::trap::{SYSCALL_VECTOR, TIMER_VECTOR};
+use xen_sys::domid_t;
 
 const BASE: u64 = 0xffff_ffff_8000_0000;
 /// A writable scratch address in every test domain (its bss).
@@ -78,7 +78,7 @@ pub(crate) fn three() -> Hypervisor<TestMachine> {
     h
 }
 
-pub(crate) fn poke(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64, bytes: &[u8]) {
+pub(crate) fn poke(h: &mut Hypervisor<TestMachine>, d: domid_t, va: u64, bytes: &[u8]) {
     let l4 = h.domains[d].l4;
     GuestMemory {
         machine: &mut h.machine,
@@ -88,7 +88,7 @@ pub(crate) fn poke(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64, bytes: &[
     .unwrap();
 }
 
-pub(crate) fn peek_u32(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64) -> u32 {
+pub(crate) fn peek_u32(h: &mut Hypervisor<TestMachine>, d: domid_t, va: u64) -> u32 {
     let l4 = h.domains[d].l4;
     GuestMemory {
         machine: &mut h.machine,
@@ -102,7 +102,7 @@ pub(crate) fn peek_u32(h: &mut Hypervisor<TestMachine>, d: DomId, va: u64) -> u3
 /// result and what the shim decided next.
 pub(crate) fn call(
     h: &mut Hypervisor<TestMachine>,
-    d: DomId,
+    d: domid_t,
     nr: u32,
     args: &[u64],
 ) -> (i64, Next) {
@@ -122,14 +122,14 @@ pub(crate) fn call(
 }
 
 /// An `event_channel_op` with the op's struct at SCRATCH.
-fn evtchn_op(h: &mut Hypervisor<TestMachine>, d: DomId, cmd: u32, op: &[u8]) -> i64 {
+fn evtchn_op(h: &mut Hypervisor<TestMachine>, d: domid_t, cmd: u32, op: &[u8]) -> i64 {
     poke(h, d, SCRATCH, op);
     call(h, d, __HYPERVISOR_event_channel_op, &[cmd as u64, SCRATCH]).0
 }
 
 fn alloc_unbound(
     h: &mut Hypervisor<TestMachine>,
-    d: DomId,
+    d: domid_t,
     dom: u16,
     remote: u16,
 ) -> Result<u32, i64> {
@@ -144,7 +144,7 @@ fn alloc_unbound(
 
 fn bind_interdomain(
     h: &mut Hypervisor<TestMachine>,
-    d: DomId,
+    d: domid_t,
     remote: u16,
     port: u32,
 ) -> Result<u32, i64> {
@@ -157,7 +157,7 @@ fn bind_interdomain(
     }
 }
 
-fn port_op(h: &mut Hypervisor<TestMachine>, d: DomId, cmd: u32, port: u32) -> i64 {
+fn port_op(h: &mut Hypervisor<TestMachine>, d: domid_t, cmd: u32, port: u32) -> i64 {
     evtchn_op(h, d, cmd, &port.to_le_bytes())
 }
 
@@ -423,7 +423,7 @@ fn remote_shutdown_needs_privilege() {
 #[test]
 fn the_machine_ends_when_the_last_domain_stops_with_dom0s_status() {
     let mut h = three();
-    let off = |h: &mut Hypervisor<TestMachine>, d: DomId, reason: u32| {
+    let off = |h: &mut Hypervisor<TestMachine>, d: domid_t, reason: u32| {
         poke(h, d, SCRATCH, &reason.to_le_bytes());
         call(
             h,

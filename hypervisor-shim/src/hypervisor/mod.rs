@@ -7,7 +7,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::domain::domains::{DomId, Domains};
+use crate::common::event_channel as evtchn;
+use crate::domain::Domains;
 use crate::domain::{shutdown_reason_name, BootRings, Domain, RunState};
 use crate::exit::ShimExit;
 use crate::frames::FrameAllocator;
@@ -19,12 +20,12 @@ use crate::pv::build::elf::XenImage;
 use crate::pv::build::{self, DomainConfig};
 use crate::pv::cpuid::CpuidPolicy;
 use crate::pv::traps;
-use crate::common::event_channel as evtchn;
 use crate::state::evtchn::Binding;
 use crate::state::sched::SLICE_NS;
 use crate::state::vcpu::{FpuArea, GuestCpu};
 use crate::time::Clock;
 use crate::trap::{write_fault_report, TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
+use xen_sys::domid_t;
 
 pub struct Hypervisor<M: Machine> {
     pub machine: M,
@@ -36,7 +37,7 @@ pub struct Hypervisor<M: Machine> {
     pub frame_table: FrameTable,
     pub domains: Domains,
     /// The domain on the CPU (or the last one, while the CPU idles).
-    pub current: DomId,
+    pub current: domid_t,
     pub cmdline: String,
     /// The CPUID policy every guest sees (computed once from the host's leaves).
     pub cpuid: CpuidPolicy,
@@ -44,7 +45,7 @@ pub struct Hypervisor<M: Machine> {
     /// When the current domain's time slice ends (system time).
     slice_end: u64,
     /// The domain whose x87/SSE state is in the CPU's registers.
-    fpu_owner: Option<DomId>,
+    fpu_owner: Option<domid_t>,
     /// The next timer deadline (TSC), and whether the arch layer has yet to program it.
     deadline: Option<u64>,
     deadline_changed: bool,
@@ -53,7 +54,7 @@ pub struct Hypervisor<M: Machine> {
 /// What a domain is built from.
 #[derive(Clone, Copy, Debug)]
 pub struct DomainSpec<'a> {
-    pub domid: DomId,
+    pub domid: domid_t,
     /// Empty: the image's `GUEST_OS` note names it.
     pub name: &'a str,
     pub image: &'a [u8],
@@ -464,7 +465,7 @@ impl<M: Machine> Hypervisor<M> {
 
     /// Makes `next` the running domain at system time `now`.
     #[inline(never)]
-    fn switch_to(&mut self, next: DomId, now: u64) {
+    fn switch_to(&mut self, next: domid_t, now: u64) {
         let prev = self.current;
         if let Some(d) = self.domains.get_mut(prev) {
             if d.sched.runstate.state == xen_sys::RUNSTATE_running && prev != next {
@@ -606,7 +607,7 @@ impl<M: Machine> Hypervisor<M> {
     /// peers see them unbound), and `VIRQ_DOM_EXC` raised for the control domain. The
     /// record stays, for a privileged domain to read and destroy.
     #[inline(never)]
-    fn reap(&mut self, id: DomId) {
+    fn reap(&mut self, id: domid_t) {
         let Some(mut dom) = self.domains.take(id) else {
             return;
         };
@@ -622,10 +623,14 @@ impl<M: Machine> Hypervisor<M> {
             }
             _ => log::info!("d{} ({}) crashed", dom.id, dom.name),
         }
-        crate::common::event_channel::close_all_ports(&mut self.machine, &mut dom, &mut self.domains);
+        crate::common::event_channel::close_all_ports(
+            &mut self.machine,
+            &mut dom,
+            &mut self.domains,
+        );
         // Its mappings of others' grants: their entries unpinned (the PTEs' references
         // go with its page tables below).
-        crate::state::grant_table::release_mappings(
+        crate::common::grant_table::release_mappings(
             &mut self.machine,
             &mut self.frame_table,
             &mut dom,

@@ -16,8 +16,8 @@ use core::mem::offset_of;
 
 use crate::domain::Domain;
 use crate::machine::{GuestMemory, Machine};
-use crate::state::vcpu::VcpuInfoAt;
 use crate::state::vcpu::eflags;
+use crate::state::vcpu::VcpuInfoAt;
 
 /// What to deliver (Xen's `struct trap_bounce`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

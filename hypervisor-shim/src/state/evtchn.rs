@@ -3,12 +3,7 @@
 //! bitmaps in guest memory, is `common::event_channel`.
 
 use alloc::vec::Vec;
-use xen_sys::{EVTCHN_2L_NR_CHANNELS, NR_VIRQS};
-
-use crate::domain::domains::DomId;
-
-/// A port number (`evtchn_port_t`).
-pub type Port = u32;
+use xen_sys::{domid_t, evtchn_port_t, EVTCHN_2L_NR_CHANNELS, NR_VIRQS};
 
 /// Ports a domU may have (Xen's default `max_event_channels` is 1023, so ports
 /// 0..=1023); a privileged domain gets the whole 2-level space.
@@ -23,11 +18,11 @@ pub enum Binding {
     Reserved,
     /// Waiting for `remote` to bind to it.
     Unbound {
-        remote: DomId,
+        remote: domid_t,
     },
     Interdomain {
-        remote: DomId,
-        port: Port,
+        remote: domid_t,
+        port: evtchn_port_t,
     },
     Virq(u32),
     Ipi,
@@ -46,7 +41,7 @@ pub struct EventChannels {
     chans: Vec<Channel>,
     max_ports: u32,
     /// The port bound to each VIRQ, 0 for none (vCPU 0's `virq_to_evtchn`).
-    pub virqs: [Port; NR_VIRQS as usize],
+    pub virqs: [evtchn_port_t; NR_VIRQS as usize],
 }
 
 impl EventChannels {
@@ -67,46 +62,46 @@ impl EventChannels {
 
     /// Whether `port` is within the ports the domain has (Xen's `port_is_valid`: ports
     /// come in buckets of 64, so a free port near used ones is valid and closed).
-    pub fn is_valid(&self, port: Port) -> bool {
+    pub fn is_valid(&self, port: evtchn_port_t) -> bool {
         let buckets = (self.chans.len() as u32).div_ceil(BUCKET).max(1);
         port < (buckets * BUCKET).min(self.max_ports)
     }
 
     /// The channel at `port`, if the port was ever allocated.
-    pub fn get(&self, port: Port) -> Option<&Channel> {
+    pub fn get(&self, port: evtchn_port_t) -> Option<&Channel> {
         self.chans.get(port as usize)
     }
 
-    pub fn get_mut(&mut self, port: Port) -> Option<&mut Channel> {
+    pub fn get_mut(&mut self, port: evtchn_port_t) -> Option<&mut Channel> {
         self.chans.get_mut(port as usize)
     }
 
     /// The lowest free port, bound to `binding` (`get_free_port`); `None` when the
     /// domain has used up its ports.
-    pub fn alloc(&mut self, binding: Binding) -> Option<Port> {
+    pub fn alloc(&mut self, binding: Binding) -> Option<evtchn_port_t> {
         let ch = Channel { binding, vcpu: 0 };
         if let Some(p) = self.chans.iter().position(|c| c.binding == Binding::Free) {
             self.chans[p] = ch;
-            return Some(p as Port);
+            return Some(p as evtchn_port_t);
         }
         if self.chans.len() as u32 >= self.max_ports {
             return None;
         }
         self.chans.push(ch);
-        Some(self.chans.len() as Port - 1)
+        Some(self.chans.len() as evtchn_port_t - 1)
     }
 
     /// Ports in use (not free, not reserved).
-    pub fn in_use(&self) -> impl Iterator<Item = (Port, &Channel)> {
+    pub fn in_use(&self) -> impl Iterator<Item = (evtchn_port_t, &Channel)> {
         self.chans
             .iter()
             .enumerate()
             .filter(|(_, c)| !matches!(c.binding, Binding::Free | Binding::Reserved))
-            .map(|(p, c)| (p as Port, c))
+            .map(|(p, c)| (p as evtchn_port_t, c))
     }
 
     /// Marks `port` free (and unbinds its VIRQ); the caller updates the peer.
-    pub fn release(&mut self, port: Port) {
+    pub fn release(&mut self, port: evtchn_port_t) {
         if let Some(c) = self.chans.get_mut(port as usize) {
             if let Binding::Virq(v) = c.binding {
                 if let Some(slot) = self.virqs.get_mut(v as usize) {

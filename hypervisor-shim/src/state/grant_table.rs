@@ -5,9 +5,9 @@
 //! of other domains' grants (a handle per mapping).
 //!
 //! The hypercalls that use this state are in `hypercall/grant_table.rs`; this module
-//! holds the two halves every operation is made of: the granter's side (check the entry,
-//! set `GTF_reading`/`GTF_writing`, pin, and the reverse) and the mapper's teardown when
-//! it dies ([`release_mappings`]).
+//! holds the granter's side every operation is made of (check the entry, set
+//! `GTF_reading`/`GTF_writing`, pin, and the reverse). What reaches across domains,
+//! such as a dying mapper's teardown, is `common::grant_table`.
 //!
 //! Limits: [`DEFAULT_MAX_FRAMES`] grant frames per domain (Xen 4.17's default,
 //! `gnttab_max_frames`, is 64; 32 frames are 16384 grant references, far more than a
@@ -27,11 +27,10 @@ use xen_sys::{
     GTF_sub_page, GTF_type_mask, GTF_writing, XEN_EINVAL, XEN_ENOMEM,
 };
 
-use crate::domain::domains::{DomId, Domains};
-use crate::domain::Domain;
 use crate::frames::FrameAllocator;
 use crate::machine::{write_bytes, Machine, Mfn, PAGE_SIZE};
 use crate::mm::{Errno, FrameTable};
+use xen_sys::domid_t;
 
 /// Grant frames a domain may have (see the module doc).
 pub const DEFAULT_MAX_FRAMES: u32 = 32;
@@ -72,7 +71,7 @@ pub fn pin_of(flags: u32) -> u32 {
 pub struct Active {
     pub pin: u32,
     /// The domain the grant is in use by.
-    pub domid: DomId,
+    pub domid: domid_t,
     /// The granted frame, read from the entry when it was first pinned.
     pub mfn: Mfn,
 }
@@ -82,7 +81,7 @@ pub struct Active {
 /// even when the granter is gone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mapping {
-    pub granter: DomId,
+    pub granter: domid_t,
     pub gref: u32,
     /// The `GNTMAP_*` flags still held (host/device map bits go as they are unmapped).
     pub flags: u32,
@@ -136,7 +135,7 @@ impl GrantTable {
         m: &mut M,
         table: &mut FrameTable,
         alloc: &mut FrameAllocator,
-        owner: DomId,
+        owner: domid_t,
         nr: u32,
     ) -> Result<(), Errno> {
         if nr > self.max_frames {
@@ -189,7 +188,7 @@ impl GrantTable {
         m: &mut M,
         gref: u32,
         flags: u16,
-        domid: DomId,
+        domid: domid_t,
         frame: u32,
     ) -> Option<()> {
         let (mfn, off) = self.entry_at(gref)?;
@@ -235,9 +234,9 @@ impl GrantTable {
         &mut self,
         m: &mut M,
         table: &mut FrameTable,
-        me: DomId,
+        me: domid_t,
         gref: u32,
-        ld: DomId,
+        ld: domid_t,
         readonly: bool,
         pin: u32,
         mapflag: bool,
@@ -373,68 +372,12 @@ impl GrantTable {
     pub fn nr_mappings(&self) -> usize {
         self.mappings
     }
-}
 
-/// The granter's side of dropping a mapping of grant `map.gref` by `mapper`: unpins
-/// the entry and clears the status bits, if the granter is alive (a dead granter's
-/// table is gone with its frames: nothing to update).
-pub fn unpin<M: Machine + ?Sized>(
-    m: &mut M,
-    granter: Option<&mut Domain>,
-    mapper: DomId,
-    map: &Mapping,
-    pin: u32,
-) {
-    let Some(g) = granter.filter(|g| !g.dead) else {
-        return;
-    };
-    if g.grant
-        .active(map.gref)
-        .is_some_and(|a| a.domid == mapper && a.mfn == map.mfn)
-    {
-        g.grant
-            .release(m, map.gref, pin, map.flags & GNTMAP_readonly != 0);
-    }
-}
-
-/// `gnttab_release_mappings`: a dying domain's mappings go. Each granter's entry is
-/// unpinned and its status bits cleared; device mappings drop their frame references
-/// here. Host mappings do not: for a PV domain their references belong to the PTEs,
-/// which the teardown of the domain's page tables drops next (Xen's
-/// `gnttab_release_host_mappings()` is false for PV).
-pub fn release_mappings<M: Machine + ?Sized>(
-    m: &mut M,
-    table: &mut FrameTable,
-    dying: &mut Domain,
-    others: &mut Domains,
-) {
-    let me = dying.id;
-    let handles: Vec<u32> = (0..dying.grant.maptrack.len() as u32)
-        .filter(|&h| dying.grant.mapping(h).is_some())
-        .collect();
-    for h in handles {
-        let Some(map) = dying.grant.remove(h) else {
-            continue;
-        };
-        log::info!(
-            "d{me}: grant release handle {h:#x}: d{} ref {:#x} flags {:#x}",
-            map.granter,
-            map.gref,
-            map.flags
-        );
-        if map.flags & GNTMAP_device_map != 0 {
-            if map.flags & GNTMAP_readonly != 0 {
-                table.put_page(map.mfn);
-            } else {
-                table.put_page_and_type(m, map.mfn);
-            }
-        }
-        let pin = pin_of(map.flags);
-        if map.granter == me {
-            unpin(m, Some(dying), me, &map, pin);
-        } else {
-            unpin(m, others.get_mut(map.granter), me, &map, pin);
-        }
+    /// The handles of the mappings in use.
+    pub fn handles(&self) -> Vec<u32> {
+        (0..self.maptrack.len() as u32)
+            .filter(|&h| self.mapping(h).is_some())
+            .collect()
     }
 }
 

@@ -10,7 +10,7 @@
 
 use alloc::vec::Vec;
 
-use crate::state::evtchn::Port;
+use xen_sys::evtchn_port_t;
 
 /// The longest a domain runs while another one is runnable.
 pub const SLICE_NS: u64 = 10_000_000;
@@ -19,7 +19,7 @@ pub const SLICE_NS: u64 = 10_000_000;
 /// any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Poll {
-    pub ports: Vec<Port>,
+    pub ports: Vec<evtchn_port_t>,
     pub deadline: Option<u64>,
 }
 
@@ -102,7 +102,7 @@ impl VcpuSched {
     }
 
     /// The vCPU polls `port`: an event on it ends the poll.
-    pub fn polls(&self, port: Port) -> bool {
+    pub fn polls(&self, port: evtchn_port_t) -> bool {
         self.poll.as_ref().is_some_and(|p| p.ports.contains(&port))
     }
 

@@ -302,4 +302,3 @@ impl VcpuInfoAt {
         crate::machine::test_and_set(m, self.mfn, self.offset + Self::PENDING_SEL, bit)
     }
 }
-
