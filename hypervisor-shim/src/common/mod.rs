@@ -3,3 +3,4 @@
 
 pub mod event_channel;
 pub mod grant_table;
+pub mod sched;

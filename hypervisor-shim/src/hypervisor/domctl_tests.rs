@@ -91,7 +91,7 @@ fn cpu_time(h: &mut Hypervisor<TestMachine>, domain: u16) -> u64 {
 fn run_slices(h: &mut Hypervisor<TestMachine>, n: usize) -> Vec<domid_t> {
     let mut ran = Vec::new();
     for _ in 0..n {
-        h.machine.tsc += crate::state::sched::SLICE_NS;
+        h.machine.tsc += crate::common::sched::rr_boost::SLICE_NS;
         let mut f = h.domains[h.current].regs;
         f.vector = TIMER_VECTOR;
         h.save_entry_frame(&f);
@@ -208,7 +208,7 @@ fn a_paused_domain_gets_no_cpu_until_unpaused() {
     assert_eq!(domctl(&mut h, 0, XEN_DOMCTL_unpausedomain, 1), 0);
     assert_eq!(flags(&mut h, 1) & XEN_DOMINF_paused, 0);
     assert!(run_slices(&mut h, 3).contains(&1));
-    assert!(cpu_time(&mut h, 1) >= before + crate::state::sched::SLICE_NS);
+    assert!(cpu_time(&mut h, 1) >= before + crate::common::sched::rr_boost::SLICE_NS);
     // Not paused: -EINVAL, as Xen's controller pause count cannot go below 0.
     assert_eq!(
         domctl(&mut h, 0, XEN_DOMCTL_unpausedomain, 1),

@@ -349,12 +349,12 @@ fn a_spinning_domain_is_preempted_when_its_slice_ends() {
         h.handle(0, &mut |_| {})
     };
     // Before the slice ends, a tick changes nothing.
-    h.machine.tsc += crate::state::sched::SLICE_NS / 2;
+    h.machine.tsc += crate::common::sched::rr_boost::SLICE_NS / 2;
     tick(&mut h);
     assert_eq!(h.current, 0);
     let mut order = Vec::new();
     for _ in 0..6 {
-        h.machine.tsc += crate::state::sched::SLICE_NS;
+        h.machine.tsc += crate::common::sched::rr_boost::SLICE_NS;
         tick(&mut h);
         order.push(h.current);
     }

@@ -21,7 +21,7 @@ use crate::pv::build::{self, DomainConfig};
 use crate::pv::cpuid::CpuidPolicy;
 use crate::pv::traps;
 use crate::state::evtchn::Binding;
-use crate::state::sched::SLICE_NS;
+use crate::common::sched::{Policy, RoundRobinBoost};
 use crate::state::vcpu::{FpuArea, GuestCpu};
 use crate::time::Clock;
 use crate::trap::{write_fault_report, TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
@@ -46,6 +46,8 @@ pub struct Hypervisor<M: Machine> {
     slice_end: u64,
     /// The domain whose x87/SSE state is in the CPU's registers.
     fpu_owner: Option<domid_t>,
+    /// Which domain runs next.
+    policy: Box<dyn Policy>,
     /// The next timer deadline (TSC), and whether the arch layer has yet to program it.
     deadline: Option<u64>,
     deadline_changed: bool,
@@ -119,6 +121,7 @@ impl<M: Machine> Hypervisor<M> {
             clock,
             slice_end: 0,
             fpu_owner: None,
+            policy: Box::new(RoundRobinBoost::default()),
             deadline: None,
             deadline_changed: false,
         }
@@ -397,7 +400,7 @@ impl<M: Machine> Hypervisor<M> {
     }
 
     /// Runs expired timers, tears down dead domains and picks the domain to run (round
-    /// robin, see `scheduler.rs`). `tick`: the timer interrupt, which may end a slice.
+    /// robin with boost by default, see `common/sched/`). `tick`: the timer interrupt, which may end a slice.
     #[inline(never)]
     fn reschedule(&mut self, tick: bool) -> Next {
         loop {
@@ -420,19 +423,11 @@ impl<M: Machine> Hypervisor<M> {
                 // it (two clocks): whatever is due next, arm it again.
                 self.deadline_changed = true;
             }
-            let boosted = self
-                .domains
-                .next_after(cur, |d| d.id != cur && d.ready() && d.sched.boosted);
-            let next = if boosted.is_some() {
-                boosted
-            } else if cur_ready && !yielded && !slice_over {
-                Some(cur)
-            } else {
-                self.domains.next_after(cur, |d| d.ready())
-            };
-            if let Some(d) = next.and_then(|n| self.domains.get_mut(n)) {
-                d.sched.boosted = false;
-            }
+            let next = self.policy.pick(
+                &mut self.domains,
+                cur,
+                cur_ready && !yielded && !slice_over,
+            );
             let Some(next) = next else {
                 if !self.domains.iter().any(|d| d.runnable()) {
                     return Next::Halt(self.machine_exit());
@@ -453,7 +448,7 @@ impl<M: Machine> Hypervisor<M> {
             {
                 self.switch_to(next, now);
             } else if slice_over {
-                self.slice_end = now + SLICE_NS;
+                self.slice_end = now + self.policy.slice_ns();
             }
             self.set_deadline(now);
             match self.resume_current() {
@@ -479,7 +474,7 @@ impl<M: Machine> Hypervisor<M> {
             }
         }
         self.current = next;
-        self.slice_end = now + SLICE_NS;
+        self.slice_end = now + self.policy.slice_ns();
         let tsc = self.machine.tsc();
         if let Some(d) = self.domains.get_mut(next) {
             d.sched.runstate.change(xen_sys::RUNSTATE_running, now);

@@ -1,19 +1,9 @@
-//! Scheduling state of a domain's one vCPU and the round-robin policy over domains
-//! (`sched.h`: block, poll, yield; `vcpu.h`: timers and runstate).
-//!
-//! The policy is round robin with a fixed time slice: every runnable domain gets the CPU
-//! in turn for at most [`SLICE_NS`], a domain that blocks or yields gives up the rest of
-//! its slice, and a domain that spins is preempted by the timer interrupt when its slice
-//! ends. Equal slices in a fixed order are fair between CPU-bound domains. A domain woken
-//! by an event or a timer is boosted: it takes the CPU at once, so a domain that mostly
-//! waits answers quickly even beside one that never stops.
+//! Scheduling state of a domain's one vCPU (`sched.h`: block, poll, yield; `vcpu.h`:
+//! timers and runstate). The policy that picks among domains is `common::sched`.
 
 use alloc::vec::Vec;
 
 use xen_sys::evtchn_port_t;
-
-/// The longest a domain runs while another one is runnable.
-pub const SLICE_NS: u64 = 10_000_000;
 
 /// `SCHEDOP_poll` in progress: the ports waited on and the deadline (system time), if
 /// any.
