@@ -47,7 +47,7 @@ pub struct Hypervisor<M: Machine> {
     /// The domain whose x87/SSE state is in the CPU's registers.
     fpu_owner: Option<domid_t>,
     /// Which domain runs next.
-    policy: Box<dyn Policy>,
+    policy: Box<dyn Policy + Send>,
     /// The next timer deadline (TSC), and whether the arch layer has yet to program it.
     deadline: Option<u64>,
     deadline_changed: bool,
