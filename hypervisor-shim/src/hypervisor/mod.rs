@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::common::event_channel as evtchn;
+use crate::common::sched::{Policy, RoundRobinBoost};
 use crate::domain::Domains;
 use crate::domain::{shutdown_reason_name, BootRings, Domain, RunState};
 use crate::exit::ShimExit;
@@ -19,9 +20,8 @@ use crate::mm::{FrameTable, Mm};
 use crate::pv::build::elf::XenImage;
 use crate::pv::build::{self, DomainConfig};
 use crate::pv::cpuid::CpuidPolicy;
-use crate::pv::traps;
+use crate::pv::traps::{self, Crash};
 use crate::state::evtchn::Binding;
-use crate::common::sched::{Policy, RoundRobinBoost};
 use crate::state::vcpu::{FpuArea, GuestCpu};
 use crate::time::Clock;
 use crate::trap::{write_fault_report, TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
@@ -423,11 +423,9 @@ impl<M: Machine> Hypervisor<M> {
                 // it (two clocks): whatever is due next, arm it again.
                 self.deadline_changed = true;
             }
-            let next = self.policy.pick(
-                &mut self.domains,
-                cur,
-                cur_ready && !yielded && !slice_over,
-            );
+            let next =
+                self.policy
+                    .pick(&mut self.domains, cur, cur_ready && !yielded && !slice_over);
             let Some(next) = next else {
                 if !self.domains.iter().any(|d| d.runnable()) {
                     return Next::Halt(self.machine_exit());
@@ -701,7 +699,7 @@ impl<M: Machine> Hypervisor<M> {
 /// entered the shim).
 #[cold]
 #[inline(never)]
-fn crash<M: Machine>(m: &mut M, dom: &mut Domain, frame: &TrapFrame, cr2: u64, why: &str) {
+fn crash<M: Machine>(m: &mut M, dom: &mut Domain, frame: &TrapFrame, cr2: u64, why: &Crash) {
     let mut report = String::new();
     let who = format!("d{} ({}) crashed", dom.id, dom.name);
     let _ = write_fault_report(&mut report, &who, frame, cr2);

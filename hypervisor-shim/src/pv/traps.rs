@@ -18,12 +18,9 @@
 //!   hypercall is only ever made from guest kernel mode); without a callback the
 //!   guest gets #UD at the SYSCALL instruction.
 
-use alloc::format;
-use alloc::string::String;
-
 use crate::domain::Domain;
 use crate::machine::{write_u64, Machine};
-use crate::pv::bounce::{create_bounce_frame, TrapBounce, VCPU_CR2};
+use crate::pv::bounce::{create_bounce_frame, BounceError, TrapBounce, VCPU_CR2};
 use crate::pv::cpuid::CpuidPolicy;
 use crate::pv::emulate::{self, Fault, Outcome};
 use crate::state::vcpu::eflags;
@@ -46,8 +43,45 @@ const XEC_IDT: u64 = 2;
 /// #PF error code: user-mode access.
 const PFEC_USER: u32 = 4;
 
-/// Why the guest must die.
-pub type Crash = String;
+/// Why the shim crashes a guest on its way in or out (each is fatal in Xen too:
+/// `domain_crash` from the entry and exit paths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crash {
+    /// An exception the guest cannot be given: no handler, a bad kernel stack, or the
+    /// bounce frame faulted.
+    NotDelivered {
+        vector: u8,
+        why: BounceError,
+    },
+    DoubleFault,
+    MachineCheck,
+    /// A vector no guest can raise.
+    UnexpectedVector(u64),
+    /// A `syscall` from guest user mode with no way to the guest kernel.
+    SyscallNotDelivered(BounceError),
+    /// An event upcall that could not be delivered.
+    UpcallNotDelivered(BounceError),
+    /// A return frame the CPU would refuse, and the #GP for it could not be delivered.
+    UnusableReturnFrame,
+}
+
+impl core::fmt::Display for Crash {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Crash::NotDelivered { vector, why } => write!(
+                f,
+                "{} (vector {vector}) not delivered: {why}",
+                crate::trap::exception_name(*vector as u64)
+            ),
+            Crash::DoubleFault => write!(f, "double fault"),
+            Crash::MachineCheck => write!(f, "machine check"),
+            Crash::UnexpectedVector(v) => write!(f, "unexpected vector {v}"),
+            Crash::SyscallNotDelivered(e) => write!(f, "syscall from user mode not delivered: {e}"),
+            Crash::UpcallNotDelivered(e) => write!(f, "event upcall not delivered: {e}"),
+            Crash::UnusableReturnFrame => write!(f, "unusable return frame"),
+        }
+    }
+}
 
 /// Delivers an exception to the guest's trap-table handler (Xen's `pv_inject_event`).
 /// `software` is an `int n`: no error code, never a #PF.
@@ -79,11 +113,9 @@ pub fn inject<M: Machine + ?Sized>(
         mask_events: ti.interrupt_gate(),
         segments: None,
     };
-    create_bounce_frame(m, dom, &tb).map_err(|e| {
-        format!(
-            "{} (vector {vector}) not delivered: {e}",
-            crate::trap::exception_name(vector as u64)
-        )
+    create_bounce_frame(m, dom, &tb).map_err(|why| Crash::NotDelivered {
+        vector: vector as u8,
+        why,
     })
 }
 
@@ -105,8 +137,8 @@ pub fn handle<M: Machine + ?Sized>(
     let outcome = match vector {
         // A hardware NMI is not the guest's doing, and no NMI source is routed to guests.
         2 => return Ok(()),
-        8 => return Err(String::from("double fault")),
-        18 => return Err(String::from("machine check")),
+        8 => return Err(Crash::DoubleFault),
+        18 => return Err(Crash::MachineCheck),
         6 => match emulate::forced_invalid_op(m, policy, dom) {
             Outcome::NotHandled => Outcome::Raise(hw(6)),
             o => o,
@@ -148,7 +180,7 @@ pub fn handle<M: Machine + ?Sized>(
             o => o,
         },
         0..=31 => Outcome::Raise(hw(vector as u8)),
-        _ => return Err(format!("unexpected vector {vector}")),
+        _ => return Err(Crash::UnexpectedVector(vector)),
     };
     match outcome {
         Outcome::Done | Outcome::NotHandled => Ok(()),
@@ -181,8 +213,7 @@ pub fn syscall_from_user<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Re
             ..TrapBounce::default()
         }
     };
-    create_bounce_frame(m, dom, &tb)
-        .map_err(|e| format!("syscall from user mode not delivered: {e}"))?;
+    create_bounce_frame(m, dom, &tb).map_err(Crash::SyscallNotDelivered)?;
     dom.regs.rflags &= !eflags::DF;
     Ok(())
 }
@@ -201,7 +232,7 @@ pub fn deliver_events<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Resul
         mask_events: true,
         ..TrapBounce::default()
     };
-    create_bounce_frame(m, dom, &tb).map_err(|e| format!("event upcall not delivered: {e}"))
+    create_bounce_frame(m, dom, &tb).map_err(Crash::UpcallNotDelivered)
 }
 
 /// Checks the frame the shim is about to `iretq` to. Guest-chosen values (an `iret`
@@ -256,7 +287,7 @@ fn fix_return_frame<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain) -> Result<
         );
         inject(m, dom, Fault::gp(ec), false)?;
     }
-    Err(String::from("unusable return frame"))
+    Err(Crash::UnusableReturnFrame)
 }
 
 #[cfg(test)]
@@ -616,6 +647,7 @@ mod tests {
         w.dom.vcpu.trap_table[14] = TrapEntry::default();
         assert!(raise(&mut w, 14, 0, 0x10)
             .unwrap_err()
+            .to_string()
             .contains("no handler"));
         let mut w = world();
         assert!(raise(&mut w, 8, 0, 0).is_err());
@@ -623,11 +655,13 @@ mod tests {
         w.dom.regs.rsp = xen_sys::__HYPERVISOR_VIRT_START + 0x1000;
         assert!(raise(&mut w, 0, 0, 0)
             .unwrap_err()
+            .to_string()
             .contains("bad guest kernel stack"));
         let mut w = world();
         w.dom.regs.rsp = 0x2000; // unmapped
         assert!(raise(&mut w, 0, 0, 0)
             .unwrap_err()
+            .to_string()
             .contains("fault writing"));
     }
 
