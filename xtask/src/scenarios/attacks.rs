@@ -62,7 +62,7 @@ const fn pv(name: &'static str, what: &'static str, xen: Answer) -> Attack {
 }
 
 /// An attack of examples/hostile on dom0.
-const fn on_dom0(
+const fn hostile(
     name: &'static str,
     what: &'static str,
     cmdline: &'static str,
@@ -119,39 +119,39 @@ pub const ATTACKS: &[Attack] = &[
     pv("evtchn-virq-global-vcpu1", "EVTCHNOP_bind_virq of the global VIRQ_DOM_EXC on vCPU 1", R("-22 EINVAL")),
     pv("evtchn-exhaust", "EVTCHNOP_alloc_unbound until refused (the per-domain port limit)", R("-28 ENOSPC")),
     pv("iret-bogus", "HYPERVISOR_iret whose frame lies in an unmapped page", Crash),
-    on_dom0("xs-foreign-nodes", "reads and writes another domU's nodes and dom0's", "xs-foreign=2", &[
+    hostile("xs-foreign-nodes", "reads and writes another domU's nodes and dom0's", "xs-foreign=2", &[
         "hostile: xs-foreign: read /local/domain/2/name: Some(EACCES); write: Some(EACCES)",
         "hostile: xs-foreign: read /local/domain/0/name: Some(EACCES); write: Some(EACCES)",
         "hostile: xs-foreign: our own write afterwards: Ok(())",
     ]),
-    on_dom0("xs-malformed", "sends xenstore requests of unknown type, without NUL, with bad characters, in an unknown transaction", "xs-malformed", &[
+    hostile("xs-malformed", "sends xenstore requests of unknown type, without NUL, with bad characters, in an unknown transaction", "xs-malformed", &[
         "hostile: xs-malformed: unknown type 999: error ENOSYS",
         "hostile: xs-malformed: path without NUL: error EINVAL",
         "hostile: xs-malformed: bad characters: error EINVAL",
         "hostile: xs-malformed: unknown transaction: error ENOENT",
         "hostile: xs-malformed: then a good read: Read reply",
     ]),
-    on_dom0("xs-oversized", "sends a xenstore header announcing 5000 bytes", "xs-oversized", &[
+    hostile("xs-oversized", "sends a xenstore header announcing 5000 bytes", "xs-oversized", &[
         "xenstore connection closed",
         "hostile: xs-oversized: sent a header announcing 5000 bytes: no answer",
         "hostile: xs-oversized: store error field now 3",
     ]),
-    on_dom0("xs-ring-corrupt", "corrupts its store ring's request index", "xs-ring-corrupt", &[
+    hostile("xs-ring-corrupt", "corrupts its store ring's request index", "xs-ring-corrupt", &[
         "request ring indices are corrupt: xenstore connection closed",
         "hostile: xs-ring-corrupt: req_prod set 5000 ahead; a read then: no answer",
         "hostile: xs-ring-corrupt: store error field now 2",
     ]),
-    on_dom0("gnt-map-foreign", "maps another domU's console grant, which is meant for dom0", "gnt-map-foreign=2", &[
+    hostile("gnt-map-foreign", "maps another domU's console grant, which is meant for dom0", "gnt-map-foreign=2", &[
         "hostile: gnt-map-foreign: map d2's console grant: GNTST_general_error (-1)",
     ]),
-    on_dom0("gnt-unmap-twice", "unmaps a grant mapping twice", "gnt-unmap-twice", &[
+    hostile("gnt-unmap-twice", "unmaps a grant mapping twice", "gnt-unmap-twice", &[
         "hostile: gnt-unmap-twice: map own grant: okay",
         "hostile: gnt-unmap-twice: first unmap: okay; second: GNTST_bad_handle (-4)",
     ]),
-    on_dom0("gnt-not-owned", "grants a frame it does not own and maps the grant", "gnt-not-owned", &[
+    hostile("gnt-not-owned", "grants a frame it does not own and maps the grant", "gnt-not-owned", &[
         "GNTST_bad_page (-9)",
     ]),
-    on_dom0("gnt-free-mapped", "gives back its console page while dom0 maps it, then scribbles on the ring", "gnt-free-mapped", &[
+    hostile("gnt-free-mapped", "gives back its console page while dom0 maps it, then scribbles on the ring", "gnt-free-mapped", &[
         "hostile: gnt-free-mapped: decrease_reservation of the console frame: Ok(1)",
         "hostile: gnt-free-mapped: scribbled on the ring",
     ]),
@@ -193,7 +193,7 @@ pub fn on_the_shim() -> Vec<Scenario> {
 }
 
 /// `attack-NAME` for each attack on dom0.
-pub fn on_dom0_scenarios() -> Vec<Scenario> {
+pub fn on_dom0() -> Vec<Scenario> {
     ATTACKS
         .iter()
         .filter_map(|a| match a.target {
@@ -385,7 +385,7 @@ mod tests {
     fn the_table_drives_the_shim_and_the_xen_reference() {
         let shim: Vec<_> = on_the_shim()
             .into_iter()
-            .chain(on_dom0_scenarios())
+            .chain(on_dom0())
             .map(|s| s.name)
             .collect();
         let want: Vec<_> = ATTACKS

@@ -45,7 +45,7 @@ pub fn all() -> Vec<Scenario> {
     v.push(pairs::HELLO.on(Xen));
     v.extend(dom0::all());
     v.push(third_party::grub_domu());
-    v.extend(attacks::on_dom0_scenarios());
+    v.extend(attacks::on_dom0());
     v.extend(
         [
             &pairs::CRASH,
