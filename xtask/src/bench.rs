@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::images::{self, Images};
-use crate::qemu::{self, Accel, Captured, Control, Outcome};
+use crate::qemu::{self, Captured, Control, Machine, Outcome};
 use crate::{deps, xen};
 
 /// Runs of each wall-clock measurement.
@@ -21,9 +21,7 @@ const RUNS: usize = 5;
 /// The first line libos prints (its log lines start with the level in brackets).
 const FIRST_GUEST_LINE: &str = "[INFO] ";
 /// The first line hello's `main` prints.
-const HELLO_MAIN: &str = crate::scenarios::HELLO_GREETING;
-/// Deterministic TSC: one tick per guest instruction, no sleeping on the host clock.
-const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+const HELLO_MAIN: &str = crate::scenarios::expected::hello::GREETING;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Median, min and max of a set of runs.
@@ -240,7 +238,7 @@ fn write_json(target: &Path, rows: &[Row]) -> Result<PathBuf> {
         "qemu": qemu_version(),
         "accel": "tcg",
         "host_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "icount": ICOUNT.join(" "),
+        "icount": qemu::ICOUNT.join(" "),
         "runs_per_wall_clock_figure": RUNS,
         "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
     });
@@ -251,9 +249,9 @@ fn write_json(target: &Path, rows: &[Row]) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Runs `cmd` capturing its output until a line contains `stop_at` (or QEMU exits).
-fn capture(cmd: Command, stop_at: &str) -> Result<Captured> {
-    let c = qemu::run_captured(cmd, TIMEOUT, false, |l| {
+/// Runs `machine` capturing its output until a line contains `stop_at` (or QEMU exits).
+fn capture(machine: Machine, stop_at: &str) -> Result<Captured> {
+    let c = qemu::run_captured(machine.command(), TIMEOUT, false, |l| {
         if l.contains(stop_at) {
             Control::Stop
         } else {
@@ -272,29 +270,19 @@ fn shim(
     shim_opts: &str,
     guest_cmdline: &str,
     memory: &str,
-) -> Result<Command> {
+) -> Result<Machine> {
     let cmdline = qemu::shim_cmdline(shim_opts, guest_cmdline);
-    Ok(qemu::shim_command(
-        &ctx.images.shim,
-        &ctx.images.guest(guest)?,
-        &cmdline,
-        Accel::Tcg,
-        memory,
-    ))
+    Ok(Machine::shim(&ctx.images.shim, ctx.images.guest(guest)?, cmdline).memory(memory))
 }
 
-fn xen_cmd(ctx: &Ctx, guest: &str) -> Result<Command> {
+/// `guest` as dom0 of upstream Xen, with `cmdline`.
+fn xen_machine(ctx: &Ctx, guest: &str, cmdline: &str) -> Result<Machine> {
     let xen = ctx.xen.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(qemu::xen_command(
-        xen,
-        &ctx.images.guest(guest)?,
-        "",
-        Accel::Tcg,
-    ))
+    Ok(Machine::xen(xen, ctx.images.guest(guest)?, cmdline))
 }
 
 /// Seconds from QEMU start to each pattern, over [`RUNS`] boots.
-fn boot_times(mut make: impl FnMut() -> Result<Command>, patterns: &[&str]) -> Result<Vec<Stats>> {
+fn boot_times(mut make: impl FnMut() -> Result<Machine>, patterns: &[&str]) -> Result<Vec<Stats>> {
     let mut times = vec![Vec::new(); patterns.len()];
     let last = patterns.last().context("no pattern to wait for")?;
     for _ in 0..RUNS {
@@ -323,7 +311,7 @@ fn boot(ctx: &Ctx) -> Vec<Row> {
         }
         Err(e) => return rows.into_iter().map(|r| r.failed(&e)).collect(),
     }
-    match boot_times(|| xen_cmd(ctx, "hello"), &patterns) {
+    match boot_times(|| xen_machine(ctx, "hello", ""), &patterns) {
         Ok(s) => {
             for (row, s) in rows.iter_mut().zip(s) {
                 row.reference = Some(s);
@@ -356,9 +344,8 @@ fn domain_build(ctx: &Ctx) -> Vec<Row> {
             "TSC ticks (-icount: instructions)",
         );
         let measured =
-            shim(ctx, "hello", &format!("dom0_mem={mib}M"), "", "512M").and_then(|mut cmd| {
-                cmd.args(ICOUNT);
-                let c = capture(cmd, "d0 built: ")?;
+            shim(ctx, "hello", &format!("dom0_mem={mib}M"), "", "512M").and_then(|machine| {
+                let c = capture(machine.icount(), "d0 built: ")?;
                 match build_ticks(&c) {
                     Some(t) => Ok(t),
                     None => bail!(
@@ -398,13 +385,11 @@ fn hypercalls(ctx: &Ctx) -> Vec<Row> {
         ("mmu-update", "mmu_update of one L1 entry"),
         ("update-va-mapping", "update_va_mapping (UVMF_INVLPG)"),
     ];
-    let run = |cmd: Result<Command>| -> Result<Vec<qemu::Line>> {
-        let mut cmd = cmd?;
-        cmd.args(ICOUNT);
-        Ok(capture(cmd, "bench: done")?.lines)
+    let run = |machine: Result<Machine>| -> Result<Vec<qemu::Line>> {
+        Ok(capture(machine?.icount(), "bench: done")?.lines)
     };
     let ours = run(shim(ctx, "bench", "", "", "256M"));
-    let xen = run(xen_cmd(ctx, "bench"));
+    let xen = run(xen_machine(ctx, "bench", ""));
     let mut rows = Vec::new();
     for &(name, label) in MEASURED {
         let mut row = Row::new("hypercall", label, "TSC ticks per call (-icount)");
@@ -433,7 +418,7 @@ fn hypercalls(ctx: &Ctx) -> Vec<Row> {
 
 /// A bundle of examples `(example, command line)`, all domUs of 16 MiB, booted on the
 /// shim.
-fn shim_bundle(ctx: &Ctx, guests: &[(&str, &str)]) -> Result<Command> {
+fn shim_bundle(ctx: &Ctx, guests: &[(&str, &str)]) -> Result<Machine> {
     use crate::bundle::{ImageRef, Manifest, Role};
     let manifest = Manifest::named(
         guests
@@ -451,13 +436,7 @@ fn shim_bundle(ctx: &Ctx, guests: &[(&str, &str)]) -> Result<Command> {
     let files = manifest.image_files(ctx.root, |example| ctx.images.guest(example))?;
     let out = ctx.images.shim.with_file_name("bench.bundle");
     manifest.write_files(&files, &out)?;
-    Ok(qemu::shim_command(
-        &ctx.images.shim,
-        &out,
-        "",
-        Accel::Tcg,
-        "256M",
-    ))
+    Ok(Machine::shim(&ctx.images.shim, out, ""))
 }
 
 /// The number before `unit` in the first line containing `pattern`.
@@ -470,10 +449,8 @@ fn number_before(lines: &[qemu::Line], pattern: &str, unit: &str) -> Option<f64>
 /// Event-channel round trips and timer lateness, from examples/pingpong and
 /// examples/timers under `-icount` (virtual nanoseconds are guest instructions).
 fn events(ctx: &Ctx) -> Vec<Row> {
-    let run = |cmd: Result<Command>, stop: &str| -> Result<Vec<qemu::Line>> {
-        let mut cmd = cmd?;
-        cmd.args(ICOUNT);
-        Ok(capture(cmd, stop)?.lines)
+    let run = |machine: Result<Machine>, stop: &str| -> Result<Vec<qemu::Line>> {
+        Ok(capture(machine?.icount(), stop)?.lines)
     };
     let unit = "ns of guest time per round trip (-icount: instructions)";
     let mut rows = Vec::new();
@@ -516,17 +493,7 @@ fn events(ctx: &Ctx) -> Vec<Row> {
         pattern,
     );
     let xen = run(
-        ctx.xen
-            .as_ref()
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .and_then(|x| {
-                Ok(qemu::xen_command(
-                    x,
-                    &ctx.images.guest("pingpong")?,
-                    "loopback rounds=10000",
-                    Accel::Tcg,
-                ))
-            }),
+        xen_machine(ctx, "pingpong", "loopback rounds=10000"),
         pattern,
     );
     fill(&mut row, &ours, &xen, |l| {
@@ -556,7 +523,7 @@ fn events(ctx: &Ctx) -> Vec<Row> {
         late.get(late.len() / 2).copied()
     };
     let ours = run(shim(ctx, "timers", "", "", "256M"), pattern);
-    let xen = run(xen_cmd(ctx, "timers"), pattern);
+    let xen = run(xen_machine(ctx, "timers", ""), pattern);
     fill(&mut row, &ours, &xen, lateness);
     if row.note.is_empty() {
         row.note = "sleeps and a periodic task of examples/timers; from the deadline to the task running again".into();
@@ -606,8 +573,8 @@ fn rings(_: &Ctx) -> Vec<Row> {
 /// Smallest `dom0_mem` (KiB, to 64 KiB) with which `guest` still powers off cleanly.
 fn min_memory(ctx: &Ctx, guest: &str) -> Result<u64> {
     let boots = |kib: u64| -> Result<bool> {
-        let cmd = shim(ctx, guest, &format!("dom0_mem={kib}K"), "", "256M")?;
-        let c = qemu::run_captured(cmd, TIMEOUT, false, |_| Control::Continue)?;
+        let machine = shim(ctx, guest, &format!("dom0_mem={kib}K"), "", "256M")?;
+        let c = qemu::run_captured(machine.command(), TIMEOUT, false, |_| Control::Continue)?;
         Ok(c.status.map(qemu::outcome) == Some(Outcome::PowerOff))
     };
     let (mut lo, mut hi) = (64u64, 64 * 1024);
@@ -703,8 +670,10 @@ fn domains_per_gib(ctx: &Ctx) -> Row {
         let files = manifest.image_files(ctx.root, |example| ctx.images.guest(example))?;
         let out = ctx.images.shim.with_file_name("bench-many.bundle");
         manifest.write_files(&files, &out)?;
-        let cmd = qemu::shim_command(&ctx.images.shim, &out, "", Accel::Tcg, "512M");
-        let c = capture(cmd, "no domains left")?;
+        let c = capture(
+            Machine::shim(&ctx.images.shim, out, "").memory("512M"),
+            "no domains left",
+        )?;
         Ok(c.lines
             .iter()
             .filter(|l| l.text.contains(") shut down: poweroff"))

@@ -13,14 +13,12 @@
 //! * [`bindgen`]: regenerates and checks `xen-sys/src/bindings.rs`;
 //! * [`test`]: the `cargo xtask test` sequence and its summary.
 
-mod attacks;
 mod bench;
 mod bindgen;
 mod bundle;
 mod bzimage;
 mod debian;
 mod deps;
-mod dom0_scenarios;
 mod grub;
 mod images;
 mod linux;
@@ -308,7 +306,10 @@ fn boot(
     memory: &str,
 ) -> Result<ExitCode> {
     deps::ensure_qemu()?;
-    let cmd = qemu::shim_command(shim, module, cmdline, args.accel, memory);
+    let cmd = qemu::Machine::shim(shim, module, cmdline)
+        .accel(args.accel)
+        .memory(memory)
+        .command();
     eprintln!("==> booting {} on the shim", module.display());
     eprintln!("    {}", qemu::display_command(&cmd));
     let status = qemu::run_interactive(cmd, args.timeout.map(Duration::from_secs))?;

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -42,65 +42,146 @@ pub fn shim_cmdline(shim_opts: &str, guest: &str) -> String {
     }
 }
 
-/// QEMU booting the shim (PVH entry) on microvm with `guest` as its boot module.
-///
-/// `-nodefaults` keeps microvm from adding devices we do not use; the serial port we
-/// need is still created by `-serial stdio`. `isa-debug-exit` lets the shim end QEMU
-/// with a status ([`outcome`]).
-pub fn shim_command(
-    shim: &Path,
-    guest: &Path,
-    cmdline: &str,
+/// Deterministic TSC: one tick per guest instruction, no sleeping on the host clock
+/// (`cargo xtask bench` counts instructions with it).
+pub const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+
+/// One QEMU machine booting the shim or upstream Xen. Every QEMU command line of xtask
+/// (`run`, `test`'s scenarios, `bench`) comes from [`Machine::command`], so the flags
+/// live in one place; what differs between users is an option here (memory, accelerator,
+/// [`ICOUNT`]).
+#[derive(Clone, Debug)]
+pub struct Machine {
+    kernel: Kernel,
     accel: Accel,
-    memory: &str,
-) -> Command {
-    let mut cmd = Command::new(QEMU);
-    cmd.args([
-        "-machine",
-        "microvm",
-        "-accel",
-        accel.as_str(),
-        "-m",
-        memory,
-    ]);
-    cmd.args(["-nodefaults", "-no-reboot", "-nographic"]);
-    cmd.args(["-serial", "stdio", "-monitor", "none", "-display", "none"]);
-    cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
-    cmd.arg("-kernel").arg(shim);
-    cmd.arg("-initrd").arg(guest);
-    cmd.args(["-append", cmdline]);
-    cmd
+    memory: String,
+    icount: bool,
 }
 
-/// QEMU booting upstream Xen (Multiboot) on q35 with `guest` as dom0.
-///
-/// `-cpu max,-smap,-rdtscp`: QEMU 7.2's TCG trips SMAP on a PV kernel's `iretq`, and
-/// its SVM emulation fails on RDTSCP (DESIGN.md, pitfalls). Xen does not end QEMU
-/// when dom0 halts; callers stop it once they have seen what they wait for.
-///
-/// `cmdline` becomes dom0's command line: Multiboot passes the module's string after
-/// its file name, and Xen hands that to dom0 in `start_info.cmd_line`.
-pub fn xen_command(xen: &Path, guest: &Path, cmdline: &str, accel: Accel) -> Command {
-    let mut cmd = Command::new(QEMU);
-    cmd.args(["-machine", "q35", "-accel", accel.as_str()]);
-    cmd.args([
-        "-cpu",
-        "max,-smap,-rdtscp",
-        "-m",
-        "512M",
-        "-no-reboot",
-        "-nographic",
-    ]);
-    cmd.args(["-serial", "stdio", "-monitor", "none", "-display", "none"]);
-    cmd.arg("-kernel").arg(xen);
-    let mut module = guest.as_os_str().to_owned();
-    if !cmdline.is_empty() {
-        module.push(" ");
-        module.push(cmdline);
+#[derive(Clone, Debug)]
+enum Kernel {
+    Shim {
+        shim: PathBuf,
+        module: PathBuf,
+        cmdline: String,
+    },
+    Xen {
+        xen: PathBuf,
+        dom0: PathBuf,
+        cmdline: String,
+    },
+}
+
+impl Machine {
+    /// The shim (PVH entry) on microvm with `module` (a guest's ELF or a bundle) as its
+    /// boot module and `cmdline` as its command line ([`shim_cmdline`]); 256 MiB, TCG.
+    pub fn shim(
+        shim: impl Into<PathBuf>,
+        module: impl Into<PathBuf>,
+        cmdline: impl Into<String>,
+    ) -> Machine {
+        Machine {
+            kernel: Kernel::Shim {
+                shim: shim.into(),
+                module: module.into(),
+                cmdline: cmdline.into(),
+            },
+            accel: Accel::Tcg,
+            memory: "256M".into(),
+            icount: false,
+        }
     }
-    cmd.arg("-initrd").arg(module);
-    cmd.args(["-append", "console=com1 dom0_mem=64M"]);
-    cmd
+
+    /// Upstream Xen (Multiboot) on q35 with `dom0` as dom0, given `cmdline` as its
+    /// command line; 512 MiB, TCG.
+    pub fn xen(
+        xen: impl Into<PathBuf>,
+        dom0: impl Into<PathBuf>,
+        cmdline: impl Into<String>,
+    ) -> Machine {
+        Machine {
+            kernel: Kernel::Xen {
+                xen: xen.into(),
+                dom0: dom0.into(),
+                cmdline: cmdline.into(),
+            },
+            accel: Accel::Tcg,
+            memory: "512M".into(),
+            icount: false,
+        }
+    }
+
+    pub fn accel(mut self, accel: Accel) -> Machine {
+        self.accel = accel;
+        self
+    }
+
+    /// Machine memory, in QEMU's `-m` syntax.
+    pub fn memory(mut self, memory: impl Into<String>) -> Machine {
+        self.memory = memory.into();
+        self
+    }
+
+    /// Runs under [`ICOUNT`]: TSC ticks count guest instructions.
+    pub fn icount(mut self) -> Machine {
+        self.icount = true;
+        self
+    }
+
+    /// The QEMU command.
+    ///
+    /// The shim: `-nodefaults` keeps microvm from adding devices we do not use; the
+    /// serial port we need is still created by `-serial stdio`. `isa-debug-exit` lets
+    /// the shim end QEMU with a status ([`outcome`]).
+    ///
+    /// Xen: `-cpu max,-smap,-rdtscp`: QEMU 7.2's TCG trips SMAP on a PV kernel's
+    /// `iretq`, and its SVM emulation fails on RDTSCP (DESIGN.md, pitfalls). Xen does
+    /// not end QEMU when dom0 halts; callers stop it once they have seen what they wait
+    /// for. dom0's command line follows the module's file name: Multiboot passes that
+    /// string, and Xen hands it to dom0 in `start_info.cmd_line`.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(QEMU);
+        let machine = match self.kernel {
+            Kernel::Shim { .. } => "microvm",
+            Kernel::Xen { .. } => "q35",
+        };
+        cmd.args(["-machine", machine, "-accel", self.accel.as_str()]);
+        if let Kernel::Xen { .. } = self.kernel {
+            cmd.args(["-cpu", "max,-smap,-rdtscp"]);
+        }
+        cmd.args(["-m", &self.memory]);
+        if let Kernel::Shim { .. } = self.kernel {
+            cmd.arg("-nodefaults");
+        }
+        cmd.args(["-no-reboot", "-nographic"]);
+        cmd.args(["-serial", "stdio", "-monitor", "none", "-display", "none"]);
+        match &self.kernel {
+            Kernel::Shim {
+                shim,
+                module,
+                cmdline,
+            } => {
+                cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+                cmd.arg("-kernel").arg(shim);
+                cmd.arg("-initrd").arg(module);
+                cmd.args(["-append", cmdline]);
+            }
+            Kernel::Xen { xen, dom0, cmdline } => {
+                cmd.arg("-kernel").arg(xen);
+                let mut module = dom0.as_os_str().to_owned();
+                if !cmdline.is_empty() {
+                    module.push(" ");
+                    module.push(cmdline);
+                }
+                cmd.arg("-initrd").arg(module);
+                cmd.args(["-append", "console=com1 dom0_mem=64M"]);
+            }
+        }
+        if self.icount {
+            cmd.args(ICOUNT);
+        }
+        cmd
+    }
 }
 
 /// How a QEMU run ended, by the shim's convention.
@@ -368,6 +449,47 @@ mod tests {
         assert_eq!(shim_cmdline("loglvl=all", ""), "loglvl=all");
         assert_eq!(shim_cmdline("", "a b"), "-- a b");
         assert_eq!(shim_cmdline("loglvl=all", "a b"), "loglvl=all -- a b");
+    }
+
+    fn args(m: &Machine) -> Vec<String> {
+        m.command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The command lines as they were before the builder (scenarios and `run`).
+    #[test]
+    fn machines_build_the_known_command_lines() {
+        let shim = Machine::shim("/s", "/g", "-- x").memory("512M");
+        assert_eq!(
+            args(&shim).join(" "),
+            "-machine microvm -accel tcg -m 512M -nodefaults -no-reboot -nographic \
+             -serial stdio -monitor none -display none \
+             -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel /s -initrd /g -append -- x"
+        );
+        let xen = Machine::xen("/x", "/g", "a b").accel(Accel::Kvm);
+        assert_eq!(
+            args(&xen).join(" "),
+            "-machine q35 -accel kvm -cpu max,-smap,-rdtscp -m 512M -no-reboot -nographic \
+             -serial stdio -monitor none -display none \
+             -kernel /x -initrd /g a b -append console=com1 dom0_mem=64M"
+        );
+        let plain = args(&Machine::xen("/x", "/g", ""));
+        assert!(plain.windows(2).any(|w| w == ["-initrd", "/g"]));
+        assert_eq!(args(&Machine::shim("/s", "/g", ""))[5], "256M");
+    }
+
+    /// What `bench` adds: -icount, and nothing else.
+    #[test]
+    fn icount_is_an_option_of_the_one_builder() {
+        for m in [Machine::shim("/s", "/g", ""), Machine::xen("/x", "/g", "")] {
+            let plain = args(&m);
+            let counted = args(&m.clone().icount());
+            assert_eq!(counted[..plain.len()], plain[..]);
+            assert_eq!(counted[plain.len()..], *ICOUNT);
+            assert!(!plain.iter().any(|a| a == "-icount"));
+        }
     }
 
     #[test]

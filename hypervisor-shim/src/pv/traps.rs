@@ -113,10 +113,7 @@ pub fn inject<M: Machine + ?Sized>(
         mask_events: ti.interrupt_gate(),
         segments: None,
     };
-    create_bounce_frame(m, dom, &tb).map_err(|why| Crash::NotDelivered {
-        vector: vector as u8,
-        why,
-    })
+    create_bounce_frame(m, dom, &tb).map_err(|why| Crash::NotDelivered { vector, why })
 }
 
 /// Handles hardware exception `dom.regs.vector` raised by the guest (`dom.regs` is the
