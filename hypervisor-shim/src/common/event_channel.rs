@@ -11,7 +11,8 @@ use core::mem::offset_of;
 
 use xen_sys::*;
 
-use crate::domain::{this_or_caller, Domain, Domains};
+use crate::domain::lookup::this_or_caller;
+use crate::domain::{Domain, Domains};
 use crate::machine::{test_and_clear, test_and_set, test_bit, Machine};
 use crate::state::evtchn::Binding;
 use crate::state::vcpu::VcpuInfoAt;

@@ -38,6 +38,19 @@ pub fn this_or_caller<'a>(
     }
 }
 
+/// [`this_or_caller`], to read.
+pub fn this_or_caller_ref<'a>(
+    caller: &'a Domain,
+    others: &'a Domains,
+    id: domid_t,
+) -> Option<&'a Domain> {
+    if resolve(caller, id) == caller.id {
+        Some(caller)
+    } else {
+        others.get(id)
+    }
+}
+
 /// `rcu_lock_domain_by_any_id`: `DOMID_SELF` or an id of a domain that is alive (not
 /// torn down); the resolved id.
 pub fn live(caller: &Domain, others: &Domains, id: domid_t) -> Option<domid_t> {
@@ -81,6 +94,7 @@ mod tests {
         );
         assert_eq!(this_or_caller(&mut me, &mut others, 2).unwrap().id, 2);
         assert!(this_or_caller(&mut me, &mut others, 7).is_none());
+        assert_eq!(this_or_caller_ref(&me, &others, 0).unwrap().id, 0);
         assert_eq!(live(&me, &others, 0), Some(0));
         assert_eq!(live(&me, &others, 2), None, "torn down: not found");
         assert_eq!(live(&me, &others, DOMID_SELF), Some(1));

@@ -4,7 +4,6 @@
 pub mod domains;
 pub mod lookup;
 pub use domains::Domains;
-pub use lookup::this_or_caller;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;

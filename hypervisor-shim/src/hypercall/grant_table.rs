@@ -42,7 +42,7 @@ use xen_sys::*;
 
 use super::env::{continuation, err, Env};
 use super::mmu::{guest_l1, read_guest, write_guest};
-use crate::domain::this_or_caller as domain_mut;
+use crate::domain::lookup;
 use crate::domain::Domain;
 use crate::machine::{Machine, Mfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::{rules, PageType};
@@ -159,18 +159,6 @@ fn batch<const N: usize, M: Machine + ?Sized>(
     Ok(0)
 }
 
-/// `XSM_TARGET` of Xen's default policy: a domain acts on itself, the control domain
-/// on any.
-fn may_target(dom: &Domain, id: domid_t) -> bool {
-    id == dom.id || dom.privileged
-}
-
-/// `rcu_lock_domain_by_any_id`: `DOMID_SELF` or an id; a dead domain is not found.
-fn live_id<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, id: domid_t) -> Option<domid_t> {
-    let id = if id == DOMID_SELF { dom.id } else { id };
-    (id == dom.id || env.domains.get(id).is_some_and(|d| !d.dead)).then_some(id)
-}
-
 fn setup_table<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
@@ -186,9 +174,13 @@ fn setup_table<M: Machine + ?Sized>(
     if !rules::array_ok(list, nr as u64, 8) {
         return Err(err(XEN_EFAULT));
     }
-    let status = match live_id(env, dom, le16(&op, offset_of!(gnttab_setup_table, dom))) {
+    let status = match lookup::live(
+        dom,
+        env.domains,
+        le16(&op, offset_of!(gnttab_setup_table, dom)),
+    ) {
         None => GNTST_bad_domain as Status,
-        Some(id) if !may_target(dom, id) => GNTST_permission_denied as Status,
+        Some(id) if !lookup::may_act_on(dom, id) => GNTST_permission_denied as Status,
         Some(id) => {
             let Env {
                 machine,
@@ -196,7 +188,7 @@ fn setup_table<M: Machine + ?Sized>(
                 domains,
                 ..
             } = env;
-            let d = domain_mut(dom, domains, id).ok_or(err(XEN_ESRCH))?;
+            let d = lookup::this_or_caller(dom, domains, id).ok_or(err(XEN_ESRCH))?;
             if nr > d.grant.max_frames() {
                 log::info!(
                     "d{id} is limited to {} grant-table frames",
@@ -235,11 +227,15 @@ fn query_size<M: Machine + ?Sized>(
         return Err(err(XEN_EINVAL));
     }
     let mut op = read_guest::<{ size_of::<gnttab_query_size>() }, M>(env, dom, uop)?;
-    let status = match live_id(env, dom, le16(&op, offset_of!(gnttab_query_size, dom))) {
+    let status = match lookup::live(
+        dom,
+        env.domains,
+        le16(&op, offset_of!(gnttab_query_size, dom)),
+    ) {
         None => GNTST_bad_domain as Status,
-        Some(id) if !may_target(dom, id) => GNTST_permission_denied as Status,
+        Some(id) if !lookup::may_act_on(dom, id) => GNTST_permission_denied as Status,
         Some(id) => {
-            let d = domain_mut(dom, env.domains, id).ok_or(err(XEN_ESRCH))?;
+            let d = lookup::this_or_caller(dom, env.domains, id).ok_or(err(XEN_ESRCH))?;
             let nr = d.grant.frames().len() as u32;
             let max = d.grant.max_frames();
             put(
@@ -287,9 +283,13 @@ fn get_version<M: Machine + ?Sized>(
     uop: u64,
 ) -> Result<i64, i64> {
     let op = read_guest::<{ size_of::<gnttab_get_version>() }, M>(env, dom, uop)?;
-    let id =
-        live_id(env, dom, le16(&op, offset_of!(gnttab_get_version, dom))).ok_or(err(XEN_ESRCH))?;
-    if !may_target(dom, id) {
+    let id = lookup::live(
+        dom,
+        env.domains,
+        le16(&op, offset_of!(gnttab_get_version, dom)),
+    )
+    .ok_or(err(XEN_ESRCH))?;
+    if !lookup::may_act_on(dom, id) {
         return Err(err(XEN_EPERM));
     }
     let at = uop + offset_of!(gnttab_get_version, version) as u64;
@@ -307,13 +307,13 @@ fn get_status_frames<M: Machine + ?Sized>(
     }
     let op = read_guest::<{ size_of::<gnttab_get_status_frames>() }, M>(env, dom, uop)?;
     let nr = le32(&op, offset_of!(gnttab_get_status_frames, nr_frames));
-    let status = match live_id(
-        env,
+    let status = match lookup::live(
         dom,
+        env.domains,
         le16(&op, offset_of!(gnttab_get_status_frames, dom)),
     ) {
         None => GNTST_bad_domain as Status,
-        Some(id) if !may_target(dom, id) => GNTST_permission_denied as Status,
+        Some(id) if !lookup::may_act_on(dom, id) => GNTST_permission_denied as Status,
         // A v1 table has no status frames.
         Some(_) if nr > 0 => {
             log::info!("d{}: status frames asked of a v1 grant table", dom.id);
@@ -468,7 +468,7 @@ fn undo_map<M: Machine + ?Sized>(
     for _ in 0..refs {
         env.mm.table.put_page(mfn);
     }
-    if let Some(g) = domain_mut(dom, env.domains, rd) {
+    if let Some(g) = lookup::this_or_caller(dom, env.domains, rd) {
         g.grant.release(
             &mut *env.machine,
             gref,
@@ -536,7 +536,7 @@ fn map_grant_ref<M: Machine + ?Sized>(
     let ld = dom.id;
     let ro = flags & GNTMAP_readonly != 0;
     let (mfn, took) = {
-        let g = domain_mut(dom, env.domains, rd).ok_or(GNTST_bad_domain as Status)?;
+        let g = lookup::this_or_caller(dom, env.domains, rd).ok_or(GNTST_bad_domain as Status)?;
         g.grant.acquire(
             &mut *env.machine,
             env.mm.table,
@@ -700,7 +700,7 @@ fn unmap_common<M: Machine + ?Sized>(
     }
     let pin = pin_of(done | (map.flags & GNTMAP_readonly));
     let ld = dom.id;
-    let granter = domain_mut(dom, env.domains, map.granter);
+    let granter = lookup::this_or_caller(dom, env.domains, map.granter);
     crate::common::grant_table::unpin(&mut *env.machine, granter, ld, &map, pin);
     ST_OK
 }
@@ -723,7 +723,7 @@ fn copy_domain<M: Machine + ?Sized>(
     if domid != DOMID_SELF && !is_gref {
         return Err(GNTST_permission_denied as Status);
     }
-    live_id(env, dom, domid).ok_or(GNTST_bad_domain as Status)
+    lookup::live(dom, env.domains, domid).ok_or(GNTST_bad_domain as Status)
 }
 
 /// `gnttab_copy_claim_buf`: the frame behind `ptr` (a grant of `rd`, or the caller's
@@ -740,7 +740,7 @@ fn claim_buf<M: Machine + ?Sized>(
     let buf = if is_gref {
         let gref = ptr as u32;
         let pin = if readonly { PIN_HSTR } else { PIN_HSTW };
-        let g = domain_mut(dom, env.domains, rd).ok_or(GNTST_bad_domain as Status)?;
+        let g = lookup::this_or_caller(dom, env.domains, rd).ok_or(GNTST_bad_domain as Status)?;
         let (mfn, took) = g.grant.acquire(
             &mut *env.machine,
             env.mm.table,
@@ -799,7 +799,7 @@ fn release_buf<M: Machine + ?Sized>(
     env.mm.table.put_page(buf.mfn);
     if let Some((rd, gref)) = buf.grant {
         let pin = if buf.readonly { PIN_HSTR } else { PIN_HSTW };
-        if let Some(g) = domain_mut(dom, env.domains, rd).filter(|g| !g.dead) {
+        if let Some(g) = lookup::this_or_caller(dom, env.domains, rd).filter(|g| !g.dead) {
             g.grant.release(&mut *env.machine, gref, pin, buf.readonly);
         }
     }

@@ -21,7 +21,7 @@ use xen_sys::*;
 
 use super::env::{err, Env};
 use super::mmu::{read_guest, write_guest};
-use crate::domain::Domain;
+use crate::domain::{lookup, Domain};
 use crate::machine::Machine;
 
 pub fn hvm_op<M: Machine + ?Sized>(
@@ -52,16 +52,11 @@ fn get_param<M: Machine + ?Sized>(
     }
     let o = offset_of!(xen_hvm_param, domid);
     let id = u16::from_le_bytes([b[o], b[o + 1]]);
-    let id = if id == DOMID_SELF { dom.id } else { id };
-    let target = if id == dom.id {
-        Some(dom)
-    } else {
-        env.domains.get(id)
-    };
-    let Some(t) = target else {
+    let may = lookup::may_act_on(dom, id);
+    let Some(t) = lookup::this_or_caller_ref(dom, env.domains, id) else {
         return Err(err(XEN_ESRCH));
     };
-    if id != dom.id && !dom.privileged {
+    if !may {
         return Err(err(XEN_EPERM));
     }
     let r = t.rings.unwrap_or_default();

@@ -8,7 +8,7 @@ use xen_sys::*;
 
 use super::env::{err, Env};
 use super::mmu::{le_u64, read_guest, read_guest_u64, write_guest};
-use crate::domain::this_or_caller as domain_mut;
+use crate::domain::lookup;
 use crate::domain::Domain;
 use crate::machine::{Machine, PAGE_SHIFT};
 
@@ -166,14 +166,13 @@ fn add_to_physmap<M: Machine + ?Sized>(
         // Foreign mappings only through add_to_physmap_batch.
         return Err(err(XEN_ENOSYS));
     }
-    let id = match at16(offset_of!(xen_add_to_physmap, domid)) {
-        DOMID_SELF => dom.id,
-        id => id,
-    };
-    if id != dom.id && env.domains.get(id).is_none_or(|d| d.dead) {
-        return Err(err(XEN_ESRCH));
-    }
-    if id != dom.id && !dom.privileged {
+    let id = lookup::live(
+        dom,
+        env.domains,
+        at16(offset_of!(xen_add_to_physmap, domid)),
+    )
+    .ok_or(err(XEN_ESRCH))?;
+    if !lookup::may_act_on(dom, id) {
         return Err(err(XEN_EPERM));
     }
     let Env {
@@ -182,7 +181,7 @@ fn add_to_physmap<M: Machine + ?Sized>(
         domains,
         ..
     } = env;
-    let d = domain_mut(dom, domains, id).ok_or(err(XEN_ESRCH))?;
+    let d = lookup::this_or_caller(dom, domains, id).ok_or(err(XEN_ESRCH))?;
     let mfn = match space {
         XENMAPSPACE_grant_table => {
             let i = u32::try_from(idx).map_err(|_| err(XEN_EINVAL))?;
