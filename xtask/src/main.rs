@@ -17,7 +17,6 @@ mod attacks;
 mod bench;
 mod bindgen;
 mod bundle;
-mod bzimage;
 mod debian;
 mod deps;
 mod dom0_scenarios;
