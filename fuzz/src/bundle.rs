@@ -8,7 +8,7 @@
 
 use hypervisor_shim::bundle::{self as format, Role};
 
-use crate::lies_within;
+use crate::offset_within;
 
 pub fn check(data: &[u8]) {
     let parsed = format::parse(data);
@@ -28,19 +28,19 @@ pub fn check(data: &[u8]) {
     assert!((1..=format::MAX_DOMAINS).contains(&n));
     let mut dom0s = 0;
     for (i, d) in bundle.domains.iter().enumerate() {
-        assert!(lies_within(data, d.name.as_bytes()), "domain {i}: name");
-        assert!(
-            lies_within(data, d.cmdline.as_bytes()),
-            "domain {i}: cmdline"
-        );
-        assert!(lies_within(data, d.image), "domain {i}: image");
-        // Inside the data area, after the header and the entries.
-        let data_start = data.as_ptr() as usize + format::HEADER_SIZE + n * format::ENTRY_SIZE;
-        for part in [d.name.as_bytes(), d.cmdline.as_bytes(), d.image] {
-            assert!(part.as_ptr() as usize >= data_start);
+        // Inside the input's data area, after the header and the entries.
+        let data_start = format::HEADER_SIZE + n * format::ENTRY_SIZE;
+        let parts = [
+            ("name", d.name.as_bytes()),
+            ("cmdline", d.cmdline.as_bytes()),
+            ("image", d.image),
+        ];
+        for (what, part) in parts {
+            let off = offset_within(data, part);
+            assert!(off.is_some_and(|o| o >= data_start), "domain {i}: {what}");
         }
-        let image_off = d.image.as_ptr() as usize - data.as_ptr() as usize;
-        assert_eq!(image_off % format::IMAGE_ALIGN, 0);
+        let image_off = offset_within(data, d.image).expect("checked");
+        assert!(image_off.is_multiple_of(format::IMAGE_ALIGN));
         assert!(d.image.starts_with(b"\x7fELF"));
         assert!((1..=format::MAX_NAME_LEN).contains(&d.name.len()));
         assert!(d.name.bytes().all(|b| b.is_ascii_graphic()));

@@ -14,11 +14,20 @@ pub mod elf;
 pub mod xenstored;
 pub mod xs_wire;
 
-/// Whether `inner` is a sub-slice of `outer` (borrows from it, within its bounds).
+/// Where `inner` starts in `outer`, if it is a sub-slice of it (borrows from it, within
+/// its bounds).
+///
+/// Compares offsets, never addresses: libFuzzer's comparison tracing would otherwise
+/// learn this run's heap addresses, and runs with the same seed would differ.
+pub fn offset_within(outer: &[u8], inner: &[u8]) -> Option<usize> {
+    let start = (inner.as_ptr() as usize).wrapping_sub(outer.as_ptr() as usize);
+    let fits = start <= outer.len() && inner.len() <= outer.len() - start;
+    fits.then_some(start)
+}
+
+/// Whether `inner` is a sub-slice of `outer`.
 pub fn lies_within(outer: &[u8], inner: &[u8]) -> bool {
-    let o = outer.as_ptr_range();
-    let i = inner.as_ptr_range();
-    o.start <= i.start && i.end <= o.end
+    offset_within(outer, inner).is_some()
 }
 
 /// Reads the input as a sequence of small fields; missing bytes read as 0, so every

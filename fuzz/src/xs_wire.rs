@@ -9,6 +9,8 @@
 
 use pv_core::xs_wire::{self, Framer, Header, Message, WireError, XsError, HEADER_LEN};
 
+use crate::lies_within;
+
 /// What framing a stream in pieces of `chunk` bytes gives: the messages, the error that
 /// broke the framer (if any) and the bytes left buffered.
 fn frame(data: &[u8], chunk: usize) -> (Vec<Message>, Option<WireError>, usize) {
@@ -73,13 +75,9 @@ fn payload_helpers(payload: &[u8]) {
     let last_nul = payload.iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
     assert_eq!(joined, &payload[..last_nul]);
     if let Some((path, token)) = xs_wire::watch_event(payload) {
-        assert!(lies_in(payload, path) && lies_in(payload, token));
+        assert!(lies_within(payload, path) && lies_within(payload, token));
     }
     if let Some(e) = XsError::parse(payload) {
         assert_eq!(XsError::parse(&e.payload()), Some(e));
     }
-}
-
-fn lies_in(outer: &[u8], inner: &[u8]) -> bool {
-    crate::lies_within(outer, inner)
 }
