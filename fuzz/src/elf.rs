@@ -22,7 +22,7 @@ pub fn check(data: &[u8]) {
     };
     assert!(img.kstart < img.kend && img.kend - img.kstart <= 1 << 30);
     assert!(img.kstart >= img.virt_base && img.virt_base.is_multiple_of(4096));
-    let canonical = |a: u64| a < 0x0000_8000_0000_0000 || a >= 0xffff_8000_0000_0000;
+    let canonical = |a: u64| !(0x0000_8000_0000_0000..0xffff_8000_0000_0000).contains(&a);
     assert!(canonical(img.kstart) && canonical(img.kend - 1));
     assert!(
         img.kend <= xen_sys::HYPERVISOR_VIRT_START || img.kstart >= xen_sys::HYPERVISOR_VIRT_END
