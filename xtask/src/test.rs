@@ -1,7 +1,8 @@
 //! `cargo xtask test`: every check in one command, in order: rustfmt, clippy (host
 //! crates, then the bare-metal ones for their target), host tests, the bindings check,
-//! a short fixed-seed run of each fuzz target, then the QEMU scenarios. Each step prints a progress line; a failed step does not
-//! stop the next ones (so one run shows every problem), and a summary ends the run.
+//! a short fixed-seed run of each fuzz target, then the QEMU scenarios. Each step prints
+//! a progress line; a failed step does not stop the next ones (so one run shows every
+//! problem), and a summary ends the run.
 
 use std::path::Path;
 use std::process::Command;
@@ -188,7 +189,9 @@ fn fuzz_steps(root: &Path, targets: &[&str], summary: &mut Summary) {
         let status = match fuzz::test_target(root, &bins, t) {
             Ok(o) if o.passed => Status::Ok,
             Ok(o) => Status::Failed(match o.artifact {
-                Some(a) => format!("failing input written to {a}"),
+                Some(a) => format!(
+                    "failing input written to {a} (once fixed, keep it in fuzz/regressions/{t}/)"
+                ),
                 None => "the target failed (see its output)".into(),
             }),
             Err(e) => Status::Failed(format!("{e:#}")),
