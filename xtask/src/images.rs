@@ -138,14 +138,13 @@ pub fn prepare_kernel(root: &Path, path: &Path) -> Result<PathBuf> {
     if data.starts_with(b"\x7fELF") {
         return Ok(path.to_path_buf());
     }
-    if !crate::bzimage::is_bzimage(&data) {
+    if !bzimage::is_bzimage(&data) {
         bail!(
             "kernel {} is neither an ELF file nor a Linux bzImage",
             path.display()
         );
     }
-    let elf =
-        crate::bzimage::unwrap(&data).with_context(|| format!("kernel {}", path.display()))?;
+    let elf = bzimage::unwrap(&data).with_context(|| format!("kernel {}", path.display()))?;
     let name = path
         .file_name()
         .map_or("kernel".into(), |n| n.to_string_lossy());

@@ -1,7 +1,7 @@
 //! A third-party PV kernel for the `third-party-linux` scenario: Debian's Linux kernel
 //! (the `linux-image-amd64` metapackage's kernel, a bzImage with Xen PV support),
 //! fetched with `apt-get download`, unpacked under `target/linux/` (never installed),
-//! and unwrapped to its ELF as Xen's loader does ([`crate::bzimage`]).
+//! and unwrapped to its ELF as Xen's loader does ([`bzimage`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,8 +32,8 @@ pub fn ensure(target_dir: &Path) -> Result<PathBuf> {
         .find(|p| name_of(p).starts_with("vmlinuz-"))
         .with_context(|| format!("{package} has no boot/vmlinuz-*"))?;
     let data = std::fs::read(&vmlinuz).with_context(|| format!("reading {}", vmlinuz.display()))?;
-    let image = crate::bzimage::unwrap(&data)
-        .with_context(|| format!("unwrapping {}", vmlinuz.display()))?;
+    let image =
+        bzimage::unwrap(&data).with_context(|| format!("unwrapping {}", vmlinuz.display()))?;
     // Write then rename, so an interrupted run does not leave a truncated image cached.
     let tmp = dir.join("vmlinux.elf.tmp");
     std::fs::write(&tmp, image).with_context(|| format!("writing {}", tmp.display()))?;

@@ -11,14 +11,15 @@
 //! * [`scenarios`]: the QEMU scenarios of `cargo xtask test`;
 //! * [`xen`]: fetches upstream Xen 4.17, the reference our guests must also boot on;
 //! * [`bindgen`]: regenerates and checks `xen-sys/src/bindings.rs`;
+//! * [`fuzz`]: builds and runs the libFuzzer targets of `fuzz/`;
 //! * [`test`]: the `cargo xtask test` sequence and its summary.
 
 mod bench;
 mod bindgen;
 mod bundle;
-mod bzimage;
 mod debian;
 mod deps;
+mod fuzz;
 mod grub;
 mod images;
 mod linux;
@@ -72,7 +73,8 @@ enum Command {
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
     },
-    /// Run rustfmt, clippy, host tests, the bindings check and the QEMU scenarios.
+    /// Run rustfmt, clippy, host tests, the bindings check, a short run of each fuzz
+    /// target and the QEMU scenarios.
     Test(TestArgs),
     /// Measure boot, domain build, hypercall costs and footprint beside upstream Xen
     /// 4.17; print the table and write it as JSON under target/bench/.
@@ -80,6 +82,19 @@ enum Command {
         /// Only the benchmark groups whose name contains NAME (boot, build, hypercall,
         /// ring, footprint, io).
         name: Option<String>,
+    },
+    /// Fuzz the parsers of guest- and user-supplied bytes (fuzz/, libFuzzer via
+    /// cargo-fuzz, installed if missing), one target at a time on one core.
+    ///
+    /// New corpus entries stay in target/fuzz/corpus/<TARGET>/; a failing input is
+    /// written to fuzz/artifacts/<TARGET>/ (once fixed, move it to
+    /// fuzz/regressions/<TARGET>/, which `cargo xtask test` replays).
+    Fuzz {
+        /// Only this target (bundle, elf, bzimage, xs_wire, xenstored, byte_ring).
+        target: Option<String>,
+        /// Seconds to fuzz each target.
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        time: u64,
     },
     /// Regenerate xen-sys/src/bindings.rs from the Xen public headers.
     Bindgen {
@@ -133,7 +148,8 @@ struct RunArgs {
 
 #[derive(Args)]
 struct TestArgs {
-    /// Run only the QEMU scenarios whose name contains NAME (and skip the other steps).
+    /// Run only the QEMU scenarios and fuzz steps (`fuzz <target>`) whose name
+    /// contains NAME, and skip the other steps.
     name: Option<String>,
     /// List the scenarios and exit.
     #[arg(long)]
@@ -178,6 +194,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Test(args) => {
             if args.list {
                 scenarios::list();
+                for t in fuzz::TARGETS {
+                    let name = format!("fuzz {t}");
+                    println!(
+                        "{name:<32} {} executions of the {t} fuzz target",
+                        fuzz::TEST_RUNS
+                    );
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let ok = test::run(&root, args.name.as_deref(), args.accel, args.verbose)?;
@@ -190,6 +213,14 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Bench { name } => {
             bench::run(&root, name.as_deref())?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Fuzz { target, time } => {
+            let ok = fuzz::run(&root, target.as_deref(), time)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Bindgen { check } => {
             bindgen_command(&root, check)?;

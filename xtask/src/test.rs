@@ -1,7 +1,8 @@
 //! `cargo xtask test`: every check in one command, in order: rustfmt, clippy (host
 //! crates, then the bare-metal ones for their target), host tests, the bindings check,
-//! then the QEMU scenarios. Each step prints a progress line; a failed step does not
-//! stop the next ones (so one run shows every problem), and a summary ends the run.
+//! a short fixed-seed run of each fuzz target, then the QEMU scenarios. Each step prints
+//! a progress line; a failed step does not stop the next ones (so one run shows every
+//! problem), and a summary ends the run.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,7 +12,7 @@ use anyhow::{bail, Result};
 
 use crate::qemu::{display_command, Accel};
 use crate::scenarios::{self, Ctx};
-use crate::{bindgen, deps, images};
+use crate::{bindgen, deps, fuzz, images};
 
 enum Status {
     Ok,
@@ -81,16 +82,21 @@ impl Summary {
     }
 }
 
-/// Runs the whole sequence, or with `filter` only the scenarios whose name contains it.
-/// Returns whether everything passed.
+/// Runs the whole sequence, or with `filter` only the scenarios and fuzz steps whose
+/// name contains it. Returns whether everything passed.
 pub fn run(root: &Path, filter: Option<&str>, accel: Accel, verbose: bool) -> Result<bool> {
     let all = scenarios::all();
     let selected: Vec<_> = all
         .iter()
         .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
         .collect();
-    if let (Some(f), true) = (filter, selected.is_empty()) {
-        bail!("no scenario name contains `{f}` (see `cargo xtask test --list`)");
+    let fuzz_targets: Vec<&str> = fuzz::TARGETS
+        .iter()
+        .copied()
+        .filter(|t| filter.is_none_or(|f| fuzz_step(t).contains(f)))
+        .collect();
+    if let (Some(f), true, true) = (filter, selected.is_empty(), fuzz_targets.is_empty()) {
+        bail!("no scenario or fuzz step name contains `{f}` (see `cargo xtask test --list`)");
     }
     let guests = images::guest_packages(root)?;
     let mut summary = Summary::default();
@@ -133,8 +139,65 @@ pub fn run(root: &Path, filter: Option<&str>, accel: Accel, verbose: bool) -> Re
         bindings(root, &mut summary);
     }
 
-    scenarios(root, &guests, &selected, accel, verbose, &mut summary);
+    fuzz_steps(root, &fuzz_targets, &mut summary);
+    if filter.is_none() || !selected.is_empty() {
+        scenarios(root, &guests, &selected, accel, verbose, &mut summary);
+    }
     Ok(summary.print())
+}
+
+fn fuzz_step(target: &str) -> String {
+    format!("fuzz {target}")
+}
+
+/// Builds the fuzz targets, then runs each of `targets` for [`fuzz::TEST_RUNS`]
+/// executions over its seed corpus and crash regressions.
+fn fuzz_steps(root: &Path, targets: &[&str], summary: &mut Summary) {
+    if targets.is_empty() {
+        return;
+    }
+    const BUILD: &str = "fuzz build";
+    println!(
+        "==> {BUILD}: {} targets with cargo-fuzz",
+        fuzz::TARGETS.len()
+    );
+    let start = Instant::now();
+    let bins = match fuzz::build(root, None) {
+        Ok(bins) => {
+            summary.report(BUILD, start, Status::Ok);
+            bins
+        }
+        Err(e) => {
+            summary.report(BUILD, start, Status::Failed(format!("{e:#}")));
+            for t in targets {
+                summary.report(
+                    &fuzz_step(t),
+                    Instant::now(),
+                    Status::Skipped("not built".into()),
+                );
+            }
+            return;
+        }
+    };
+    for t in targets {
+        let name = fuzz_step(t);
+        println!(
+            "==> {name}: {} executions (seed corpus and regressions first)",
+            fuzz::TEST_RUNS
+        );
+        let start = Instant::now();
+        let status = match fuzz::test_target(root, &bins, t) {
+            Ok(o) if o.passed => Status::Ok,
+            Ok(o) => Status::Failed(match o.artifact {
+                Some(a) => format!(
+                    "failing input written to {a} (once fixed, keep it in fuzz/regressions/{t}/)"
+                ),
+                None => "the target failed (see its output)".into(),
+            }),
+            Err(e) => Status::Failed(format!("{e:#}")),
+        };
+        summary.report(&name, start, status);
+    }
 }
 
 /// The checked-in bindings against a fresh generation; skipped when libclang or the Xen

@@ -4,6 +4,8 @@
 //! payload named by the boot protocol header (`Documentation/x86/boot.rst`,
 //! `payload_offset`/`payload_length`, protocol 2.08+) is decompressed to a plain ELF.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 
 /// Offsets in the real-mode header (`struct setup_header` at 0x1f1).
@@ -21,11 +23,16 @@ pub fn is_bzimage(data: &[u8]) -> bool {
     data.get(HEADER_MAGIC..HEADER_MAGIC + 4) == Some(b"HdrS")
 }
 
-fn u32_at(data: &[u8], at: usize) -> Result<u32> {
+/// The `N` header bytes at `at`, or an error if the file ends before them.
+fn bytes_at<const N: usize>(data: &[u8], at: usize) -> Result<[u8; N]> {
     let b = data
-        .get(at..at + 4)
+        .get(at..at + N)
         .context("bzImage header is truncated")?;
-    Ok(u32::from_le_bytes(b.try_into().unwrap()))
+    Ok(b.try_into().expect("a slice of N bytes"))
+}
+
+fn u32_at(data: &[u8], at: usize) -> Result<u32> {
+    bytes_at(data, at).map(u32::from_le_bytes)
 }
 
 /// The compressed payload of a bzImage.
@@ -33,7 +40,8 @@ pub fn payload(data: &[u8]) -> Result<&[u8]> {
     if !is_bzimage(data) {
         bail!("not a Linux boot image (no HdrS header)");
     }
-    let version = u16::from_le_bytes([data[VERSION], data[VERSION + 1]]);
+    // "HdrS" ends at 0x206: the version after it may be cut off too.
+    let version = u16::from_le_bytes(bytes_at(data, VERSION)?);
     if version < 0x208 {
         bail!("boot protocol {version:#x} has no payload fields (2.08 or later needed)");
     }
@@ -124,5 +132,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not an ELF"), "{e}");
+    }
+
+    /// Seen while writing the bzimage fuzz target (its input is under
+    /// fuzz/regressions/bzimage/): a file that ends right after "HdrS" made the version
+    /// read index past the end.
+    #[test]
+    fn a_header_cut_before_the_version_is_refused() {
+        for len in [HEADER_MAGIC + 4, VERSION + 1] {
+            let mut d = vec![0u8; len];
+            d[HEADER_MAGIC..HEADER_MAGIC + 4].copy_from_slice(b"HdrS");
+            let e = payload(&d).unwrap_err().to_string();
+            assert!(e.contains("truncated"), "{e}");
+        }
     }
 }

@@ -1,0 +1,219 @@
+//! Writes the seed corpus, `fuzz/corpus/<target>/`: small, valid inputs of each parser
+//! (made here, no third-party files), so that fuzzing starts past the first checks.
+//!
+//! `cargo run --manifest-path fuzz/Cargo.toml --example seeds` (rewrites the files).
+
+use std::path::Path;
+
+use hypervisor_shim::bundle::{self as format, BundleDomain, Role};
+use pv_core::xs_wire::{self, MsgType};
+
+const BASE: u64 = 0xffff_ffff_8000_0000;
+
+/// A minimal ELF64 x86_64 PV kernel: one PT_LOAD at `vaddr` with `code` (`memsz` bytes in
+/// memory), one PT_NOTE with the Xen notes `(type, desc)`; as the shim's own unit tests
+/// build them (`hypervisor-shim/src/elf.rs`, `make_elf`).
+fn make_elf(vaddr: u64, code: &[u8], memsz: u64, notes: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut note_bytes = Vec::new();
+    for (kind, desc) in notes {
+        note_bytes.extend_from_slice(&4u32.to_le_bytes());
+        note_bytes.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        note_bytes.extend_from_slice(&kind.to_le_bytes());
+        note_bytes.extend_from_slice(b"Xen\0");
+        note_bytes.extend_from_slice(desc);
+        while note_bytes.len() % 4 != 0 {
+            note_bytes.push(0);
+        }
+    }
+    let phoff = 64u64;
+    // Code right after the two program headers: a small file.
+    let code_off = phoff + 2 * 56;
+    let note_off = code_off + code.len() as u64;
+    let mut f = vec![0u8; note_off as usize + note_bytes.len()];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 2; // ELFCLASS64
+    f[5] = 1; // little endian
+    f[6] = 1;
+    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    f[20..24].copy_from_slice(&1u32.to_le_bytes());
+    f[24..32].copy_from_slice(&vaddr.to_le_bytes());
+    f[32..40].copy_from_slice(&phoff.to_le_bytes());
+    f[52..54].copy_from_slice(&64u16.to_le_bytes());
+    f[54..56].copy_from_slice(&56u16.to_le_bytes());
+    f[56..58].copy_from_slice(&2u16.to_le_bytes());
+    let mut ph = |i: usize, kind: u32, off: u64, addr: u64, filesz: u64, memsz: u64| {
+        let b = phoff as usize + i * 56;
+        f[b..b + 4].copy_from_slice(&kind.to_le_bytes());
+        f[b + 4..b + 8].copy_from_slice(&7u32.to_le_bytes());
+        f[b + 8..b + 16].copy_from_slice(&off.to_le_bytes());
+        f[b + 16..b + 24].copy_from_slice(&addr.to_le_bytes());
+        f[b + 24..b + 32].copy_from_slice(&addr.to_le_bytes());
+        f[b + 32..b + 40].copy_from_slice(&filesz.to_le_bytes());
+        f[b + 40..b + 48].copy_from_slice(&memsz.to_le_bytes());
+        let align: u64 = if kind == 4 { 4 } else { 4096 };
+        f[b + 48..b + 56].copy_from_slice(&align.to_le_bytes());
+    };
+    ph(0, 1, code_off, vaddr, code.len() as u64, memsz); // PT_LOAD
+    let nl = note_bytes.len() as u64;
+    ph(1, 4, note_off, 0, nl, nl); // PT_NOTE
+    f[code_off as usize..note_off as usize].copy_from_slice(code);
+    f[note_off as usize..].copy_from_slice(&note_bytes);
+    f
+}
+
+fn pv_kernel() -> Vec<u8> {
+    use xen_sys::*;
+    make_elf(
+        BASE,
+        &[0x90; 64],
+        0x2000,
+        &[
+            (XEN_ELFNOTE_GUEST_OS, b"seed\0".to_vec()),
+            (XEN_ELFNOTE_XEN_VERSION, b"xen-3.0\0".to_vec()),
+            (XEN_ELFNOTE_LOADER, b"generic\0".to_vec()),
+            (XEN_ELFNOTE_FEATURES, b"!writable_page_tables\0".to_vec()),
+            (XEN_ELFNOTE_VIRT_BASE, BASE.to_le_bytes().to_vec()),
+            (XEN_ELFNOTE_PADDR_OFFSET, BASE.to_le_bytes().to_vec()),
+            (XEN_ELFNOTE_ENTRY, (BASE + 0x10).to_le_bytes().to_vec()),
+            (
+                XEN_ELFNOTE_HYPERCALL_PAGE,
+                (BASE + 0x1000).to_le_bytes().to_vec(),
+            ),
+        ],
+    )
+}
+
+/// A boot-protocol 2.15 header (one setup sector) followed by `payload`.
+fn bzimage(payload: &[u8]) -> Vec<u8> {
+    let mut d = vec![0u8; 2 * 512];
+    d[0x1f1] = 1;
+    d[0x202..0x206].copy_from_slice(b"HdrS");
+    d[0x206..0x208].copy_from_slice(&0x20fu16.to_le_bytes());
+    d[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    d.extend_from_slice(payload);
+    d
+}
+
+/// `\x7fELF and the rest of a kernel`, xz with the x86 BCJ filter and LZMA2, as Debian's
+/// kernels are compressed (the same bytes as the bzimage crate's unit test).
+const XZ_BCJ_ELF: &[u8] = &[
+    0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00, 0x01, 0x69, 0x22, 0xde, 0x36, 0x02, 0x01, 0x04, 0x00,
+    0x21, 0x01, 0x0c, 0x00, 0xd6, 0x7c, 0x18, 0xaf, 0x01, 0x00, 0x1c, 0x7f, 0x45, 0x4c, 0x46, 0x20,
+    0x61, 0x6e, 0x64, 0x20, 0x74, 0x68, 0x65, 0x20, 0x72, 0x65, 0x73, 0x74, 0x20, 0x6f, 0x66, 0x20,
+    0x61, 0x20, 0x6b, 0x65, 0x72, 0x6e, 0x65, 0x6c, 0x00, 0x00, 0x00, 0x00, 0xf5, 0xe4, 0xbe, 0xda,
+    0x00, 0x01, 0x31, 0x1d, 0x40, 0xde, 0xdd, 0x85, 0x90, 0x42, 0x99, 0x0d, 0x01, 0x00, 0x00, 0x00,
+    0x00, 0x01, 0x59, 0x5a,
+];
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+fn msg(ty: MsgType, req: u32, tx: u32, payload: &[u8]) -> Vec<u8> {
+    xs_wire::encode(ty, req, tx, payload).unwrap()
+}
+
+/// A xenstored record of raw bytes from domU `dom` (1 ..= 3).
+fn raw(dom: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut r = vec![(dom - 1) << 2];
+    r.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    r.extend_from_slice(bytes);
+    r
+}
+
+/// A xenstored record of a well-formed request.
+fn request(dom: u8, ty: u8, tx: u8, path: u8, arg: u8, value: &[u8], split: u8) -> Vec<u8> {
+    let mut r = vec![1 | (dom << 2), ty, tx, path, arg, value.len() as u8];
+    r.extend_from_slice(value);
+    r.push(split);
+    r
+}
+
+fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
+    let dir = dir.join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+fn main() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let kernel = pv_kernel();
+    hypervisor_shim::elf::XenImage::parse(&kernel).expect("the seed kernel parses");
+    write(&out, "elf", "pv-kernel", &kernel);
+    write(
+        &out,
+        "elf",
+        "plain-elf",
+        &make_elf(0x40_0000, &[0xc3], 1, &[]),
+    );
+
+    let dom = |name, role, cmdline, backends| BundleDomain {
+        name,
+        image: &kernel[..],
+        memory_kib: 16 << 10,
+        cmdline,
+        role,
+        backends,
+    };
+    let one = format::encode(&[dom("hello", Role::DomU, "", false)]).unwrap();
+    write(&out, "bundle", "one-domu", &one);
+    let three = format::encode(&[
+        dom("dom0", Role::Dom0, "loglevel=3", true),
+        dom("hello", Role::DomU, "x", false),
+        dom("hello-1", Role::DomU, "", false),
+    ])
+    .unwrap();
+    write(&out, "bundle", "dom0-and-two-domus", &three);
+    write(&out, "bundle", "bare-elf", &kernel);
+
+    write(&out, "bzimage", "gzip", &bzimage(&gzip(&kernel)));
+    write(&out, "bzimage", "xz-bcj", &bzimage(XZ_BCJ_ELF));
+
+    let mut stream = msg(MsgType::Read, 1, 0, b"device/vbd\0");
+    stream.extend(msg(MsgType::Write, 2, 7, b"a/b\0value"));
+    stream.extend(msg(MsgType::WatchEvent, 0, 0, b"/local/domain/1/a\0tok\0"));
+    stream.extend(msg(MsgType::Error, 3, 0, b"ENOENT\0"));
+    write(&out, "xs_wire", "four-messages", &stream);
+    let mut broken = msg(MsgType::Directory, 4, 0, b"/\0");
+    broken.extend(
+        xs_wire::Header {
+            ty: MsgType::Read,
+            req_id: 5,
+            tx_id: 0,
+            len: 4097,
+        }
+        .to_bytes(),
+    );
+    write(&out, "xs_wire", "too-long", &broken);
+
+    let mut session = raw(1, &msg(MsgType::Write, 1, 0, b"a\0hello"));
+    session.extend(raw(1, &msg(MsgType::Watch, 2, 0, b"a\0t\0")));
+    session.extend(raw(1, &msg(MsgType::TransactionStart, 3, 0, b"\0")));
+    session.extend(raw(2, &msg(MsgType::Read, 4, 0, b"/local/domain/1/a\0")));
+    write(&out, "xenstored", "raw-requests", &session);
+    // Types by number: 12 Write, 4 Watch, 6 TransactionStart, 7 TransactionEnd, 2 Read.
+    let mut tx = request(1, 6, 0, 0, 0, b"", 3);
+    tx.extend(request(1, 12, 2, 1, 0, b"v", 20));
+    tx.extend(request(2, 4, 0, 4, 0, b"", 0));
+    tx.extend(request(1, 7, 2, 0, 0, b"", 255));
+    tx.extend(request(0, 2, 0, 5, 0, b"", 9));
+    tx.extend([3]); // domU 1 dies and comes back
+    write(&out, "xenstored", "transaction", &tx);
+
+    // Ring 2 (store requests): prod = 2000, read 100, peer writes, write 5000.
+    let mut ring = vec![2u8, 1];
+    ring.extend(2000u32.to_le_bytes());
+    ring.extend([3, 100, 0, 2, 0, 0, 8]);
+    ring.extend(b"12345678");
+    ring.extend([4, 0x88, 0x13]);
+    write(&out, "byte_ring", "store-req", &ring);
+    // Ring 0 (console in): impossible indices, then a read and a write.
+    let mut bad = vec![0u8, 1];
+    bad.extend(5000u32.to_le_bytes());
+    bad.extend([3, 16, 0, 4, 16, 0]);
+    write(&out, "byte_ring", "corrupt", &bad);
+}
