@@ -5,14 +5,14 @@
 
 use std::path::Path;
 
-use hypervisor_shim::bundle::{self as format, BundleDomain, Role};
+use hypervisor_shim::pv::build::bundle::{self as format, BundleDomain, Role};
 use pv_core::xs_wire::{self, MsgType};
 
 const BASE: u64 = 0xffff_ffff_8000_0000;
 
 /// A minimal ELF64 x86_64 PV kernel: one PT_LOAD at `vaddr` with `code` (`memsz` bytes in
 /// memory), one PT_NOTE with the Xen notes `(type, desc)`; as the shim's own unit tests
-/// build them (`hypervisor-shim/src/elf.rs`, `make_elf`).
+/// build them (`hypervisor-shim/src/pv/build/elf.rs`, `make_elf`).
 fn make_elf(vaddr: u64, code: &[u8], memsz: u64, notes: &[(u32, Vec<u8>)]) -> Vec<u8> {
     let mut note_bytes = Vec::new();
     for (kind, desc) in notes {
@@ -142,7 +142,7 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
 fn main() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let kernel = pv_kernel();
-    hypervisor_shim::elf::XenImage::parse(&kernel).expect("the seed kernel parses");
+    hypervisor_shim::pv::build::elf::XenImage::parse(&kernel).expect("the seed kernel parses");
     write(&out, "elf", "pv-kernel", &kernel);
     write(
         &out,
