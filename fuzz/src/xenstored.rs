@@ -128,14 +128,15 @@ impl World {
         }
     }
 
-    /// Feeds `bytes` to domain `d` and checks what the store answers.
-    fn send(&mut self, d: u16, bytes: &[u8]) {
+    /// Feeds `bytes` to domain `d` and checks what the store answers. Returns the
+    /// replies.
+    fn send(&mut self, d: u16, bytes: &[u8]) -> Vec<Message> {
         let client = &mut self.clients[d as usize];
         let result = self.xs.receive(d, bytes);
         if !self.xs.is_introduced(d) || client.broken {
             // Nothing was processed: also no output (checked in `drain`).
             assert_eq!(result, Err(Fatal::NotConnected));
-            return;
+            return Vec::new();
         }
         let mut requests = Vec::new();
         let mut input = bytes;
@@ -163,7 +164,7 @@ impl World {
         if broke.is_some() {
             // A disconnected domain's queue is dropped, replies and all.
             assert!(replies.is_empty(), "replies after a disconnection");
-            return;
+            return replies;
         }
         assert_eq!(
             replies.len(),
@@ -185,6 +186,7 @@ impl World {
                 }
             }
         }
+        replies
     }
 
     /// Checks queued output `out` of domain `d`: whole messages, no secret for a domU,
@@ -253,10 +255,14 @@ impl World {
         self.req_id = self.req_id.wrapping_add(1);
         let bytes = xs_wire::encode(ty, self.req_id, tx, &payload).expect("small payload");
         let cut = split % (bytes.len() + 1);
-        self.send(d, &bytes[..cut]);
-        self.send(d, &bytes[cut..]);
-        // dom0 (re)introducing or releasing a domU resets that domU's connection.
-        if d == 0 && matches!(ty, MsgType::Release | MsgType::Introduce) {
+        let mut replies = self.send(d, &bytes[..cut]);
+        replies.extend(self.send(d, &bytes[cut..]));
+        // dom0 (re)introducing or releasing a domU resets that domU's connection, if it
+        // succeeds (not, say, in a transaction that does not exist).
+        let done = replies
+            .last()
+            .is_some_and(|r| r.header.ty != MsgType::Error);
+        if d == 0 && done && matches!(ty, MsgType::Release | MsgType::Introduce) {
             let target = u16::from(arg % 4);
             self.reset_client(target);
         }
