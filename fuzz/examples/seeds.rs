@@ -6,65 +6,17 @@
 use std::path::Path;
 
 use hypervisor_shim::pv::build::bundle::{self as format, BundleDomain, Role};
+use hypervisor_shim::pv::build::elf::testing::make_elf_at;
 use pv_core::xs_wire::{self, MsgType};
 
 const BASE: u64 = 0xffff_ffff_8000_0000;
-
-/// A minimal ELF64 x86_64 PV kernel: one PT_LOAD at `vaddr` with `code` (`memsz` bytes in
-/// memory), one PT_NOTE with the Xen notes `(type, desc)`; as the shim's own unit tests
-/// build them (`hypervisor-shim/src/pv/build/elf.rs`, `make_elf`).
-fn make_elf(vaddr: u64, code: &[u8], memsz: u64, notes: &[(u32, Vec<u8>)]) -> Vec<u8> {
-    let mut note_bytes = Vec::new();
-    for (kind, desc) in notes {
-        note_bytes.extend_from_slice(&4u32.to_le_bytes());
-        note_bytes.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-        note_bytes.extend_from_slice(&kind.to_le_bytes());
-        note_bytes.extend_from_slice(b"Xen\0");
-        note_bytes.extend_from_slice(desc);
-        while note_bytes.len() % 4 != 0 {
-            note_bytes.push(0);
-        }
-    }
-    let phoff = 64u64;
-    // Code right after the two program headers: a small file.
-    let code_off = phoff + 2 * 56;
-    let note_off = code_off + code.len() as u64;
-    let mut f = vec![0u8; note_off as usize + note_bytes.len()];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = 2; // ELFCLASS64
-    f[5] = 1; // little endian
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
-    f[20..24].copy_from_slice(&1u32.to_le_bytes());
-    f[24..32].copy_from_slice(&vaddr.to_le_bytes());
-    f[32..40].copy_from_slice(&phoff.to_le_bytes());
-    f[52..54].copy_from_slice(&64u16.to_le_bytes());
-    f[54..56].copy_from_slice(&56u16.to_le_bytes());
-    f[56..58].copy_from_slice(&2u16.to_le_bytes());
-    let mut ph = |i: usize, kind: u32, off: u64, addr: u64, filesz: u64, memsz: u64| {
-        let b = phoff as usize + i * 56;
-        f[b..b + 4].copy_from_slice(&kind.to_le_bytes());
-        f[b + 4..b + 8].copy_from_slice(&7u32.to_le_bytes());
-        f[b + 8..b + 16].copy_from_slice(&off.to_le_bytes());
-        f[b + 16..b + 24].copy_from_slice(&addr.to_le_bytes());
-        f[b + 24..b + 32].copy_from_slice(&addr.to_le_bytes());
-        f[b + 32..b + 40].copy_from_slice(&filesz.to_le_bytes());
-        f[b + 40..b + 48].copy_from_slice(&memsz.to_le_bytes());
-        let align: u64 = if kind == 4 { 4 } else { 4096 };
-        f[b + 48..b + 56].copy_from_slice(&align.to_le_bytes());
-    };
-    ph(0, 1, code_off, vaddr, code.len() as u64, memsz); // PT_LOAD
-    let nl = note_bytes.len() as u64;
-    ph(1, 4, note_off, 0, nl, nl); // PT_NOTE
-    f[code_off as usize..note_off as usize].copy_from_slice(code);
-    f[note_off as usize..].copy_from_slice(&note_bytes);
-    f
-}
+/// The code right after the ELF and program headers: the smallest seed files.
+const CODE_RIGHT_AFTER_HEADERS: u64 = 64 + 2 * 56;
 
 fn pv_kernel() -> Vec<u8> {
     use xen_sys::*;
-    make_elf(
+    make_elf_at(
+        CODE_RIGHT_AFTER_HEADERS,
         BASE,
         &[0x90; 64],
         0x2000,
@@ -148,7 +100,7 @@ fn main() {
         &out,
         "elf",
         "plain-elf",
-        &make_elf(0x40_0000, &[0xc3], 1, &[]),
+        &make_elf_at(CODE_RIGHT_AFTER_HEADERS, 0x40_0000, &[0xc3], 1, &[]),
     );
 
     let dom = |name, role, cmdline, backends| BundleDomain {

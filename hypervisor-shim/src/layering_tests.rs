@@ -78,14 +78,15 @@ fn sources(src: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The code of a file without its `#[cfg(test)]` items (a test module at the end, by
+/// The code of a file without its `#[cfg(test)]` and `#[cfg(any(test, ...))]` items (a test module at the end, by
 /// this crate's convention) and without comments.
 fn code(text: &str) -> String {
     let mut out = String::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         let t = line.trim_start();
-        if t.starts_with("#[cfg(test)]") {
+        // Test code, and test fixtures other crates may enable (`test-utils`).
+        if t.starts_with("#[cfg(test)]") || t.starts_with("#[cfg(any(test,") {
             // Skip the item that follows: up to its closing brace at column 0, or a
             // one-line `mod x;`.
             for l in lines.by_ref() {

@@ -168,7 +168,7 @@ pub(crate) mod tests {
     use crate::machine::GuestMemory;
     use crate::machine::TestMachine;
     use crate::mm::Mm;
-    use crate::pv::build::elf::{tests::make_elf, XenImage};
+    use crate::pv::build::elf::{testing::make_elf, XenImage};
     use crate::pv::build::{build, DomainConfig};
     use crate::time::Clock;
     use alloc::string::ToString;

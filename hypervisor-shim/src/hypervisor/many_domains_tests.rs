@@ -15,7 +15,7 @@ use crate::hypervisor::{DomainSpec, Hypervisor, Next};
 use crate::machine::{GuestMemory, TestMachine};
 use crate::mm::m2p::M2p;
 use crate::mm::FrameTable;
-use crate::pv::build::elf::tests::make_elf;
+use crate::pv::build::elf::testing::make_elf;
 use crate::pv::cpuid::CpuidPolicy;
 use crate::state::evtchn::{Binding, DOMU_MAX_PORTS};
 use crate::time::Clock;

@@ -294,14 +294,24 @@ impl<'a> XenImage<'a> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// Test images, for this crate's tests and, with the `test-utils` feature, for other
+/// crates' (the fuzz seeds).
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing {
+    use super::{PT_LOAD, PT_NOTE};
     use alloc::vec;
+    use alloc::vec::Vec;
 
     /// Builds a minimal ELF64 x86_64 executable: one PT_LOAD at `vaddr` holding `code`,
     /// and a PT_NOTE with the given Xen notes `(type, desc)`.
-    pub(crate) fn make_elf(
+    pub fn make_elf(vaddr: u64, code: &[u8], memsz: u64, notes: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        make_elf_at(0x1000, vaddr, code, memsz, notes)
+    }
+
+    /// [`make_elf`] with the code at file offset `code_off` (right after the program
+    /// headers, 176, for the smallest file).
+    pub fn make_elf_at(
+        code_off: u64,
         vaddr: u64,
         code: &[u8],
         memsz: u64,
@@ -319,7 +329,6 @@ pub(crate) mod tests {
             }
         }
         let phoff = 64u64;
-        let code_off = 0x1000u64;
         let note_off = code_off + code.len() as u64;
         let mut f = vec![0u8; (note_off as usize) + note_bytes.len()];
         f[..4].copy_from_slice(b"\x7fELF");
@@ -362,6 +371,12 @@ pub(crate) mod tests {
         f[note_off as usize..].copy_from_slice(&note_bytes);
         f
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::make_elf;
+    use super::*;
 
     const BASE: u64 = 0xffff_ffff_8000_0000;
 

@@ -310,7 +310,7 @@ pub fn adopt_domain<M: Machine + ?Sized>(
 mod tests {
     use super::*;
     use crate::machine::{GuestMemory, TestMachine};
-    use crate::pv::build::elf::tests::make_elf;
+    use crate::pv::build::elf::testing::make_elf;
     use alloc::vec;
 
     const BASE: u64 = 0xffff_ffff_8000_0000;
