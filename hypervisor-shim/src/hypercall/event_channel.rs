@@ -7,16 +7,16 @@
 //! to a port left unbound *for it*; ports are limited per domain (`EventChannels`); an
 //! operation on a port that is not in use is -EINVAL and changes nothing.
 
-use core::mem::offset_of;
-
 use xen_sys::*;
 
-use super::env::{err, Env};
+use super::env::Env;
+use super::error::{Error, Result};
+use super::guest::{copy_field_to_guest, field_addr};
 use crate::common::event_channel;
 use crate::domain::lookup;
 use crate::domain::Domain;
 use crate::domain::Domains;
-use crate::machine::{GuestMemory, Machine};
+use crate::machine::Machine;
 use crate::state::evtchn::Binding;
 use xen_sys::domid_t;
 
@@ -25,59 +25,29 @@ fn virq_is_global(virq: u32) -> bool {
     !matches!(virq, VIRQ_TIMER | VIRQ_DEBUG | VIRQ_XENOPROF | VIRQ_XENPMU)
 }
 
-pub fn event_channel_op<M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &mut Domain,
-    cmd: u64,
-    arg: u64,
-) -> i64 {
-    match op(env, dom, cmd, arg) {
-        Ok(()) => 0,
-        Err(e) => err(e),
-    }
-}
-
 /// The pre-3.2 interface: one `evtchn_op` struct, command first.
 pub fn event_channel_op_compat<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
     arg: u64,
-) -> i64 {
-    let Ok(cmd) = env.guest(dom).read_u32(arg) else {
-        return err(XEN_EFAULT);
-    };
-    event_channel_op(
-        env,
-        dom,
-        cmd as u64,
-        arg.wrapping_add(offset_of!(evtchn_op, u) as u64),
-    )
+) -> Result<i64> {
+    let cmd: u32 = env.read(dom, arg)?;
+    // The union follows the command, at its alignment (`evtchn_op.u`).
+    let u = arg.wrapping_add(core::mem::offset_of!(evtchn_op, u) as u64);
+    event_channel_op(env, dom, cmd as u64, u)
 }
 
-type Result<T> = core::result::Result<T, xen_errno>;
-
-fn fault<T>(_: T) -> xen_errno {
-    XEN_EFAULT
-}
-
-fn op<M: Machine + ?Sized>(
+pub fn event_channel_op<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
     cmd: u64,
     arg: u64,
-) -> Result<()> {
-    let at = |off: usize| arg.wrapping_add(off as u64);
+) -> Result<i64> {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
         EVTCHNOP_alloc_unbound => {
-            let gm = env.guest(dom);
-            let target = gm
-                .read_u16(at(offset_of!(evtchn_alloc_unbound, dom)))
-                .map_err(fault)?;
-            let remote = gm
-                .read_u16(at(offset_of!(evtchn_alloc_unbound, remote_dom)))
-                .map_err(fault)?;
-            let remote = if remote == DOMID_SELF { dom.id } else { remote };
-            let port = with_domain(dom, env.domains, target, true, |d| {
+            let mut op: evtchn_alloc_unbound = env.read(dom, arg)?;
+            let remote = lookup::resolve(dom, op.remote_dom);
+            op.port = with_domain(dom, env.domains, op.dom, true, |d| {
                 if d.dead {
                     return Err(XEN_EINVAL);
                 }
@@ -85,135 +55,100 @@ fn op<M: Machine + ?Sized>(
                     .alloc(Binding::Unbound { remote })
                     .ok_or(XEN_ENOSPC)
             })??;
-            env.guest(dom)
-                .write_u32(at(offset_of!(evtchn_alloc_unbound, port)), port)
-                .map_err(fault)
+            env.write(dom, arg, &op)?;
         }
         EVTCHNOP_bind_interdomain => {
-            let gm = env.guest(dom);
-            let rdom = gm
-                .read_u16(at(offset_of!(evtchn_bind_interdomain, remote_dom)))
-                .map_err(fault)?;
-            let rport = gm
-                .read_u32(at(offset_of!(evtchn_bind_interdomain, remote_port)))
-                .map_err(fault)?;
-            let lport =
-                event_channel::bind_interdomain(env.machine, dom, env.domains, rdom, rport)?;
-            env.guest(dom)
-                .write_u32(at(offset_of!(evtchn_bind_interdomain, local_port)), lport)
-                .map_err(fault)
+            let mut op: evtchn_bind_interdomain = env.read(dom, arg)?;
+            op.local_port = event_channel::bind_interdomain(
+                env.machine,
+                dom,
+                env.domains,
+                op.remote_dom,
+                op.remote_port,
+            )?;
+            copy_field_to_guest!(env, dom, arg, op.local_port)?;
         }
         EVTCHNOP_bind_virq => {
-            let gm = env.guest(dom);
-            let virq = gm
-                .read_u32(at(offset_of!(evtchn_bind_virq, virq)))
-                .map_err(fault)?;
-            let vcpu = gm
-                .read_u32(at(offset_of!(evtchn_bind_virq, vcpu)))
-                .map_err(fault)?;
+            let mut op: evtchn_bind_virq = env.read(dom, arg)?;
+            let (virq, vcpu) = (op.virq, op.vcpu);
             if virq >= NR_VIRQS || (virq_is_global(virq) && vcpu != 0) {
-                return Err(XEN_EINVAL);
+                return Err(XEN_EINVAL.into());
             }
             if vcpu != 0 {
-                return Err(XEN_ENOENT);
+                return Err(XEN_ENOENT.into());
             }
             if dom.evtchn.virqs[virq as usize] != 0 {
-                return Err(XEN_EEXIST);
+                return Err(XEN_EEXIST.into());
             }
-            let port = dom.evtchn.alloc(Binding::Virq(virq)).ok_or(XEN_ENOSPC)?;
-            dom.evtchn.virqs[virq as usize] = port;
-            env.guest(dom)
-                .write_u32(at(offset_of!(evtchn_bind_virq, port)), port)
-                .map_err(fault)
+            op.port = dom.evtchn.alloc(Binding::Virq(virq)).ok_or(XEN_ENOSPC)?;
+            dom.evtchn.virqs[virq as usize] = op.port;
+            env.write(dom, arg, &op)?;
         }
         EVTCHNOP_bind_ipi => {
-            let vcpu = env
-                .guest(dom)
-                .read_u32(at(offset_of!(evtchn_bind_ipi, vcpu)))
-                .map_err(fault)?;
-            if vcpu != 0 {
-                return Err(XEN_ENOENT);
+            let mut op: evtchn_bind_ipi = env.read(dom, arg)?;
+            if op.vcpu != 0 {
+                return Err(XEN_ENOENT.into());
             }
-            let port = dom.evtchn.alloc(Binding::Ipi).ok_or(XEN_ENOSPC)?;
-            env.guest(dom)
-                .write_u32(at(offset_of!(evtchn_bind_ipi, port)), port)
-                .map_err(fault)
+            op.port = dom.evtchn.alloc(Binding::Ipi).ok_or(XEN_ENOSPC)?;
+            env.write(dom, arg, &op)?;
         }
         EVTCHNOP_close => {
-            let port = env
-                .guest(dom)
-                .read_u32(at(offset_of!(evtchn_close, port)))
-                .map_err(fault)?;
-            event_channel::close(env.machine, dom, env.domains, port)
+            let op: evtchn_close = env.read(dom, arg)?;
+            event_channel::close(env.machine, dom, env.domains, op.port)?;
         }
         EVTCHNOP_send => {
-            let port = env
-                .guest(dom)
-                .read_u32(at(offset_of!(evtchn_send, port)))
-                .map_err(fault)?;
-            env.effects.resched |= event_channel::send(env.machine, dom, env.domains, port)?;
-            Ok(())
+            let op: evtchn_send = env.read(dom, arg)?;
+            env.effects.resched |= event_channel::send(env.machine, dom, env.domains, op.port)?;
         }
-        EVTCHNOP_status => status(env, dom, arg),
+        EVTCHNOP_status => status(env, dom, arg)?,
         EVTCHNOP_unmask => {
-            let port = env
-                .guest(dom)
-                .read_u32(at(offset_of!(evtchn_unmask, port)))
-                .map_err(fault)?;
-            if !dom.evtchn.is_valid(port) {
-                return Err(XEN_EINVAL);
+            let op: evtchn_unmask = env.read(dom, arg)?;
+            if !dom.evtchn.is_valid(op.port) {
+                return Err(XEN_EINVAL.into());
             }
-            event_channel::unmask(env.machine, dom, port);
-            Ok(())
+            event_channel::unmask(env.machine, dom, op.port);
         }
         EVTCHNOP_bind_vcpu => {
-            let gm = env.guest(dom);
-            let port = gm
-                .read_u32(at(offset_of!(evtchn_bind_vcpu, port)))
-                .map_err(fault)?;
-            let vcpu = gm
-                .read_u32(at(offset_of!(evtchn_bind_vcpu, vcpu)))
-                .map_err(fault)?;
-            if vcpu != 0 {
-                return Err(XEN_ENOENT);
+            let op: evtchn_bind_vcpu = env.read(dom, arg)?;
+            if op.vcpu != 0 {
+                return Err(XEN_ENOENT.into());
             }
-            if !dom.evtchn.is_valid(port) {
-                return Err(XEN_EINVAL);
+            if !dom.evtchn.is_valid(op.port) {
+                return Err(XEN_EINVAL.into());
             }
-            match dom.evtchn.get(port).map(|c| c.binding) {
-                Some(Binding::Virq(v)) if virq_is_global(v) => Ok(()),
-                Some(Binding::Unbound { .. } | Binding::Interdomain { .. }) => Ok(()),
-                _ => Err(XEN_EINVAL),
+            match dom.evtchn.get(op.port).map(|c| c.binding) {
+                Some(Binding::Virq(v)) if virq_is_global(v) => {}
+                Some(Binding::Unbound { .. } | Binding::Interdomain { .. }) => {}
+                _ => return Err(XEN_EINVAL.into()),
             }
         }
         EVTCHNOP_reset => {
-            let target = env
-                .guest(dom)
-                .read_u16(at(offset_of!(evtchn_reset, dom)))
-                .map_err(fault)?;
-            let target = if target == DOMID_SELF { dom.id } else { target };
+            let op: evtchn_reset = env.read(dom, arg)?;
+            let target = lookup::resolve(dom, op.dom);
             if target == dom.id {
                 event_channel::close_all_ports(env.machine, dom, env.domains);
-                return Ok(());
+                return Ok(0);
             }
             if !dom.privileged {
-                return Err(XEN_EPERM);
+                return Err(XEN_EPERM.into());
             }
             let Some(mut t) = env.domains.take(target) else {
-                return Err(XEN_ESRCH);
+                return Err(XEN_ESRCH.into());
             };
             // The caller may be one of the target's peers: it is out of `domains`
             // while its hypercall runs, so hand it over too.
             event_channel::close_all_ports_with(env.machine, &mut t, env.domains, Some(dom));
             env.domains.put(t);
-            Ok(())
         }
         // No physical interrupts are routed to guests: every PIRQ is out of range.
-        EVTCHNOP_bind_pirq => Err(XEN_EINVAL),
+        EVTCHNOP_bind_pirq => return Err(XEN_EINVAL.into()),
         // The FIFO ABI is not offered: guests (Linux, Mini-OS) fall back to 2-level.
-        EVTCHNOP_init_control | EVTCHNOP_expand_array | EVTCHNOP_set_priority => Err(XEN_ENOSYS),
-        _ => Err(XEN_ENOSYS),
+        EVTCHNOP_init_control | EVTCHNOP_expand_array | EVTCHNOP_set_priority => {
+            return Err(XEN_ENOSYS.into())
+        }
+        _ => return Err(XEN_ENOSYS.into()),
     }
+    Ok(0)
 }
 
 /// Runs `f` on domain `id` (`DOMID_SELF` or the caller's own id: the caller). Another
@@ -227,57 +162,46 @@ fn with_domain<R>(
 ) -> Result<R> {
     let id = lookup::resolve(dom, id);
     if needs_privilege && !lookup::may_act_on(dom, id) && others.get(id).is_some() {
-        return Err(XEN_EPERM);
+        return Err(XEN_EPERM.into());
     }
     lookup::this_or_caller(dom, others, id)
         .map(f)
-        .ok_or(XEN_ESRCH)
+        .ok_or(Error::Errno(XEN_ESRCH))
 }
 
 fn status<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> Result<()> {
-    let at = |off: usize| arg.wrapping_add(off as u64);
-    let gm = GuestMemory {
-        machine: &mut *env.machine,
-        l4: dom.l4,
-    };
-    let target = gm
-        .read_u16(at(offset_of!(evtchn_status, dom)))
-        .map_err(fault)?;
-    let port = gm
-        .read_u32(at(offset_of!(evtchn_status, port)))
-        .map_err(fault)?;
-    let (st, vcpu, a, b) = with_domain(dom, env.domains, target, true, |d| {
+    let mut op: evtchn_status = env.read(dom, arg)?;
+    let port = op.port;
+    let binding = with_domain(dom, env.domains, op.dom, true, |d| {
         if !d.evtchn.is_valid(port) {
             return Err(XEN_EINVAL);
         }
         let c = d.evtchn.get(port);
-        let vcpu = c.map_or(0, |c| c.vcpu);
-        Ok(match c.map(|c| c.binding) {
-            None | Some(Binding::Free | Binding::Reserved) => (EVTCHNSTAT_closed, vcpu, 0, 0),
-            Some(Binding::Unbound { remote }) => (EVTCHNSTAT_unbound, vcpu, remote as u32, 0),
-            Some(Binding::Interdomain { remote, port }) => {
-                (EVTCHNSTAT_interdomain, vcpu, remote as u32, port)
-            }
-            Some(Binding::Virq(v)) => (EVTCHNSTAT_virq, vcpu, v, 0),
-            Some(Binding::Ipi) => (EVTCHNSTAT_ipi, vcpu, 0, 0),
-        })
+        Ok((c.map_or(0, |c| c.vcpu), c.map(|c| c.binding)))
     })??;
-    let mut gm = GuestMemory {
-        machine: &mut *env.machine,
-        l4: dom.l4,
+    (op.vcpu, op.status) = match binding {
+        (vcpu, None | Some(Binding::Free | Binding::Reserved)) => (vcpu, EVTCHNSTAT_closed),
+        (vcpu, Some(Binding::Unbound { .. })) => (vcpu, EVTCHNSTAT_unbound),
+        (vcpu, Some(Binding::Interdomain { .. })) => (vcpu, EVTCHNSTAT_interdomain),
+        (vcpu, Some(Binding::Virq(_))) => (vcpu, EVTCHNSTAT_virq),
+        (vcpu, Some(Binding::Ipi)) => (vcpu, EVTCHNSTAT_ipi),
     };
-    let u = offset_of!(evtchn_status, u);
-    gm.write_u32(at(offset_of!(evtchn_status, status)), st)
-        .map_err(fault)?;
-    gm.write_u32(at(offset_of!(evtchn_status, vcpu)), vcpu)
-        .map_err(fault)?;
-    match st {
-        EVTCHNSTAT_unbound => gm.write(at(u), &(a as u16).to_le_bytes()),
-        EVTCHNSTAT_interdomain => gm
-            .write(at(u), &(a as u16).to_le_bytes())
-            .and_then(|()| gm.write_u32(at(u + 4), b)),
-        EVTCHNSTAT_virq => gm.write_u32(at(u), a),
+    copy_field_to_guest!(env, dom, arg, op.status)?;
+    copy_field_to_guest!(env, dom, arg, op.vcpu)?;
+    // The union's variant for the status, written on its own.
+    let u = field_addr(arg, &op, &op.u);
+    match binding.1 {
+        Some(Binding::Unbound { remote }) => env.write(
+            dom,
+            u,
+            &evtchn_status__bindgen_ty_1__bindgen_ty_1 { dom: remote },
+        ),
+        Some(Binding::Interdomain { remote, port }) => env.write(
+            dom,
+            u,
+            &evtchn_status__bindgen_ty_1__bindgen_ty_2 { dom: remote, port },
+        ),
+        Some(Binding::Virq(v)) => env.write(dom, u, &v),
         _ => Ok(()),
     }
-    .map_err(fault)
 }
