@@ -101,6 +101,20 @@ pub fn read_u64(frame: &Frame, index: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// The L1 table that maps `va` in the address space rooted at `l4`
+/// (`map_guest_l1e`), if the upper levels map it with 4 KiB pages.
+pub fn l1_table<M: Machine + ?Sized>(m: &M, l4: Mfn, va: u64) -> Option<Mfn> {
+    let mut table = l4;
+    for level in (2..=4).rev() {
+        let e = Pte(read_u64(m.frame(table)?, paging::index(va, level)));
+        if !e.present() || e.huge() {
+            return None;
+        }
+        table = e.mfn();
+    }
+    Some(table)
+}
+
 /// Why a guest virtual address could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestFault {

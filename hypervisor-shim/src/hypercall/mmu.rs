@@ -186,27 +186,6 @@ pub fn mmu_update<M: Machine + ?Sized>(
     rc
 }
 
-/// The L1 table that maps `va` in the domain's current (kernel) address space
-/// (`map_guest_l1e`), if the upper levels map it with 4 KiB pages.
-pub(super) fn guest_l1<M: Machine + ?Sized>(
-    env: &Env<'_, M>,
-    dom: &Domain,
-    va: u64,
-) -> Option<u64> {
-    let mut table = dom.l4;
-    for level in (2..=4).rev() {
-        let e = Pte(read_u64(
-            env.machine.frame(table)?,
-            paging::index(va, level),
-        ));
-        if !e.present() || e.huge() {
-            return None;
-        }
-        table = e.mfn();
-    }
-    Some(table)
-}
-
 fn do_update_va_mapping<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
@@ -218,7 +197,7 @@ fn do_update_va_mapping<M: Machine + ?Sized>(
     if !rules::guest_addr_ok(va) {
         return err(XEN_EINVAL);
     }
-    let Some(l1) = guest_l1(env, dom, va) else {
+    let Some(l1) = crate::machine::l1_table(&*env.machine, dom.l4, va) else {
         return err(XEN_EINVAL);
     };
     let is_own_l1 = env.mm.table.page(l1).is_some_and(|p| {

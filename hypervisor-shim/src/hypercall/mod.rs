@@ -93,7 +93,7 @@ pub(crate) fn call<M: Machine + ?Sized>(
         __HYPERVISOR_vcpu_op => Ok(vcpu_op::vcpu_op(env, dom, a[0], a[1], a[2])),
         __HYPERVISOR_domctl => Ok(domctl::domctl(env, dom, a[0])),
         __HYPERVISOR_sysctl => Ok(sysctl::sysctl(env, dom, a[0])),
-        __HYPERVISOR_grant_table_op => Ok(grant_table::grant_table_op(env, dom, a[0], a[1], a[2])),
+        __HYPERVISOR_grant_table_op => grant_table::grant_table_op(env, dom, a[0], a[1], a[2]),
         __HYPERVISOR_hvm_op => Ok(hvm_op::hvm_op(env, dom, a[0], a[1])),
         _ => {
             if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {

@@ -6,5 +6,6 @@ pub mod bounce;
 pub mod build;
 pub mod cpuid;
 pub mod emulate;
+pub mod grant_table;
 pub mod msr;
 pub mod traps;
