@@ -8,8 +8,9 @@
 
 use xen_sys::*;
 
-use super::env::{err, Env};
-use super::mmu::read_guest_u64;
+use super::env::Env;
+use super::error::Result;
+use super::guest::element;
 use crate::domain::Domain;
 use crate::machine::{write_u64, Machine, PAGE_SHIFT};
 use crate::mm::descriptor::check_descriptor;
@@ -23,18 +24,15 @@ pub fn set_gdt<M: Machine + ?Sized>(
     dom: &mut Domain,
     frame_list: u64,
     entries: u64,
-) -> i64 {
+) -> Result<i64> {
     let entries = entries as u32; // `unsigned int`
     if entries > FIRST_RESERVED_GDT_ENTRY {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     let nr = (entries as u64).div_ceil(PER_FRAME);
     let mut frames = alloc::vec::Vec::with_capacity(nr as usize);
     for i in 0..nr {
-        match read_guest_u64(env, dom, frame_list + i * 8) {
-            Ok(f) => frames.push(f),
-            Err(e) => return e,
-        }
+        frames.push(env.read::<xen_ulong_t>(dom, element::<xen_ulong_t>(frame_list, i))?);
     }
     for (i, &f) in frames.iter().enumerate() {
         let r = env
@@ -47,7 +45,7 @@ pub fn set_gdt<M: Machine + ?Sized>(
                 env.mm.table.put_page_and_type(&mut *env.machine, g);
             }
             env.mm.reclaim(&mut *env.machine);
-            return err(XEN_EINVAL);
+            return Err(XEN_EINVAL.into());
         }
     }
     for &old in &dom.gdt_frames {
@@ -56,7 +54,7 @@ pub fn set_gdt<M: Machine + ?Sized>(
     dom.gdt_frames = frames;
     dom.gdt_entries = entries;
     env.mm.reclaim(&mut *env.machine);
-    0
+    Ok(0)
 }
 
 pub fn update_descriptor<M: Machine + ?Sized>(
@@ -64,15 +62,15 @@ pub fn update_descriptor<M: Machine + ?Sized>(
     dom: &mut Domain,
     ma: u64,
     desc: u64,
-) -> i64 {
+) -> Result<i64> {
     let Some(fixed) = check_descriptor(desc).filter(|_| ma.is_multiple_of(8)) else {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     };
     let mfn = ma >> PAGE_SHIFT;
     let table = &mut *env.mm.table;
     let m = &mut *env.machine;
     if table.get_page(mfn, dom.id).is_err() {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     let ty = match table.page(mfn).map(|p| p.ty) {
         Some(PageType::SegDesc) => PageType::SegDesc,
@@ -80,10 +78,10 @@ pub fn update_descriptor<M: Machine + ?Sized>(
     };
     if table.get_page_type(m, mfn, ty).is_err() {
         table.put_page(mfn);
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     write_u64(m, mfn, (ma & 0xfff) as usize, fixed);
     table.put_page_and_type(m, mfn);
     env.mm.reclaim(&mut *env.machine);
-    0
+    Ok(0)
 }

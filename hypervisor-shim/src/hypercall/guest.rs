@@ -35,7 +35,9 @@ pub trait FromGuest: Sized {
 }
 
 /// A value encoded into guest memory in the ABI's layout. Padding bytes are left as
-/// the buffer had them (zero for [`copy_to_guest`]).
+/// the buffer had them: [`copy_to_guest`] writes them as zeros, so a struct with
+/// padding is written whole only where the guest's padding does not matter (an output
+/// struct); [`copy_field_to_guest!`] writes one field and leaves the rest alone.
 pub trait ToGuest: FromGuest {
     /// Encodes into the first `size_of::<Self>()` bytes of `b`.
     fn encode(&self, b: &mut [u8]);
@@ -235,6 +237,9 @@ abi_structs! {
     from vcpu_set_periodic_timer { period_ns }
     from vcpu_register_vcpu_info { mfn, offset, rsvd }
     from vcpu_register_runstate_memory_area { addr }
+    to vcpu_runstate_info { state, state_entry_time, time }
+    // physdev.h
+    from physdev_set_iopl { iopl }
     // hvm/params.h
     to xen_hvm_param { domid, pad, index, value }
     // version.h

@@ -15,12 +15,10 @@
 //! `HVM_NR_PARAMS`), `-ESRCH` (no such domain), `-EPERM` (another domain's parameter
 //! without privilege: `XSM_TARGET`), `-EINVAL` (a parameter the shim does not keep).
 
-use core::mem::{offset_of, size_of};
-
 use xen_sys::*;
 
-use super::env::{err, Env};
-use super::mmu::{read_guest, write_guest};
+use super::env::Env;
+use super::error::Result;
 use crate::domain::{lookup, Domain};
 use crate::machine::Machine;
 
@@ -29,44 +27,35 @@ pub fn hvm_op<M: Machine + ?Sized>(
     dom: &mut Domain,
     op: u64,
     arg: u64,
-) -> i64 {
+) -> Result<i64> {
     match u32::try_from(op).unwrap_or(u32::MAX) {
-        HVMOP_get_param => get_param(env, dom, arg).unwrap_or_else(|e| e),
+        HVMOP_get_param => get_param(env, dom, arg),
         op => {
             log::warn!("d{}: hvm_op {op} not implemented: -ENOSYS", dom.id);
-            err(XEN_ENOSYS)
+            Err(XEN_ENOSYS.into())
         }
     }
 }
 
-fn get_param<M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &Domain,
-    arg: u64,
-) -> Result<i64, i64> {
-    let b = read_guest::<{ size_of::<xen_hvm_param>() }, M>(env, dom, arg)?;
-    let o = offset_of!(xen_hvm_param, index);
-    let index = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    if index >= HVM_NR_PARAMS {
-        return Err(err(XEN_EINVAL));
+fn get_param<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, arg: u64) -> Result<i64> {
+    let mut op: xen_hvm_param = env.read(dom, arg)?;
+    if op.index >= HVM_NR_PARAMS {
+        return Err(XEN_EINVAL.into());
     }
-    let o = offset_of!(xen_hvm_param, domid);
-    let id = u16::from_le_bytes([b[o], b[o + 1]]);
-    let may = lookup::may_act_on(dom, id);
-    let Some(t) = lookup::this_or_caller_ref(dom, env.domains, id) else {
-        return Err(err(XEN_ESRCH));
+    let may = lookup::may_act_on(dom, op.domid);
+    let Some(t) = lookup::this_or_caller_ref(dom, env.domains, op.domid) else {
+        return Err(XEN_ESRCH.into());
     };
     if !may {
-        return Err(err(XEN_EPERM));
+        return Err(XEN_EPERM.into());
     }
     let r = t.rings.unwrap_or_default();
-    let value = match index {
+    op.value = match op.index {
         HVM_PARAM_STORE_PFN => r.store_pfn,
         HVM_PARAM_STORE_EVTCHN => r.store_evtchn as u64,
         HVM_PARAM_CONSOLE_PFN => r.console_pfn,
         HVM_PARAM_CONSOLE_EVTCHN => r.console_evtchn as u64,
-        _ => return Err(err(XEN_EINVAL)),
+        _ => return Err(XEN_EINVAL.into()),
     };
-    let at = arg + offset_of!(xen_hvm_param, value) as u64;
-    write_guest(env, dom, at, &value.to_le_bytes()).map(|()| 0)
+    env.write(dom, arg, &op).map(|()| 0)
 }

@@ -2,12 +2,11 @@
 //! `arch_memory_op` in `xen/arch/x86/mm.c`) for a PV guest: its reservation (extents
 //! are machine frames: MFNs out, GMFN = MFN in), the M2P mapping, its memory map.
 
-use core::mem::{offset_of, size_of};
-
 use xen_sys::*;
 
-use super::env::{err, Env};
-use super::mmu::{le_u64, read_guest, read_guest_u64, write_guest};
+use super::env::Env;
+use super::error::{Error, Result};
+use super::guest::{copy_field_to_guest, element};
 use crate::domain::lookup;
 use crate::domain::Domain;
 use crate::machine::{Machine, PAGE_SHIFT};
@@ -37,7 +36,7 @@ pub fn memory_op<M: Machine + ?Sized>(
     dom: &mut Domain,
     cmd: u64,
     arg: u64,
-) -> i64 {
+) -> Result<i64> {
     let op = (cmd & MEMOP_CMD_MASK) as u32;
     let start_extent = cmd >> MEMOP_EXTENT_SHIFT;
     let r = match op {
@@ -49,45 +48,33 @@ pub fn memory_op<M: Machine + ?Sized>(
         }
         XENMEM_populate_physmap => reservation(env, dom, Reservation::Populate, start_extent, arg),
         XENMEM_add_to_physmap => add_to_physmap(env, dom, start_extent, arg),
-        _ if start_extent != 0 => Err(err(XEN_ENOSYS)),
+        _ if start_extent != 0 => Err(XEN_ENOSYS.into()),
         XENMEM_maximum_ram_page => Ok(env.mm.table.nr_frames() as i64),
         XENMEM_current_reservation | XENMEM_maximum_reservation => {
-            read_guest::<2, M>(env, dom, arg).and_then(|b| {
-                own_domain(env, dom, u16::from_le_bytes(b))?;
-                Ok(if op == XENMEM_current_reservation {
-                    dom.tot_pages
-                } else {
-                    dom.max_pages
-                } as i64)
-            })
+            let domid: domid_t = env.read(dom, arg)?;
+            own_domain(env, dom, domid)?;
+            Ok(if op == XENMEM_current_reservation {
+                dom.tot_pages
+            } else {
+                dom.max_pages
+            } as i64)
         }
         XENMEM_machphys_mapping => {
-            let mut out = [0u8; size_of::<xen_machphys_mapping>()];
-            let v_end = MACH2PHYS_VIRT_START + env.mm.m2p.mapped_bytes();
-            let fields = [
-                (
-                    offset_of!(xen_machphys_mapping, v_start),
-                    MACH2PHYS_VIRT_START,
-                ),
-                (offset_of!(xen_machphys_mapping, v_end), v_end),
-                (
-                    offset_of!(xen_machphys_mapping, max_mfn),
-                    env.mm.table.nr_frames().saturating_sub(1),
-                ),
-            ];
-            for (off, v) in fields {
-                out[off..off + 8].copy_from_slice(&v.to_le_bytes());
-            }
-            write_guest(env, dom, arg, &out).map(|()| 0)
+            let map = xen_machphys_mapping {
+                v_start: MACH2PHYS_VIRT_START,
+                v_end: MACH2PHYS_VIRT_START + env.mm.m2p.mapped_bytes(),
+                max_mfn: env.mm.table.nr_frames().saturating_sub(1),
+            };
+            env.write(dom, arg, &map).map(|()| 0)
         }
         XENMEM_memory_map => memory_map(env, dom, arg).map(|()| 0),
         XENMEM_machphys_mfn_list => machphys_mfn_list(env, dom, arg).map(|()| 0),
         _ => {
             log::warn!("d{}: memory_op {op} not implemented: -ENOSYS", dom.id);
-            Err(err(XEN_ENOSYS))
+            Err(XEN_ENOSYS.into())
         }
     };
-    r.unwrap_or_else(|e| e)
+    r
 }
 
 /// `XENMEM_machphys_mfn_list`: the first machine frame of each 2 MiB chunk of the M2P,
@@ -96,40 +83,34 @@ fn machphys_mfn_list<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &Domain,
     arg: u64,
-) -> Result<(), i64> {
-    let b = read_guest::<{ size_of::<xen_machphys_mfn_list>() }, M>(env, dom, arg)?;
-    let at = |off: usize| u32::from_le_bytes(b[off..off + 4].try_into().unwrap());
-    let max = at(offset_of!(xen_machphys_mfn_list, max_extents)) as usize;
-    let list = le_u64(&b, offset_of!(xen_machphys_mfn_list, extent_start));
-    let chunks: alloc::vec::Vec<u64> = env.mm.m2p.chunks().take(max).collect();
+) -> Result<()> {
+    let mut op: xen_machphys_mfn_list = env.read(dom, arg)?;
+    let list = op.extent_start.p as u64;
+    let chunks: alloc::vec::Vec<u64> = env.mm.m2p.chunks().take(op.max_extents as usize).collect();
     for (i, mfn) in chunks.iter().enumerate() {
-        let slot = list.checked_add(i as u64 * 8).ok_or(err(XEN_EFAULT))?;
-        write_guest(env, dom, slot, &mfn.to_le_bytes())?;
+        let slot = list.checked_add(i as u64 * 8).ok_or(Error::FAULT)?;
+        env.write(dom, slot, mfn)?;
     }
-    let n = chunks.len() as u32;
-    write_guest(
-        env,
-        dom,
-        arg + offset_of!(xen_machphys_mfn_list, nr_extents) as u64,
-        &n.to_le_bytes(),
-    )
+    op.nr_extents = chunks.len() as u32;
+    copy_field_to_guest!(env, dom, arg, op.nr_extents)
 }
 
 /// The domain a `domid_t` argument names: only the caller itself is reachable from
 /// here (another domain's reservation is toolstack business, issue 4).
-fn own_domain<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, domid: u16) -> Result<(), i64> {
-    if domid == DOMID_SELF || domid == dom.id {
+fn own_domain<M: Machine + ?Sized>(env: &Env<'_, M>, dom: &Domain, domid: domid_t) -> Result<()> {
+    let id = lookup::resolve(dom, domid);
+    if id == dom.id {
         Ok(())
-    } else if !env.mm.table.domain_exists(domid) {
-        Err(err(XEN_ESRCH))
-    } else if !dom.privileged {
-        Err(err(XEN_EPERM))
+    } else if !env.mm.table.domain_exists(id) {
+        Err(XEN_ESRCH.into())
+    } else if !lookup::may_act_on(dom, id) {
+        Err(XEN_EPERM.into())
     } else {
         log::warn!(
             "d{}: memory_op on another domain's reservation is not supported",
             dom.id
         );
-        Err(err(XEN_ESRCH))
+        Err(XEN_ESRCH.into())
     }
 }
 
@@ -148,32 +129,20 @@ fn add_to_physmap<M: Machine + ?Sized>(
     dom: &mut Domain,
     start_extent: u64,
     arg: u64,
-) -> Result<i64, i64> {
+) -> Result<i64> {
     // The extent (`size` of a range) is 16 bits.
     if start_extent > u16::MAX as u64 {
-        return Err(err(XEN_EDOM));
+        return Err(XEN_EDOM.into());
     }
-    let b = read_guest::<{ size_of::<xen_add_to_physmap>() }, M>(env, dom, arg)?;
-    let at16 = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let space = u32::from_le_bytes(
-        b[offset_of!(xen_add_to_physmap, space)..][..4]
-            .try_into()
-            .unwrap_or_default(),
-    );
-    let idx = le_u64(&b, offset_of!(xen_add_to_physmap, idx));
-    let gpfn = le_u64(&b, offset_of!(xen_add_to_physmap, gpfn));
+    let op: xen_add_to_physmap = env.read(dom, arg)?;
+    let (space, idx, gpfn) = (op.space, op.idx, op.gpfn);
     if space == XENMAPSPACE_gmfn_foreign {
         // Foreign mappings only through add_to_physmap_batch.
-        return Err(err(XEN_ENOSYS));
+        return Err(XEN_ENOSYS.into());
     }
-    let id = lookup::live(
-        dom,
-        env.domains,
-        at16(offset_of!(xen_add_to_physmap, domid)),
-    )
-    .ok_or(err(XEN_ESRCH))?;
+    let id = lookup::live(dom, env.domains, op.domid).ok_or(XEN_ESRCH)?;
     if !lookup::may_act_on(dom, id) {
-        return Err(err(XEN_EPERM));
+        return Err(XEN_EPERM.into());
     }
     let Env {
         machine,
@@ -181,24 +150,24 @@ fn add_to_physmap<M: Machine + ?Sized>(
         domains,
         ..
     } = env;
-    let d = lookup::this_or_caller(dom, domains, id).ok_or(err(XEN_ESRCH))?;
+    let d = lookup::this_or_caller(dom, domains, id).ok_or(XEN_ESRCH)?;
     let mfn = match space {
         XENMAPSPACE_grant_table => {
-            let i = u32::try_from(idx).map_err(|_| err(XEN_EINVAL))?;
+            let i = u32::try_from(idx).map_err(|_| XEN_EINVAL)?;
             if i as usize >= d.grant.frames().len() && i < d.grant.max_frames() {
                 // As Xen: a failure to grow shows as the index still out of range.
                 let _ = d.grant.grow(&mut **machine, mm.table, mm.alloc, id, i + 1);
             }
-            *d.grant.frames().get(i as usize).ok_or(err(XEN_EINVAL))?
+            *d.grant.frames().get(i as usize).ok_or(XEN_EINVAL)?
         }
         XENMAPSPACE_shared_info if idx == 0 => d.shared_info,
-        XENMAPSPACE_shared_info => return Err(err(XEN_EINVAL)),
+        XENMAPSPACE_shared_info => return Err(XEN_EINVAL.into()),
         _ => {
             log::warn!(
                 "d{}: add_to_physmap space {space} not supported: -ENOSYS",
                 dom.id
             );
-            return Err(err(XEN_ENOSYS));
+            return Err(XEN_ENOSYS.into());
         }
     };
     mm.m2p.set(&mut **machine, mfn, gpfn);
@@ -207,23 +176,17 @@ fn add_to_physmap<M: Machine + ?Sized>(
 
 /// `XENMEM_memory_map`: the pseudo-physical map the toolstack would have set for a PV
 /// domain: one RAM range covering its maximum reservation.
-fn memory_map<M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &Domain,
-    arg: u64,
-) -> Result<(), i64> {
-    let map = read_guest::<{ size_of::<xen_memory_map>() }, M>(env, dom, arg)?;
-    let nr = u32::from_le_bytes([map[0], map[1], map[2], map[3]]);
-    let buffer = le_u64(&map, offset_of!(xen_memory_map, buffer));
-    let n = nr.min(1);
-    if n == 1 {
+fn memory_map<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, arg: u64) -> Result<()> {
+    let mut op: xen_memory_map = env.read(dom, arg)?;
+    op.nr_entries = op.nr_entries.min(1);
+    if op.nr_entries == 1 {
         let mut e = [0u8; E820_ENTRY_SIZE];
         let size = dom.max_pages.saturating_mul(1 << PAGE_SHIFT);
         e[8..16].copy_from_slice(&size.to_le_bytes());
         e[16..20].copy_from_slice(&E820_RAM.to_le_bytes());
-        write_guest(env, dom, buffer, &e)?;
+        env.write(dom, op.buffer.p as u64, &e)?;
     }
-    write_guest(env, dom, arg, &n.to_le_bytes())
+    copy_field_to_guest!(env, dom, arg, op.nr_entries)
 }
 
 /// increase/decrease_reservation and populate_physmap: returns the number of extents
@@ -235,17 +198,12 @@ fn reservation<M: Machine + ?Sized>(
     kind: Reservation,
     start_extent: u64,
     arg: u64,
-) -> Result<i64, i64> {
-    let r = read_guest::<{ size_of::<xen_memory_reservation>() }, M>(env, dom, arg)?;
-    let list = le_u64(&r, offset_of!(xen_memory_reservation, extent_start));
-    let nr_extents = le_u64(&r, offset_of!(xen_memory_reservation, nr_extents));
-    let off = offset_of!(xen_memory_reservation, extent_order);
-    let order = u32::from_le_bytes([r[off], r[off + 1], r[off + 2], r[off + 3]]);
-    let off = offset_of!(xen_memory_reservation, domid);
-    let domid = u16::from_le_bytes([r[off], r[off + 1]]);
-    let done = i64::try_from(start_extent).map_err(|_| err(XEN_EINVAL))?;
+) -> Result<i64> {
+    let r: xen_memory_reservation = env.read(dom, arg)?;
+    let (list, nr_extents, order) = (r.extent_start.p as u64, r.nr_extents, r.extent_order);
+    let done = i64::try_from(start_extent).map_err(|_| XEN_EINVAL)?;
     if nr_extents > u64::MAX >> MEMOP_EXTENT_SHIFT {
-        return Err(err(XEN_EINVAL));
+        return Err(XEN_EINVAL.into());
     }
     if start_extent >= nr_extents {
         return Ok(done);
@@ -253,7 +211,7 @@ fn reservation<M: Machine + ?Sized>(
     if list != 0 && !crate::mm::rules::array_ok(list, nr_extents, 8) {
         return Ok(done);
     }
-    own_domain(env, dom, domid)?;
+    own_domain(env, dom, r.domid)?;
     let max_order = if dom.privileged {
         HWDOM_MAX_ORDER
     } else {
@@ -270,7 +228,7 @@ fn reservation<M: Machine + ?Sized>(
             if list == 0 {
                 break;
             }
-            let Ok(gmfn) = read_guest_u64(env, dom, list + i * 8) else {
+            let Ok(gmfn) = env.read::<xen_pfn_t>(dom, element::<xen_pfn_t>(list, i)) else {
                 break;
             };
             let mut ok = true;
@@ -299,7 +257,7 @@ fn reservation<M: Machine + ?Sized>(
             }
         } else {
             let gpfn = if kind == Reservation::Populate {
-                match read_guest_u64(env, dom, list + i * 8) {
+                match env.read::<xen_pfn_t>(dom, element::<xen_pfn_t>(list, i)) {
                     Ok(g) if list != 0 => Some(g),
                     _ => break,
                 }
@@ -328,7 +286,11 @@ fn reservation<M: Machine + ?Sized>(
                 env.mm.m2p.set(&mut *env.machine, mfn, m2p);
             }
             dom.tot_pages += n;
-            if list != 0 && write_guest(env, dom, list + i * 8, &base.to_le_bytes()).is_err() {
+            if list != 0
+                && env
+                    .write(dom, element::<xen_pfn_t>(list, i), &base)
+                    .is_err()
+            {
                 break;
             }
         }

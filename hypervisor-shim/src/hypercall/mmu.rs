@@ -8,77 +8,43 @@
 
 use xen_sys::*;
 
-use super::env::{err, Env};
+use super::env::Env;
+use super::error::{Error, Result};
+use super::guest::element;
 use crate::domain::Domain;
-use crate::machine::{read_u64, Machine, PAGE_SHIFT};
-use crate::mm::{rules, Errno, PageType};
-use crate::paging::{self, Pte};
+use crate::machine::{Machine, PAGE_SHIFT};
+use crate::mm::{rules, PageType};
+use crate::paging;
 
 /// Xen's `MMU_UPDATE_PREEMPTED` (`xen/arch/x86/mm.c`, not a public header): the top
 /// bit of `count` marks a resumed batch.
 pub(super) const MMU_UPDATE_PREEMPTED: u32 = 1 << 31;
-
-/// Reads `N` bytes of guest memory at `va`, or `-EFAULT`.
-pub(super) fn read_guest<const N: usize, M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &Domain,
-    va: u64,
-) -> Result<[u8; N], i64> {
-    let mut b = [0u8; N];
-    env.guest(dom)
-        .read(va, &mut b)
-        .map_err(|_| err(XEN_EFAULT))?;
-    Ok(b)
-}
-
-pub(super) fn read_guest_u64<M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &Domain,
-    va: u64,
-) -> Result<u64, i64> {
-    read_guest::<8, M>(env, dom, va).map(u64::from_le_bytes)
-}
-
-pub(super) fn write_guest<M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &Domain,
-    va: u64,
-    bytes: &[u8],
-) -> Result<(), i64> {
-    env.guest(dom).write(va, bytes).map_err(|_| err(XEN_EFAULT))
-}
-
-pub(super) fn le_u64(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
-}
 
 /// Xen's `get_pg_owner`: the domain whose frames the caller's entries may reference.
 pub(super) fn pg_owner<M: Machine + ?Sized>(
     env: &Env<'_, M>,
     dom: &Domain,
     domid: u16,
-) -> Result<u16, Errno> {
+) -> Result<u16> {
     if domid == DOMID_SELF {
         return Ok(dom.id);
     }
     if domid == dom.id {
         log::warn!("d{}: cannot specify itself as foreign domain", dom.id);
-        return Err(XEN_ESRCH);
+        return Err(XEN_ESRCH.into());
     }
     if domid == DOMID_IO || domid == DOMID_XEN {
         if !dom.privileged {
-            return Err(XEN_EPERM);
+            return Err(XEN_EPERM.into());
         }
         log::warn!("d{}: DOMID_IO/DOMID_XEN mappings are not supported", dom.id);
-        return Err(XEN_ESRCH);
+        return Err(XEN_ESRCH.into());
     }
     if !env.mm.table.domain_exists(domid) {
-        return Err(XEN_ESRCH);
+        return Err(XEN_ESRCH.into());
     }
     if !dom.privileged {
-        return Err(XEN_EPERM);
+        return Err(XEN_EPERM.into());
     }
     Ok(domid)
 }
@@ -96,7 +62,7 @@ pub(super) fn batch_start<M: Machine + ?Sized>(
     if count & MMU_UPDATE_PREEMPTED != 0 {
         count &= !MMU_UPDATE_PREEMPTED;
         if pdone != 0 {
-            done = read_guest::<4, M>(env, dom, pdone).map_or(0, u32::from_le_bytes);
+            done = env.read::<u32>(dom, pdone).unwrap_or(0);
         }
     }
     (count, done)
@@ -111,7 +77,7 @@ pub(super) fn batch_end<M: Machine + ?Sized>(
 ) {
     if pdone != 0 {
         // As in Xen, a failure to report progress is not an error of the batch.
-        let _ = write_guest(env, dom, pdone, &done.wrapping_add(i).to_le_bytes());
+        let _ = env.write(dom, pdone, &done.wrapping_add(i));
     }
     env.mm.reclaim(&mut *env.machine);
 }
@@ -123,38 +89,35 @@ pub fn mmu_update<M: Machine + ?Sized>(
     count: u64,
     pdone: u64,
     foreigndom: u64,
-) -> i64 {
+) -> Result<i64> {
     let (count, done) = batch_start(env, dom, count, pdone);
     let size = core::mem::size_of::<mmu_update>() as u64;
     if !rules::array_ok(ureqs, count as u64, size) {
-        return err(XEN_EFAULT);
+        return Err(Error::FAULT);
     }
     let foreigndom = foreigndom as u32;
     let pt_dom = (foreigndom >> 16) as u16;
     let pt_owner = if pt_dom == 0 || pt_dom - 1 == dom.id {
         dom.id
     } else if !env.mm.table.domain_exists(pt_dom - 1) {
-        return err(XEN_ESRCH);
+        return Err(XEN_ESRCH.into());
     } else if !dom.privileged {
-        return err(XEN_EPERM);
+        return Err(XEN_EPERM.into());
     } else {
         pt_dom - 1
     };
-    let pg_owner = match pg_owner(env, dom, foreigndom as u16) {
-        Ok(d) => d,
-        Err(e) => return err(e),
-    };
-    let mut rc = 0;
+    let pg_owner = pg_owner(env, dom, foreigndom as u16)?;
+    let mut rc = Ok(0);
     let mut i = 0;
     while i < count {
-        let req = match read_guest::<16, M>(env, dom, ureqs + i as u64 * size) {
-            Ok(b) => b,
+        let req: mmu_update = match env.read(dom, element::<mmu_update>(ureqs, i as u64)) {
+            Ok(r) => r,
             Err(e) => {
-                rc = e;
+                rc = Err(e);
                 break;
             }
         };
-        let (ptr, val) = (le_u64(&req, 0), le_u64(&req, 8));
+        let (ptr, val) = (req.ptr, req.val);
         let cmd = (ptr & 7) as u32;
         let r = match cmd {
             MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD | MMU_PT_UPDATE_NO_TRANSLATE => {
@@ -177,7 +140,7 @@ pub fn mmu_update<M: Machine + ?Sized>(
             _ => Err(XEN_ENOSYS),
         };
         if let Err(e) = r {
-            rc = err(e);
+            rc = Err(e.into());
             break;
         }
         i += 1;
@@ -193,18 +156,18 @@ fn do_update_va_mapping<M: Machine + ?Sized>(
     val: u64,
     flags: u64,
     pg_owner: u16,
-) -> i64 {
+) -> Result<i64> {
     if !rules::guest_addr_ok(va) {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     let Some(l1) = crate::machine::l1_table(&*env.machine, dom.l4, va) else {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     };
     let is_own_l1 = env.mm.table.page(l1).is_some_and(|p| {
         p.owner == crate::mm::Owner::Domain(dom.id) && p.ty == PageType::L1 && p.is_live_table()
     });
     if !is_own_l1 {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     let r = env.mm.table.mod_entry(
         &mut *env.machine,
@@ -215,20 +178,16 @@ fn do_update_va_mapping<M: Machine + ?Sized>(
         false,
     );
     env.mm.reclaim(&mut *env.machine);
-    if let Err(e) = r {
-        return err(e);
-    }
+    r?;
     // Every return to the guest reloads CR3 (see `mm`), which performs any flush
     // asked for; a vCPU mask pointer must still be readable, as in Xen.
     if matches!(flags & UVMF_FLUSHTYPE_MASK, UVMF_TLB_FLUSH | UVMF_INVLPG) {
         let bmap = flags & !UVMF_FLUSHTYPE_MASK;
         if bmap != UVMF_LOCAL && bmap != UVMF_ALL {
-            if let Err(e) = read_guest_u64(env, dom, bmap) {
-                return e;
-            }
+            env.read::<u64>(dom, bmap)?;
         }
     }
-    0
+    Ok(0)
 }
 
 pub fn update_va_mapping<M: Machine + ?Sized>(
@@ -237,7 +196,7 @@ pub fn update_va_mapping<M: Machine + ?Sized>(
     va: u64,
     val: u64,
     flags: u64,
-) -> i64 {
+) -> Result<i64> {
     let id = dom.id;
     do_update_va_mapping(env, dom, va, val, flags, id)
 }
@@ -249,12 +208,10 @@ pub fn update_va_mapping_otherdomain<M: Machine + ?Sized>(
     val: u64,
     flags: u64,
     domid: u64,
-) -> i64 {
+) -> Result<i64> {
     if !dom.privileged {
-        return err(XEN_EPERM);
+        return Err(XEN_EPERM.into());
     }
-    match pg_owner(env, dom, domid as u16) {
-        Ok(owner) => do_update_va_mapping(env, dom, va, val, flags, owner),
-        Err(e) => err(e),
-    }
+    let owner = pg_owner(env, dom, domid as u16)?;
+    do_update_va_mapping(env, dom, va, val, flags, owner)
 }

@@ -5,8 +5,10 @@
 
 use xen_sys::*;
 
-use super::env::{err, Env};
-use super::mmu::{batch_end, batch_start, le_u64, pg_owner, read_guest, read_guest_u64};
+use super::env::Env;
+use super::error::{Error, Result};
+use super::guest::{element, field_addr};
+use super::mmu::{batch_end, batch_start, pg_owner};
 use crate::domain::Domain;
 use crate::machine::{Machine, PAGE_SIZE};
 use crate::mm::{rules, Errno, PageType};
@@ -21,37 +23,40 @@ pub fn mmuext_op<M: Machine + ?Sized>(
     count: u64,
     pdone: u64,
     foreigndom: u64,
-) -> i64 {
+) -> Result<i64> {
     let (count, done) = batch_start(env, dom, count, pdone);
     let size = core::mem::size_of::<mmuext_op>() as u64;
     if !rules::array_ok(uops, count as u64, size) {
-        return err(XEN_EFAULT);
+        return Err(Error::FAULT);
     }
-    let owner = match pg_owner(env, dom, foreigndom as u16) {
-        Ok(d) => d,
-        Err(e) => return err(e),
-    };
-    let mut rc = 0;
+    let owner = pg_owner(env, dom, foreigndom as u16)?;
+    let mut rc = Ok(0);
     let mut i = 0;
     while i < count {
-        let op = match read_guest::<24, M>(env, dom, uops + i as u64 * size) {
-            Ok(b) => b,
-            Err(e) => {
-                rc = e;
-                break;
-            }
-        };
-        let cmd = u32::from_le_bytes([op[0], op[1], op[2], op[3]]);
-        let (arg1, arg2) = (le_u64(&op, 8), le_u64(&op, 16));
-        let r = one_op(env, dom, owner, cmd, arg1, arg2);
+        let at = element::<mmuext_op>(uops, i as u64);
+        let r = read_op(env, dom, at)
+            .and_then(|(cmd, arg1, arg2)| one_op(env, dom, owner, cmd, arg1, arg2));
         if let Err(e) = r {
-            rc = e;
+            rc = Err(e);
             break;
         }
         i += 1;
     }
     batch_end(env, dom, pdone, done, i);
     rc
+}
+
+/// The command of the `mmuext_op` at `at` and its two arguments (each a union of
+/// 64 bits, read on its own).
+fn read_op<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &Domain,
+    at: u64,
+) -> Result<(u32, u64, u64)> {
+    let op: mmuext_op = env.read(dom, at)?;
+    let arg1 = env.read(dom, field_addr(at, &op, &op.arg1))?;
+    let arg2 = env.read(dom, field_addr(at, &op, &op.arg2))?;
+    Ok((op.cmd, arg1, arg2))
 }
 
 fn one_op<M: Machine + ?Sized>(
@@ -61,13 +66,13 @@ fn one_op<M: Machine + ?Sized>(
     cmd: u32,
     arg1: u64,
     arg2: u64,
-) -> Result<(), i64> {
-    let e = |r: Result<(), Errno>| r.map_err(err);
+) -> Result<()> {
+    let e = |r: core::result::Result<(), Errno>| r.map_err(Error::from);
     let own = |dom: &Domain| {
         if owner == dom.id {
             Ok(())
         } else {
-            Err(err(XEN_EPERM))
+            Err(Error::from(XEN_EPERM))
         }
     };
     let table = &mut *env.mm.table;
@@ -92,7 +97,7 @@ fn one_op<M: Machine + ?Sized>(
         MMUEXT_INVLPG_LOCAL => own(dom), // a non-guest address is ignored, as in Xen
         MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
             own(dom)?;
-            read_guest_u64(env, dom, arg2).map(|_| ())
+            env.read::<u64>(dom, arg2).map(|_| ())
         }
         MMUEXT_FLUSH_CACHE | MMUEXT_FLUSH_CACHE_GLOBAL => {
             own(dom)?;
@@ -102,7 +107,7 @@ fn one_op<M: Machine + ?Sized>(
             if dom.privileged {
                 Ok(())
             } else {
-                Err(err(XEN_EACCES))
+                Err(XEN_EACCES.into())
             }
         }
         MMUEXT_SET_LDT => {
@@ -117,7 +122,7 @@ fn one_op<M: Machine + ?Sized>(
                     "d{}: bad args to SET_LDT: ptr={ptr:#x}, ents={ents:#x}",
                     dom.id
                 );
-                return Err(err(XEN_EINVAL));
+                return Err(XEN_EINVAL.into());
             }
             dom.ldt = (ptr, ents);
             Ok(())
@@ -138,7 +143,7 @@ fn one_op<M: Machine + ?Sized>(
                 .is_err()
             {
                 table.put_page(src);
-                return Err(err(XEN_EINVAL));
+                return Err(XEN_EINVAL.into());
             }
             if let Some(data) = m.frame(src).copied() {
                 if let Some(d) = m.frame_mut(dst) {
@@ -151,11 +156,11 @@ fn one_op<M: Machine + ?Sized>(
         }
         MMUEXT_MARK_SUPER | MMUEXT_UNMARK_SUPER => {
             log::warn!("d{}: PV superpages are not supported", dom.id);
-            Err(err(XEN_ENOSYS))
+            Err(XEN_ENOSYS.into())
         }
         _ => {
             log::warn!("d{}: unknown mmuext_op {cmd}", dom.id);
-            Err(err(XEN_ENOSYS))
+            Err(XEN_ENOSYS.into())
         }
     }
 }

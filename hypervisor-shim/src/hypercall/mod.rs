@@ -63,8 +63,8 @@ pub(crate) fn call<M: Machine + ?Sized>(
 ) -> i64 {
     let r = match u32::try_from(nr).unwrap_or(u32::MAX) {
         __HYPERVISOR_console_io => Ok(console::console_io(env, dom, a[0], a[1], a[2])),
-        __HYPERVISOR_sched_op => Ok(sched::sched_op(env, dom, a[0], a[1])),
-        __HYPERVISOR_sched_op_compat => Ok(sched::sched_op_compat(env, dom, a[0], a[1])),
+        __HYPERVISOR_sched_op => sched::sched_op(env, dom, a[0], a[1]),
+        __HYPERVISOR_sched_op_compat => sched::sched_op_compat(env, dom, a[0], a[1]),
         __HYPERVISOR_xen_version => Ok(version::xen_version(env, dom, a[0], a[1])),
         __HYPERVISOR_set_trap_table => Ok(trap_table::set_trap_table(env, dom, a[0])),
         __HYPERVISOR_set_callbacks => Ok(callback::set_callbacks(dom, a[0], a[1], a[2])),
@@ -75,26 +75,26 @@ pub(crate) fn call<M: Machine + ?Sized>(
         __HYPERVISOR_vm_assist => Ok(vm_assist::vm_assist(dom, a[0], a[1])),
         __HYPERVISOR_iret => Ok(iret::iret(env, dom)),
         __HYPERVISOR_multicall => Ok(multicall::multicall(env, dom, a[0], a[1])),
-        __HYPERVISOR_physdev_op => Ok(physdev::physdev_op(env, dom, a[0], a[1])),
-        __HYPERVISOR_mmu_update => Ok(mmu::mmu_update(env, dom, a[0], a[1], a[2], a[3])),
-        __HYPERVISOR_update_va_mapping => Ok(mmu::update_va_mapping(env, dom, a[0], a[1], a[2])),
-        __HYPERVISOR_update_va_mapping_otherdomain => Ok(mmu::update_va_mapping_otherdomain(
-            env, dom, a[0], a[1], a[2], a[3],
-        )),
-        __HYPERVISOR_mmuext_op => Ok(mmuext::mmuext_op(env, dom, a[0], a[1], a[2], a[3])),
-        __HYPERVISOR_memory_op => Ok(memory::memory_op(env, dom, a[0], a[1])),
-        __HYPERVISOR_set_gdt => Ok(gdt::set_gdt(env, dom, a[0], a[1])),
-        __HYPERVISOR_update_descriptor => Ok(gdt::update_descriptor(env, dom, a[0], a[1])),
+        __HYPERVISOR_physdev_op => physdev::physdev_op(env, dom, a[0], a[1]),
+        __HYPERVISOR_mmu_update => mmu::mmu_update(env, dom, a[0], a[1], a[2], a[3]),
+        __HYPERVISOR_update_va_mapping => mmu::update_va_mapping(env, dom, a[0], a[1], a[2]),
+        __HYPERVISOR_update_va_mapping_otherdomain => {
+            mmu::update_va_mapping_otherdomain(env, dom, a[0], a[1], a[2], a[3])
+        }
+        __HYPERVISOR_mmuext_op => mmuext::mmuext_op(env, dom, a[0], a[1], a[2], a[3]),
+        __HYPERVISOR_memory_op => memory::memory_op(env, dom, a[0], a[1]),
+        __HYPERVISOR_set_gdt => gdt::set_gdt(env, dom, a[0], a[1]),
+        __HYPERVISOR_update_descriptor => gdt::update_descriptor(env, dom, a[0], a[1]),
         __HYPERVISOR_event_channel_op => event_channel::event_channel_op(env, dom, a[0], a[1]),
         __HYPERVISOR_event_channel_op_compat => {
             event_channel::event_channel_op_compat(env, dom, a[0])
         }
         __HYPERVISOR_set_timer_op => Ok(timer::set_timer_op(env, dom, a[0])),
-        __HYPERVISOR_vcpu_op => Ok(vcpu_op::vcpu_op(env, dom, a[0], a[1], a[2])),
+        __HYPERVISOR_vcpu_op => vcpu_op::vcpu_op(env, dom, a[0], a[1], a[2]),
         __HYPERVISOR_domctl => Ok(domctl::domctl(env, dom, a[0])),
         __HYPERVISOR_sysctl => Ok(sysctl::sysctl(env, dom, a[0])),
         __HYPERVISOR_grant_table_op => grant_table::grant_table_op(env, dom, a[0], a[1], a[2]),
-        __HYPERVISOR_hvm_op => Ok(hvm_op::hvm_op(env, dom, a[0], a[1])),
+        __HYPERVISOR_hvm_op => hvm_op::hvm_op(env, dom, a[0], a[1]),
         _ => {
             if nr < 64 && dom.reported_enosys & (1 << nr) == 0 {
                 dom.reported_enosys |= 1 << nr;

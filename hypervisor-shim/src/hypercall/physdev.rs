@@ -6,8 +6,8 @@
 
 use xen_sys::*;
 
-use super::env::{err, Env};
-use super::mmu::read_guest;
+use super::env::Env;
+use super::error::Result;
 use crate::domain::Domain;
 use crate::machine::Machine;
 use crate::state::vcpu::eflags;
@@ -17,29 +17,27 @@ pub fn physdev_op<M: Machine + ?Sized>(
     dom: &mut Domain,
     cmd: u64,
     arg: u64,
-) -> i64 {
+) -> Result<i64> {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
         PHYSDEVOP_set_iopl => {
-            let iopl = match read_guest::<4, M>(env, dom, arg) {
-                Ok(b) => u32::from_le_bytes(b),
-                Err(e) => return e,
-            };
-            if iopl > 3 {
-                return err(XEN_EINVAL);
+            let op: physdev_set_iopl = env.read(dom, arg)?;
+            if op.iopl > 3 {
+                return Err(XEN_EINVAL.into());
             }
             // Kept as RFLAGS.IOPL bits, as `Vcpu::iopl_ok` compares them.
-            dom.vcpu.iopl = (u64::from(iopl) << 12) & eflags::IOPL;
-            0
+            dom.vcpu.iopl = (u64::from(op.iopl) << 12) & eflags::IOPL;
+            Ok(0)
         }
         op => {
             log::warn!("d{}: physdev_op {op} not implemented: -ENOSYS", dom.id);
-            err(XEN_ENOSYS)
+            Err(XEN_ENOSYS.into())
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::err;
     use super::super::tests::{World, SCRATCH};
     use super::*;
 

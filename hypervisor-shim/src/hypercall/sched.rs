@@ -4,12 +4,13 @@
 //! runs another domain meanwhile.
 
 use alloc::vec::Vec;
-use core::mem::offset_of;
 use xen_sys::*;
 
-use super::env::{err, Env};
+use super::env::Env;
+use super::error::Result;
+use super::guest::element;
 use crate::common::event_channel as evtchn;
-use crate::domain::{Domain, RunState};
+use crate::domain::{lookup, Domain, RunState};
 use crate::machine::Machine;
 use crate::state::sched::Poll;
 use crate::state::vcpu::VcpuInfoAt;
@@ -22,29 +23,24 @@ pub fn sched_op<M: Machine + ?Sized>(
     dom: &mut Domain,
     cmd: u64,
     arg: u64,
-) -> i64 {
+) -> Result<i64> {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
-        SCHEDOP_yield => yield_cpu(env, dom),
-        SCHEDOP_block => block(env, dom),
+        SCHEDOP_yield => Ok(yield_cpu(env, dom)),
+        SCHEDOP_block => Ok(block(env, dom)),
         SCHEDOP_poll => poll(env, dom, arg),
         SCHEDOP_remote_shutdown => remote_shutdown(env, dom, arg),
         SCHEDOP_shutdown | SCHEDOP_shutdown_code => {
-            let Ok(reason) = env
-                .guest(dom)
-                .read_u32(arg.wrapping_add(offset_of!(sched_shutdown, reason) as u64))
-            else {
-                return err(XEN_EFAULT);
-            };
+            let op: sched_shutdown = env.read(dom, arg)?;
             if cmd == SCHEDOP_shutdown as u64 {
-                shutdown(dom, reason)
-            } else if reason > SHUTDOWN_MAX {
-                err(XEN_EINVAL)
+                shutdown(dom, op.reason)
+            } else if op.reason > SHUTDOWN_MAX {
+                Err(XEN_EINVAL.into())
             } else {
-                dom.shutdown_code = Some(reason);
-                0
+                dom.shutdown_code = Some(op.reason);
+                Ok(0)
             }
         }
-        _ => err(XEN_ENOSYS),
+        _ => Err(XEN_ENOSYS.into()),
     }
 }
 
@@ -54,18 +50,18 @@ pub fn sched_op_compat<M: Machine + ?Sized>(
     dom: &mut Domain,
     cmd: u64,
     arg: u64,
-) -> i64 {
+) -> Result<i64> {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
-        SCHEDOP_yield => yield_cpu(env, dom),
-        SCHEDOP_block => block(env, dom),
+        SCHEDOP_yield => Ok(yield_cpu(env, dom)),
+        SCHEDOP_block => Ok(block(env, dom)),
         SCHEDOP_shutdown => shutdown(dom, u32::try_from(arg).unwrap_or(u32::MAX)),
-        _ => err(XEN_ENOSYS),
+        _ => Err(XEN_ENOSYS.into()),
     }
 }
 
-fn shutdown(dom: &mut Domain, reason: u32) -> i64 {
+fn shutdown(dom: &mut Domain, reason: u32) -> Result<i64> {
     if reason > SHUTDOWN_MAX {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     // A crash request is always a crash; otherwise a recorded shutdown_code wins.
     let reason = match (reason, dom.shutdown_code) {
@@ -74,7 +70,7 @@ fn shutdown(dom: &mut Domain, reason: u32) -> i64 {
         _ => reason,
     };
     dom.state = RunState::Shutdown(reason);
-    0
+    Ok(0)
 }
 
 fn yield_cpu<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
@@ -95,26 +91,17 @@ fn block<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
 
 /// `do_poll`: sleeps until one of the ports is pending (masked or not) or the timeout
 /// (absolute system time; 0 = none) passes; returns 0 either way.
-fn poll<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> i64 {
-    let at = |off: usize| arg.wrapping_add(off as u64);
-    let g = env.guest(dom);
-    let (Ok(ports), Ok(nr), Ok(timeout)) = (
-        g.read_u64(at(offset_of!(sched_poll, ports))),
-        g.read_u32(at(offset_of!(sched_poll, nr_ports))),
-        g.read_u64(at(offset_of!(sched_poll, timeout))),
-    ) else {
-        return err(XEN_EFAULT);
-    };
-    if nr > MAX_POLL_PORTS {
-        return err(XEN_EINVAL);
+fn poll<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> Result<i64> {
+    let op: sched_poll = env.read(dom, arg)?;
+    if op.nr_ports > MAX_POLL_PORTS {
+        return Err(XEN_EINVAL.into());
     }
-    let mut list = Vec::with_capacity(nr as usize);
-    for i in 0..nr as u64 {
-        let Ok(port) = g.read_u32(ports.wrapping_add(4 * i)) else {
-            return err(XEN_EFAULT);
-        };
+    let ports = op.ports.p as u64;
+    let mut list = Vec::with_capacity(op.nr_ports as usize);
+    for i in 0..op.nr_ports as u64 {
+        let port: evtchn_port_t = env.read(dom, element::<evtchn_port_t>(ports, i))?;
         if port >= dom.evtchn.max_ports() {
-            return err(XEN_EINVAL);
+            return Err(XEN_EINVAL.into());
         }
         list.push(port);
     }
@@ -122,49 +109,48 @@ fn poll<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -
         .iter()
         .any(|&p| evtchn::is_pending(env.machine, dom, p))
     {
-        return 0;
+        return Ok(0);
     }
     dom.sched.poll = Some(Poll {
         ports: list,
-        deadline: (timeout != 0).then_some(timeout),
+        deadline: (op.timeout != 0).then_some(op.timeout),
     });
     env.effects.resched = true;
-    0
+    Ok(0)
 }
 
 /// `SCHEDOP_remote_shutdown`: the control domain shuts another down.
-fn remote_shutdown<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> i64 {
-    let at = |off: usize| arg.wrapping_add(off as u64);
-    let g = env.guest(dom);
-    let (Ok(id), Ok(reason)) = (
-        g.read_u16(at(offset_of!(sched_remote_shutdown, domain_id))),
-        g.read_u32(at(offset_of!(sched_remote_shutdown, reason))),
-    ) else {
-        return err(XEN_EFAULT);
-    };
-    if id == dom.id || id == DOMID_SELF {
+fn remote_shutdown<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    arg: u64,
+) -> Result<i64> {
+    let op: sched_remote_shutdown = env.read(dom, arg)?;
+    let id = lookup::resolve(dom, op.domain_id);
+    if id == dom.id {
         if !dom.privileged {
-            return err(XEN_EPERM);
+            return Err(XEN_EPERM.into());
         }
-        return shutdown(dom, reason);
+        return shutdown(dom, op.reason);
     }
     let Some(target) = env.domains.get_mut(id) else {
-        return err(XEN_ESRCH);
+        return Err(XEN_ESRCH.into());
     };
     if !dom.privileged {
-        return err(XEN_EPERM);
+        return Err(XEN_EPERM.into());
     }
+    // Already shut down: nothing more to do, as Xen.
     if target.dead || !target.runnable() {
-        // Already shut down: nothing more to do, as Xen.
-        return 0;
+        return Ok(0);
     }
-    let r = shutdown(target, reason);
+    let r = shutdown(target, op.reason);
     env.effects.resched = true;
     r
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::err;
     use super::super::tests::{World, SCRATCH};
     use super::*;
 

@@ -6,7 +6,9 @@ use core::mem::{offset_of, size_of};
 
 use xen_sys::*;
 
-use super::env::{err, Env};
+use super::env::Env;
+use super::error::Result;
+use super::guest::{copy_to_guest, field_addr};
 use crate::domain::Domain;
 use crate::machine::{write_bytes, GuestMemory, Machine, PAGE_SIZE};
 use crate::mm::page::PageType;
@@ -23,127 +25,90 @@ pub fn vcpu_op<M: Machine + ?Sized>(
     cmd: u64,
     vcpuid: u64,
     arg: u64,
-) -> i64 {
+) -> Result<i64> {
     if vcpuid != 0 {
-        return err(XEN_ENOENT);
+        return Err(XEN_ENOENT.into());
     }
-    let at = |off: usize| arg.wrapping_add(off as u64);
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
         // vCPU 0 was initialised by the domain builder.
-        VCPUOP_initialise => err(XEN_EEXIST),
+        VCPUOP_initialise => return Err(XEN_EEXIST.into()),
         VCPUOP_up => {
             if dom.sched.down {
                 dom.sched.down = false;
                 env.effects.resched = true;
             }
-            0
         }
         VCPUOP_down => {
             dom.sched.down = true;
             env.effects.resched = true;
-            0
         }
-        VCPUOP_is_up => (!dom.sched.down) as i64,
+        VCPUOP_is_up => return Ok((!dom.sched.down) as i64),
         VCPUOP_get_runstate_info => {
-            let bytes = runstate_bytes(dom, env.now());
-            match env.guest(dom).write(arg, &bytes) {
-                Ok(()) => 0,
-                Err(_) => err(XEN_EFAULT),
-            }
+            let info = runstate_info(dom, env.now());
+            env.write(dom, arg, &info)?;
         }
         VCPUOP_register_runstate_memory_area => {
-            let Ok(va) = env.guest(dom).read_u64(arg) else {
-                return err(XEN_EFAULT);
-            };
+            let op: vcpu_register_runstate_memory_area = env.read(dom, arg)?;
+            // The union's `p`: the guest virtual address.
+            let va: u64 = env.read(dom, field_addr(arg, &op, &op.addr))?;
             // As Xen: a bad address is accepted, and updates to it are dropped.
             dom.sched.runstate_area = (va != 0).then_some(va);
             let now = env.now();
             update_runstate_area(env.machine, dom, now);
-            0
         }
         VCPUOP_set_periodic_timer => {
-            let Ok(period) = env
-                .guest(dom)
-                .read_u64(at(offset_of!(vcpu_set_periodic_timer, period_ns)))
-            else {
-                return err(XEN_EFAULT);
-            };
+            let op: vcpu_set_periodic_timer = env.read(dom, arg)?;
+            let period = op.period_ns;
             if !(MIN_PERIOD_NS..=MAX_DELTA_NS).contains(&period) {
-                return err(XEN_EINVAL);
+                return Err(XEN_EINVAL.into());
             }
             dom.sched.periodic = Some(Periodic {
                 period,
                 next: env.now().saturating_add(period),
             });
             env.effects.resched = true;
-            0
         }
-        VCPUOP_stop_periodic_timer => {
-            dom.sched.periodic = None;
-            0
-        }
+        VCPUOP_stop_periodic_timer => dom.sched.periodic = None,
         VCPUOP_set_singleshot_timer => {
-            let g = env.guest(dom);
-            let (Ok(timeout), Ok(flags)) = (
-                g.read_u64(at(offset_of!(vcpu_set_singleshot_timer, timeout_abs_ns))),
-                g.read_u32(at(offset_of!(vcpu_set_singleshot_timer, flags))),
-            ) else {
-                return err(XEN_EFAULT);
-            };
-            if flags & VCPU_SSHOTTMR_future != 0 && timeout < env.now() {
-                return err(XEN_ETIME);
+            let op: vcpu_set_singleshot_timer = env.read(dom, arg)?;
+            if op.flags & VCPU_SSHOTTMR_future != 0 && op.timeout_abs_ns < env.now() {
+                return Err(XEN_ETIME.into());
             }
-            dom.sched.singleshot = Some(timeout);
+            dom.sched.singleshot = Some(op.timeout_abs_ns);
             env.effects.resched = true;
-            0
         }
-        VCPUOP_stop_singleshot_timer => {
-            dom.sched.singleshot = None;
-            0
-        }
-        VCPUOP_register_vcpu_info => register_vcpu_info(env, dom, arg),
+        VCPUOP_stop_singleshot_timer => dom.sched.singleshot = None,
+        VCPUOP_register_vcpu_info => register_vcpu_info(env, dom, arg)?,
         // No NMIs between vCPUs; no physical CPU ids; no separate time area.
-        _ => err(XEN_ENOSYS),
+        _ => return Err(XEN_ENOSYS.into()),
     }
+    Ok(0)
 }
 
 /// `vcpu_runstate_info` as the guest reads it: the current state's time includes the
 /// stretch since it began (`vcpu_runstate_get`).
-fn runstate_bytes(dom: &Domain, now: u64) -> [u8; size_of::<vcpu_runstate_info>()] {
+fn runstate_info(dom: &Domain, now: u64) -> vcpu_runstate_info {
     let r = &dom.sched.runstate;
     let mut time = r.time;
     if let Some(t) = time.get_mut(r.state as usize) {
         *t = t.saturating_add(now.saturating_sub(r.entry_time));
     }
-    let mut b = [0u8; size_of::<vcpu_runstate_info>()];
-    let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
-    put(
-        offset_of!(vcpu_runstate_info, state),
-        &r.state.to_le_bytes(),
-    );
-    put(
-        offset_of!(vcpu_runstate_info, state_entry_time),
-        &r.entry_time.to_le_bytes(),
-    );
-    for (i, t) in time.iter().enumerate() {
-        put(
-            offset_of!(vcpu_runstate_info, time) + 8 * i,
-            &t.to_le_bytes(),
-        );
+    vcpu_runstate_info {
+        state: r.state as i32,
+        state_entry_time: r.entry_time,
+        time,
     }
-    b
 }
 
 /// Copies the runstate to the area the guest registered, if any (on every change, as
 /// Xen's `update_runstate_area`); a fault is ignored.
 pub fn update_runstate_area<M: Machine + ?Sized>(m: &mut M, dom: &Domain, now: u64) {
     if let Some(va) = dom.sched.runstate_area {
-        let bytes = runstate_bytes(dom, now);
-        let _ = GuestMemory {
+        let mut gm = GuestMemory {
             machine: m,
             l4: dom.l4,
-        }
-        .write(va, &bytes);
+        };
+        let _ = copy_to_guest(&mut gm, va, &runstate_info(dom, now));
     }
 }
 
@@ -153,21 +118,15 @@ fn register_vcpu_info<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
     arg: u64,
-) -> i64 {
-    let g = env.guest(dom);
-    let (Ok(mfn), Ok(offset)) = (
-        g.read_u64(arg.wrapping_add(offset_of!(vcpu_register_vcpu_info, mfn) as u64)),
-        g.read_u32(arg.wrapping_add(offset_of!(vcpu_register_vcpu_info, offset) as u64)),
-    ) else {
-        return err(XEN_EFAULT);
-    };
-    let offset = offset as usize;
+) -> Result<()> {
+    let op: vcpu_register_vcpu_info = env.read(dom, arg)?;
+    let (mfn, offset) = (op.mfn, op.offset as usize);
     if offset > PAGE_SIZE - size_of::<vcpu_info>() {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     // Once only, as in Xen.
     if dom.vcpu_info != VcpuInfoAt::in_shared_info(dom.shared_info) {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     if env
         .mm
@@ -175,7 +134,7 @@ fn register_vcpu_info<M: Machine + ?Sized>(
         .get_page_and_type(env.machine, mfn, dom.id, PageType::Writable)
         .is_err()
     {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     let old = dom.vcpu_info;
     let mut copy = [0u8; size_of::<vcpu_info>()];
@@ -199,5 +158,5 @@ fn register_vcpu_info<M: Machine + ?Sized>(
     let tsc = env.machine.tsc();
     env.clock
         .publish(env.machine, mfn, offset + offset_of!(vcpu_info, time), tsc);
-    0
+    Ok(())
 }
