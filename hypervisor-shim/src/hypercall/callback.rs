@@ -10,17 +10,17 @@
 //! - `set_callbacks(event, failsafe, syscall)` registers the three and always returns 0,
 //!   ignoring a non-canonical address like Xen does.
 
-use core::mem::{offset_of, size_of};
 use xen_sys::*;
 
-use super::env::{err, Env};
+use super::env::Env;
+use super::error::Result;
 use crate::domain::Domain;
 use crate::machine::Machine;
 use crate::state::vcpu::{Callback, TrapEntry, TI_IF};
 
-pub fn register(dom: &mut Domain, ty: u32, flags: u16, address: u64) -> i64 {
+pub fn register(dom: &mut Domain, ty: u32, flags: u16, address: u64) -> Result<i64> {
     if !crate::paging::is_canonical(address) {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     let cb = Callback {
         address,
@@ -46,16 +46,17 @@ pub fn register(dom: &mut Domain, ty: u32, flags: u16, address: u64) -> i64 {
                 flags: TI_IF,
             }
         }
-        _ => return err(XEN_ENOSYS),
+        _ => return Err(XEN_ENOSYS.into()),
     }
-    0
+    Ok(0)
 }
 
-pub fn set_callbacks(dom: &mut Domain, event: u64, failsafe: u64, syscall: u64) -> i64 {
-    register(dom, CALLBACKTYPE_event, 0, event);
-    register(dom, CALLBACKTYPE_failsafe, 0, failsafe);
-    register(dom, CALLBACKTYPE_syscall, 0, syscall);
-    0
+pub fn set_callbacks(dom: &mut Domain, event: u64, failsafe: u64, syscall: u64) -> Result<i64> {
+    // Each result is ignored, as Xen does.
+    let _ = register(dom, CALLBACKTYPE_event, 0, event);
+    let _ = register(dom, CALLBACKTYPE_failsafe, 0, failsafe);
+    let _ = register(dom, CALLBACKTYPE_syscall, 0, syscall);
+    Ok(0)
 }
 
 pub fn callback_op<M: Machine + ?Sized>(
@@ -63,48 +64,34 @@ pub fn callback_op<M: Machine + ?Sized>(
     dom: &mut Domain,
     cmd: u64,
     arg: u64,
-) -> i64 {
+) -> Result<i64> {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
         CALLBACKOP_register => {
-            let mut b = [0u8; size_of::<callback_register>()];
-            if env.guest(dom).read(arg, &mut b).is_err() {
-                return err(XEN_EFAULT);
-            }
-            let half = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-            let a = offset_of!(callback_register, address);
-            let address = u64::from_le_bytes(b[a..a + 8].try_into().unwrap_or_default());
-            register(
-                dom,
-                half(offset_of!(callback_register, type_)) as u32,
-                half(offset_of!(callback_register, flags)),
-                address,
-            )
+            let op: callback_register = env.read(dom, arg)?;
+            register(dom, op.type_ as u32, op.flags, op.address)
         }
         CALLBACKOP_unregister => {
-            let mut b = [0u8; size_of::<callback_unregister>()];
-            if env.guest(dom).read(arg, &mut b).is_err() {
-                return err(XEN_EFAULT);
-            }
-            let o = offset_of!(callback_unregister, type_);
-            match u16::from_le_bytes([b[o], b[o + 1]]) as u32 {
+            let op: callback_unregister = env.read(dom, arg)?;
+            match op.type_ as u32 {
                 CALLBACKTYPE_event
                 | CALLBACKTYPE_failsafe
                 | CALLBACKTYPE_syscall
                 | CALLBACKTYPE_syscall32
-                | CALLBACKTYPE_sysenter => err(XEN_EINVAL),
+                | CALLBACKTYPE_sysenter => Err(XEN_EINVAL.into()),
                 CALLBACKTYPE_nmi => {
                     dom.vcpu.trap_table[2] = TrapEntry::default();
-                    0
+                    Ok(0)
                 }
-                _ => err(XEN_ENOSYS),
+                _ => Err(XEN_ENOSYS.into()),
             }
         }
-        _ => err(XEN_ENOSYS),
+        _ => Err(XEN_ENOSYS.into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::err;
     use super::super::tests::{World, SCRATCH};
     use super::*;
 

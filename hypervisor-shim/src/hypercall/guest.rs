@@ -24,8 +24,9 @@ use super::error::{Error, Result};
 use crate::domain::Domain;
 use crate::machine::{GuestMemory, Machine};
 
-/// The largest struct copied at once (bytes): copies go through a buffer on the stack.
-pub const MAX_SIZE: usize = 512;
+/// The largest value copied at once (bytes; `xen_commandline_t`): copies go through a
+/// buffer on the stack. Checked at compile time for every type copied.
+pub const MAX_SIZE: usize = 1024;
 
 /// A value decoded from its bytes in guest memory, in the ABI's layout
 /// (little-endian, the C struct's field offsets).
@@ -48,8 +49,9 @@ pub fn copy_from_guest<T: FromGuest, M: Machine + ?Sized>(
     gm: &GuestMemory<'_, M>,
     va: u64,
 ) -> Result<T> {
+    const { assert!(size_of::<T>() <= MAX_SIZE) };
     let mut buf = [0u8; MAX_SIZE];
-    let b = buf.get_mut(..size_of::<T>()).ok_or(Error::FAULT)?;
+    let b = &mut buf[..size_of::<T>()];
     gm.read(va, b).map_err(|_| Error::FAULT)?;
     Ok(T::decode(b))
 }
@@ -60,8 +62,9 @@ pub fn copy_to_guest<T: ToGuest, M: Machine + ?Sized>(
     va: u64,
     v: &T,
 ) -> Result<()> {
+    const { assert!(size_of::<T>() <= MAX_SIZE) };
     let mut buf = [0u8; MAX_SIZE];
-    let b = buf.get_mut(..size_of::<T>()).ok_or(Error::FAULT)?;
+    let b = &mut buf[..size_of::<T>()];
     v.encode(b);
     gm.write(va, b).map_err(|_| Error::FAULT)
 }
@@ -159,7 +162,6 @@ macro_rules! abi_structs {
             }
         }
         abi_structs!(@$dir $t { $($f),* });
-        const _: () = assert!(size_of::<$t>() <= MAX_SIZE);
     )*};
     (@to $t:ident { $($f:ident),* }) => {
         impl ToGuest for $t {

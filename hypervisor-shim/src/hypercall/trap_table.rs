@@ -4,10 +4,11 @@
 //! non-canonical handler stops the call with -EINVAL, keeping the entries before it; an
 //! unreadable entry is -EFAULT. Long lists are preempted (a continuation) as in Xen.
 
-use core::mem::size_of;
 use xen_sys::*;
 
-use super::env::{continuation, err, Env};
+use super::env::{continuation, Env};
+use super::error::Result;
+use super::guest::element;
 use crate::domain::Domain;
 use crate::machine::Machine;
 use crate::state::vcpu::TrapEntry;
@@ -19,47 +20,38 @@ pub fn set_trap_table<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
     list: u64,
-) -> i64 {
+) -> Result<i64> {
     if list == 0 {
         dom.vcpu.trap_table = [TrapEntry::default(); crate::state::vcpu::NR_VECTORS];
-        return 0;
+        return Ok(0);
     }
-    let mut at = list;
     for done in 0.. {
-        let mut b = [0u8; size_of::<trap_info>()];
-        if env.guest(dom).read(at, &mut b).is_err() {
-            return err(XEN_EFAULT);
+        let at = element::<trap_info>(list, done as u64);
+        let t: trap_info = env.read(dom, at)?;
+        if t.address == 0 {
+            return Ok(0);
         }
-        let word = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
-        let address = word(core::mem::offset_of!(trap_info, address));
-        if address == 0 {
-            return 0;
+        if !crate::paging::is_canonical(t.address) {
+            return Err(XEN_EINVAL.into());
         }
-        if !crate::paging::is_canonical(address) {
-            return err(XEN_EINVAL);
-        }
-        let cs_off = core::mem::offset_of!(trap_info, cs);
-        let mut cs = u16::from_le_bytes([b[cs_off], b[cs_off + 1]]);
         // fixup_guest_code_selector: an RPL-0 selector becomes RPL 3.
-        if cs & 3 == 0 {
-            cs |= 3;
-        }
-        let vector = b[core::mem::offset_of!(trap_info, vector)];
-        dom.vcpu.trap_table[vector as usize] = TrapEntry {
-            address,
+        let cs = if t.cs & 3 == 0 { t.cs | 3 } else { t.cs };
+        dom.vcpu.trap_table[t.vector as usize] = TrapEntry {
+            address: t.address,
             cs,
-            flags: b[core::mem::offset_of!(trap_info, flags)],
+            flags: t.flags,
         };
-        at = at.wrapping_add(b.len() as u64);
         if done + 1 >= BATCH && !dom.vcpu.in_multicall {
-            return continuation(dom, __HYPERVISOR_set_trap_table, &[at]);
+            let next = element::<trap_info>(list, done as u64 + 1);
+            return Ok(continuation(dom, __HYPERVISOR_set_trap_table, &[next]));
         }
     }
-    0
+    Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::err;
     use super::super::tests::{World, SCRATCH};
     use super::*;
 

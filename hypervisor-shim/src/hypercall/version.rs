@@ -1,9 +1,11 @@
 //! `xen_version` (`version.h`): every sub-op a guest probes at boot.
 
-use core::mem::{offset_of, size_of};
+use core::ffi::c_char;
+
 use xen_sys::*;
 
-use super::env::{err, Env};
+use super::env::Env;
+use super::error::Result;
 use crate::domain::Domain;
 use crate::machine::Machine;
 use crate::version::VERSION_WORD;
@@ -29,32 +31,13 @@ pub fn features(dom: &Domain, submap: u32) -> u32 {
     f
 }
 
-/// Copies `bytes` to the guest at `va`: 0, or -EFAULT.
-fn copy_out<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &Domain, va: u64, bytes: &[u8]) -> i64 {
-    match env.guest(dom).write(va, bytes) {
-        Ok(()) => 0,
-        Err(_) => err(XEN_EFAULT),
+/// `s` as a fixed-size C string: truncated, NUL-padded, always terminated.
+fn c_str<const N: usize>(s: &str) -> [c_char; N] {
+    let mut buf = [0; N];
+    for (d, &b) in buf.iter_mut().zip(s.as_bytes()).take(N - 1) {
+        *d = b as c_char;
     }
-}
-
-/// Puts `s`, truncated and NUL-padded, in `buf` (a fixed-size C char array).
-fn fill_str(buf: &mut [u8], s: &str) {
-    let n = s.len().min(buf.len() - 1);
-    buf[..n].copy_from_slice(&s.as_bytes()[..n]);
-    buf[n..].fill(0);
-}
-
-/// Writes `s` NUL-padded into a fixed-size guest char array of `size` bytes.
-fn put_str<M: Machine + ?Sized>(
-    env: &mut Env<'_, M>,
-    dom: &Domain,
-    va: u64,
-    s: &str,
-    size: usize,
-) -> i64 {
-    let mut buf = alloc::vec![0u8; size];
-    fill_str(&mut buf, s);
-    copy_out(env, dom, va, &buf)
+    buf
 }
 
 /// `XENVER_version` is the guests' null hypercall (Linux forces pending events with
@@ -72,77 +55,61 @@ pub fn xen_version<M: Machine + ?Sized>(
     dom: &Domain,
     cmd: u64,
     arg: u64,
-) -> i64 {
-    match u32::try_from(cmd).unwrap_or(u32::MAX) {
-        XENVER_version => VERSION_WORD,
+) -> Result<i64> {
+    let c = u32::try_from(cmd).unwrap_or(u32::MAX);
+    match c {
+        XENVER_version => return Ok(VERSION_WORD),
+        XENVER_pagesize => return Ok(4096),
+        // The hypervisor's command line and build id are for the privileged domain only.
+        XENVER_commandline | XENVER_build_id if !dom.privileged => return Err(XEN_EPERM.into()),
+        XENVER_build_id => return Err(XEN_ENODATA.into()),
         XENVER_extraversion => {
-            put_str(env, dom, arg, EXTRAVERSION, size_of::<xen_extraversion_t>())
+            env.write::<xen_extraversion_t>(dom, arg, &c_str(EXTRAVERSION))?;
         }
         XENVER_compile_info => {
-            let mut info = alloc::vec![0u8; size_of::<xen_compile_info>()];
-            // Field bounds come from the bindings' offsets (the fields are char arrays).
-            let fields = [
-                (offset_of!(xen_compile_info, compiler), "rustc"),
-                (offset_of!(xen_compile_info, compile_by), "hypervisor-shim"),
-                (offset_of!(xen_compile_info, compile_domain), ""),
-                (offset_of!(xen_compile_info, compile_date), ""),
-            ];
-            for (i, (start, s)) in fields.iter().enumerate() {
-                let end = fields.get(i + 1).map_or(info.len(), |f| f.0);
-                fill_str(&mut info[*start..end], s);
-            }
-            copy_out(env, dom, arg, &info)
+            let info = xen_compile_info {
+                compiler: c_str("rustc"),
+                compile_by: c_str("hypervisor-shim"),
+                compile_domain: c_str(""),
+                compile_date: c_str(""),
+            };
+            env.write(dom, arg, &info)?;
         }
-        XENVER_capabilities => put_str(
-            env,
-            dom,
-            arg,
-            CAPABILITIES,
-            size_of::<xen_capabilities_info_t>(),
-        ),
-        XENVER_changeset => put_str(env, dom, arg, "", size_of::<xen_changeset_info_t>()),
+        XENVER_capabilities => {
+            env.write::<xen_capabilities_info_t>(dom, arg, &c_str(CAPABILITIES))?;
+        }
+        XENVER_changeset => env.write::<xen_changeset_info_t>(dom, arg, &c_str(""))?,
         XENVER_platform_parameters => {
-            let v = HYPERVISOR_VIRT_START.to_le_bytes();
-            let va = arg.wrapping_add(offset_of!(xen_platform_parameters, virt_start) as u64);
-            copy_out(env, dom, va, &v)
+            let p = xen_platform_parameters {
+                virt_start: HYPERVISOR_VIRT_START,
+            };
+            env.write(dom, arg, &p)?;
         }
         XENVER_get_features => {
-            let idx_va = arg.wrapping_add(offset_of!(xen_feature_info, submap_idx) as u64);
-            let map_va = arg.wrapping_add(offset_of!(xen_feature_info, submap) as u64);
-            let Ok(idx) = env.guest(dom).read_u32(idx_va) else {
-                return err(XEN_EFAULT);
-            };
-            if idx >= XENFEAT_NR_SUBMAPS {
-                return err(XEN_EINVAL);
+            let mut op: xen_feature_info = env.read(dom, arg)?;
+            if op.submap_idx >= XENFEAT_NR_SUBMAPS {
+                return Err(XEN_EINVAL.into());
             }
-            match env
-                .guest(dom)
-                .write(map_va, &features(dom, idx).to_le_bytes())
-            {
-                Ok(()) => 0,
-                Err(_) => err(XEN_EFAULT),
-            }
+            op.submap = features(dom, op.submap_idx);
+            env.write(dom, arg, &op)?;
         }
-        XENVER_pagesize => 4096,
         XENVER_guest_handle => {
-            let mut handle = [0u8; size_of::<xen_domain_handle_t>()];
+            let mut handle: xen_domain_handle_t = Default::default();
             handle[..2].copy_from_slice(&dom.id.to_le_bytes());
-            copy_out(env, dom, arg, &handle)
+            env.write(dom, arg, &handle)?;
         }
-        // The hypervisor's command line and build id are for the privileged domain only.
-        XENVER_commandline if !dom.privileged => err(XEN_EPERM),
         XENVER_commandline => {
-            let cmdline = env.cmdline;
-            put_str(env, dom, arg, cmdline, size_of::<xen_commandline_t>())
+            let cmdline: xen_commandline_t = c_str(env.cmdline);
+            env.write(dom, arg, &cmdline)?;
         }
-        XENVER_build_id if !dom.privileged => err(XEN_EPERM),
-        XENVER_build_id => err(XEN_ENODATA),
-        _ => err(XEN_ENOSYS),
+        _ => return Err(XEN_ENOSYS.into()),
     }
+    Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::err;
     use super::super::tests::{World, SCRATCH};
     use super::*;
 
