@@ -13,7 +13,8 @@
 
 use xen_sys::*;
 
-use super::env::{err, Env};
+use super::env::Env;
+use super::error::{Error, Result};
 use crate::domain::Domain;
 use crate::machine::Machine;
 
@@ -26,7 +27,7 @@ pub fn console_io<M: Machine + ?Sized>(
     cmd: u64,
     count: u64,
     buffer: u64,
-) -> i64 {
+) -> Result<i64> {
     match u32::try_from(cmd).unwrap_or(u32::MAX) {
         CONSOLEIO_write => {
             // `count` is an unsigned int in the ABI.
@@ -35,12 +36,10 @@ pub fn console_io<M: Machine + ?Sized>(
             let mut done = 0u64;
             while done < count {
                 let n = (count - done).min(CHUNK as u64) as usize;
-                let Some(va) = buffer.checked_add(done) else {
-                    return err(XEN_EFAULT);
-                };
-                if env.guest(dom).read(va, &mut buf[..n]).is_err() {
-                    return err(XEN_EFAULT);
-                }
+                let va = buffer.checked_add(done).ok_or(Error::FAULT)?;
+                env.guest(dom)
+                    .read(va, &mut buf[..n])
+                    .map_err(|_| Error::FAULT)?;
                 if dom.id == 0 {
                     (env.console)(&buf[..n]);
                 } else {
@@ -48,11 +47,11 @@ pub fn console_io<M: Machine + ?Sized>(
                 }
                 done += n as u64;
             }
-            0
+            Ok(0)
         }
         CONSOLEIO_read => {
             if !dom.privileged {
-                return err(XEN_EPERM);
+                return Err(XEN_EPERM.into());
             }
             let count = (count as u32 as usize).min(dom.console_input.len());
             let (a, b) = dom.console_input.as_slices();
@@ -65,12 +64,12 @@ pub fn console_io<M: Machine + ?Sized>(
             if mem.write(buffer, a).is_err()
                 || mem.write(buffer.wrapping_add(a.len() as u64), b).is_err()
             {
-                return err(XEN_EFAULT);
+                return Err(Error::FAULT);
             }
             dom.console_input.drain(..count);
-            count as i64
+            Ok(count as i64)
         }
-        _ => err(XEN_ENOSYS),
+        _ => Err(XEN_ENOSYS.into()),
     }
 }
 
@@ -104,6 +103,7 @@ fn write_lines<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, mut 
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::err;
     use super::super::tests::{World, SCRATCH};
     use super::*;
 

@@ -2,7 +2,6 @@
 //! and `XEN_SYSCTL_getdomaininfolist` report for a domain: Xen's `getdomaininfo()` in
 //! xen/common/domctl.c, for a PV domain with one vCPU.
 
-use core::mem::{offset_of, size_of};
 use xen_sys::tools::{
     xen_domctl_getdomaininfo, XEN_DOMINF_blocked, XEN_DOMINF_dying, XEN_DOMINF_paused,
     XEN_DOMINF_running, XEN_DOMINF_shutdown, XEN_DOMINF_shutdownshift,
@@ -11,19 +10,13 @@ use xen_sys::SHUTDOWN_crash;
 
 use crate::domain::{Domain, RunState};
 
-/// The record as the guest sees it.
-pub type Record = [u8; size_of::<xen_domctl_getdomaininfo>()];
-
 /// Xen's `SHUTDOWN_CODE_INVALID`: the code of a domain that has recorded none. Xen
 /// shifts it into the flags as it is, so a running domain reports bits 16..31 set.
 const SHUTDOWN_CODE_INVALID: u32 = !0;
 
 /// The record for `dom` at system time `now`; `running`: it is the domain on the CPU
 /// (the caller: with one physical CPU no other domain runs during a hypercall).
-pub fn record(dom: &Domain, running: bool, now: u64) -> Record {
-    let mut r = [0; size_of::<xen_domctl_getdomaininfo>()];
-    let mut put = |off: usize, bytes: &[u8]| r[off..off + bytes.len()].copy_from_slice(bytes);
-
+pub fn record(dom: &Domain, running: bool, now: u64) -> xen_domctl_getdomaininfo {
     // A torn-down domain has no vCPU left; an offline one (VCPUOP_down) is not counted.
     let online = !dom.dead && !dom.sched.down;
     let mut flags = 0;
@@ -54,27 +47,21 @@ pub fn record(dom: &Domain, running: bool, now: u64) -> Record {
     }
     flags |= code << XEN_DOMINF_shutdownshift;
 
-    type I = xen_domctl_getdomaininfo;
-    put(offset_of!(I, domain), &dom.id.to_le_bytes());
-    put(offset_of!(I, flags), &flags.to_le_bytes());
-    put(offset_of!(I, tot_pages), &dom.tot_pages.to_le_bytes());
-    put(offset_of!(I, max_pages), &dom.max_pages.to_le_bytes());
-    // For a PV domain the GMFN is the machine frame.
-    put(
-        offset_of!(I, shared_info_frame),
-        &dom.shared_info.to_le_bytes(),
-    );
-    let cpu_time = dom.sched.runstate.running_time(now);
-    put(offset_of!(I, cpu_time), &cpu_time.to_le_bytes());
-    put(
-        offset_of!(I, nr_online_vcpus),
-        &u32::from(online).to_le_bytes(),
-    );
-    // vCPU 0 is the only one. Left zero, as for a PV domain in Xen's default
-    // configuration: outstanding/shared/paged pages, ssidref (no XSM policy), the
-    // handle (set by XEN_DOMCTL_setdomainhandle, which the shim does not have),
+    // vCPU 0 is the only one (`max_vcpu_id` 0). Left zero, as for a PV domain in Xen's
+    // default configuration: outstanding/shared/paged pages, ssidref (no XSM policy),
+    // the handle (set by XEN_DOMCTL_setdomainhandle, which the shim does not have),
     // cpupool 0, arch_config (no emulated devices). gpaddr_bits is also left zero: the
     // shim does not report the host's physical address width to its domains.
-    put(offset_of!(I, max_vcpu_id), &0u32.to_le_bytes());
-    r
+    xen_domctl_getdomaininfo {
+        domain: dom.id,
+        flags,
+        tot_pages: dom.tot_pages,
+        max_pages: dom.max_pages,
+        // For a PV domain the GMFN is the machine frame.
+        shared_info_frame: dom.shared_info,
+        cpu_time: dom.sched.runstate.running_time(now),
+        nr_online_vcpus: u32::from(online),
+        max_vcpu_id: 0,
+        ..Default::default()
+    }
 }

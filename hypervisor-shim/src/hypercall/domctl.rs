@@ -8,7 +8,6 @@
 //! (`-ESRCH`; `getdomaininfo` looks further instead), and only then is the caller's
 //! privilege checked (`-EPERM`, the default XSM policy: control domain only).
 
-use core::mem::{offset_of, size_of};
 use xen_sys::tools::{
     xen_domctl, XEN_DOMCTL_createdomain, XEN_DOMCTL_destroydomain, XEN_DOMCTL_getdomaininfo,
     XEN_DOMCTL_pausedomain, XEN_DOMCTL_unpausedomain, XEN_DOMCTL_INTERFACE_VERSION,
@@ -16,7 +15,9 @@ use xen_sys::tools::{
 use xen_sys::*;
 
 use super::domain_info;
-use super::env::{err, Env};
+use super::env::Env;
+use super::error::Result;
+use super::guest::{copy_field_to_guest, field_addr};
 use crate::domain::Domain;
 use crate::domain::Domains;
 use crate::machine::Machine;
@@ -25,12 +26,6 @@ use xen_sys::domid_t;
 /// Xen's limit on the toolstack's pause count, "to prevent the toolstack overflowing
 /// d->pause_count with many repeated hypercalls".
 const MAX_CONTROLLER_PAUSE: u32 = 255;
-
-type Op = [u8; size_of::<xen_domctl>()];
-
-fn u32_at(op: &Op, off: usize) -> u32 {
-    u32::from_le_bytes(op[off..off + 4].try_into().unwrap_or_default())
-}
 
 /// The domain `id` names, which may be the caller itself (taken out of `domains`
 /// while its hypercall runs). `DOMID_SELF` is not accepted, as in Xen's
@@ -47,60 +42,59 @@ fn lookup<'a>(
     }
 }
 
-pub fn domctl<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> i64 {
-    let mut op: Op = [0; size_of::<xen_domctl>()];
-    if env.guest(dom).read(arg, &mut op).is_err() {
-        return err(XEN_EFAULT);
+pub fn domctl<M: Machine + ?Sized>(
+    env: &mut Env<'_, M>,
+    dom: &mut Domain,
+    arg: u64,
+) -> Result<i64> {
+    let op: xen_domctl = env.read(dom, arg)?;
+    if op.interface_version != XEN_DOMCTL_INTERFACE_VERSION {
+        return Err(XEN_EACCES.into());
     }
-    if u32_at(&op, offset_of!(xen_domctl, interface_version)) != XEN_DOMCTL_INTERFACE_VERSION {
-        return err(XEN_EACCES);
-    }
-    let cmd = u32_at(&op, offset_of!(xen_domctl, cmd));
-    let d = offset_of!(xen_domctl, domain);
-    let id = u16::from_le_bytes([op[d], op[d + 1]]);
+    let (cmd, id) = (op.cmd, op.domain);
     let exists = id == dom.id || env.domains.get(id).is_some();
     // createdomain names a domain that does not exist yet; getdomaininfo searches on.
     if !exists && cmd != XEN_DOMCTL_createdomain && cmd != XEN_DOMCTL_getdomaininfo {
-        return err(XEN_ESRCH);
+        return Err(XEN_ESRCH.into());
     }
     if !dom.privileged {
-        return err(XEN_EPERM);
+        return Err(XEN_EPERM.into());
     }
     match cmd {
-        XEN_DOMCTL_getdomaininfo => getdomaininfo(env, dom, arg, &mut op, id),
+        XEN_DOMCTL_getdomaininfo => getdomaininfo(env, dom, arg, op),
         XEN_DOMCTL_pausedomain => {
             if id == dom.id {
                 // Xen: a domain cannot wait for itself to be descheduled.
-                return err(XEN_EINVAL);
+                return Err(XEN_EINVAL.into());
             }
             let Some(t) = env.domains.get_mut(id) else {
-                return err(XEN_ESRCH);
+                return Err(XEN_ESRCH.into());
             };
             if t.sched.pause_count >= MAX_CONTROLLER_PAUSE {
-                return err(XEN_EOVERFLOW);
+                return Err(XEN_EOVERFLOW.into());
             }
             t.sched.pause_count += 1;
             env.effects.resched = true;
-            0
+            Ok(0)
         }
         XEN_DOMCTL_unpausedomain => {
             let Some(t) = lookup(env.domains, dom, id) else {
-                return err(XEN_ESRCH);
+                return Err(XEN_ESRCH.into());
             };
             if t.sched.pause_count == 0 {
-                return err(XEN_EINVAL);
+                return Err(XEN_EINVAL.into());
             }
             t.sched.pause_count -= 1;
             env.effects.resched = true;
-            0
+            Ok(0)
         }
         XEN_DOMCTL_destroydomain => {
             if id == dom.id {
                 // Xen's domain_kill(): not on the current domain.
-                return err(XEN_EINVAL);
+                return Err(XEN_EINVAL.into());
             }
             let Some(t) = env.domains.get_mut(id) else {
-                return err(XEN_ESRCH);
+                return Err(XEN_ESRCH.into());
             };
             // The hypervisor tears it down (if it still runs) and drops its record
             // before anything else runs; destroying it again meanwhile is a no-op, as
@@ -110,11 +104,11 @@ pub fn domctl<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: 
             }
             t.destroy = true;
             env.effects.resched = true;
-            0
+            Ok(0)
         }
         _ => {
             log::warn!("d{}: domctl {cmd} not implemented: -ENOSYS", dom.id);
-            err(XEN_ENOSYS)
+            Err(XEN_ENOSYS.into())
         }
     }
 }
@@ -126,33 +120,26 @@ fn getdomaininfo<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
     arg: u64,
-    op: &mut Op,
-    id: domid_t,
-) -> i64 {
-    if id >= DOMID_FIRST_RESERVED {
+    mut op: xen_domctl,
+) -> Result<i64> {
+    if op.domain >= DOMID_FIRST_RESERVED {
         // Only reached when no such domain exists: reserved ids never do.
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     let found = env
         .domains
         .ids()
         .chain(core::iter::once(dom.id))
-        .filter(|&d| d >= id)
-        .min();
-    let Some(found) = found else {
-        return err(XEN_ESRCH);
-    };
+        .filter(|&d| d >= op.domain)
+        .min()
+        .ok_or(XEN_ESRCH)?;
     let now = env.now();
     let record = match env.domains.get(found) {
         Some(t) => domain_info::record(t, false, now),
         None => domain_info::record(dom, true, now),
     };
-    let u = offset_of!(xen_domctl, u);
-    op[u..u + record.len()].copy_from_slice(&record);
-    let d = offset_of!(xen_domctl, domain);
-    op[d..d + 2].copy_from_slice(&found.to_le_bytes());
-    if env.guest(dom).write(arg, op).is_err() {
-        return err(XEN_EFAULT);
-    }
-    0
+    op.domain = found;
+    // The header and the record: what changed of the structure Xen copies back.
+    env.write(dom, field_addr(arg, &op, &op.u), &record)?;
+    copy_field_to_guest!(env, dom, arg, op.domain).map(|()| 0)
 }

@@ -31,10 +31,8 @@ pub fn event_channel_op_compat<M: Machine + ?Sized>(
     dom: &mut Domain,
     arg: u64,
 ) -> Result<i64> {
-    let cmd: u32 = env.read(dom, arg)?;
-    // The union follows the command, at its alignment (`evtchn_op.u`).
-    let u = arg.wrapping_add(core::mem::offset_of!(evtchn_op, u) as u64);
-    event_channel_op(env, dom, cmd as u64, u)
+    let op: evtchn_op = env.read(dom, arg)?;
+    event_channel_op(env, dom, op.cmd as u64, field_addr(arg, &op, &op.u))
 }
 
 pub fn event_channel_op<M: Machine + ?Sized>(

@@ -19,6 +19,12 @@ use core::mem::size_of;
 
 use xen_sys::*;
 
+use xen_sys::tools::{
+    __guest_handle_xen_domctl_getdomaininfo_t, xen_arch_domainconfig, xen_domctl,
+    xen_domctl__bindgen_ty_1, xen_domctl_getdomaininfo, xen_sysctl, xen_sysctl__bindgen_ty_1,
+    xen_sysctl_getdomaininfolist,
+};
+
 use super::env::Env;
 use super::error::{Error, Result};
 use crate::domain::Domain;
@@ -199,6 +205,7 @@ abi_structs! {
     to evtchn_bind_vcpu { port, vcpu }
     to evtchn_reset { dom }
     from evtchn_status { dom, port, status, vcpu, u }
+    from evtchn_op { cmd, u }
     to evtchn_status__bindgen_ty_1__bindgen_ty_1 { dom }
     to evtchn_status__bindgen_ty_1__bindgen_ty_2 { dom, port }
     // grant_table.h
@@ -218,6 +225,8 @@ abi_structs! {
     to mmu_update { ptr, val }
     from mmuext_op { cmd, arg1, arg2 }
     to multicall_entry { op, result, args }
+    // arch-x86/xen-x86_64.h
+    to iret_context { rax, r11, rcx, flags, rip, cs, rflags, rsp, ss }
     // memory.h
     from xen_memory_reservation { extent_start, nr_extents, extent_order, mem_flags, domid }
     to xen_add_to_physmap { domid, size, space, idx, gpfn }
@@ -248,14 +257,28 @@ abi_structs! {
     to xen_feature_info { submap_idx, submap }
     to xen_compile_info { compiler, compile_by, compile_domain, compile_date }
     to xen_platform_parameters { virt_start }
+    // domctl.h, sysctl.h (the tools view)
+    from xen_domctl { cmd, interface_version, domain, _pad, u }
+    from xen_sysctl { cmd, interface_version, u }
+    to xen_domctl_getdomaininfo {
+        domain, pad1, flags, tot_pages, max_pages, outstanding_pages, shr_pages,
+        paged_pages, shared_info_frame, cpu_time, nr_online_vcpus, max_vcpu_id, ssidref,
+        handle, cpupool, gpaddr_bits, pad2, arch_config,
+    }
+    to xen_arch_domainconfig { emulation_flags, misc_flags }
+    from xen_sysctl_getdomaininfolist { first_domain, max_domains, buffer, num_domains }
+    from __guest_handle_xen_domctl_getdomaininfo_t { p }
 }
 
 abi_unions! {
     evtchn_status__bindgen_ty_1 as interdomain,
+    evtchn_op__bindgen_ty_1 as status,
     gnttab_copy_gnttab_copy_ptr__bindgen_ty_1 as gmfn,
     mmuext_op__bindgen_ty_1 as mfn,
     mmuext_op__bindgen_ty_2 as src_mfn,
     vcpu_register_runstate_memory_area__bindgen_ty_1 as p,
+    xen_domctl__bindgen_ty_1 as pad,
+    xen_sysctl__bindgen_ty_1 as pad,
 }
 
 #[cfg(test)]

@@ -16,31 +16,36 @@
 //! non-canonical RIP) is caught before the shim's `iretq`: the guest gets the #GP Xen's
 //! own `iretq` would have handed it (`traps::check_return_frame`).
 
-use core::mem::size_of;
 use xen_sys::*;
 
 use super::env::Env;
+use super::error::Result;
 use crate::domain::{Domain, RunState};
 use crate::machine::Machine;
 use crate::pv::bounce::set_upcall_mask;
 use crate::state::vcpu::eflags;
 
-pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 {
-    let mut b = [0u8; size_of::<iret_context>()];
-    if env.guest(dom).read(dom.regs.rsp, &mut b).is_err() {
+pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> Result<i64> {
+    let Ok(frame) = env.read::<iret_context>(dom, dom.regs.rsp) else {
         log::error!(
             "d{}: fault while reading IRET context from guest stack at {:#x}",
             dom.id,
             dom.regs.rsp
         );
         dom.state = RunState::Crashed;
-        return 0;
-    }
-    let mut w = [0u64; 9];
-    for (v, c) in w.iter_mut().zip(b.chunks_exact(8)) {
-        *v = u64::from_le_bytes(c.try_into().unwrap_or_default());
-    }
-    let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = w;
+        return Ok(0);
+    };
+    let iret_context {
+        rax,
+        r11,
+        rcx,
+        flags,
+        rip,
+        cs,
+        rflags,
+        rsp,
+        ss,
+    } = frame;
     let (cs, ss) = (cs & 0xffff, ss & 0xffff);
     if cs & 3 == 3 {
         if dom.user_l4.is_none() {
@@ -49,7 +54,7 @@ pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 
                 dom.id
             );
             dom.state = RunState::Crashed;
-            return 0;
+            return Ok(0);
         }
         dom.vcpu.toggle_guest_mode();
     }
@@ -67,5 +72,5 @@ pub fn iret<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain) -> i64 
         r.rcx = rcx;
     }
     set_upcall_mask(env.machine, dom, rflags & eflags::IF == 0);
-    rax as i64
+    Ok(rax as i64)
 }

@@ -3,21 +3,21 @@
 
 use xen_sys::*;
 
-use super::env::err;
+use super::error::Result;
 use crate::domain::Domain;
 use crate::paging::is_canonical;
 
 /// `stack_switch(ss, sp)`: the kernel stack for bounce frames from user mode. Xen checks
 /// nothing here (a bad stack crashes the guest when a frame is built on it); an RPL-0
 /// selector gets RPL 3.
-pub fn stack_switch(dom: &mut Domain, ss: u64, sp: u64) -> i64 {
+pub fn stack_switch(dom: &mut Domain, ss: u64, sp: u64) -> Result<i64> {
     dom.vcpu.kernel_ss = if ss & 3 == 0 { ss | 3 } else { ss };
     dom.vcpu.kernel_sp = sp;
-    0
+    Ok(0)
 }
 
 /// `set_segment_base(which, base)` (`SEGBASE_*` of `arch-x86/xen-x86_64.h`).
-pub fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> i64 {
+pub fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> Result<i64> {
     let v = &mut dom.vcpu;
     let slot = match u32::try_from(which).unwrap_or(u32::MAX) {
         SEGBASE_FS => &mut v.fs_base,
@@ -30,27 +30,28 @@ pub fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> i64 {
         // their own base once the PV MMU provides them.)
         SEGBASE_GS_USER_SEL => {
             v.gs_base_user = 0;
-            return 0;
+            return Ok(0);
         }
-        _ => return err(XEN_EINVAL),
+        _ => return Err(XEN_EINVAL.into()),
     };
     if !is_canonical(base) {
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     *slot = base;
     v.cpu_dirty = true;
-    0
+    Ok(0)
 }
 
 /// `fpu_taskswitch(set)`: the virtual CR0.TS. With TS set the next FPU use raises #NM in
 /// the guest (and clears TS), as in Xen's lazy FPU switching.
-pub fn fpu_taskswitch(dom: &mut Domain, set: u64) -> i64 {
+pub fn fpu_taskswitch(dom: &mut Domain, set: u64) -> Result<i64> {
     dom.vcpu.set_cr0_ts(set as i32 != 0);
-    0
+    Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::err;
     use super::super::tests::World;
     use super::*;
 

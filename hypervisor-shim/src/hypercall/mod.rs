@@ -40,6 +40,7 @@ use xen_sys::*;
 
 use crate::domain::Domain;
 use crate::machine::Machine;
+#[cfg(test)]
 use env::err;
 
 /// Runs the hypercall described by `dom.regs` and stores its result in `dom.regs.rax`.
@@ -62,18 +63,18 @@ pub(crate) fn call<M: Machine + ?Sized>(
     a: [u64; 6],
 ) -> i64 {
     let r = match u32::try_from(nr).unwrap_or(u32::MAX) {
-        __HYPERVISOR_console_io => Ok(console::console_io(env, dom, a[0], a[1], a[2])),
+        __HYPERVISOR_console_io => console::console_io(env, dom, a[0], a[1], a[2]),
         __HYPERVISOR_sched_op => sched::sched_op(env, dom, a[0], a[1]),
         __HYPERVISOR_sched_op_compat => sched::sched_op_compat(env, dom, a[0], a[1]),
         __HYPERVISOR_xen_version => version::xen_version(env, dom, a[0], a[1]),
         __HYPERVISOR_set_trap_table => trap_table::set_trap_table(env, dom, a[0]),
         __HYPERVISOR_set_callbacks => callback::set_callbacks(dom, a[0], a[1], a[2]),
         __HYPERVISOR_callback_op => callback::callback_op(env, dom, a[0], a[1]),
-        __HYPERVISOR_stack_switch => Ok(misc::stack_switch(dom, a[0], a[1])),
-        __HYPERVISOR_set_segment_base => Ok(misc::set_segment_base(dom, a[0], a[1])),
-        __HYPERVISOR_fpu_taskswitch => Ok(misc::fpu_taskswitch(dom, a[0])),
-        __HYPERVISOR_vm_assist => Ok(vm_assist::vm_assist(dom, a[0], a[1])),
-        __HYPERVISOR_iret => Ok(iret::iret(env, dom)),
+        __HYPERVISOR_stack_switch => misc::stack_switch(dom, a[0], a[1]),
+        __HYPERVISOR_set_segment_base => misc::set_segment_base(dom, a[0], a[1]),
+        __HYPERVISOR_fpu_taskswitch => misc::fpu_taskswitch(dom, a[0]),
+        __HYPERVISOR_vm_assist => vm_assist::vm_assist(dom, a[0], a[1]),
+        __HYPERVISOR_iret => iret::iret(env, dom),
         __HYPERVISOR_multicall => multicall::multicall(env, dom, a[0], a[1]),
         __HYPERVISOR_physdev_op => physdev::physdev_op(env, dom, a[0], a[1]),
         __HYPERVISOR_mmu_update => mmu::mmu_update(env, dom, a[0], a[1], a[2], a[3]),
@@ -89,10 +90,10 @@ pub(crate) fn call<M: Machine + ?Sized>(
         __HYPERVISOR_event_channel_op_compat => {
             event_channel::event_channel_op_compat(env, dom, a[0])
         }
-        __HYPERVISOR_set_timer_op => Ok(timer::set_timer_op(env, dom, a[0])),
+        __HYPERVISOR_set_timer_op => timer::set_timer_op(env, dom, a[0]),
         __HYPERVISOR_vcpu_op => vcpu_op::vcpu_op(env, dom, a[0], a[1], a[2]),
-        __HYPERVISOR_domctl => Ok(domctl::domctl(env, dom, a[0])),
-        __HYPERVISOR_sysctl => Ok(sysctl::sysctl(env, dom, a[0])),
+        __HYPERVISOR_domctl => domctl::domctl(env, dom, a[0]),
+        __HYPERVISOR_sysctl => sysctl::sysctl(env, dom, a[0]),
         __HYPERVISOR_grant_table_op => grant_table::grant_table_op(env, dom, a[0], a[1], a[2]),
         __HYPERVISOR_hvm_op => hvm_op::hvm_op(env, dom, a[0], a[1]),
         _ => {

@@ -2,6 +2,7 @@
 //! 0 cancels it. When it expires the vCPU gets `VIRQ_TIMER`.
 
 use super::env::Env;
+use super::error::Result;
 use crate::domain::Domain;
 use crate::machine::Machine;
 
@@ -9,7 +10,7 @@ pub fn set_timer_op<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
     dom: &mut Domain,
     timeout: u64,
-) -> i64 {
+) -> Result<i64> {
     // A deadline in the past fires at once, as Xen's does; Xen also clamps deadlines
     // that are negative as signed values (far in the future after a wrap) to "soon".
     dom.sched.singleshot = match timeout {
@@ -18,5 +19,5 @@ pub fn set_timer_op<M: Machine + ?Sized>(
         t => Some(t),
     };
     env.effects.resched = true;
-    0
+    Ok(0)
 }

@@ -17,7 +17,7 @@
 
 use xen_sys::*;
 
-use super::env::err;
+use super::error::Result;
 use crate::domain::Domain;
 
 const HONOURED: u64 = 1 << VMASST_TYPE_4gb_segments
@@ -26,7 +26,7 @@ const HONOURED: u64 = 1 << VMASST_TYPE_4gb_segments
     | 1 << VMASST_TYPE_architectural_iopl
     | 1 << VMASST_TYPE_runstate_update_flag;
 
-pub fn vm_assist(dom: &mut Domain, cmd: u64, ty: u64) -> i64 {
+pub fn vm_assist(dom: &mut Domain, cmd: u64, ty: u64) -> Result<i64> {
     let ty = ty as u32;
     if ty >= 64 || HONOURED & 1 << ty == 0 {
         let why = match ty {
@@ -35,18 +35,19 @@ pub fn vm_assist(dom: &mut Domain, cmd: u64, ty: u64) -> i64 {
             _ => "unknown type",
         };
         log::warn!("d{}: vm_assist type {ty} refused ({why}): -EINVAL", dom.id);
-        return err(XEN_EINVAL);
+        return Err(XEN_EINVAL.into());
     }
     match cmd as u32 {
         VMASST_CMD_enable => dom.vcpu.vm_assist |= 1 << ty,
         VMASST_CMD_disable => dom.vcpu.vm_assist &= !(1 << ty),
-        _ => return err(XEN_ENOSYS),
+        _ => return Err(XEN_ENOSYS.into()),
     }
-    0
+    Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::env::err;
     use super::super::tests::World;
     use super::*;
 
