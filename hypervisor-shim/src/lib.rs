@@ -6,7 +6,7 @@
 //! Layers, bottom up, as Xen's tree has them; a module imports only from its own layer
 //! or below (`layering_tests.rs` checks it):
 //!
-//! 1. machine and types: [`machine`], [`paging`], [`trap`], [`time`], [`frames`],
+//! 1. machine and types: [`machine`], [`abi`], [`paging`], [`trap`], [`time`], [`frames`],
 //!    [`cmdline`], [`boot_info`], [`exit`], [`version`].
 //! 2. [`mm`]: frame table, page types, descriptor checks, M2P (Xen's `arch/x86/mm.c`).
 //! 3. [`state`]: per-domain state as plain data (vCPU, event-channel table, grant
@@ -26,6 +26,7 @@
 extern crate alloc;
 
 // 1. Machine and types.
+pub mod abi;
 pub mod boot_info;
 pub mod cmdline;
 pub mod exit;

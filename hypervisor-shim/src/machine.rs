@@ -4,8 +4,10 @@
 //! Guest virtual memory is reached only through a software walk of the guest's own page
 //! tables ([`GuestMemory`]), so a bad guest pointer is an error, never a shim fault.
 
+use core::mem::size_of;
 use core::ops::Range;
 
+use crate::abi::{FromGuest, ToGuest, MAX_SIZE};
 use crate::paging::{self, Pte};
 
 pub const PAGE_SHIFT: u32 = 12;
@@ -184,6 +186,24 @@ impl<M: Machine + ?Sized> GuestMemory<'_, M> {
             f[off..off + r.len()].copy_from_slice(&data[r]);
         }
         Ok(())
+    }
+
+    /// Reads a `T` at `va` (the bytes in the ABI's layout, see [`crate::abi`]).
+    pub fn read_obj<T: FromGuest>(&self, va: u64) -> Result<T, GuestFault> {
+        const { assert!(size_of::<T>() <= MAX_SIZE) };
+        let mut buf = [0u8; MAX_SIZE];
+        let b = &mut buf[..size_of::<T>()];
+        self.read(va, b)?;
+        Ok(T::decode(b))
+    }
+
+    /// Writes `v` at `va` (padding bytes as zeros).
+    pub fn write_obj<T: ToGuest>(&mut self, va: u64, v: &T) -> Result<(), GuestFault> {
+        const { assert!(size_of::<T>() <= MAX_SIZE) };
+        let mut buf = [0u8; MAX_SIZE];
+        let b = &mut buf[..size_of::<T>()];
+        v.encode(b);
+        self.write(va, b)
     }
 
     pub fn read_u32(&self, va: u64) -> Result<u32, GuestFault> {

@@ -34,7 +34,8 @@ use xen_sys::*;
 
 use super::env::{continuation, Env};
 use super::error::{Error, Result};
-use super::guest::{copy_field_to_guest, element, field_addr, FromGuest};
+use super::guest::{copy_field_to_guest, element, field_addr};
+use crate::abi::FromGuest;
 use crate::common::grant_table::{self as grant, CopySide, Ctx};
 use crate::domain::lookup;
 use crate::domain::Domain;
