@@ -33,7 +33,6 @@ mod vm_assist;
 
 pub use env::{Effects, Env};
 pub use multicall::BATCH as MULTICALL_BATCH;
-pub use vcpu_op::update_runstate_area;
 pub use version::is_null_hypercall;
 
 use xen_sys::*;

@@ -8,9 +8,10 @@ use xen_sys::*;
 
 use super::env::Env;
 use super::error::Result;
-use super::guest::{copy_to_guest, field_addr};
+use super::guest::field_addr;
+use crate::common::schedule::{runstate_info, update_runstate_area};
 use crate::domain::Domain;
-use crate::machine::{write_bytes, GuestMemory, Machine, PAGE_SIZE};
+use crate::machine::{write_bytes, Machine, PAGE_SIZE};
 use crate::mm::page::PageType;
 use crate::state::sched::Periodic;
 use crate::state::vcpu::VcpuInfoAt;
@@ -83,33 +84,6 @@ pub fn vcpu_op<M: Machine + ?Sized>(
         _ => return Err(XEN_ENOSYS.into()),
     }
     Ok(0)
-}
-
-/// `vcpu_runstate_info` as the guest reads it: the current state's time includes the
-/// stretch since it began (`vcpu_runstate_get`).
-fn runstate_info(dom: &Domain, now: u64) -> vcpu_runstate_info {
-    let r = &dom.sched.runstate;
-    let mut time = r.time;
-    if let Some(t) = time.get_mut(r.state as usize) {
-        *t = t.saturating_add(now.saturating_sub(r.entry_time));
-    }
-    vcpu_runstate_info {
-        state: r.state as i32,
-        state_entry_time: r.entry_time,
-        time,
-    }
-}
-
-/// Copies the runstate to the area the guest registered, if any (on every change, as
-/// Xen's `update_runstate_area`); a fault is ignored.
-pub fn update_runstate_area<M: Machine + ?Sized>(m: &mut M, dom: &Domain, now: u64) {
-    if let Some(va) = dom.sched.runstate_area {
-        let mut gm = GuestMemory {
-            machine: m,
-            l4: dom.l4,
-        };
-        let _ = copy_to_guest(&mut gm, va, &runstate_info(dom, now));
-    }
 }
 
 /// `VCPUOP_register_vcpu_info`: moves `vcpu_info` into a page of the guest's own, held

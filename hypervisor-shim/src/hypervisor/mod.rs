@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 
 use crate::common::event_channel as evtchn;
 use crate::common::sched::{Policy, RoundRobinBoost};
+use crate::common::{domain, schedule};
 use crate::domain::Domains;
 use crate::domain::{shutdown_reason_name, BootRings, Domain, RunState};
 use crate::exit::ShimExit;
@@ -20,11 +21,11 @@ use crate::mm::{FrameTable, Mm};
 use crate::pv::build::elf::XenImage;
 use crate::pv::build::{self, DomainConfig};
 use crate::pv::cpuid::CpuidPolicy;
-use crate::pv::traps::{self, Crash};
+use crate::pv::traps;
 use crate::state::evtchn::Binding;
 use crate::state::vcpu::{FpuArea, GuestCpu};
 use crate::time::Clock;
-use crate::trap::{write_fault_report, TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
+use crate::trap::{TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use xen_sys::domid_t;
 
 pub struct Hypervisor<M: Machine> {
@@ -70,9 +71,6 @@ pub struct DomainSpec<'a> {
     /// channels (its console is `console_io`).
     pub backends_in_dom0: bool,
 }
-
-/// Words of the guest's stack shown when it crashes.
-const STACK_WORDS: u64 = 4;
 
 /// What the arch layer does after a trap.
 #[derive(Debug, PartialEq, Eq)]
@@ -362,7 +360,7 @@ impl<M: Machine> Hypervisor<M> {
         };
         if let Err(why) = result {
             let frame = entry.unwrap_or(dom.regs);
-            crash(&mut self.machine, &mut dom, &frame, cr2, &why);
+            domain::crash(&mut self.machine, &mut dom, &frame, cr2, &why);
         }
         let ready = dom.ready();
         self.domains.put(dom);
@@ -460,32 +458,15 @@ impl<M: Machine> Hypervisor<M> {
     #[inline(never)]
     fn switch_to(&mut self, next: domid_t, now: u64) {
         let prev = self.current;
-        if let Some(d) = self.domains.get_mut(prev) {
-            if d.sched.runstate.state == xen_sys::RUNSTATE_running && prev != next {
-                let s = if d.ready() {
-                    xen_sys::RUNSTATE_runnable
-                } else {
-                    xen_sys::RUNSTATE_blocked
-                };
-                d.sched.runstate.change(s, now);
-                hypercall::update_runstate_area(&mut self.machine, d, now);
+        if prev != next {
+            if let Some(d) = self.domains.get_mut(prev) {
+                schedule::switch_out(&mut self.machine, d, now);
             }
         }
         self.current = next;
         self.slice_end = now + self.policy.slice_ns();
-        let tsc = self.machine.tsc();
         if let Some(d) = self.domains.get_mut(next) {
-            d.sched.runstate.change(xen_sys::RUNSTATE_running, now);
-            hypercall::update_runstate_area(&mut self.machine, d, now);
-            // Another domain ran: its segment bases and CR0.TS are in the CPU.
-            d.vcpu.cpu_dirty = true;
-            let vi = d.vcpu_info;
-            self.clock.publish(
-                &mut self.machine,
-                vi.mfn,
-                vi.offset + core::mem::offset_of!(xen_sys::vcpu_info, time),
-                tsc,
-            );
+            schedule::switch_in(&mut self.machine, &self.clock, d, now);
         }
     }
 
@@ -533,7 +514,7 @@ impl<M: Machine> Hypervisor<M> {
             },
             Err(why) => {
                 let frame = dom.regs;
-                crash(&mut self.machine, dom, &frame, 0, &why);
+                domain::crash(&mut self.machine, dom, &frame, 0, &why);
                 Next::Idle
             }
         }
@@ -616,68 +597,27 @@ impl<M: Machine> Hypervisor<M> {
             }
             _ => log::info!("d{} ({}) crashed", dom.id, dom.name),
         }
-        crate::common::event_channel::close_all_ports(
-            &mut self.machine,
-            &mut dom,
-            &mut self.domains,
-        );
-        // Its mappings of others' grants: their entries unpinned (the PTEs' references
-        // go with its page tables below).
-        crate::common::grant_table::release_mappings(
-            &mut self.machine,
-            &mut self.frame_table,
-            &mut dom,
-            &mut self.domains,
-        );
-        self.machine.release_address_space(dom.l4);
-        if let Some(user) = dom.user_l4 {
-            self.machine.release_address_space(user);
-        }
-        // Every reference the domain holds goes, then every frame it owns (its
-        // reservation, what populate_physmap gave it, shared_info) is scrubbed, its
-        // M2P entry invalidated and returned.
-        let still_mapped =
-            self.frame_table
-                .teardown(&mut self.machine, dom.id, &dom.held_type_refs());
-        // Its grant frames went with the rest (or go when their last mapping does).
-        dom.grant.forget();
-        let freed = self
-            .frame_table
-            .reclaim(&mut self.machine, &mut self.frames, &self.m2p);
-        log::info!(
-            "d{}: {freed} frames freed ({still_mapped} still mapped elsewhere), {} frames free",
-            dom.id,
-            self.frames.free_frames()
-        );
         let now = self.now();
-        // Its timers and waits go; the time it ran stays (getdomaininfo's cpu_time).
-        let mut runstate = dom.sched.runstate;
-        runstate.change(xen_sys::RUNSTATE_offline, now);
-        dom.sched = crate::state::sched::VcpuSched {
-            runstate,
-            ..Default::default()
-        };
-        dom.tot_pages = 0;
-        dom.dead = true;
+        domain::teardown(
+            &mut self.machine,
+            &mut Mm {
+                table: &mut self.frame_table,
+                alloc: &mut self.frames,
+                m2p: &self.m2p,
+            },
+            &mut dom,
+            &mut self.domains,
+            now,
+        );
         if self.fpu_owner == Some(id) {
             self.fpu_owner = None;
-        }
-        if dom.state == RunState::Runnable {
-            // Destroyed while running: it ends as if it crashed.
-            dom.state = RunState::Crashed;
         }
         let destroy = dom.destroy;
         self.domains.put(dom);
         if destroy {
             self.domains.remove(id);
         }
-        for d in self
-            .domains
-            .iter_mut()
-            .filter(|d| d.privileged && d.runnable())
-        {
-            evtchn::send_virq(&mut self.machine, d, xen_sys::VIRQ_DOM_EXC);
-        }
+        domain::notify_control_domains(&mut self.machine, &mut self.domains);
     }
 
     /// How the machine ends once no domain is alive: as domain 0 (or the first domain)
@@ -693,38 +633,6 @@ impl<M: Machine> Hypervisor<M> {
         log::info!("no domains left: {exit:?}");
         exit
     }
-}
-
-/// Kills `dom` for `why`, with a report of what it did (`frame`: its registers when it
-/// entered the shim).
-#[cold]
-#[inline(never)]
-fn crash<M: Machine>(m: &mut M, dom: &mut Domain, frame: &TrapFrame, cr2: u64, why: &Crash) {
-    let mut report = String::new();
-    let who = format!("d{} ({}) crashed", dom.id, dom.name);
-    let _ = write_fault_report(&mut report, &who, frame, cr2);
-    for line in report.lines() {
-        log::error!("{line}");
-    }
-    log::error!("  {why}");
-    // The top of the guest's stack, read through its own tables: for a kernel built
-    // without frame pointers it names the caller of the faulting code.
-    let guest = crate::machine::GuestMemory {
-        machine: m,
-        l4: dom.active_l4(),
-    };
-    let mut words = String::new();
-    for i in 0..STACK_WORDS {
-        let mut b = [0u8; 8];
-        match guest.read(frame.rsp.wrapping_add(i * 8), &mut b) {
-            Ok(()) => words.push_str(&format!(" {:#018x}", u64::from_le_bytes(b))),
-            Err(_) => break,
-        }
-    }
-    if !words.is_empty() {
-        log::error!("  stack:{words}");
-    }
-    dom.state = RunState::Crashed;
 }
 
 #[cfg(test)]
