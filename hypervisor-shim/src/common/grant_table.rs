@@ -98,7 +98,7 @@ pub fn map<H: HostMapping, M: Machine + ?Sized>(
         return Err(GNTST_bad_gntref as Status);
     }
     // rcu_lock_domain_by_id: a real id (DOMID_SELF is not one), alive.
-    let exists = rd == dom.id || cx.others.get(rd).is_some_and(|d| !d.dead);
+    let exists = lookup::by_id_ref(dom, cx.others, rd).is_some_and(|d| !d.dead);
     if !exists {
         return Err(GNTST_bad_domain as Status);
     }

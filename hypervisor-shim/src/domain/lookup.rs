@@ -51,6 +51,29 @@ pub fn this_or_caller_ref<'a>(
     }
 }
 
+/// `rcu_lock_domain_by_id`: the domain with id `id`, the caller's own included, dead or
+/// alive; `DOMID_SELF` is not an id.
+pub fn by_id<'a>(
+    caller: &'a mut Domain,
+    others: &'a mut Domains,
+    id: domid_t,
+) -> Option<&'a mut Domain> {
+    if id == caller.id {
+        Some(caller)
+    } else {
+        others.get_mut(id)
+    }
+}
+
+/// [`by_id`], to read.
+pub fn by_id_ref<'a>(caller: &'a Domain, others: &'a Domains, id: domid_t) -> Option<&'a Domain> {
+    if id == caller.id {
+        Some(caller)
+    } else {
+        others.get(id)
+    }
+}
+
 /// `rcu_lock_domain_by_any_id`: `DOMID_SELF` or an id of a domain that is alive (not
 /// torn down); the resolved id.
 pub fn live(caller: &Domain, others: &Domains, id: domid_t) -> Option<domid_t> {

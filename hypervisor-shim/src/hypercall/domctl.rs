@@ -18,29 +18,12 @@ use super::domain_info;
 use super::env::Env;
 use super::error::Result;
 use super::guest::{copy_field_to_guest, field_addr};
-use crate::domain::Domain;
-use crate::domain::Domains;
+use crate::domain::{lookup, Domain};
 use crate::machine::Machine;
-use xen_sys::domid_t;
 
 /// Xen's limit on the toolstack's pause count, "to prevent the toolstack overflowing
 /// d->pause_count with many repeated hypercalls".
 const MAX_CONTROLLER_PAUSE: u32 = 255;
-
-/// The domain `id` names, which may be the caller itself (taken out of `domains`
-/// while its hypercall runs). `DOMID_SELF` is not accepted, as in Xen's
-/// `rcu_lock_domain_by_id`.
-fn lookup<'a>(
-    domains: &'a mut Domains,
-    caller: &'a mut Domain,
-    id: domid_t,
-) -> Option<&'a mut Domain> {
-    if id == caller.id {
-        Some(caller)
-    } else {
-        domains.get_mut(id)
-    }
-}
 
 pub fn domctl<M: Machine + ?Sized>(
     env: &mut Env<'_, M>,
@@ -52,7 +35,7 @@ pub fn domctl<M: Machine + ?Sized>(
         return Err(XEN_EACCES.into());
     }
     let (cmd, id) = (op.cmd, op.domain);
-    let exists = id == dom.id || env.domains.get(id).is_some();
+    let exists = lookup::by_id_ref(dom, env.domains, id).is_some();
     // createdomain names a domain that does not exist yet; getdomaininfo searches on.
     if !exists && cmd != XEN_DOMCTL_createdomain && cmd != XEN_DOMCTL_getdomaininfo {
         return Err(XEN_ESRCH.into());
@@ -78,7 +61,7 @@ pub fn domctl<M: Machine + ?Sized>(
             Ok(0)
         }
         XEN_DOMCTL_unpausedomain => {
-            let Some(t) = lookup(env.domains, dom, id) else {
+            let Some(t) = lookup::by_id(dom, env.domains, id) else {
                 return Err(XEN_ESRCH.into());
             };
             if t.sched.pause_count == 0 {
