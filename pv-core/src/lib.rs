@@ -2,6 +2,8 @@
 //! libOS) and back ends (drivers-back, xenstored) both need, and nothing that depends
 //! on libos.
 //!
+//! - [`abi`]: the bindgen structs of `xen_sys` as typed values (decode/encode in the
+//!   ABI's layout), for the shim's hypercalls and the drivers' rings.
 //! - [`page`]: a 4 KiB page shared with a possibly hostile peer, accessed only atomically.
 //! - [`byte_ring`]: the two-index byte rings of `io/console.h` and `io/xs_wire.h`.
 //! - [`xs_wire`]: xenstore messages (`io/xs_wire.h`): header view, framing, error names.
@@ -16,6 +18,7 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod abi;
 pub mod byte_ring;
 #[cfg(any(feature = "std", test))]
 pub mod mem_platform;
