@@ -184,6 +184,19 @@ abi_structs! {
     to xen_feature_info { submap_idx, submap }
     to xen_compile_info { compiler, compile_by, compile_domain, compile_date }
     to xen_platform_parameters { virt_start }
+    // io/blkif.h
+    to blkif_request { operation, nr_segments, handle, id, sector_number, seg }
+    to blkif_request_segment { gref, first_sect, last_sect }
+    to blkif_request_indirect {
+        operation, indirect_op, nr_segments, id, sector_number, handle, indirect_grefs,
+    }
+    to blkif_request_discard { operation, flag, handle, id, sector_number, nr_sectors }
+    to blkif_response { id, operation, status }
+    // io/netif.h
+    to netif_tx_request { gref, offset, flags, id, size }
+    to netif_tx_response { id, status }
+    to netif_rx_request { id, pad, gref }
+    to netif_rx_response { id, offset, flags, status }
     // domctl.h, sysctl.h (the tools view)
     from xen_domctl { cmd, interface_version, domain, _pad, u }
     from xen_sysctl { cmd, interface_version, u }

@@ -6,6 +6,8 @@
 //!   ABI's layout), for the shim's hypercalls and the drivers' rings.
 //! - [`page`]: a 4 KiB page shared with a possibly hostile peer, accessed only atomically.
 //! - [`byte_ring`]: the two-index byte rings of `io/console.h` and `io/xs_wire.h`.
+//! - [`ring`]: the request/response rings of `io/ring.h` (one or several pages), with
+//!   its notification rules and checks of the peer's indices.
 //! - [`xs_wire`]: xenstore messages (`io/xs_wire.h`): header view, framing, error names.
 //! - [`platform`]: the small traits (event channels, grants, foreign mappings) that drivers
 //!   take; libos implements them for a real PV guest.
@@ -24,4 +26,5 @@ pub mod byte_ring;
 pub mod mem_platform;
 pub mod page;
 pub mod platform;
+pub mod ring;
 pub mod xs_wire;
