@@ -13,8 +13,8 @@
 //! index one past what it consumed and looks once more
 //! (`RING_FINAL_CHECK_FOR_RESPONSES`/`_REQUESTS`), so no notification is lost.
 //!
-//! The peer is hostile. Each of its indices is read once per call and checked before
-//! use: a back end refuses a `req_prod` more than one ring ahead of the responses it
+//! The peer is hostile. Each of its indices is read once and checked before use (and
+//! entries up to it are consumed before it is read again): a back end refuses a `req_prod` more than one ring ahead of the responses it
 //! produced (`RING_REQUEST_PROD_OVERFLOW`), a front end a `rsp_prod` beyond the
 //! requests it made; either is a [`ProtocolError`], after which the ring is not to be
 //! used again (the driver disconnects the device). Entries are copied out of the
@@ -50,9 +50,15 @@ pub const MAX_RING_PAGES: usize = 16;
 pub enum ProtocolError {
     /// The front end's `req_prod` is more than a ring ahead of our responses, or
     /// behind the requests we already consumed.
-    RequestOverflow { req_prod: RingIdx, rsp_prod: RingIdx },
+    RequestOverflow {
+        req_prod: RingIdx,
+        rsp_prod: RingIdx,
+    },
     /// The back end's `rsp_prod` claims responses to requests never made.
-    ResponseOverflow { rsp_prod: RingIdx, req_prod: RingIdx },
+    ResponseOverflow {
+        rsp_prod: RingIdx,
+        req_prod: RingIdx,
+    },
 }
 
 impl core::fmt::Display for ProtocolError {
@@ -200,6 +206,9 @@ pub struct FrontRing<'a, Req, Rsp> {
     ring: Ring<'a, Req, Rsp>,
     req_prod_pvt: RingIdx,
     rsp_cons: RingIdx,
+    /// The back end's `rsp_prod` as last read and checked: responses up to it are
+    /// consumed without reading the shared index again (ring.h's `rp`).
+    rsp_seen: RingIdx,
 }
 
 impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, Rsp> {
@@ -219,6 +228,7 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
             ring,
             req_prod_pvt: 0,
             rsp_cons: 0,
+            rsp_seen: 0,
         }
     }
 
@@ -281,8 +291,11 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
 
     /// The next response, if one is ready.
     pub fn get_response(&mut self) -> Result<Option<Rsp>, ProtocolError> {
-        if self.rsp_prod()? == self.rsp_cons {
-            return Ok(None);
+        if self.rsp_seen == self.rsp_cons {
+            self.rsp_seen = self.rsp_prod()?;
+            if self.rsp_seen == self.rsp_cons {
+                return Ok(None);
+            }
         }
         let rsp = self.ring.get(self.rsp_cons);
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
@@ -309,6 +322,8 @@ pub struct BackRing<'a, Req, Rsp> {
     ring: Ring<'a, Req, Rsp>,
     rsp_prod_pvt: RingIdx,
     req_cons: RingIdx,
+    /// The front end's `req_prod` as last read and checked (ring.h's `rp`).
+    req_seen: RingIdx,
 }
 
 impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, Rsp> {
@@ -322,6 +337,7 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
             ring,
             rsp_prod_pvt: rsp_prod,
             req_cons: rsp_prod,
+            req_seen: rsp_prod,
         };
         back.req_prod()?;
         Ok(back)
@@ -354,8 +370,11 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
     /// The next request, if one is ready. The entry is copied out of the ring first:
     /// what the caller checks is what it acts on.
     pub fn get_request(&mut self) -> Result<Option<Req>, ProtocolError> {
-        if self.req_prod()? == self.req_cons {
-            return Ok(None);
+        if self.req_seen == self.req_cons {
+            self.req_seen = self.req_prod()?;
+            if self.req_seen == self.req_cons {
+                return Ok(None);
+            }
         }
         let req = self.ring.get(self.req_cons);
         self.req_cons = self.req_cons.wrapping_add(1);

@@ -558,14 +558,23 @@ fn fill(
 }
 
 fn rings(_: &Ctx) -> Vec<Row> {
-    ["shared ring, single requests", "shared ring, batches of 32"]
+    [("single requests", 1), ("batches of 32", 32)]
         .into_iter()
-        .map(|n| {
-            Row::not_yet(
+        .map(|(what, batch)| {
+            let mut row = Row::new(
                 "ring",
-                n,
-                "the shared ring comes with the split drivers (issue 5)",
-            )
+                format!("io/ring.h ring between two host threads, {what}"),
+                "ns per request (reference: rtrb SPSC rings)",
+            );
+            row.ours = Stats::of(crate::ring_bench::runs(|| crate::ring_bench::ours(batch)));
+            row.reference = Stats::of(crate::ring_bench::runs(|| crate::ring_bench::spsc(batch)));
+            if let Some(o) = &row.ours {
+                row.note = format!(
+                    "{:.1} M requests/s; the reference column is the plain SPSC ceiling, not Xen",
+                    1e3 / o.median
+                );
+            }
+            row
         })
         .collect()
 }

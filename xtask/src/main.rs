@@ -24,6 +24,7 @@ mod grub;
 mod images;
 mod linux;
 mod qemu;
+mod ring_bench;
 mod scenarios;
 mod test;
 mod xen;
