@@ -51,5 +51,8 @@ pub mod hypercall;
 // 8.
 pub mod hypervisor;
 
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+
 #[cfg(test)]
 mod layering_tests;

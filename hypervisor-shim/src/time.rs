@@ -193,7 +193,7 @@ pub fn unix_time(year: u64, month: u64, day: u64, h: u64, m: u64, s: u64) -> u64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::TestMachine;
+    use crate::testing::TestMachine;
 
     #[test]
     fn scale_matches_the_rate() {

@@ -94,8 +94,9 @@ impl Domains {
     }
 }
 
-/// Tests index by id; the shim itself never assumes a domain exists.
-#[cfg(test)]
+/// Tests (and the `test-utils` fixtures) index by id; the shim itself never assumes
+/// a domain exists.
+#[cfg(any(test, feature = "test-utils"))]
 impl core::ops::Index<domid_t> for Domains {
     type Output = Domain;
     fn index(&self, id: domid_t) -> &Domain {
@@ -103,7 +104,7 @@ impl core::ops::Index<domid_t> for Domains {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-utils"))]
 impl core::ops::IndexMut<domid_t> for Domains {
     fn index_mut(&mut self, id: domid_t) -> &mut Domain {
         self.get_mut(id).expect("no such domain")

@@ -72,3 +72,100 @@ fn run<M: Machine + ?Sized>(
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::traps::*;
+    use crate::testing::world::{World, BASE, SCRATCH};
+
+    #[test]
+    fn multicall_runs_entries_refuses_nesting_and_stops_at_iret() {
+        let mut w = world();
+        let list = SCRATCH + 0x4000;
+        let entry = |op: u32, args: &[u64]| {
+            let mut e = [0u64; 8];
+            e[0] = op as u64;
+            e[1] = 0xbad;
+            e[2..2 + args.len()].copy_from_slice(args);
+            e
+        };
+        let ctx_at = SCRATCH + 0x800;
+        let ctx = [
+            5u64,
+            0,
+            0,
+            0,
+            BASE + 0x80,
+            0xe030,
+            0x200,
+            SCRATCH + 0x1000,
+            0xe02b,
+        ];
+        let cbytes: Vec<u8> = ctx.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.poke(ctx_at, &cbytes);
+        w.dom.regs.rsp = ctx_at;
+        let entries = [
+            entry(__HYPERVISOR_xen_version, &[XENVER_pagesize as u64]),
+            entry(__HYPERVISOR_multicall, &[list, 1]),
+            entry(__HYPERVISOR_fpu_taskswitch, &[1]),
+            entry(__HYPERVISOR_iret, &[]),
+            entry(__HYPERVISOR_fpu_taskswitch, &[0]),
+        ];
+        let bytes: Vec<u8> = entries
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        w.poke(list, &bytes);
+        // iret ends the multicall (Xen's mc_exit) with its own result: the frame's RAX.
+        assert_eq!(w.call(__HYPERVISOR_multicall, &[list, 5]), 5);
+        let result = |w: &mut World, i: u64| {
+            u64::from_le_bytes(w.peek(list + i * 64 + 8, 8).try_into().unwrap()) as i64
+        };
+        assert_eq!(result(&mut w, 0), 4096);
+        assert_eq!(result(&mut w, 1), -(XEN_EINVAL as i64));
+        assert_eq!(result(&mut w, 2), 0);
+        assert_eq!(result(&mut w, 3), 5);
+        assert_eq!(result(&mut w, 4), 0xbad, "not run after iret");
+        assert!(w.dom.vcpu.cr0_ts);
+        assert_eq!(w.dom.regs.rip, BASE + 0x80);
+        assert!(!w.dom.vcpu.in_multicall);
+        // Bad lists.
+        assert_eq!(
+            w.call(__HYPERVISOR_multicall, &[0x10, 1]),
+            -(XEN_EFAULT as i64)
+        );
+        assert_eq!(
+            w.call(__HYPERVISOR_multicall, &[__HYPERVISOR_VIRT_START, 1]),
+            -(XEN_EFAULT as i64)
+        );
+        assert_eq!(w.call(__HYPERVISOR_multicall, &[0x10, 0]), 0);
+        assert!(!w.dom.vcpu.in_multicall);
+    }
+
+    #[test]
+    fn a_long_multicall_is_preempted() {
+        let mut w = world();
+        let list = SCRATCH + 0x4000;
+        let n = crate::hypercall::MULTICALL_BATCH as u64 + 3;
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                let mut e = [0u64; 8];
+                e[0] = __HYPERVISOR_fpu_taskswitch as u64;
+                e
+            })
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        w.poke(list, &bytes);
+        w.dom.regs.rip = 0x2002;
+        assert_eq!(
+            w.call(__HYPERVISOR_multicall, &[list, n]),
+            __HYPERVISOR_multicall as i64
+        );
+        assert_eq!(w.dom.regs.rip, 0x2000);
+        let (rest, left) = (w.dom.regs.rdi, w.dom.regs.rsi);
+        assert_eq!((rest, left), (list + 64 * (n - 3), 3));
+        assert_eq!(w.call(__HYPERVISOR_multicall, &[rest, left]), 0);
+    }
+}

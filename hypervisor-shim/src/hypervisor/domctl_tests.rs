@@ -13,7 +13,8 @@ use xen_sys::{
 
 use crate::hypervisor::many_domains_tests::{call, e, poke, three, MS, SCRATCH};
 use crate::hypervisor::{Hypervisor, Next};
-use crate::machine::{GuestMemory, TestMachine};
+use crate::machine::GuestMemory;
+use crate::testing::TestMachine;
 use crate::trap::TIMER_VECTOR;
 use xen_sys::domid_t;
 

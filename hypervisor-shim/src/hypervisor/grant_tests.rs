@@ -11,10 +11,11 @@ use xen_sys::*;
 
 use crate::hypervisor::many_domains_tests::{call, e, empty, poke, test_elf, three, SCRATCH};
 use crate::hypervisor::{DomainSpec, Hypervisor, Next};
-use crate::machine::{read_u64, GuestMemory, Machine, Mfn, TestMachine};
+use crate::machine::{read_u64, GuestMemory, Machine, Mfn};
 use crate::mm::{Owner, PageType};
 use crate::paging::{self, Pte};
 use crate::state::evtchn::Binding;
+use crate::testing::TestMachine;
 use xen_sys::domid_t;
 
 const BASE: u64 = 0xffff_ffff_8000_0000;

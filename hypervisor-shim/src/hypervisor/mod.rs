@@ -645,8 +645,8 @@ pub(crate) mod many_domains_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::TestMachine;
     use crate::mm::m2p::INVALID;
+    use crate::testing::TestMachine;
 
     fn hv() -> Hypervisor<TestMachine> {
         let mut h = crate::hypervisor::many_domains_tests::empty(4096);

@@ -110,7 +110,8 @@ impl M2p {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::{GuestMemory, TestMachine};
+    use crate::machine::GuestMemory;
+    use crate::testing::TestMachine;
 
     #[test]
     fn guests_read_it_and_cannot_write_it() {

@@ -8,9 +8,10 @@ use xen_sys::{XEN_EBUSY, XEN_EINVAL, XEN_EPERM};
 
 use super::*;
 use crate::frames::FrameAllocator;
-use crate::machine::{read_u64, write_u64, Machine, Mfn, TestMachine};
+use crate::machine::{read_u64, write_u64, Machine, Mfn};
 use crate::mm::m2p::{M2p, INVALID};
 use crate::paging::{Pte, ACCESSED, HUGE, PRESENT, USER, WRITABLE};
+use crate::testing::TestMachine;
 
 pub(crate) const NR: u64 = 96;
 pub(crate) const D: u16 = 1;

@@ -362,3 +362,144 @@ fn write_cr<M: Machine + ?Sized>(m: &mut M, dom: &mut Domain, cr: u8, val: u64) 
     }
     Some(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::pv::bounce::upcall_mask;
+    use crate::pv::emulate;
+    use crate::pv::traps::{handle, Crash};
+    use crate::testing::traps::*;
+    use crate::testing::world::{World, BASE, SCRATCH};
+    use xen_sys::*;
+
+    fn run_insn(w: &mut World, bytes: &[u8], vector: u64) -> Result<(), Crash> {
+        w.poke(SCRATCH + 0x2000, bytes);
+        w.dom.regs.rip = SCRATCH + 0x2000;
+        w.dom.regs.rsp = SCRATCH + 0x1000;
+        raise(w, vector, 0, 0)
+    }
+
+    #[test]
+    fn forced_cpuid_and_faulting_cpuid() {
+        let mut w = world();
+        w.dom.regs.rax = 0x4000_0000;
+        run_insn(&mut w, &[0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2], 6).unwrap();
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2007);
+        assert_eq!(
+            (w.dom.regs.rax, w.dom.regs.rbx),
+            (0x4000_0005, XEN_CPUID_SIGNATURE_EBX as u64)
+        );
+        // A plain ud2 is the guest's #UD; a plain cpuid that faulted is emulated too.
+        run_insn(&mut w, &[0x0f, 0x0b, 0x90], 6).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 6);
+        w.dom.regs.rax = 0;
+        run_insn(&mut w, &[0x0f, 0xa2], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2002);
+        assert_eq!(w.dom.regs.rax, 0xd);
+        // The prefix at the end of the mapped memory: #PF for the guest.
+        let mut w = world();
+        w.dom.regs.rip = w.v_end - 3;
+        w.dom.regs.vector = 6;
+        handle(&mut w.m, &policy(), &mut w.dom, 0).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 14);
+        assert_eq!(w.dom.vcpu.cr2, w.v_end);
+    }
+
+    #[test]
+    fn privileged_instructions() {
+        let mut w = world();
+        // wrmsr FS_BASE; rdmsr EFER; mov %cr0,%rax; mov %cr3,%r9; wbinvd; clts.
+        (w.dom.regs.rcx, w.dom.regs.rdx, w.dom.regs.rax) = (0xc000_0100, 0x1, 0x2000);
+        run_insn(&mut w, &[0x0f, 0x30], 13).unwrap();
+        assert_eq!(w.dom.vcpu.fs_base, 0x1_0000_2000);
+        w.dom.regs.rcx = 0xc000_0080;
+        run_insn(&mut w, &[0x0f, 0x32], 13).unwrap();
+        assert_eq!((w.dom.regs.rax, w.dom.regs.rdx), (0xd01, 0));
+        w.dom.vcpu.cr0_ts = true;
+        run_insn(&mut w, &[0x0f, 0x20, 0xc0], 13).unwrap();
+        assert_eq!(w.dom.regs.rax, emulate::GUEST_CR0 | 8);
+        run_insn(&mut w, &[0x41, 0x0f, 0x20, 0xd9], 13).unwrap();
+        assert_eq!(w.dom.regs.r9, w.dom.l4 << 12);
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2004);
+        run_insn(&mut w, &[0x0f, 0x09], 13).unwrap();
+        run_insn(&mut w, &[0x0f, 0x06], 13).unwrap();
+        assert!(!w.dom.vcpu.cr0_ts);
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2002);
+        // mov %rax,%cr0 changing more than TS, reading LSTAR, hlt: #GP(0) to the guest.
+        for insn in [
+            &[0x0f, 0x22, 0xc0][..],
+            &[0x0f, 0x32],
+            &[0xf4],
+            &[0x0f, 0x22, 0xd8],
+        ] {
+            (w.dom.regs.rax, w.dom.regs.rcx) = (0, 0xc000_0082);
+            run_insn(&mut w, insn, 13).unwrap();
+            assert_eq!(w.dom.regs.rip, H + 13, "{insn:x?}");
+            assert_eq!(frame(&mut w, 8)[2], 0);
+        }
+        // From guest user mode even rdmsr is #GP.
+        let mut w = world();
+        to_user(&mut w);
+        w.dom.regs.rcx = 0xc000_0080;
+        run_insn(&mut w, &[0x0f, 0x32], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 13);
+    }
+
+    #[test]
+    fn port_io_and_cli_sti_need_the_virtual_iopl() {
+        let mut w = world();
+        // IOPL 0: cli and out are #GP.
+        run_insn(&mut w, &[0xfa], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 13);
+        run_insn(&mut w, &[0xe6, 0x80], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 13);
+        assert!(w.m.port_writes.is_empty());
+        // Kernel-mode IOPL 1: cli/sti do nothing, ports work except the shim's.
+        w.dom.vcpu.iopl = 1 << 12;
+        let mask = upcall_mask(&w.m, &w.dom);
+        run_insn(&mut w, &[0xfa], 13).unwrap();
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2001);
+        assert_eq!(upcall_mask(&w.m, &w.dom), mask, "cli is not event masking");
+        w.dom.regs.rax = 0x1234_5678;
+        run_insn(&mut w, &[0xe6, 0x80], 13).unwrap();
+        w.dom.regs.rdx = 0xcfc;
+        run_insn(&mut w, &[0xef], 13).unwrap();
+        run_insn(&mut w, &[0x66, 0xef], 13).unwrap();
+        w.dom.regs.rdx = 0x3f8;
+        run_insn(&mut w, &[0xee], 13).unwrap();
+        assert_eq!(
+            w.m.port_writes,
+            [(0x80, 1, 0x78), (0xcfc, 4, 0x1234_5678), (0xcfc, 2, 0x5678)]
+        );
+        w.dom.regs.rax = u64::MAX;
+        run_insn(&mut w, &[0xe4, 0x71], 13).unwrap();
+        assert_eq!(w.dom.regs.rax, !0xff | 0x71);
+        w.dom.regs.rax = 0;
+        run_insn(&mut w, &[0xe5, 0xf4], 13).unwrap();
+        assert_eq!(
+            w.dom.regs.rax, 0xffff_ffff,
+            "the shim's exit port reads as all ones"
+        );
+        assert_eq!(w.dom.regs.rip, SCRATCH + 0x2002);
+        // An unprivileged domain reaches no port at all.
+        let mut w = World::new(false);
+        w.dom.vcpu.iopl = 3 << 12;
+        w.poke(SCRATCH, &[0xe6, 0x80]);
+        w.dom.regs.rip = SCRATCH;
+        w.dom.regs.vector = 13;
+        handle(&mut w.m, &policy(), &mut w.dom, 0).unwrap();
+        assert!(w.m.port_writes.is_empty());
+        assert_eq!(w.dom.regs.rip, SCRATCH + 2);
+    }
+
+    #[test]
+    fn virtual_ts_turns_nm_into_the_guests() {
+        let mut w = world();
+        raise(&mut w, 7, 0, 0).unwrap();
+        assert_eq!(w.dom.regs.rip, BASE + 0x40, "spurious #NM: resume");
+        w.dom.vcpu.cr0_ts = true;
+        raise(&mut w, 7, 0, 0).unwrap();
+        assert_eq!(w.dom.regs.rip, H + 7);
+        assert!(!w.dom.vcpu.cr0_ts);
+    }
+}

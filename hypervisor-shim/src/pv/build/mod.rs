@@ -309,8 +309,9 @@ pub fn adopt_domain<M: Machine + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::{GuestMemory, TestMachine};
+    use crate::machine::GuestMemory;
     use crate::pv::build::elf::testing::make_elf;
+    use crate::testing::TestMachine;
     use alloc::vec;
 
     const BASE: u64 = 0xffff_ffff_8000_0000;
