@@ -7,10 +7,15 @@
 //! - [`traps`]: that domain set up to take exceptions.
 //! - [`hypervisor`]: several domains through the hypervisor's entry point.
 //! - [`cpuid`]: a made-up host for CPUID policies.
+//! - [`invariants`]: the isolation invariants, checked over a whole hypervisor.
+//! - [`sequence`]: arbitrary sequences of guest actions with the invariants checked
+//!   after each (the hypercall fuzzer's driver).
 
 pub mod cpuid;
 pub mod hypervisor;
+pub mod invariants;
 pub mod machine;
+pub mod sequence;
 pub mod traps;
 pub mod world;
 
