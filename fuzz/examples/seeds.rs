@@ -122,6 +122,10 @@ fn main() {
     write(&out, "bundle", "dom0-and-two-domus", &three);
     write(&out, "bundle", "bare-elf", &kernel);
 
+    for (name, seq) in hypervisor_shim::testing::sequence::seeds() {
+        write(&out, "hypercalls", name, &seq);
+    }
+
     write(&out, "bzimage", "gzip", &bzimage(&gzip(&kernel)));
     write(&out, "bzimage", "xz-bcj", &bzimage(XZ_BCJ_ELF));
 

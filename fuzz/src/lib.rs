@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod byte_ring;
 pub mod bzimage;
 pub mod elf;
+pub mod hypercalls;
 pub mod xenstored;
 pub mod xs_wire;
 

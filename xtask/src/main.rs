@@ -199,7 +199,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     let name = format!("fuzz {t}");
                     println!(
                         "{name:<32} {} executions of the {t} fuzz target",
-                        fuzz::TEST_RUNS
+                        fuzz::test_runs(t)
                     );
                 }
                 return Ok(ExitCode::SUCCESS);

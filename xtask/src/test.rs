@@ -150,7 +150,7 @@ fn fuzz_step(target: &str) -> String {
     format!("fuzz {target}")
 }
 
-/// Builds the fuzz targets, then runs each of `targets` for [`fuzz::TEST_RUNS`]
+/// Builds the fuzz targets, then runs each of `targets` for [`fuzz::test_runs`]
 /// executions over its seed corpus and crash regressions.
 fn fuzz_steps(root: &Path, targets: &[&str], summary: &mut Summary) {
     if targets.is_empty() {
@@ -183,7 +183,7 @@ fn fuzz_steps(root: &Path, targets: &[&str], summary: &mut Summary) {
         let name = fuzz_step(t);
         println!(
             "==> {name}: {} executions (seed corpus and regressions first)",
-            fuzz::TEST_RUNS
+            fuzz::test_runs(t)
         );
         let start = Instant::now();
         let status = match fuzz::test_target(root, &bins, t) {

@@ -23,8 +23,8 @@ use crate::hypervisor::{DomainSpec, Hypervisor};
 use crate::trap::{SYSCALL_VECTOR, TIMER_VECTOR};
 
 /// Machine frames, and pages per domain.
-const FRAMES: u64 = 8192;
-const PAGES: u64 = 1100;
+const FRAMES: u64 = 3584;
+const PAGES: u64 = 1030;
 /// Bytes of each domain's scratch area the steps write and point into.
 const SCRATCH_LEN: u64 = 0x4000;
 /// Steps run at most (a longer input is cut).
