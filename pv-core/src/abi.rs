@@ -1,14 +1,13 @@
-//! The ABI's structs as values: how each bindgen struct of `xen_sys` that the shim
-//! copies to or from a guest is decoded from and encoded into guest bytes
-//! (little-endian, the C layout's field offsets), in safe code.
+//! The ABI's structs as values: how each bindgen struct of `xen_sys` that crosses
+//! between domains (a hypercall argument, a ring entry) is decoded from and encoded
+//! into its bytes (little-endian, the C layout's field offsets), in safe code.
 //!
 //! [`FromGuest`] and [`ToGuest`] are implemented for every struct listed at the end of
 //! this file by a macro that goes field by field with the bindings' own offsets; a
 //! struct literal lists every field, so none is left out. A union keeps its bytes in a
 //! variant as large as itself; its other variants cannot be read without `unsafe`
-//! (which the crate forbids), so code that needs one reads it from the guest at the
-//! union's own address. Guest memory itself is reached through
-//! [`GuestMemory::read_obj`](crate::machine::GuestMemory::read_obj) and `write_obj`.
+//! (which the crate forbids), so code that needs one reads it from guest memory at the
+//! union's own address.
 
 use core::mem::size_of;
 
@@ -31,9 +30,9 @@ pub trait FromGuest: Sized {
 }
 
 /// A value encoded into guest memory in the ABI's layout. Padding bytes are left as
-/// the buffer had them: an encoder into a zeroed buffer writes them as zeros, so a struct with
-/// padding is written whole only where the guest's padding does not matter (an output
-/// struct); `copy_field_to_guest!` writes one field and leaves the rest alone.
+/// the buffer had them (the copies encode into a zeroed buffer: zeros), so a struct
+/// with padding is written whole only where the guest's padding does not matter (an
+/// output struct); the shim's `copy_field_to_guest!` writes one field alone.
 pub trait ToGuest: FromGuest {
     /// Encodes into the first `size_of::<Self>()` bytes of `b`.
     fn encode(&self, b: &mut [u8]);
