@@ -5,6 +5,7 @@
 //! - [`abi`]: the bindgen structs of `xen_sys` as typed values (decode/encode in the
 //!   ABI's layout), for the shim's hypercalls and the drivers' rings.
 //! - [`page`]: a 4 KiB page shared with a possibly hostile peer, accessed only atomically.
+//! - [`blkif`]: block requests as a back end receives them, decoded and checked.
 //! - [`byte_ring`]: the two-index byte rings of `io/console.h` and `io/xs_wire.h`.
 //! - [`ring`]: the request/response rings of `io/ring.h` (one or several pages), with
 //!   its notification rules and checks of the peer's indices.
@@ -22,6 +23,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod abi;
+pub mod blkif;
 pub mod byte_ring;
 #[cfg(any(feature = "std", test))]
 pub mod mem_platform;
