@@ -172,4 +172,40 @@ fn main() {
     bad.extend(5000u32.to_le_bytes());
     bad.extend([3, 16, 0, 4, 16, 0]);
     write(&out, "byte_ring", "corrupt", &bad);
+
+    // blkif: a disk of 2048 sectors with every feature, an indirect page of good
+    // segments, then a read of two segments in slot 0 and an indirect write of 64.
+    let blk = |reqs: &[Vec<u8>]| {
+        let mut b = 2048u16.to_le_bytes().to_vec();
+        b.push(0x1e);
+        for i in 0..32u32 {
+            b.extend(i.to_le_bytes());
+            b.extend([0, 7, 0, 0]);
+        }
+        for (slot, r) in reqs.iter().enumerate() {
+            b.push(0);
+            b.extend((64 + slot as u16 * 112).to_le_bytes());
+            b.push(r.len() as u8);
+            b.extend(r);
+        }
+        b.push(1);
+        b.extend((reqs.len() as u32).to_le_bytes());
+        b.push(2);
+        b
+    };
+    let mut read = vec![0u8, 2, 0, 0, 0, 0, 0, 0];
+    read.extend(7u64.to_le_bytes()); // id
+    read.extend(16u64.to_le_bytes()); // sector
+    read.extend([9, 0, 0, 0, 0, 7, 0, 0, 10, 0, 0, 0, 2, 3, 0, 0]);
+    let mut indirect = vec![6u8, 1, 64, 0, 0, 0, 0, 0];
+    indirect.extend(8u64.to_le_bytes()); // id
+    indirect.extend(0u64.to_le_bytes()); // sector
+    indirect.extend([0, 0, 0, 0]); // handle and padding
+    indirect.extend(40u32.to_le_bytes()); // the indirect page
+    write(
+        &out,
+        "blkif",
+        "read-and-indirect-write",
+        &blk(&[read, indirect]),
+    );
 }

@@ -7,6 +7,7 @@
 //! `fuzz/regressions/` can be read by hand; `examples/seeds.rs` writes the checked-in corpus.
 #![forbid(unsafe_code)]
 
+pub mod blkif;
 pub mod bundle;
 pub mod byte_ring;
 pub mod bzimage;

@@ -16,8 +16,9 @@
 //! The peer is hostile. Each of its indices is read once and checked before use (and
 //! entries up to it are consumed before it is read again): a back end refuses a `req_prod` more than one ring ahead of the responses it
 //! produced (`RING_REQUEST_PROD_OVERFLOW`), a front end a `rsp_prod` beyond the
-//! requests it made; either is a [`ProtocolError`], after which the ring is not to be
-//! used again (the driver disconnects the device). Entries are copied out of the
+//! requests it made; either is a [`ProtocolError`], and the ring stays broken (every
+//! later call returns the same error, whatever the peer writes next): the driver
+//! disconnects the device. Entries are copied out of the
 //! shared pages before they are decoded, so the peer cannot change a request while it
 //! is being checked.
 
@@ -209,6 +210,8 @@ pub struct FrontRing<'a, Req, Rsp> {
     /// The back end's `rsp_prod` as last read and checked: responses up to it are
     /// consumed without reading the shared index again (ring.h's `rp`).
     rsp_seen: RingIdx,
+    /// The first protocol error, for good.
+    broken: Option<ProtocolError>,
 }
 
 impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, Rsp> {
@@ -229,6 +232,7 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
             req_prod_pvt: 0,
             rsp_cons: 0,
             rsp_seen: 0,
+            broken: None,
         }
     }
 
@@ -273,19 +277,24 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
     }
 
     /// The back end's `rsp_prod`, checked: it cannot answer requests never made.
-    fn rsp_prod(&self) -> Result<RingIdx, ProtocolError> {
+    fn rsp_prod(&mut self) -> Result<RingIdx, ProtocolError> {
+        if let Some(e) = self.broken {
+            return Err(e);
+        }
         let rsp_prod = self.ring.area.index(RSP_PROD);
         if rsp_prod.wrapping_sub(self.rsp_cons) > self.in_flight() {
-            return Err(ProtocolError::ResponseOverflow {
+            let e = ProtocolError::ResponseOverflow {
                 rsp_prod,
                 req_prod: self.req_prod_pvt,
-            });
+            };
+            self.broken = Some(e);
+            return Err(e);
         }
         Ok(rsp_prod)
     }
 
     /// Responses ready to be consumed (`RING_HAS_UNCONSUMED_RESPONSES`).
-    pub fn unconsumed_responses(&self) -> Result<u32, ProtocolError> {
+    pub fn unconsumed_responses(&mut self) -> Result<u32, ProtocolError> {
         Ok(self.rsp_prod()?.wrapping_sub(self.rsp_cons))
     }
 
@@ -324,6 +333,8 @@ pub struct BackRing<'a, Req, Rsp> {
     req_cons: RingIdx,
     /// The front end's `req_prod` as last read and checked (ring.h's `rp`).
     req_seen: RingIdx,
+    /// The first protocol error, for good.
+    broken: Option<ProtocolError>,
 }
 
 impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, Rsp> {
@@ -333,11 +344,12 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
     pub fn attach(pages: &'a [SharedPage<'a>]) -> Result<Self, ProtocolError> {
         let ring = Ring::<Req, Rsp>::new(pages);
         let rsp_prod = ring.area.index(RSP_PROD);
-        let back = BackRing {
+        let mut back = BackRing {
             ring,
             rsp_prod_pvt: rsp_prod,
             req_cons: rsp_prod,
             req_seen: rsp_prod,
+            broken: None,
         };
         back.req_prod()?;
         Ok(back)
@@ -350,20 +362,25 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
 
     /// The front end's `req_prod`, checked: at most a ring ahead of our responses
     /// (`RING_REQUEST_PROD_OVERFLOW`), and not behind what we consumed.
-    fn req_prod(&self) -> Result<RingIdx, ProtocolError> {
+    fn req_prod(&mut self) -> Result<RingIdx, ProtocolError> {
+        if let Some(e) = self.broken {
+            return Err(e);
+        }
         let req_prod = self.ring.area.index(REQ_PROD);
         let ahead = req_prod.wrapping_sub(self.rsp_prod_pvt);
         if ahead > self.ring.size || ahead < self.req_cons.wrapping_sub(self.rsp_prod_pvt) {
-            return Err(ProtocolError::RequestOverflow {
+            let e = ProtocolError::RequestOverflow {
                 req_prod,
                 rsp_prod: self.rsp_prod_pvt,
-            });
+            };
+            self.broken = Some(e);
+            return Err(e);
         }
         Ok(req_prod)
     }
 
     /// Requests ready to be consumed (`RING_UNCONSUMED_REQUESTS`).
-    pub fn unconsumed_requests(&self) -> Result<u32, ProtocolError> {
+    pub fn unconsumed_requests(&mut self) -> Result<u32, ProtocolError> {
         Ok(self.req_prod()?.wrapping_sub(self.req_cons))
     }
 

@@ -27,6 +27,7 @@ pub const TARGETS: &[&str] = &[
     "xs_wire",
     "xenstored",
     "byte_ring",
+    "blkif",
     "hypercalls",
 ];
 

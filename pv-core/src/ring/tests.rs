@@ -186,15 +186,23 @@ fn a_hostile_front_end_s_indices_are_refused() {
     ));
     assert!(b.unconsumed_requests().is_err());
     assert!(b.final_check_for_requests().is_err());
-    // Behind what was consumed already.
-    v[0].store_u32(REQ_PROD, 1);
+    // Broken for good: an index that would be possible again changes nothing.
+    v[0].store_u32(REQ_PROD, 4);
     assert!(b.get_request().is_err());
-    // Far behind (wrapped).
-    v[0].store_u32(REQ_PROD, u32::MAX);
-    assert!(b.get_request().is_err());
-    // Exactly a ring ahead is possible.
-    v[0].store_u32(REQ_PROD, 32);
-    assert_eq!(b.unconsumed_requests(), Ok(28));
+    // Behind what was consumed already, far behind (wrapped), and exactly a ring
+    // ahead (possible), each on a fresh back end.
+    for (req_prod, ok) in [(1, false), (u32::MAX, false), (32, true)] {
+        v[0].store_u32(REQ_PROD, 4);
+        let mut b = Back::attach(&v).unwrap();
+        for _ in 0..4 {
+            b.get_request().unwrap().unwrap();
+        }
+        v[0].store_u32(REQ_PROD, req_prod);
+        assert_eq!(b.unconsumed_requests().is_ok(), ok, "req_prod {req_prod}");
+        if ok {
+            assert_eq!(b.unconsumed_requests(), Ok(28));
+        }
+    }
     // And a back end does not attach to an impossible ring.
     v[0].store_u32(REQ_PROD, 1000);
     assert!(Back::attach(&v).is_err());
@@ -215,9 +223,14 @@ fn a_hostile_back_end_s_indices_are_refused() {
             req_prod: 1
         })
     ));
-    v[0].store_u32(RSP_PROD, u32::MAX);
+    // Broken for good.
+    v[0].store_u32(RSP_PROD, 1);
     assert!(f.final_check_for_responses().is_err());
-    // One response is possible (whatever the slot holds: here the request itself).
+    // On a fresh ring one response is possible (whatever the slot holds: here the
+    // request itself).
+    let mut f = Front::init(&v);
+    f.put_request(&req(1)).unwrap();
+    f.push_requests();
     v[0].store_u32(RSP_PROD, 1);
     assert_eq!(f.get_response().unwrap().map(|r| r.id), Some(0x0b01));
     assert!(matches!(f.get_response(), Ok(None)));
