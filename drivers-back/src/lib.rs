@@ -5,5 +5,6 @@
 
 extern crate alloc;
 
+pub mod blk;
 pub mod console;
 pub mod xenstore;

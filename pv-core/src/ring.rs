@@ -329,6 +329,13 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
 /// The back end of a ring: it consumes requests and makes responses.
 pub struct BackRing<'a, Req, Rsp> {
     ring: Ring<'a, Req, Rsp>,
+    state: BackState,
+}
+
+/// A back end's private indices, kept between uses of the ring by a driver that holds
+/// the mapped pages itself ([`BackRing::state`], [`BackRing::resume`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackState {
     rsp_prod_pvt: RingIdx,
     req_cons: RingIdx,
     /// The front end's `req_prod` as last read and checked (ring.h's `rp`).
@@ -346,13 +353,33 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
         let rsp_prod = ring.area.index(RSP_PROD);
         let mut back = BackRing {
             ring,
-            rsp_prod_pvt: rsp_prod,
-            req_cons: rsp_prod,
-            req_seen: rsp_prod,
-            broken: None,
+            state: BackState {
+                rsp_prod_pvt: rsp_prod,
+                req_cons: rsp_prod,
+                req_seen: rsp_prod,
+                broken: None,
+            },
         };
         back.req_prod()?;
         Ok(back)
+    }
+
+    /// The ring on `pages` (the same ones, in the same order) as it was left.
+    pub fn resume(pages: &'a [SharedPage<'a>], state: BackState) -> Self {
+        BackRing {
+            ring: Ring::new(pages),
+            state,
+        }
+    }
+
+    /// The private indices, to [`BackRing::resume`] from.
+    pub fn state(&self) -> BackState {
+        self.state
+    }
+
+    /// Requests consumed and not yet answered.
+    pub fn in_flight(&self) -> u32 {
+        self.state.req_cons.wrapping_sub(self.state.rsp_prod_pvt)
     }
 
     /// Entries in the ring.
@@ -363,17 +390,19 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
     /// The front end's `req_prod`, checked: at most a ring ahead of our responses
     /// (`RING_REQUEST_PROD_OVERFLOW`), and not behind what we consumed.
     fn req_prod(&mut self) -> Result<RingIdx, ProtocolError> {
-        if let Some(e) = self.broken {
+        if let Some(e) = self.state.broken {
             return Err(e);
         }
         let req_prod = self.ring.area.index(REQ_PROD);
-        let ahead = req_prod.wrapping_sub(self.rsp_prod_pvt);
-        if ahead > self.ring.size || ahead < self.req_cons.wrapping_sub(self.rsp_prod_pvt) {
+        let ahead = req_prod.wrapping_sub(self.state.rsp_prod_pvt);
+        if ahead > self.ring.size
+            || ahead < self.state.req_cons.wrapping_sub(self.state.rsp_prod_pvt)
+        {
             let e = ProtocolError::RequestOverflow {
                 req_prod,
-                rsp_prod: self.rsp_prod_pvt,
+                rsp_prod: self.state.rsp_prod_pvt,
             };
-            self.broken = Some(e);
+            self.state.broken = Some(e);
             return Err(e);
         }
         Ok(req_prod)
@@ -381,20 +410,20 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
 
     /// Requests ready to be consumed (`RING_UNCONSUMED_REQUESTS`).
     pub fn unconsumed_requests(&mut self) -> Result<u32, ProtocolError> {
-        Ok(self.req_prod()?.wrapping_sub(self.req_cons))
+        Ok(self.req_prod()?.wrapping_sub(self.state.req_cons))
     }
 
     /// The next request, if one is ready. The entry is copied out of the ring first:
     /// what the caller checks is what it acts on.
     pub fn get_request(&mut self) -> Result<Option<Req>, ProtocolError> {
-        if self.req_seen == self.req_cons {
-            self.req_seen = self.req_prod()?;
-            if self.req_seen == self.req_cons {
+        if self.state.req_seen == self.state.req_cons {
+            self.state.req_seen = self.req_prod()?;
+            if self.state.req_seen == self.state.req_cons {
                 return Ok(None);
             }
         }
-        let req = self.ring.get(self.req_cons);
-        self.req_cons = self.req_cons.wrapping_add(1);
+        let req = self.ring.get(self.state.req_cons);
+        self.state.req_cons = self.state.req_cons.wrapping_add(1);
         Ok(Some(req))
     }
 
@@ -406,11 +435,11 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
     /// On a response to no consumed request.
     pub fn put_response(&mut self, rsp: &Rsp) {
         assert!(
-            self.rsp_prod_pvt != self.req_cons,
+            self.state.rsp_prod_pvt != self.state.req_cons,
             "a response to no request"
         );
-        self.ring.put(self.rsp_prod_pvt, rsp);
-        self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
+        self.ring.put(self.state.rsp_prod_pvt, rsp);
+        self.state.rsp_prod_pvt = self.state.rsp_prod_pvt.wrapping_add(1);
     }
 
     /// Publishes the queued responses; true if the front end must be notified
@@ -418,7 +447,7 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
     pub fn push_responses(&mut self) -> bool {
         let a = self.ring.area;
         let old = a.index(RSP_PROD);
-        let new = self.rsp_prod_pvt;
+        let new = self.state.rsp_prod_pvt;
         a.set_index(RSP_PROD, new);
         fence(Ordering::SeqCst);
         must_notify(old, new, a.index(RSP_EVENT))
@@ -432,7 +461,7 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> BackRing<'a, Req, R
         }
         self.ring
             .area
-            .set_index(REQ_EVENT, self.req_cons.wrapping_add(1));
+            .set_index(REQ_EVENT, self.state.req_cons.wrapping_add(1));
         fence(Ordering::SeqCst);
         Ok(self.unconsumed_requests()? > 0)
     }

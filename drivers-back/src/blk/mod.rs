@@ -1,0 +1,14 @@
+//! blkback: the block back end in dom0 (`xen/include/public/io/blkif.h`; Linux's
+//! `drivers/block/xen-blkback`), generic over the platform traits and over the
+//! [`BlockDevice`] it serves from.
+//!
+//! - [`device`]: what a vbd is backed by (a real disk through dom0's driver, or memory
+//!   in host tests).
+//! - [`back`]: one connected vbd: its mapped ring, the requests it serves, and the
+//!   disconnection of a front end that breaks the protocol.
+
+pub mod back;
+pub mod device;
+
+pub use back::{BlkBack, Disconnect};
+pub use device::{BlockDevice, IoError, MemDisk};
