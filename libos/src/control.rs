@@ -10,13 +10,20 @@
 use xen_sys::{SHUTDOWN_poweroff, SHUTDOWN_reboot};
 
 use crate::hypercall;
-use crate::xenbus::{self, NO_TX};
+use crate::xenbus::{self, Store, NO_TX};
 
 const NODE: &str = "control/shutdown";
 
 /// Watches `control/shutdown` and obeys what is written there.
 pub async fn obey_shutdown_requests() {
-    let mut watch = match xenbus::watch(NODE).await {
+    let xs = match xenbus::store() {
+        Ok(xs) => xs,
+        Err(e) => {
+            log::warn!("control: no store: {e}");
+            return;
+        }
+    };
+    let mut watch = match xs.watch(NODE).await {
         Ok(w) => w,
         Err(e) => {
             log::warn!("control: cannot watch {NODE}: {e}");
@@ -28,7 +35,7 @@ pub async fn obey_shutdown_requests() {
             log::warn!("control: watch on {NODE} ended: {e}");
             return;
         }
-        let request = match xenbus::read_string(NO_TX, NODE).await {
+        let request = match xs.read_string(NO_TX, NODE).await {
             Ok(r) => r,
             Err(_) => continue,
         };
@@ -41,7 +48,7 @@ pub async fn obey_shutdown_requests() {
                 continue;
             }
         };
-        let _ = xenbus::write(NO_TX, NODE, b"").await;
+        let _ = xs.write(NO_TX, NODE, b"").await;
         crate::println!("control: {request} requested by the toolstack");
         hypercall::shutdown(reason);
     }

@@ -9,7 +9,6 @@
 //! - [`byte_ring`]: the two-index byte rings of `io/console.h` and `io/xs_wire.h`.
 //! - [`ring`]: the request/response rings of `io/ring.h` (one or several pages), with
 //!   its notification rules and checks of the peer's indices.
-//! - [`xenbus`]: the xenbus device protocol's state machine, for both ends.
 //! - [`xs_wire`]: xenstore messages (`io/xs_wire.h`): header view, framing, error names.
 //! - [`platform`]: the small traits (event channels, grants, foreign mappings) that drivers
 //!   take; libos implements them for a real PV guest.
@@ -30,5 +29,4 @@ pub mod mem_platform;
 pub mod page;
 pub mod platform;
 pub mod ring;
-pub mod xenbus;
 pub mod xs_wire;

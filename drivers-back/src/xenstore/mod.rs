@@ -9,9 +9,11 @@
 //!
 //! [`Xenstored`] is a library: dom0's glue maps each domain's `xenstore_domain_interface`,
 //! feeds request bytes to [`Xenstored::receive`] and copies [`Xenstored::take_output`]
-//! into the response ring; dom0's toolstack calls the node operations in-process.
+//! into the response ring; dom0's own code talks to it as a client over [`Loopback`]
+//! (or calls the node operations in-process).
 
 mod connection;
+mod loopback;
 mod node;
 mod ops;
 mod path;
@@ -23,6 +25,7 @@ mod tree;
 mod view;
 mod watch;
 
+pub use loopback::Loopback;
 pub use perms::{Access, Perm};
 pub use pv_core::xs_wire::XsError;
 pub use quota::Limits;

@@ -29,7 +29,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use libos::hypercall::{self, GrantError};
 use libos::platform::{page_at, OwnedPage};
-use libos::xenbus::{self, NO_TX};
+use libos::xenbus::{self, Store, NO_TX};
 use libos::{executor, grant, println, start_info, vmap};
 use pv_core::byte_ring::ByteRing;
 use pv_core::page::SharedPage;
@@ -161,8 +161,12 @@ fn gnt_result<T>(r: Result<T, GrantError>) -> alloc::string::String {
     }
 }
 
+fn xs() -> &'static xenbus::Client<xenbus::GuestRing> {
+    xenbus::store().expect("hostile: a store ring")
+}
+
 fn my_domid() -> u16 {
-    executor::block_on(xenbus::read_string(NO_TX, "domid"))
+    executor::block_on(xs().read_string(NO_TX, "domid"))
         .ok()
         .and_then(|s| s.parse().ok())
         .expect("hostile: domid from xenstore")
@@ -180,15 +184,15 @@ fn main() {
                 format!("/local/domain/{n}/data/greeting"),
                 "/local/domain/0/name".into(),
             ] {
-                let r = executor::block_on(xenbus::read(NO_TX, &path));
-                let w = executor::block_on(xenbus::write(NO_TX, &path, b"owned"));
+                let r = executor::block_on(xs().read(NO_TX, &path));
+                let w = executor::block_on(xs().write(NO_TX, &path, b"owned"));
                 println!(
                     "hostile: xs-foreign: read {path}: {:?}; write: {:?}",
                     r.err(),
                     w.err()
                 );
             }
-            let own = executor::block_on(xenbus::write(NO_TX, "data/still-served", b"yes"));
+            let own = executor::block_on(xs().write(NO_TX, "data/still-served", b"yes"));
             println!("hostile: xs-foreign: our own write afterwards: {own:?}");
         }
         "xs-malformed" => xs_malformed(),

@@ -20,7 +20,7 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::string::String;
-use libos::xenbus::{self, Tx, NO_TX};
+use libos::xenbus::{self, Store, Tx, NO_TX};
 use libos::{executor, println, start_info};
 use pv_core::xs_wire::XsError;
 
@@ -48,20 +48,24 @@ fn flood(lines: u64) {
 }
 
 async fn counter(tx: Tx) -> Result<u64, XsError> {
-    let v = xenbus::read_string(tx, "data/counter").await?;
+    let v = xenbus::store()?.read_string(tx, "data/counter").await?;
     v.parse().map_err(|_| XsError::EINVAL)
 }
 
 async fn demo() -> Result<(), XsError> {
-    let domid = xenbus::read_string(NO_TX, "domid").await?;
-    let name = xenbus::read_string(NO_TX, "name").await?;
-    let home = xenbus::get_domain_path(domid.parse().unwrap_or(0)).await?;
+    let domid = xenbus::store()?.read_string(NO_TX, "domid").await?;
+    let name = xenbus::store()?.read_string(NO_TX, "name").await?;
+    let home = xenbus::store()?
+        .get_domain_path(domid.parse().unwrap_or(0))
+        .await?;
     println!("xsdemo: I am domain {domid} ({name}), home {home}");
 
-    xenbus::write(NO_TX, "data/greeting", b"hello, store").await?;
-    let back = xenbus::read(NO_TX, "data/greeting").await?;
+    xenbus::store()?
+        .write(NO_TX, "data/greeting", b"hello, store")
+        .await?;
+    let back = xenbus::store()?.read(NO_TX, "data/greeting").await?;
     ensure!(back == b"hello, store", "read back {back:?}");
-    let entries = xenbus::directory(NO_TX, "data").await?;
+    let entries = xenbus::store()?.directory(NO_TX, "data").await?;
     ensure!(
         entries.iter().any(|e| e == "greeting"),
         "data/ lists {entries:?}"
@@ -69,8 +73,8 @@ async fn demo() -> Result<(), XsError> {
     println!("xsdemo: wrote and read back data/greeting; data/ holds {entries:?}");
 
     // A watch fires once at once, then on every change under its node.
-    xenbus::write(NO_TX, "data/counter", b"0").await?;
-    let mut watch = xenbus::watch("data/counter").await?;
+    xenbus::store()?.write(NO_TX, "data/counter", b"0").await?;
+    let mut watch = xenbus::store()?.watch("data/counter").await?;
     let first = watch.next().await?;
     ensure!(first.ends_with("data/counter"), "first watch event {first}");
 
@@ -78,10 +82,12 @@ async fn demo() -> Result<(), XsError> {
     let mut retries = 0;
     for _ in 0..rounds {
         loop {
-            let tx = xenbus::transaction_start().await?;
+            let tx = xenbus::store()?.transaction_start().await?;
             let n = counter(tx).await?;
-            xenbus::write(tx, "data/counter", format!("{}", n + 1).as_bytes()).await?;
-            match xenbus::transaction_end(tx, true).await {
+            xenbus::store()?
+                .write(tx, "data/counter", format!("{}", n + 1).as_bytes())
+                .await?;
+            match xenbus::store()?.transaction_end(tx, true).await {
                 Ok(()) => break,
                 Err(XsError::EAGAIN) => retries += 1,
                 Err(e) => return Err(e),
@@ -98,11 +104,15 @@ async fn demo() -> Result<(), XsError> {
     println!("xsdemo: {rounds} transactions committed ({retries} retried), counter {n}, one watch event each");
 
     // A transaction whose node changed under it is refused, and writes nothing.
-    let tx = xenbus::transaction_start().await?;
+    let tx = xenbus::store()?.transaction_start().await?;
     let n = counter(tx).await?;
-    xenbus::write(NO_TX, "data/counter", b"1000").await?;
-    xenbus::write(tx, "data/counter", format!("{}", n + 1).as_bytes()).await?;
-    let end = xenbus::transaction_end(tx, true).await;
+    xenbus::store()?
+        .write(NO_TX, "data/counter", b"1000")
+        .await?;
+    xenbus::store()?
+        .write(tx, "data/counter", format!("{}", n + 1).as_bytes())
+        .await?;
+    let end = xenbus::store()?.transaction_end(tx, true).await;
     ensure!(
         end == Err(XsError::EAGAIN),
         "conflicting commit answered {end:?}"
@@ -122,12 +132,14 @@ async fn demo() -> Result<(), XsError> {
         targets.push(format!("/local/domain/{peer}/data/greeting"));
     }
     for t in &targets {
-        let r = xenbus::read(NO_TX, t).await;
+        let r = xenbus::store()?.read(NO_TX, t).await;
         ensure!(
             matches!(r, Err(XsError::EACCES) | Err(XsError::ENOENT)),
             "read {t}: {r:?}"
         );
-        let w = xenbus::write(NO_TX, &format!("{t}/intruder"), b"x").await;
+        let w = xenbus::store()?
+            .write(NO_TX, &format!("{t}/intruder"), b"x")
+            .await;
         ensure!(w == Err(XsError::EACCES), "write {t}/intruder: {w:?}");
         refused.push_str(&format!(
             " {t}: read {:?}, write EACCES;",
@@ -135,7 +147,7 @@ async fn demo() -> Result<(), XsError> {
         ));
     }
     println!("xsdemo: refused:{refused}");
-    xenbus::write(NO_TX, "data/done", b"1").await
+    xenbus::store()?.write(NO_TX, "data/done", b"1").await
 }
 
 async fn echo() {
