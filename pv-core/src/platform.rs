@@ -113,3 +113,22 @@ impl SharePage for SharedPage<'_> {
         *self
     }
 }
+
+/// As for event channels: a driver can take `&Platform` for its grants too.
+impl<T: GrantTable + ?Sized> GrantTable for &T {
+    type Page = T::Page;
+    fn alloc_page(&self) -> Result<Self::Page, PlatformError> {
+        (**self).alloc_page()
+    }
+    fn grant(
+        &self,
+        to: DomId,
+        page: &Self::Page,
+        readonly: bool,
+    ) -> Result<GrantRef, PlatformError> {
+        (**self).grant(to, page, readonly)
+    }
+    fn end_grant(&self, gref: GrantRef) -> Result<(), PlatformError> {
+        (**self).end_grant(gref)
+    }
+}

@@ -205,6 +205,13 @@ fn must_notify(old: RingIdx, new: RingIdx, event: RingIdx) -> bool {
 /// The front end of a ring: it makes requests and consumes responses.
 pub struct FrontRing<'a, Req, Rsp> {
     ring: Ring<'a, Req, Rsp>,
+    state: FrontState,
+}
+
+/// A front end's private indices, kept between uses of the ring by a driver that holds
+/// the pages itself ([`FrontRing::state`], [`FrontRing::resume`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrontState {
     req_prod_pvt: RingIdx,
     rsp_cons: RingIdx,
     /// The back end's `rsp_prod` as last read and checked: responses up to it are
@@ -229,11 +236,26 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
         }
         FrontRing {
             ring,
-            req_prod_pvt: 0,
-            rsp_cons: 0,
-            rsp_seen: 0,
-            broken: None,
+            state: FrontState {
+                req_prod_pvt: 0,
+                rsp_cons: 0,
+                rsp_seen: 0,
+                broken: None,
+            },
         }
+    }
+
+    /// The ring on `pages` (the same ones, in the same order) as it was left.
+    pub fn resume(pages: &'a [SharedPage<'a>], state: FrontState) -> Self {
+        FrontRing {
+            ring: Ring::new(pages),
+            state,
+        }
+    }
+
+    /// The private indices, to [`FrontRing::resume`] from.
+    pub fn state(&self) -> FrontState {
+        self.state
     }
 
     /// Entries in the ring (`RING_SIZE`).
@@ -243,12 +265,12 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
 
     /// Requests that can be queued now (`RING_FREE_REQUESTS`).
     pub fn free_requests(&self) -> u32 {
-        self.ring.size - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+        self.ring.size - self.state.req_prod_pvt.wrapping_sub(self.state.rsp_cons)
     }
 
     /// Requests made and not yet answered (consumed).
     pub fn in_flight(&self) -> u32 {
-        self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+        self.state.req_prod_pvt.wrapping_sub(self.state.rsp_cons)
     }
 
     /// Queues `req` (not yet visible to the back end: see
@@ -257,8 +279,8 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
         if self.free_requests() == 0 {
             return Err(RingFull);
         }
-        self.ring.put(self.req_prod_pvt, req);
-        self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
+        self.ring.put(self.state.req_prod_pvt, req);
+        self.state.req_prod_pvt = self.state.req_prod_pvt.wrapping_add(1);
         Ok(())
     }
 
@@ -267,7 +289,7 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
     pub fn push_requests(&mut self) -> bool {
         let a = self.ring.area;
         let old = a.index(REQ_PROD);
-        let new = self.req_prod_pvt;
+        let new = self.state.req_prod_pvt;
         // Release: the entries are written before the index says so.
         a.set_index(REQ_PROD, new);
         // The back end's req_event is read after our req_prod is visible (ring.h's
@@ -278,16 +300,16 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
 
     /// The back end's `rsp_prod`, checked: it cannot answer requests never made.
     fn rsp_prod(&mut self) -> Result<RingIdx, ProtocolError> {
-        if let Some(e) = self.broken {
+        if let Some(e) = self.state.broken {
             return Err(e);
         }
         let rsp_prod = self.ring.area.index(RSP_PROD);
-        if rsp_prod.wrapping_sub(self.rsp_cons) > self.in_flight() {
+        if rsp_prod.wrapping_sub(self.state.rsp_cons) > self.in_flight() {
             let e = ProtocolError::ResponseOverflow {
                 rsp_prod,
-                req_prod: self.req_prod_pvt,
+                req_prod: self.state.req_prod_pvt,
             };
-            self.broken = Some(e);
+            self.state.broken = Some(e);
             return Err(e);
         }
         Ok(rsp_prod)
@@ -295,19 +317,19 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
 
     /// Responses ready to be consumed (`RING_HAS_UNCONSUMED_RESPONSES`).
     pub fn unconsumed_responses(&mut self) -> Result<u32, ProtocolError> {
-        Ok(self.rsp_prod()?.wrapping_sub(self.rsp_cons))
+        Ok(self.rsp_prod()?.wrapping_sub(self.state.rsp_cons))
     }
 
     /// The next response, if one is ready.
     pub fn get_response(&mut self) -> Result<Option<Rsp>, ProtocolError> {
-        if self.rsp_seen == self.rsp_cons {
-            self.rsp_seen = self.rsp_prod()?;
-            if self.rsp_seen == self.rsp_cons {
+        if self.state.rsp_seen == self.state.rsp_cons {
+            self.state.rsp_seen = self.rsp_prod()?;
+            if self.state.rsp_seen == self.state.rsp_cons {
                 return Ok(None);
             }
         }
-        let rsp = self.ring.get(self.rsp_cons);
-        self.rsp_cons = self.rsp_cons.wrapping_add(1);
+        let rsp = self.ring.get(self.state.rsp_cons);
+        self.state.rsp_cons = self.state.rsp_cons.wrapping_add(1);
         Ok(Some(rsp))
     }
 
@@ -320,7 +342,7 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
         }
         self.ring
             .area
-            .set_index(RSP_EVENT, self.rsp_cons.wrapping_add(1));
+            .set_index(RSP_EVENT, self.state.rsp_cons.wrapping_add(1));
         fence(Ordering::SeqCst);
         Ok(self.unconsumed_responses()? > 0)
     }
