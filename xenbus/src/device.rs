@@ -21,7 +21,7 @@ use core::str::FromStr;
 use pv_core::xs_wire::XsError;
 
 use crate::state::State;
-use crate::store::{Store, Tx, NO_TX};
+use crate::store::{Store, Tx, Watch, NO_TX};
 
 /// A front end's directory, relative to its domain's home.
 pub fn front_dir(ty: &str, id: u32) -> String {
@@ -82,6 +82,23 @@ pub async fn switch_state<S: Store>(store: &S, dir: &str, state: State) -> Resul
     store
         .write_str(NO_TX, &format!("{dir}/state"), state.node())
         .await
+}
+
+/// Waits, on `watch` (of `<dir>/state` or above), until the state in `<dir>/state`
+/// satisfies `done`; returns that state.
+pub async fn wait_state<S: Store, W: Watch>(
+    store: &S,
+    watch: &mut W,
+    dir: &str,
+    mut done: impl FnMut(Option<State>) -> bool,
+) -> Result<Option<State>, XsError> {
+    loop {
+        let s = read_state(store, dir).await?;
+        if done(s) {
+            return Ok(s);
+        }
+        watch.next().await?;
+    }
 }
 
 /// The children of `dir` that are numbers (device ids, domain ids), sorted; none when

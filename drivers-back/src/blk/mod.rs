@@ -6,9 +6,11 @@
 //!   in host tests).
 //! - [`back`]: one connected vbd: its mapped ring, the requests it serves, and the
 //!   disconnection of a front end that breaks the protocol.
+//! - [`handshake`]: the xenbus negotiation that offers a vbd and connects it.
 
 pub mod back;
 pub mod device;
+pub mod handshake;
 
 pub use back::{BlkBack, Disconnect};
 pub use device::{BlockDevice, IoError, MemDisk};

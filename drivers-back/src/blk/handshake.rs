@@ -1,0 +1,170 @@
+//! The back end's side of the vbd handshake (`io/blkif.h`'s node list; Linux's
+//! `xen-blkback/xenbus.c`: `backend_probe`, `connect_ring`, `connect`):
+//!
+//! 1. write what we offer into `backend/vbd/<front>/<id>`: `sectors`, `info`,
+//!    `sector-size`, `physical-sector-size`, `feature-flush-cache`,
+//!    `feature-barrier`, `feature-discard` (with `discard-granularity`,
+//!    `discard-alignment`), `feature-max-indirect-segments`, `max-ring-page-order`,
+//!    `feature-persistent`; go `InitWait`;
+//! 2. wait for the front end (`frontend`, `frontend-id`) to be `Initialised`;
+//! 3. read its `ring-ref` (or `ring-page-order` and `ring-ref<N>`), `event-channel`
+//!    and `protocol`, map the ring, go `Connected`.
+//!
+//! Everything read from the front end's directory is the front end's to write, and
+//! checked: a missing or malformed node, an order above what we offered, a protocol
+//! that is not ours fail the connect with an `error` node and state `Closing`.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use pv_core::blkif::Disk;
+use pv_core::platform::{EventChannel, ForeignMemory, PlatformError};
+use pv_core::ring::MAX_RING_PAGES;
+use xen_sys::VDISK_READONLY;
+use xenbus::device::{self, other_end, read_number, switch_state, wait_state};
+use xenbus::{State, Store, XsError, NO_TX};
+
+use super::back::BlkBack;
+use super::device::BlockDevice;
+
+/// The largest `ring-page-order` we accept (16 pages).
+pub const MAX_RING_ORDER: u32 = MAX_RING_PAGES.trailing_zeros();
+
+/// Why a vbd did not connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    Store(XsError),
+    /// The ring could not be mapped or the channel bound.
+    Platform(PlatformError),
+    /// The front end closed or vanished.
+    Closed(Option<State>),
+    /// A node of the front end is missing or malformed.
+    BadNode(String),
+}
+
+impl From<XsError> for Error {
+    fn from(e: XsError) -> Self {
+        Error::Store(e)
+    }
+}
+
+fn gone(s: Option<State>) -> bool {
+    matches!(s, Some(State::Closing | State::Closed))
+}
+
+/// Offers vbd `id` of domain `front` and connects it once the front end is ready.
+/// On failure the vbd is left `Closing` with an `error` node saying why.
+pub async fn connect<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
+    store: &S,
+    p: &P,
+    front: u16,
+    id: u32,
+    disk: D,
+    info: Disk,
+) -> Result<BlkBack<P, D>, Error> {
+    let dir = device::back_dir("vbd", front, id);
+    let r = handshake(store, p, front, &dir, disk, info).await;
+    if let Err(e) = &r {
+        let _ = store
+            .write_str(NO_TX, &format!("{dir}/error"), &format!("{e:?}"))
+            .await;
+        let _ = switch_state(store, &dir, State::Closing).await;
+    }
+    r
+}
+
+async fn handshake<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
+    store: &S,
+    p: &P,
+    front: u16,
+    dir: &str,
+    disk: D,
+    info: Disk,
+) -> Result<BlkBack<P, D>, Error> {
+    let fe = other_end(store, dir, "frontend").await?;
+    if fe.domid != front {
+        return Err(Error::BadNode(String::from("frontend-id")));
+    }
+    offer(store, dir, &disk, &info).await?;
+    switch_state(store, dir, State::InitWait).await?;
+    let mut watch = store.watch(&format!("{}/state", fe.dir)).await?;
+    let s = wait_state(store, &mut watch, &fe.dir, |s| {
+        matches!(s, Some(State::Initialised | State::Connected)) || gone(s)
+    })
+    .await?;
+    if gone(s) {
+        return Err(Error::Closed(s));
+    }
+    let f = |n: &str| format!("{}/{n}", fe.dir);
+    let bad = |n: &str| Error::BadNode(String::from(n));
+    let order: u32 = read_number(store, NO_TX, &f("ring-page-order"))
+        .await
+        .map_err(|_| bad("ring-page-order"))?
+        .unwrap_or(0);
+    if order > MAX_RING_ORDER {
+        return Err(bad("ring-page-order"));
+    }
+    let mut refs = Vec::new();
+    if order == 0 {
+        let r = read_number(store, NO_TX, &f("ring-ref")).await;
+        refs.push(r.ok().flatten().ok_or_else(|| bad("ring-ref"))?);
+    } else {
+        for i in 0..1u32 << order {
+            let n = format!("ring-ref{i}");
+            let r = read_number(store, NO_TX, &f(&n)).await;
+            refs.push(r.ok().flatten().ok_or_else(|| bad(&n))?);
+        }
+    }
+    let port = read_number(store, NO_TX, &f("event-channel"))
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| bad("event-channel"))?;
+    match store.read(NO_TX, &f("protocol")).await {
+        Ok(v) if v.as_slice() != b"x86_64-abi" => return Err(bad("protocol")),
+        Ok(_) | Err(XsError::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let back = BlkBack::connect(p, front, &refs, port, disk, info).map_err(Error::Platform)?;
+    if let Err(e) = switch_state(store, dir, State::Connected).await {
+        back.disconnect(p);
+        return Err(e.into());
+    }
+    Ok(back)
+}
+
+/// Step 1: what this vbd offers.
+async fn offer<S: Store, D: BlockDevice>(
+    store: &S,
+    dir: &str,
+    disk: &D,
+    info: &Disk,
+) -> Result<(), XsError> {
+    let flag = |b: bool| if b { "1" } else { "0" };
+    let nodes = [
+        ("sectors", format!("{}", disk.sectors())),
+        (
+            "info",
+            format!("{}", if info.readonly { VDISK_READONLY } else { 0 }),
+        ),
+        ("mode", String::from(if info.readonly { "r" } else { "w" })),
+        ("sector-size", String::from("512")),
+        ("physical-sector-size", String::from("512")),
+        ("feature-flush-cache", String::from(flag(info.flush))),
+        ("feature-barrier", String::from(flag(info.barrier))),
+        ("feature-discard", String::from(flag(info.discard))),
+        ("discard-granularity", String::from("512")),
+        ("discard-alignment", String::from("0")),
+        (
+            "feature-max-indirect-segments",
+            format!("{}", info.max_indirect_segments),
+        ),
+        ("max-ring-page-order", format!("{MAX_RING_ORDER}")),
+        ("feature-persistent", String::from("1")),
+    ];
+    for (n, v) in nodes {
+        store.write_str(NO_TX, &format!("{dir}/{n}"), &v).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The vbd handshake end to end: blkfront's and blkback's xenbus sides negotiate
+//! through the real xenstored (the domU over its store ring on the in-memory
+//! platform, dom0 over the loopback), then I/O flows over the ring they agreed on.
+//! A front end that publishes nonsense gets the vbd closed with an `error` node.
+
+use core::future::Future;
+use core::pin::{pin, Pin};
+use core::task::{Context, Poll};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::task::Wake;
+use std::time::{Duration, Instant};
+
+use drivers_back::blk::handshake;
+use drivers_back::blk::MemDisk;
+use drivers_back::xenstore::{Loopback, Xenstored};
+use drivers_front::blkfront::{self, Op, Status};
+use pv_core::blkif::Disk;
+use pv_core::byte_ring::ByteRing;
+use pv_core::mem_platform::{MemDomain, MemPage, MemWorld};
+use pv_core::platform::{EventChannel, ForeignMemory, GrantTable, Port, SharePage};
+use xen_sys::GNTTAB_RESERVED_XENSTORE;
+use xenbus::transport::RingTransport;
+use xenbus::{Client, State, Store, NO_TX};
+
+const FRONT: &str = "/local/domain/1/device/vbd/51712";
+const BACK: &str = "/local/domain/0/backend/vbd/1/51712";
+const INFO: Disk = Disk {
+    sectors: 0,
+    readonly: false,
+    flush: true,
+    barrier: true,
+    discard: true,
+    max_indirect_segments: 256,
+};
+
+struct NoWake;
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+fn poll<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+    let waker = Arc::new(NoWake).into();
+    f.poll(&mut Context::from_waker(&waker))
+}
+
+/// dom0 with xenstored, and domU 1 with its store ring mapped by dom0.
+struct World {
+    dom0: MemDomain,
+    dom1: MemDomain,
+    page: MemPage,
+    port: Port,
+    ring: pv_core::mem_platform::MemMapping,
+    xs: RefCell<Xenstored>,
+}
+
+impl World {
+    fn new() -> World {
+        let w = MemWorld::new();
+        let dom1 = w.domain(1);
+        let page = dom1.alloc_page().unwrap();
+        dom1.grant_at(GNTTAB_RESERVED_XENSTORE, 0, &page, false)
+            .unwrap();
+        let port = dom1.alloc_unbound(0).unwrap();
+        let dom0 = w.domain(0);
+        let ring = dom0.map(1, GNTTAB_RESERVED_XENSTORE, false).unwrap();
+        dom0.bind_interdomain(1, port).unwrap();
+        World {
+            dom0,
+            dom1,
+            page,
+            port,
+            ring,
+            xs: RefCell::new(Xenstored::new(Default::default())),
+        }
+    }
+
+    /// The toolstack's nodes for vbd 51712 of domain 1, as xl writes them.
+    fn toolstack(&self, dom0: &impl Store) {
+        let setup = async {
+            dom0.mkdir(NO_TX, "/local/domain/1").await?;
+            dom0.set_perms(NO_TX, "/local/domain/1", &["n1"]).await?;
+            // The directories first: the nodes written into them inherit their
+            // permissions (the front end's are its own, dom0 reads; the back end's
+            // are dom0's, the front end reads).
+            for (dir, perms) in [(FRONT, ["n1", "r0"]), (BACK, ["n0", "r1"])] {
+                dom0.mkdir(NO_TX, dir).await?;
+                dom0.set_perms(NO_TX, dir, &perms).await?;
+            }
+            for (p, v) in [
+                (format!("{FRONT}/backend"), BACK),
+                (format!("{FRONT}/backend-id"), "0"),
+                (format!("{FRONT}/state"), "1"),
+                (format!("{BACK}/frontend"), FRONT),
+                (format!("{BACK}/frontend-id"), "1"),
+                (format!("{BACK}/state"), "1"),
+            ] {
+                dom0.write_str(NO_TX, &p, v).await?;
+            }
+            Ok::<(), xenbus::XsError>(())
+        };
+        let mut setup = pin!(setup);
+        assert_eq!(poll(setup.as_mut()), Poll::Ready(Ok(())));
+        self.xs.borrow_mut().introduce(1).unwrap();
+    }
+
+    /// Moves the domU's store bytes both ways.
+    fn pump(&self) {
+        let page = self.ring.page();
+        let mut buf = [0u8; 256];
+        loop {
+            let n = ByteRing::STORE_REQ.read(&page, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            self.xs.borrow_mut().receive(1, &buf[..n]).unwrap();
+        }
+        let space = ByteRing::STORE_RSP.space(&page).unwrap();
+        let out = self.xs.borrow_mut().take_output(1, space);
+        ByteRing::STORE_RSP.write(&page, &out).unwrap();
+    }
+
+    /// Runs two futures together, pumping the store, until both are done.
+    fn run<A: Future, B: Future>(&self, a: A, b: B) -> (A::Output, B::Output) {
+        let (mut a, mut b) = (pin!(a), pin!(b));
+        let (mut ra, mut rb) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ra.is_none() || rb.is_none() {
+            if Instant::now() > deadline {
+                let mut xs = self.xs.borrow_mut();
+                let f = xs.read(0, &format!("{FRONT}/state"));
+                let b = xs.read(0, &format!("{BACK}/state"));
+                panic!(
+                    "the handshake hangs: front done {}, back done {}, states {f:?} {b:?}",
+                    ra.is_some(),
+                    rb.is_some()
+                );
+            }
+            self.pump();
+            if ra.is_none() {
+                if let Poll::Ready(v) = poll(a.as_mut()) {
+                    ra = Some(v);
+                }
+            }
+            if rb.is_none() {
+                if let Poll::Ready(v) = poll(b.as_mut()) {
+                    rb = Some(v);
+                }
+            }
+            self.dom1
+                .wait_timeout(self.port, Duration::from_micros(200));
+        }
+        (ra.unwrap(), rb.unwrap())
+    }
+}
+
+#[test]
+fn front_and_back_negotiate_and_io_flows() {
+    let w = World::new();
+    let dom0 = Client::new(Loopback::new(&w.xs));
+    let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
+    w.toolstack(&dom0);
+    let (front, back) = w.run(
+        blkfront::connect(&domu, &w.dom1, 51712, 64),
+        handshake::connect(&dom0, &w.dom0, 1, 51712, MemDisk::new(4096), INFO),
+    );
+    let (mut front, mut back) = (front.unwrap(), back.unwrap());
+    let mut xs = w.xs.borrow_mut();
+    assert_eq!(xs.read(0, &format!("{FRONT}/state")).unwrap(), b"4");
+    assert_eq!(xs.read(0, &format!("{BACK}/state")).unwrap(), b"4");
+    // Both offered four ring pages or more: four, in ring-ref0..3.
+    assert_eq!(
+        xs.read(0, &format!("{FRONT}/ring-page-order")).unwrap(),
+        b"2"
+    );
+    assert!(xs.read(0, &format!("{FRONT}/ring-ref3")).is_ok());
+    assert_eq!(
+        xs.read(0, &format!("{FRONT}/protocol")).unwrap(),
+        b"x86_64-abi"
+    );
+    drop(xs);
+    let o = front.offer();
+    assert_eq!(
+        (
+            o.sectors,
+            o.flush,
+            o.barrier,
+            o.discard,
+            o.max_indirect_segments
+        ),
+        (4096, true, true, true, 256)
+    );
+    let data = vec![0x5a; 64 * 1024];
+    let t = front
+        .submit(Op::Write {
+            sector: 16,
+            data: &data,
+        })
+        .unwrap();
+    front.kick();
+    back.service(&w.dom0).unwrap();
+    front.poll().unwrap();
+    assert_eq!(front.take(t, &mut []), Some(Status::Okay));
+    assert!(back.disk().data[16 * 512..16 * 512 + data.len()] == data[..]);
+}
+
+#[test]
+fn a_front_end_publishing_nonsense_gets_the_vbd_closed() {
+    for (node, value) in [
+        ("ring-page-order", "9"),
+        ("ring-ref", "lots"),
+        ("event-channel", "-1"),
+        ("protocol", "x86_32-abi"),
+    ] {
+        let w = World::new();
+        let dom0 = Client::new(Loopback::new(&w.xs));
+        let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
+        w.toolstack(&dom0);
+        // A hand-made front end: one ring page, then the bad node, then Initialised.
+        let ring = w.dom1.alloc_page().unwrap();
+        let gref = w.dom1.grant(0, &ring, false).unwrap();
+        let port = w.dom1.alloc_unbound(0).unwrap();
+        let front = async {
+            for (n, v) in [
+                ("ring-ref", format!("{gref}")),
+                ("event-channel", format!("{port}")),
+                (node, String::from(value)),
+                ("state", String::from("3")),
+            ] {
+                domu.write_str(NO_TX, &format!("{FRONT}/{n}"), &v).await?;
+            }
+            Ok::<(), xenbus::XsError>(())
+        };
+        let (f, b) = w.run(
+            front,
+            handshake::connect(&dom0, &w.dom0, 1, 51712, MemDisk::new(64), INFO),
+        );
+        f.unwrap();
+        assert!(b.is_err(), "{node}={value} accepted");
+        let mut xs = w.xs.borrow_mut();
+        let state = xs.read(0, &format!("{BACK}/state")).unwrap();
+        assert_eq!(State::parse(&state), Some(State::Closing), "{node}");
+        assert!(xs.read(0, &format!("{BACK}/error")).is_ok());
+        assert_eq!(w.dom1.map_count(gref), Some(0), "{node}: ring left mapped");
+    }
+}

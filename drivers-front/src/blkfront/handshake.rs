@@ -1,0 +1,219 @@
+//! The front end's side of the vbd handshake (`io/blkif.h`'s node list; Linux's
+//! `talk_to_blkback` and `blkfront_connect`):
+//!
+//! 1. find the back end (`device/vbd/<id>/backend`, `backend-id`) and wait for it to
+//!    reach `InitWait` (it has written its features);
+//! 2. make the ring, as many pages as both ends allow (`max-ring-page-order`), and
+//!    publish `ring-ref` (or `ring-page-order` and `ring-ref<N>`), `event-channel`,
+//!    `protocol` and `feature-persistent` in one transaction, then go `Initialised`;
+//! 3. wait for `Connected`, read what it offers (`sectors`, `info`, `sector-size`,
+//!    `feature-flush-cache`, `feature-barrier`, `feature-discard`,
+//!    `feature-max-indirect-segments`), and go `Connected`.
+//!
+//! A back end that closes, vanishes or writes nonsense meanwhile fails the connect;
+//! nothing stays granted.
+
+use alloc::format;
+use alloc::string::String;
+
+use pv_core::platform::{EventChannel, GrantTable, PlatformError};
+use xen_sys::VDISK_READONLY;
+use xenbus::device::{self, other_end, read_flag, read_number, switch_state, wait_state};
+use xenbus::{State, Store, XsError, NO_TX};
+
+use super::ring::{Blkfront, Offer};
+
+/// The most ring pages we ask for (`ring-page-order` 2: 4 pages, 128 slots), as
+/// Linux's default `max_ring_page_order`.
+pub const RING_ORDER: u32 = 2;
+
+/// Why a vbd did not connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    Store(XsError),
+    Platform(PlatformError),
+    /// The back end closed or went away during the handshake.
+    Closed(Option<State>),
+    /// A node the back end must write is missing or malformed.
+    BadNode(String),
+}
+
+impl From<XsError> for Error {
+    fn from(e: XsError) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<PlatformError> for Error {
+    fn from(e: PlatformError) -> Self {
+        Error::Platform(e)
+    }
+}
+
+fn gone(s: Option<State>) -> bool {
+    matches!(
+        s,
+        None | Some(State::Closing | State::Closed | State::Unknown)
+    )
+}
+
+/// Connects vbd `id` (`device/vbd/<id>`), with a data pool of `pool_pages` pages.
+pub async fn connect<S: Store, P: GrantTable + EventChannel>(
+    store: &S,
+    p: P,
+    id: u32,
+    pool_pages: usize,
+) -> Result<Blkfront<P>, Error> {
+    let dir = device::front_dir("vbd", id);
+    let back = other_end(store, &dir, "backend").await?;
+    let back_state = format!("{}/state", back.dir);
+    let mut watch = store.watch(&back_state).await?;
+    let mut seen = false;
+    let s = wait_state(store, &mut watch, &back.dir, |s| {
+        // Before the back end ever wrote a state, its absence is not a close.
+        seen |= s.is_some();
+        s == Some(State::InitWait) || s == Some(State::Connected) || (seen && gone(s))
+    })
+    .await?;
+    if gone(s) {
+        return Err(Error::Closed(s));
+    }
+    let theirs: u32 = read_number(store, NO_TX, &format!("{}/max-ring-page-order", back.dir))
+        .await
+        .map_err(|_| Error::BadNode(String::from("max-ring-page-order")))?
+        .unwrap_or(0);
+    let order = theirs.min(RING_ORDER);
+    let front = Blkfront::new(p, back.domid, 1 << order, pool_pages)?;
+    match publish(store, &dir, &front, order).await {
+        Ok(()) => {}
+        Err(e) => {
+            front.close();
+            return Err(e);
+        }
+    }
+    finish(store, &mut watch, &dir, &back.dir, front).await
+}
+
+/// Step 2: the ring's nodes in one transaction (retried while it conflicts), then
+/// `Initialised`.
+async fn publish<S: Store, P: GrantTable + EventChannel>(
+    store: &S,
+    dir: &str,
+    front: &Blkfront<P>,
+    order: u32,
+) -> Result<(), Error> {
+    loop {
+        let tx = store.transaction_start().await?;
+        let w = async {
+            if order == 0 {
+                let r = format!("{}", front.ring_refs()[0]);
+                store.write_str(tx, &format!("{dir}/ring-ref"), &r).await?;
+            } else {
+                let o = format!("{order}");
+                store
+                    .write_str(tx, &format!("{dir}/ring-page-order"), &o)
+                    .await?;
+                for (i, r) in front.ring_refs().iter().enumerate() {
+                    store
+                        .write_str(tx, &format!("{dir}/ring-ref{i}"), &format!("{r}"))
+                        .await?;
+                }
+            }
+            let port = format!("{}", front.port());
+            store
+                .write_str(tx, &format!("{dir}/event-channel"), &port)
+                .await?;
+            store
+                .write_str(tx, &format!("{dir}/protocol"), "x86_64-abi")
+                .await?;
+            store
+                .write_str(tx, &format!("{dir}/feature-persistent"), "1")
+                .await
+        };
+        match w.await {
+            Ok(()) => {}
+            Err(e) => {
+                let _ = store.transaction_end(tx, false).await;
+                return Err(e.into());
+            }
+        }
+        match store.transaction_end(tx, true).await {
+            Ok(()) => break,
+            Err(XsError::EAGAIN) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    switch_state(store, dir, State::Initialised).await?;
+    Ok(())
+}
+
+/// Step 3: wait for `Connected`, read the offer, go `Connected`.
+async fn finish<S: Store, W: xenbus::Watch, P: GrantTable + EventChannel>(
+    store: &S,
+    watch: &mut W,
+    dir: &str,
+    back: &str,
+    mut front: Blkfront<P>,
+) -> Result<Blkfront<P>, Error> {
+    let r = async {
+        let s = wait_state(store, watch, back, |s| {
+            s == Some(State::Connected) || gone(s)
+        })
+        .await?;
+        if gone(s) {
+            return Err(Error::Closed(s));
+        }
+        let offer = read_offer(store, back).await?;
+        front.connected(offer);
+        switch_state(store, dir, State::Connected).await?;
+        Ok(())
+    };
+    match r.await {
+        Ok(()) => Ok(front),
+        Err(e) => {
+            let _ = switch_state(store, dir, State::Closed).await;
+            front.close();
+            Err(e)
+        }
+    }
+}
+
+/// What a `Connected` back end offers.
+pub async fn read_offer<S: Store>(store: &S, back: &str) -> Result<Offer, Error> {
+    let node = |n: &str| format!("{back}/{n}");
+    fn bad(n: &'static str) -> impl Fn(XsError) -> Error {
+        move |_| Error::BadNode(String::from(n))
+    }
+    let sectors: u64 = read_number(store, NO_TX, &node("sectors"))
+        .await
+        .map_err(bad("sectors"))?
+        .ok_or_else(|| Error::BadNode(String::from("sectors")))?;
+    let info: u32 = read_number(store, NO_TX, &node("info"))
+        .await
+        .map_err(bad("info"))?
+        .unwrap_or(0);
+    // We address the disk in 512-byte sectors; a larger logical sector is refused.
+    let sector_size: u32 = read_number(store, NO_TX, &node("sector-size"))
+        .await
+        .map_err(bad("sector-size"))?
+        .unwrap_or(512);
+    if sector_size != 512 {
+        return Err(Error::BadNode(format!("sector-size {sector_size}")));
+    }
+    let max_indirect: u32 = read_number(store, NO_TX, &node("feature-max-indirect-segments"))
+        .await
+        .unwrap_or(None)
+        .unwrap_or(0);
+    let mode_ro = store
+        .read(NO_TX, &node("mode"))
+        .await
+        .is_ok_and(|m| m.as_slice() == b"r");
+    Ok(Offer {
+        sectors,
+        readonly: info & VDISK_READONLY != 0 || mode_ro,
+        flush: read_flag(store, NO_TX, &node("feature-flush-cache")).await?,
+        barrier: read_flag(store, NO_TX, &node("feature-barrier")).await?,
+        discard: read_flag(store, NO_TX, &node("feature-discard")).await?,
+        max_indirect_segments: max_indirect.min(pv_core::blkif::MAX_INDIRECT_SEGMENTS),
+    })
+}
