@@ -11,7 +11,7 @@ use xen_sys::*;
 use super::TestMachine;
 use crate::frames::FrameAllocator;
 use crate::hypervisor::{DomainSpec, Hypervisor, Next};
-use crate::machine::GuestMemory;
+use crate::machine::{GuestFault, GuestMemory};
 use crate::mm::m2p::M2p;
 use crate::mm::FrameTable;
 use crate::pv::build::elf::testing::make_elf;
@@ -79,13 +79,23 @@ pub fn three() -> Hypervisor<TestMachine> {
 
 /// Writes `bytes` at `va` of domain `d`'s memory.
 pub fn poke(h: &mut Hypervisor<TestMachine>, d: domid_t, va: u64, bytes: &[u8]) {
+    try_poke(h, d, va, bytes).unwrap();
+}
+
+/// [`poke`], or the fault the guest's own write would take (it may have unmapped the
+/// page, or made it read-only).
+pub fn try_poke(
+    h: &mut Hypervisor<TestMachine>,
+    d: domid_t,
+    va: u64,
+    bytes: &[u8],
+) -> Result<(), GuestFault> {
     let l4 = h.domains[d].l4;
     GuestMemory {
         machine: &mut h.machine,
         l4,
     }
     .write(va, bytes)
-    .unwrap();
 }
 
 /// Reads a `u32` at `va` of domain `d`'s memory.
