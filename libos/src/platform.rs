@@ -85,6 +85,9 @@ impl EventChannel for Xen {
             let _ = hypercall::sched_poll(&[port], 0);
         }
     }
+    fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
+        events::masked(f)
+    }
 }
 
 /// A zeroed page of our heap that we can grant.

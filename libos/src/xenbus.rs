@@ -8,7 +8,7 @@
 //! the connection, and every request then fails with `EIO`.
 
 use pv_core::page::SharedPage;
-use pv_core::platform::Port;
+use pv_core::platform::{EventChannel as _, Port};
 use spin::Once;
 use xenbus::transport::{Broken, RingTransport, Transport};
 
@@ -32,7 +32,7 @@ impl Transport for GuestRing {
         self.0.notify()
     }
     fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
-        events::masked(f)
+        Xen.masked(f)
     }
 }
 

@@ -45,6 +45,11 @@ pub trait EventChannel {
     /// Blocks until an event arrives on `port` (or returns at once if one arrived since
     /// the last wait).
     fn wait(&self, port: Port);
+    /// Runs `f` where this domain's event handlers cannot interrupt it (a guest masks
+    /// its upcall): a driver locks what its event handler also locks only inside.
+    fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
 }
 
 /// A page this domain owns and can share (front ends).
@@ -103,6 +108,9 @@ impl<T: EventChannel + ?Sized> EventChannel for &T {
     }
     fn wait(&self, port: Port) {
         (**self).wait(port)
+    }
+    fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
+        (**self).masked(f)
     }
 }
 

@@ -211,6 +211,11 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
         self.port
     }
 
+    /// The platform the vbd runs on.
+    pub fn platform(&self) -> &P {
+        &self.p
+    }
+
     pub fn backend(&self) -> DomId {
         self.backend
     }

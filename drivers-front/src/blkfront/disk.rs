@@ -1,0 +1,256 @@
+//! The block device a guest's tasks use: async read, write, flush and discard at byte
+//! offsets, over one connected [`Blkfront`], with a bounded queue depth.
+//!
+//! Any number of tasks may use the disk at once; at most `depth` operations are on
+//! the ring together, the others wait their turn. An operation larger than one
+//! request carries is split into requests made one after another. Offsets and
+//! lengths need not be whole sectors: a read of a part of a sector reads the sector,
+//! a write of a part of one reads, merges and writes it back (not atomic against a
+//! concurrent write to the same sector).
+//!
+//! Wake-ups: the owner binds the vbd's event channel to a handler that calls
+//! [`Disk::wake_all`]; the waker table is locked only under the platform's
+//! [`EventChannel::masked`], so that handler never waits for a lock its CPU holds.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use core::future::poll_fn;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::task::{Context, Poll, Waker};
+
+use pv_core::blkif::SECTOR_SHIFT;
+use pv_core::platform::{EventChannel, GrantTable};
+use spin::Mutex;
+
+use super::ring::{Blkfront, Broken, Op, Refused, Status, Ticket};
+
+const SECTOR: u64 = 1 << SECTOR_SHIFT;
+
+fn aligned(bytes: u64) -> bool {
+    bytes.is_multiple_of(SECTOR)
+}
+
+/// Why an operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoError {
+    /// Not started: outside the disk, read-only, not offered.
+    Refused(Refused),
+    /// The back end answered with an error status.
+    Status(Status),
+    /// The vbd broke.
+    Broken(Broken),
+}
+
+/// An async block device.
+pub struct Disk<P: GrantTable + EventChannel + Clone> {
+    /// The platform, apart from the ring: the event handler's wake-up must not wait
+    /// for the ring's lock.
+    p: P,
+    front: Mutex<Blkfront<P>>,
+    waiters: Mutex<BTreeMap<u64, Waker>>,
+    next_waiter: AtomicU64,
+    depth: usize,
+}
+
+impl<P: GrantTable + EventChannel + Clone> Disk<P> {
+    /// The disk over a connected `front`, with at most `depth` operations in flight.
+    pub fn new(front: Blkfront<P>, depth: usize) -> Self {
+        Disk {
+            p: front.platform().clone(),
+            front: Mutex::new(front),
+            waiters: Mutex::new(BTreeMap::new()),
+            next_waiter: AtomicU64::new(1),
+            depth: depth.max(1),
+        }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.front.lock().offer().sectors << SECTOR_SHIFT
+    }
+
+    pub fn readonly(&self) -> bool {
+        self.front.lock().offer().readonly
+    }
+
+    /// Wakes every waiting operation: call it when the vbd's event channel fires.
+    pub fn wake_all(&self) {
+        self.p.masked(|| {
+            for w in self.waiters.lock().values() {
+                w.wake_by_ref();
+            }
+        });
+    }
+
+    /// Runs `f` on the ring as it is now (for the owner: statistics, closing).
+    pub fn with_front<R>(&self, f: impl FnOnce(&mut Blkfront<P>) -> R) -> R {
+        f(&mut self.front.lock())
+    }
+
+    fn register(&self, id: u64, waker: &Waker) {
+        self.p.masked(|| {
+            self.waiters.lock().insert(id, waker.clone());
+        })
+    }
+
+    fn unregister(&self, id: u64) {
+        self.p.masked(|| {
+            self.waiters.lock().remove(&id);
+        })
+    }
+
+    /// One request: waits for room, submits, waits for the answer, takes it (a read's
+    /// data into `buf`).
+    async fn one(&self, op: Op<'_>, buf: &mut [u8]) -> Result<(), IoError> {
+        let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        let _guard = Unregister { disk: self, id };
+        let mut ticket: Option<Ticket> = None;
+        let status = poll_fn(|cx: &mut Context<'_>| {
+            let mut front = self.front.lock();
+            let t = match ticket {
+                Some(t) => t,
+                None => {
+                    if front.in_flight() >= self.depth {
+                        self.register(id, cx.waker());
+                        return Poll::Pending;
+                    }
+                    match front.submit(op) {
+                        Ok(t) => {
+                            front.kick();
+                            ticket = Some(t);
+                            t
+                        }
+                        Err(Refused::Busy) => {
+                            self.register(id, cx.waker());
+                            return Poll::Pending;
+                        }
+                        Err(Refused::Broken) => {
+                            let b = front.broken().expect("broken");
+                            return Poll::Ready(Err(IoError::Broken(b)));
+                        }
+                        Err(r) => return Poll::Ready(Err(IoError::Refused(r))),
+                    }
+                }
+            };
+            // Register before looking, so that an answer arriving in between wakes us.
+            self.register(id, cx.waker());
+            if let Err(b) = front.poll() {
+                return Poll::Ready(Err(IoError::Broken(b)));
+            }
+            match front.take(t, buf) {
+                Some(s) => Poll::Ready(Ok(s)),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+        // A slot and pages came free: whoever waits for room may go.
+        self.wake_all();
+        match status? {
+            Status::Okay => Ok(()),
+            s => Err(IoError::Status(s)),
+        }
+    }
+
+    fn max_bytes(&self) -> usize {
+        (self.front.lock().max_sectors() << SECTOR_SHIFT) as usize
+    }
+
+    /// Reads `buf.len()` bytes at byte `offset`.
+    pub async fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or(IoError::Refused(Refused::Invalid))?;
+        if !aligned(offset) || !aligned(end) {
+            // Read the whole sectors around it, and keep the part asked for.
+            let first = offset / SECTOR * SECTOR;
+            let last = end.div_ceil(SECTOR) * SECTOR;
+            let mut tmp = vec![0u8; (last - first) as usize];
+            self.read_aligned(first, &mut tmp).await?;
+            let at = (offset - first) as usize;
+            buf.copy_from_slice(&tmp[at..at + buf.len()]);
+            return Ok(());
+        }
+        self.read_aligned(offset, buf).await
+    }
+
+    async fn read_aligned(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        let max = self.max_bytes();
+        let mut done = 0;
+        for chunk in buf.chunks_mut(max) {
+            let sector = (offset + done) >> SECTOR_SHIFT;
+            let sectors = (chunk.len() as u64) >> SECTOR_SHIFT;
+            self.one(Op::Read { sector, sectors }, chunk).await?;
+            done += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at byte `offset`; durable only after a [`Disk::flush`] that
+    /// starts after this returns.
+    pub async fn write(&self, offset: u64, data: &[u8]) -> Result<(), IoError> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(IoError::Refused(Refused::Invalid))?;
+        if !aligned(offset) || !aligned(end) {
+            let first = offset / SECTOR * SECTOR;
+            let last = end.div_ceil(SECTOR) * SECTOR;
+            let mut tmp = vec![0u8; (last - first) as usize];
+            // Only the first and the last sector hold bytes we keep.
+            self.read_aligned(first, &mut tmp[..SECTOR as usize])
+                .await?;
+            let tail = tmp.len() - SECTOR as usize;
+            self.read_aligned(last - SECTOR, &mut tmp[tail..]).await?;
+            let at = (offset - first) as usize;
+            tmp[at..at + data.len()].copy_from_slice(data);
+            return self.write_aligned(first, &tmp).await;
+        }
+        self.write_aligned(offset, data).await
+    }
+
+    async fn write_aligned(&self, offset: u64, data: &[u8]) -> Result<(), IoError> {
+        let max = self.max_bytes();
+        let mut done = 0;
+        for chunk in data.chunks(max) {
+            let sector = (offset + done) >> SECTOR_SHIFT;
+            self.one(
+                Op::Write {
+                    sector,
+                    data: chunk,
+                },
+                &mut [],
+            )
+            .await?;
+            done += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Makes every write that completed before this call durable.
+    pub async fn flush(&self) -> Result<(), IoError> {
+        self.one(Op::Flush, &mut []).await
+    }
+
+    /// Discards whole sectors (`offset` and `len` in bytes, multiples of 512).
+    pub async fn discard(&self, offset: u64, len: u64) -> Result<(), IoError> {
+        if !aligned(offset) || !aligned(len) {
+            return Err(IoError::Refused(Refused::Invalid));
+        }
+        let op = Op::Discard {
+            sector: offset >> SECTOR_SHIFT,
+            sectors: len >> SECTOR_SHIFT,
+        };
+        self.one(op, &mut []).await
+    }
+}
+
+/// Forgets an operation's waker however its future ends (done or dropped).
+struct Unregister<'a, P: GrantTable + EventChannel + Clone> {
+    disk: &'a Disk<P>,
+    id: u64,
+}
+
+impl<P: GrantTable + EventChannel + Clone> Drop for Unregister<'_, P> {
+    fn drop(&mut self) {
+        self.disk.unregister(self.id);
+    }
+}
