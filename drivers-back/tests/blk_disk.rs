@@ -85,7 +85,9 @@ fn setup<'a>(
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(13) ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(13) ^ seed)
+        .collect()
 }
 
 #[test]
@@ -110,7 +112,9 @@ fn many_tasks_stay_within_the_queue_depth_and_their_data_lands() {
         Box::pin(disk.read(5 * 4096, &mut a)),
         Box::pin(disk.read(31 * 4096, &mut b)),
     ];
-    assert!(run_all(&mut back, &dom0, tasks, || {}).iter().all(Result::is_ok));
+    assert!(run_all(&mut back, &dom0, tasks, || {})
+        .iter()
+        .all(Result::is_ok));
     assert!(a == datas[5] && b == datas[31]);
 }
 

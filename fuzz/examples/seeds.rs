@@ -208,4 +208,15 @@ fn main() {
         "read-and-indirect-write",
         &blk(&[read, indirect]),
     );
+
+    // blkfront: a read of 8 sectors at 8, answered in slot 0 with its id, then an
+    // answer for no request.
+    let mut front = vec![0u8, 0, 8, 0, 8];
+    front.extend([1, 0, 0, 0, 0, 0, 2]);
+    front.extend(1u32.to_le_bytes());
+    front.push(3);
+    front.extend([1, 1, 200, 99, 0, 0, 0, 0, 2]);
+    front.extend(2u32.to_le_bytes());
+    front.push(3);
+    write(&out, "blkfront", "read-then-stray-answer", &front);
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod blkif;
+pub mod blkfront;
 pub mod bundle;
 pub mod byte_ring;
 pub mod bzimage;

@@ -28,6 +28,7 @@ pub const TARGETS: &[&str] = &[
     "xenstored",
     "byte_ring",
     "blkif",
+    "blkfront",
     "hypercalls",
 ];
 
