@@ -326,3 +326,53 @@ fn close_revokes_every_grant() {
     // Granting works afterwards: nothing was leaked into a stuck state.
     assert!(d1.grant(0, &d1.alloc_page().unwrap(), false).is_ok());
 }
+
+#[test]
+fn persistent_grants_stay_mapped_until_disconnect() {
+    let w = MemWorld::new();
+    let (dom0, dom1) = (w.domain(0), w.domain(1));
+    let mut front = Blkfront::new(&dom1, 0, 1, 8).unwrap();
+    let mut back = BlkBack::connect(
+        &dom0,
+        1,
+        front.ring_refs(),
+        front.port(),
+        MemDisk::new(SECTORS),
+        INFO,
+    )
+    .unwrap();
+    back.keep_grants(4);
+    front.connected(offer(SECTORS));
+    let data = pattern(8 * 4096, 3);
+    let mut buf = vec![0; data.len()];
+    for round in 0..3 {
+        // 8 pages through a cache of 4: four kept, four mapped per request.
+        let t = front
+            .submit(Op::Write {
+                sector: 0,
+                data: &data,
+            })
+            .unwrap();
+        front.kick();
+        back.service(&dom0).unwrap();
+        front.poll().unwrap();
+        assert_eq!(front.take(t, &mut []), Some(Status::Okay));
+        let t = front
+            .submit(Op::Read {
+                sector: 0,
+                sectors: 64,
+            })
+            .unwrap();
+        front.kick();
+        back.service(&dom0).unwrap();
+        front.poll().unwrap();
+        assert_eq!(front.take(t, &mut buf), Some(Status::Okay));
+        assert!(buf == data, "round {round}");
+        assert_eq!(back.kept_grants(), 4);
+    }
+    let kept_now = (1..200).filter(|&g| dom1.map_count(g) == Some(1)).count();
+    // The ring page, and the four kept data pages.
+    assert_eq!(kept_now, 5);
+    back.disconnect(&dom0);
+    assert!((1..200).all(|g| dom1.map_count(g) != Some(1)));
+}

@@ -202,6 +202,8 @@ fn front_and_back_negotiate_and_io_flows() {
     front.poll().unwrap();
     assert_eq!(front.take(t, &mut []), Some(Status::Okay));
     assert!(back.disk().data[16 * 512..16 * 512 + data.len()] == data[..]);
+    // Both wrote feature-persistent: the 16 data pages stay mapped.
+    assert_eq!(back.kept_grants(), 16);
 }
 
 #[test]

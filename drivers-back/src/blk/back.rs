@@ -9,6 +9,7 @@
 //! a read) is disconnected ([`Disconnect`]): the caller takes the vbd to `Closing` with
 //! an `error` node, and nothing of it stays mapped. Other vbds never notice.
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use pv_core::blkif::{
@@ -62,6 +63,10 @@ pub struct BlkBack<P: ForeignMemory + EventChannel, D: BlockDevice> {
     port: Port,
     disk: D,
     info: Disk,
+    /// Persistent grants (`feature-persistent`): the front end's data pages, mapped
+    /// writable once and kept until the vbd disconnects, at most `keep` of them.
+    kept: BTreeMap<GrantRef, P::Mapping>,
+    keep: usize,
 }
 
 impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
@@ -121,7 +126,21 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
             port,
             disk,
             info,
+            kept: BTreeMap::new(),
+            keep: 0,
         })
+    }
+
+    /// Keeps up to `max` of the front end's data pages mapped between requests (both
+    /// ends wrote `feature-persistent`; Linux's blkback keeps up to 1056 per ring). A
+    /// page granted read-only is mapped per request, as without persistence.
+    pub fn keep_grants(&mut self, max: usize) {
+        self.keep = max;
+    }
+
+    /// Data pages mapped persistently now.
+    pub fn kept_grants(&self) -> usize {
+        self.kept.len()
     }
 
     /// The front end's domain.
@@ -152,10 +171,15 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
             match ring.get_request() {
                 Err(e) => break Err(Disconnect::Ring(e)),
                 Ok(Some(raw)) => {
-                    let status = match serve(p, self.domid, &mut self.disk, &self.info, &raw) {
-                        Ok(status) => status,
-                        Err(d) => break Err(d),
+                    let mut kept = Kept {
+                        map: &mut self.kept,
+                        max: self.keep,
                     };
+                    let status =
+                        match serve(p, self.domid, &mut self.disk, &self.info, &mut kept, &raw) {
+                            Ok(status) => status,
+                            Err(d) => break Err(d),
+                        };
                     ring.put_response(&blkif::response(raw.id(), raw.operation(), status));
                     served += 1;
                     if served % PUSH_EVERY == 0 {
@@ -181,11 +205,37 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
 
     /// Unmaps the ring and closes the event channel; the device is handed back.
     pub fn disconnect(self, p: &P) -> D {
-        for m in self.ring {
+        for m in self.ring.into_iter().chain(self.kept.into_values()) {
             let _ = p.unmap(m);
         }
         p.close(self.port);
         self.disk
+    }
+}
+
+/// The persistent mappings of one vbd, as a request's service sees them.
+struct Kept<'a, M> {
+    map: &'a mut BTreeMap<GrantRef, M>,
+    max: usize,
+}
+
+impl<M: SharePage> Kept<'_, M> {
+    /// The kept mapping of `gref`, mapping (writable) and keeping it if there is
+    /// room; `None`: map it for this request only.
+    fn get<P: ForeignMemory<Mapping = M>>(
+        &mut self,
+        p: &P,
+        domid: DomId,
+        gref: GrantRef,
+    ) -> Option<&M> {
+        if !self.map.contains_key(&gref) {
+            if self.map.len() >= self.max {
+                return None;
+            }
+            let m = p.map(domid, gref, false).ok()?;
+            self.map.insert(gref, m);
+        }
+        self.map.get(&gref)
     }
 }
 
@@ -195,6 +245,7 @@ fn serve<P: ForeignMemory, D: BlockDevice>(
     domid: DomId,
     disk: &mut D,
     info: &Disk,
+    kept: &mut Kept<'_, P::Mapping>,
     raw: &RawRequest,
 ) -> Result<i16, Disconnect> {
     let id = raw.id();
@@ -217,7 +268,7 @@ fn serve<P: ForeignMemory, D: BlockDevice>(
             sector,
             segments: Segments::Direct(segs),
             ..
-        } => transfer(p, domid, disk, id, dir, sector, &segs),
+        } => transfer(p, domid, disk, kept, id, dir, sector, &segs),
         Request::ReadWrite {
             dir,
             sector,
@@ -246,7 +297,7 @@ fn serve<P: ForeignMemory, D: BlockDevice>(
             for m in maps {
                 let _ = p.unmap(m);
             }
-            transfer(p, domid, disk, id, dir, sector, &segs?)
+            transfer(p, domid, disk, kept, id, dir, sector, &segs?)
         }
         Request::Barrier {
             sector, segments, ..
@@ -255,7 +306,16 @@ fn serve<P: ForeignMemory, D: BlockDevice>(
             if disk.flush().is_err() {
                 return Ok(BLKIF_RSP_ERROR as i16);
             }
-            let status = transfer(p, domid, disk, id, Direction::Write, sector, &segments)?;
+            let status = transfer(
+                p,
+                domid,
+                disk,
+                kept,
+                id,
+                Direction::Write,
+                sector,
+                &segments,
+            )?;
             if status != BLKIF_RSP_OKAY as i16 {
                 return Ok(status);
             }
@@ -271,10 +331,12 @@ fn serve<P: ForeignMemory, D: BlockDevice>(
 }
 
 /// Moves the data of a read or write between the device and the granted pages.
+#[allow(clippy::too_many_arguments)]
 fn transfer<P: ForeignMemory, D: BlockDevice>(
     p: &P,
     domid: DomId,
     disk: &mut D,
+    kept: &mut Kept<'_, P::Mapping>,
     id: u64,
     dir: Direction,
     sector: u64,
@@ -284,33 +346,23 @@ fn transfer<P: ForeignMemory, D: BlockDevice>(
     let mut offset = sector << SECTOR_SHIFT;
     let mut ok = true;
     for s in segs {
-        // A read fills the front end's page: it must be granted writable.
-        let m = p
-            .map(domid, s.gref, dir == Direction::Write)
-            .map_err(|why| Disconnect::Grant {
-                id,
-                gref: s.gref,
-                why,
-            })?;
-        let page = m.page();
         let at = (s.first_sect as usize) << SECTOR_SHIFT;
         let len = (s.sectors() as usize) << SECTOR_SHIFT;
         let chunk = &mut buf[..len];
-        if ok {
-            match dir {
-                Direction::Read => {
-                    ok = disk.read(offset, chunk).is_ok();
-                    if ok {
-                        page.write(at, chunk);
-                    }
-                }
-                Direction::Write => {
-                    page.read(at, chunk);
-                    ok = disk.write(offset, chunk).is_ok();
-                }
-            }
+        if let Some(m) = kept.get(p, domid, s.gref) {
+            ok = ok && copy(disk, m.page(), dir, offset, at, chunk);
+        } else {
+            // A read fills the front end's page: it must be granted writable.
+            let m = p
+                .map(domid, s.gref, dir == Direction::Write)
+                .map_err(|why| Disconnect::Grant {
+                    id,
+                    gref: s.gref,
+                    why,
+                })?;
+            ok = ok && copy(disk, m.page(), dir, offset, at, chunk);
+            let _ = p.unmap(m);
         }
-        let _ = p.unmap(m);
         offset += len as u64;
     }
     Ok(if ok {
@@ -318,4 +370,28 @@ fn transfer<P: ForeignMemory, D: BlockDevice>(
     } else {
         BLKIF_RSP_ERROR as i16
     })
+}
+
+/// One segment's data between the device at `offset` and the page at `at`.
+fn copy<D: BlockDevice>(
+    disk: &mut D,
+    page: SharedPage<'_>,
+    dir: Direction,
+    offset: u64,
+    at: usize,
+    chunk: &mut [u8],
+) -> bool {
+    match dir {
+        Direction::Read => {
+            let ok = disk.read(offset, chunk).is_ok();
+            if ok {
+                page.write(at, chunk);
+            }
+            ok
+        }
+        Direction::Write => {
+            page.read(at, chunk);
+            disk.write(offset, chunk).is_ok()
+        }
+    }
 }

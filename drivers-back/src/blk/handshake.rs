@@ -7,8 +7,8 @@
 //!    `discard-alignment`), `feature-max-indirect-segments`, `max-ring-page-order`,
 //!    `feature-persistent`; go `InitWait`;
 //! 2. wait for the front end (`frontend`, `frontend-id`) to be `Initialised`;
-//! 3. read its `ring-ref` (or `ring-page-order` and `ring-ref<N>`), `event-channel`
-//!    and `protocol`, map the ring, go `Connected`.
+//! 3. read its `ring-ref` (or `ring-page-order` and `ring-ref<N>`), `event-channel`,
+//!    `protocol` and `feature-persistent`, map the ring, go `Connected`.
 //!
 //! Everything read from the front end's directory is the front end's to write, and
 //! checked: a missing or malformed node, an order above what we offered, a protocol
@@ -30,6 +30,10 @@ use super::device::BlockDevice;
 
 /// The largest `ring-page-order` we accept (16 pages).
 pub const MAX_RING_ORDER: u32 = MAX_RING_PAGES.trailing_zeros();
+
+/// Data pages kept mapped for a front end that wrote `feature-persistent` (Linux's
+/// blkback: `xen_blkif_max_pgrants`, 1056 per ring).
+pub const MAX_PERSISTENT_GRANTS: usize = 1056;
 
 /// Why a vbd did not connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +130,11 @@ async fn handshake<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
         Ok(_) | Err(XsError::ENOENT) => {}
         Err(e) => return Err(e.into()),
     }
-    let back = BlkBack::connect(p, front, &refs, port, disk, info).map_err(Error::Platform)?;
+    let persistent = xenbus::device::read_flag(store, NO_TX, &f("feature-persistent")).await?;
+    let mut back = BlkBack::connect(p, front, &refs, port, disk, info).map_err(Error::Platform)?;
+    if persistent {
+        back.keep_grants(MAX_PERSISTENT_GRANTS);
+    }
     if let Err(e) = switch_state(store, dir, State::Connected).await {
         back.disconnect(p);
         return Err(e.into());
