@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod blk;
 pub mod console;
 pub mod control;
 pub mod errno;

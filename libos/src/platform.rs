@@ -112,6 +112,11 @@ impl OwnedPage {
     }
 }
 
+// SAFETY: the page is this value's alone (allocated in `new`, freed in `drop`) and only
+// ever accessed through atomics, so moving its owner to another context is sound: a
+// driver's state may be shared with the event handler that wakes it.
+unsafe impl Send for OwnedPage {}
+
 impl Drop for OwnedPage {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout.
