@@ -8,33 +8,18 @@
 //! the connection, and every request then fails with `EIO`.
 
 use pv_core::page::SharedPage;
-use pv_core::platform::{EventChannel as _, Port};
+use pv_core::platform::Port;
 use spin::Once;
-use xenbus::transport::{Broken, RingTransport, Transport};
+use xenbus::transport::RingTransport;
 
 pub use xenbus::{Client, Store, Tx, XsError, NO_TX};
 
 use crate::events;
 use crate::platform::{self, Xen};
 
-/// The store ring of a libos guest: events masked while the client's waker table is
-/// locked, since the store's event handler wakes from upcall context.
-pub struct GuestRing(RingTransport<'static, Xen>);
-
-impl Transport for GuestRing {
-    fn send(&self, bytes: &[u8]) -> Result<usize, Broken> {
-        self.0.send(bytes)
-    }
-    fn receive(&self, buf: &mut [u8]) -> Result<usize, Broken> {
-        self.0.receive(buf)
-    }
-    fn notify(&self) {
-        self.0.notify()
-    }
-    fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
-        Xen.masked(f)
-    }
-}
+/// The store ring of a libos guest (events masked while the client's waker table is
+/// locked: the store's event handler wakes from upcall context).
+pub type GuestRing = RingTransport<'static, Xen>;
 
 /// A watch of this domain's store.
 pub type Watch = xenbus::client::Watching<'static, GuestRing>;
@@ -66,11 +51,7 @@ pub fn store() -> Result<&'static Client<GuestRing>, XsError> {
             let page: SharedPage<'static> = unsafe { platform::page_at(va) };
             static HANDLER: fn(Port) = wake;
             events::bind(si.store_evtchn, &HANDLER);
-            Some(Client::new(GuestRing(RingTransport::new(
-                page,
-                Xen,
-                si.store_evtchn,
-            ))))
+            Some(Client::new(RingTransport::new(page, Xen, si.store_evtchn)))
         })
         .as_ref()
         .ok_or(XsError::ENOSYS)

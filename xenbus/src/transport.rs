@@ -66,4 +66,9 @@ impl<E: EventChannel> Transport for RingTransport<'_, E> {
     fn notify(&self) {
         self.evtchn.notify(self.port)
     }
+    /// The store's event handler wakes from upcall context: mask it as the platform
+    /// does.
+    fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.evtchn.masked(f)
+    }
 }
