@@ -132,7 +132,17 @@ impl Sleep {
 impl Future for Sleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if time::now() >= self.deadline {
+        // A deadline that passed while an earlier one still waits (the domain was not
+        // running when both expired) goes through the queue, so that the executor
+        // wakes them in deadline order: a task that sleeps again at once must not
+        // overtake a sleeper whose deadline came first.
+        let earlier_waits = || {
+            QUEUE
+                .lock()
+                .first_key_value()
+                .is_some_and(|(&(d, _), _)| d < self.deadline.as_nanos())
+        };
+        if time::now() >= self.deadline && !earlier_waits() {
             if let Some(k) = self.key.take() {
                 QUEUE.lock().remove(&k);
             }
