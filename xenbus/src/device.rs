@@ -84,18 +84,22 @@ pub async fn switch_state<S: Store>(store: &S, dir: &str, state: State) -> Resul
         .await
 }
 
-/// Waits, on `watch` (of `<dir>/state` or above), until the state in `<dir>/state`
-/// satisfies `done`; returns that state.
-pub async fn wait_state<S: Store, W: Watch>(
+/// Waits, on `watch`, until the peer's state (in `<peer_dir>/state`) asks this end,
+/// in state `me`, to act: the first [`Step`](crate::state::Step) of `machine` (
+/// [`state::front_end`](crate::state::front_end) or
+/// [`state::back_end`](crate::state::back_end)) that is not a plain wait.
+pub async fn next_step<S: Store, W: Watch>(
     store: &S,
     watch: &mut W,
-    dir: &str,
-    mut done: impl FnMut(Option<State>) -> bool,
-) -> Result<Option<State>, XsError> {
+    peer_dir: &str,
+    me: State,
+    machine: fn(State, Option<State>) -> crate::state::Step,
+) -> Result<(crate::state::Step, Option<State>), XsError> {
     loop {
-        let s = read_state(store, dir).await?;
-        if done(s) {
-            return Ok(s);
+        let peer = read_state(store, peer_dir).await?;
+        let step = machine(me, peer);
+        if step != crate::state::Step::WAIT {
+            return Ok((step, peer));
         }
         watch.next().await?;
     }

@@ -116,7 +116,12 @@ const fn step(action: Action, next: Option<State>) -> Step {
     Step { action, next }
 }
 
-const WAIT: Step = step(Action::Wait, None);
+impl Step {
+    /// Nothing to do, nothing to publish: wait for the peer's next change.
+    pub const WAIT: Step = step(Action::Wait, None);
+}
+
+const WAIT: Step = Step::WAIT;
 
 /// The front end is in `me` and sees the back end's node change to `peer` (`None`: not
 /// a state, or the node is gone).
@@ -128,6 +133,10 @@ pub fn front_end(me: State, peer: Option<State>) -> Step {
         None | Some(Unknown) if connected => step(Action::Disconnect, Some(Closed)),
         None | Some(Unknown) => WAIT,
         Some(InitWait) if me == Initialising => step(Action::Connect, Some(Initialised)),
+        // Our rings are published and the back end has not mapped them yet: what a
+        // front end that looks again before the back end moved sees (Linux's
+        // `blkback_changed` ignores it too).
+        Some(InitWait) if me == Initialised => WAIT,
         // A back end that starts over while we hold rings, or claims a state only a
         // front end has: close.
         Some(Initialising | InitWait | Initialised) if connected => {

@@ -22,7 +22,8 @@ use pv_core::blkif::Disk;
 use pv_core::platform::{EventChannel, ForeignMemory, PlatformError};
 use pv_core::ring::MAX_RING_PAGES;
 use xen_sys::VDISK_READONLY;
-use xenbus::device::{self, other_end, read_number, switch_state, wait_state};
+use xenbus::device::{self, other_end, read_number, switch_state};
+use xenbus::state::{self, Action};
 use xenbus::{State, Store, XsError, NO_TX};
 
 use super::back::BlkBack;
@@ -51,10 +52,6 @@ impl From<XsError> for Error {
     fn from(e: XsError) -> Self {
         Error::Store(e)
     }
-}
-
-fn gone(s: Option<State>) -> bool {
-    matches!(s, Some(State::Closing | State::Closed))
 }
 
 /// Offers vbd `id` of domain `front` and connects it once the front end is ready.
@@ -93,12 +90,11 @@ async fn handshake<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
     offer(store, dir, &disk, &info).await?;
     switch_state(store, dir, State::InitWait).await?;
     let mut watch = store.watch(&format!("{}/state", fe.dir)).await?;
-    let s = wait_state(store, &mut watch, &fe.dir, |s| {
-        matches!(s, Some(State::Initialised | State::Connected)) || gone(s)
-    })
-    .await?;
-    if gone(s) {
-        return Err(Error::Closed(s));
+    // The front end's moves as the xenbus state machine reads them.
+    let (step, peer) =
+        device::next_step(store, &mut watch, &fe.dir, State::InitWait, state::back_end).await?;
+    if step.action != Action::Connect {
+        return Err(Error::Closed(peer));
     }
     let f = |n: &str| format!("{}/{n}", fe.dir);
     let bad = |n: &str| Error::BadNode(String::from(n));

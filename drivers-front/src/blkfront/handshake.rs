@@ -18,7 +18,8 @@ use alloc::string::String;
 
 use pv_core::platform::{EventChannel, GrantTable, PlatformError};
 use xen_sys::VDISK_READONLY;
-use xenbus::device::{self, other_end, read_flag, read_number, switch_state, wait_state};
+use xenbus::device::{self, other_end, read_flag, read_number, switch_state};
+use xenbus::state::{self, Action};
 use xenbus::{State, Store, XsError, NO_TX};
 
 use super::ring::{Blkfront, Offer};
@@ -50,13 +51,6 @@ impl From<PlatformError> for Error {
     }
 }
 
-fn gone(s: Option<State>) -> bool {
-    matches!(
-        s,
-        None | Some(State::Closing | State::Closed | State::Unknown)
-    )
-}
-
 /// Connects vbd `id` (`device/vbd/<id>`), with a data pool of `pool_pages` pages.
 pub async fn connect<S: Store, P: GrantTable + EventChannel>(
     store: &S,
@@ -68,15 +62,17 @@ pub async fn connect<S: Store, P: GrantTable + EventChannel>(
     let back = other_end(store, &dir, "backend").await?;
     let back_state = format!("{}/state", back.dir);
     let mut watch = store.watch(&back_state).await?;
-    let mut seen = false;
-    let s = wait_state(store, &mut watch, &back.dir, |s| {
-        // Before the back end ever wrote a state, its absence is not a close.
-        seen |= s.is_some();
-        s == Some(State::InitWait) || s == Some(State::Connected) || (seen && gone(s))
-    })
+    // The back end's moves as the xenbus state machine reads them.
+    let (step, peer) = device::next_step(
+        store,
+        &mut watch,
+        &back.dir,
+        State::Initialising,
+        state::front_end,
+    )
     .await?;
-    if gone(s) {
-        return Err(Error::Closed(s));
+    if step.action != Action::Connect {
+        return Err(Error::Closed(peer));
     }
     let theirs: u32 = read_number(store, NO_TX, &format!("{}/max-ring-page-order", back.dir))
         .await
@@ -156,12 +152,10 @@ async fn finish<S: Store, W: xenbus::Watch, P: GrantTable + EventChannel>(
     mut front: Blkfront<P>,
 ) -> Result<Blkfront<P>, Error> {
     let r = async {
-        let s = wait_state(store, watch, back, |s| {
-            s == Some(State::Connected) || gone(s)
-        })
-        .await?;
-        if gone(s) {
-            return Err(Error::Closed(s));
+        let (step, peer) =
+            device::next_step(store, watch, back, State::Initialised, state::front_end).await?;
+        if step.action != Action::Start {
+            return Err(Error::Closed(peer));
         }
         let offer = read_offer(store, back).await?;
         front.connected(offer);

@@ -140,6 +140,9 @@ fn a_vanished_or_garbled_peer_closes_the_device() {
     );
     // Before connecting, there is nothing to drop: wait for a back end.
     assert_eq!(front_end(Initialising, None), WAIT);
+    // Rings published, the back end not there yet: wait for it (a front end that
+    // reads the back end's state again before it moved sees this).
+    assert_eq!(front_end(Initialised, Some(InitWait)), WAIT);
     // A back end that starts over under a connected front end.
     assert_eq!(
         front_end(Connected, Some(InitWait)),
