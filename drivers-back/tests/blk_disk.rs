@@ -153,3 +153,27 @@ fn offsets_that_are_not_whole_sectors_and_large_operations() {
         Err(IoError::Refused(_))
     ));
 }
+
+#[test]
+fn a_request_given_up_on_frees_its_slot_when_answered() {
+    let w = MemWorld::new();
+    let (dom0, dom1) = (w.domain(0), w.domain(1));
+    let (disk, mut back) = setup(&dom0, &dom1, 1);
+    let waker = Arc::new(NoWake).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut buf = vec![0u8; 4096];
+    {
+        // Started, then dropped before its answer (a caller that timed out).
+        let mut read = Box::pin(disk.read(0, &mut buf));
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(disk.with_front(|f| f.in_flight()), 1);
+    }
+    // Still in flight: the back end may be writing its pages.
+    assert_eq!(disk.with_front(|f| f.in_flight()), 1);
+    back.service(&dom0).unwrap();
+    let data = pattern(4096, 1);
+    let tasks: Vec<Task> = vec![Box::pin(disk.write(0, &data))];
+    assert!(run_all(&mut back, &dom0, tasks, || {})[0].is_ok());
+    assert_eq!(disk.with_front(|f| f.in_flight()), 0);
+    assert!(back.disk().data[..4096] == data[..]);
+}

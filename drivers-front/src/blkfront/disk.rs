@@ -104,12 +104,19 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
     async fn one(&self, op: Op<'_>, buf: &mut [u8]) -> Result<(), IoError> {
         let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         let _guard = Unregister { disk: self, id };
-        let mut ticket: Option<Ticket> = None;
+        let mut ticket = Abandon {
+            disk: self,
+            ticket: None,
+        };
         let status = poll_fn(|cx: &mut Context<'_>| {
             let mut front = self.front.lock();
-            let t = match ticket {
+            let t = match ticket.ticket {
                 Some(t) => t,
                 None => {
+                    // Answers that came free slots (an abandoned request's too).
+                    if let Err(b) = front.poll() {
+                        return Poll::Ready(Err(IoError::Broken(b)));
+                    }
                     if front.in_flight() >= self.depth {
                         self.register(id, cx.waker());
                         return Poll::Pending;
@@ -117,7 +124,7 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
                     match front.submit(op) {
                         Ok(t) => {
                             front.kick();
-                            ticket = Some(t);
+                            ticket.ticket = Some(t);
                             t
                         }
                         Err(Refused::Busy) => {
@@ -138,11 +145,15 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
                 return Poll::Ready(Err(IoError::Broken(b)));
             }
             match front.take(t, buf) {
-                Some(s) => Poll::Ready(Ok(s)),
+                Some(s) => {
+                    ticket.ticket = None;
+                    Poll::Ready(Ok(s))
+                }
                 None => Poll::Pending,
             }
         })
         .await;
+        drop(ticket);
         // A slot and pages came free: whoever waits for room may go.
         self.wake_all();
         match status? {
@@ -240,6 +251,21 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
             sectors: len >> SECTOR_SHIFT,
         };
         self.one(op, &mut []).await
+    }
+}
+
+/// Gives up a started request whose future is dropped before it was taken (a caller
+/// that timed out): its slot and pages come free when the answer comes.
+struct Abandon<'a, P: GrantTable + EventChannel + Clone> {
+    disk: &'a Disk<P>,
+    ticket: Option<Ticket>,
+}
+
+impl<P: GrantTable + EventChannel + Clone> Drop for Abandon<'_, P> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.disk.front.lock().abandon(t);
+        }
     }
 }
 

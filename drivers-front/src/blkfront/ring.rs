@@ -117,6 +117,8 @@ struct InFlight {
     pages: Vec<u16>,
     indirect: Vec<u16>,
     status: Option<Status>,
+    /// Its caller gave up: freed when the answer comes.
+    abandoned: bool,
 }
 
 /// One vbd's ring and pages.
@@ -407,6 +409,7 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
             pages: data_pages,
             indirect,
             status: None,
+            abandoned: false,
         });
         Ok(Ticket(slot))
     }
@@ -463,6 +466,9 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
                 s if s == BLKIF_RSP_EOPNOTSUPP => Status::NotSupported,
                 _ => Status::Error(rsp.status),
             });
+            if f.abandoned {
+                self.release(rsp.id as u16);
+            }
             done += 1;
         }
     }
@@ -474,22 +480,39 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
 
     /// Whether `t` has its answer.
     pub fn is_done(&self, t: Ticket) -> bool {
-        matches!(self.slots.get(t.0 as usize), Some(Some(f)) if f.status.is_some())
+        matches!(self.slots.get(t.0 as usize), Some(Some(f)) if f.status.is_some() && !f.abandoned)
     }
 
     /// Ends a completed operation: a read's data goes into `buf` (as many bytes as it
     /// read). `None` while it is in flight.
     pub fn take(&mut self, t: Ticket, buf: &mut [u8]) -> Option<Status> {
-        let status = self.slots.get(t.0 as usize)?.as_ref()?.status?;
-        let f = self.slots[t.0 as usize].take()?;
+        let f = self.slots.get(t.0 as usize)?.as_ref()?;
+        let status = f.status?;
         if f.inner == BLKIF_OP_READ as u8 {
             for (chunk, &pg) in buf.chunks_mut(PAGE_SIZE).zip(&f.pages) {
                 self.pool[pg as usize].0.page().read(0, chunk);
             }
         }
-        self.free_pages.extend(f.pages.iter().chain(&f.indirect));
-        self.free_slots.push(t.0);
+        self.release(t.0);
         Some(status)
+    }
+
+    /// Gives up on `t` (its caller went away): its slot and pages are freed now if
+    /// it has its answer, else when the answer comes. The back end may still be
+    /// using the pages until then, so they are not reused before.
+    pub fn abandon(&mut self, t: Ticket) {
+        match self.slots.get_mut(t.0 as usize) {
+            Some(Some(f)) if f.status.is_some() => self.release(t.0),
+            Some(Some(f)) => f.abandoned = true,
+            _ => {}
+        }
+    }
+
+    fn release(&mut self, slot: u16) {
+        if let Some(f) = self.slots[slot as usize].take() {
+            self.free_pages.extend(f.pages.iter().chain(&f.indirect));
+            self.free_slots.push(slot);
+        }
     }
 
     /// Revokes every grant and closes the event channel. Call once the back end has
