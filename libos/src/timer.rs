@@ -132,34 +132,35 @@ impl Sleep {
 impl Future for Sleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // A deadline that passed while an earlier one still waits (the domain was not
-        // running when both expired) goes through the queue, so that the executor
-        // wakes them in deadline order: a task that sleeps again at once must not
-        // overtake a sleeper whose deadline came first.
-        let earlier_waits = || {
-            QUEUE
-                .lock()
-                .first_key_value()
-                .is_some_and(|(&(d, _), _)| d < self.deadline.as_nanos())
-        };
-        if time::now() >= self.deadline && !earlier_waits() {
-            if let Some(k) = self.key.take() {
-                QUEUE.lock().remove(&k);
-            }
-            return Poll::Ready(());
-        }
         let deadline = self.deadline.as_nanos();
-        let key = *self
-            .key
-            .get_or_insert_with(|| (deadline, NEXT.fetch_add(1, Ordering::Relaxed)));
+        let expired = time::now() >= self.deadline;
         let mut q = QUEUE.lock();
-        match q.get_mut(&key) {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            Some(w) => w.clone_from(cx.waker()),
-            // New, or expired and removed by the executor but not yet past the
-            // deadline by our clock (cannot happen: both use `time::now`): queue again.
+        match self.key {
+            // The executor expired it (timers are woken in deadline order), or it is
+            // polled past its deadline with nothing earlier still waiting: done.
+            Some(k) if expired && q.first_key_value().is_none_or(|(&first, _)| first >= k) => {
+                q.remove(&k);
+                self.key = None;
+                return Poll::Ready(());
+            }
+            Some(k) => match q.get_mut(&k) {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                Some(w) => w.clone_from(cx.waker()),
+                None => {
+                    q.insert(k, cx.waker().clone());
+                }
+            },
             None => {
-                q.insert(key, cx.waker().clone());
+                // Even a deadline that already passed (the domain was not running)
+                // goes through the queue, and the executor's next round expires the
+                // timers in deadline order: a sleeper polled late must not overtake
+                // one whose deadline came first.
+                let k = (deadline, NEXT.fetch_add(1, Ordering::Relaxed));
+                q.insert(k, cx.waker().clone());
+                self.key = Some(k);
+                if expired {
+                    FIRED.store(true, Ordering::SeqCst);
+                }
             }
         }
         Poll::Pending
