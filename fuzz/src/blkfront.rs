@@ -1,18 +1,20 @@
 //! Responses from a hostile back end (`drivers_front::blkfront`), written into the
 //! ring page it shares with the front end.
 //!
-//! Input: a program; each byte `op % 4` and its arguments:
+//! Input: a program; each byte `op % 5` and its arguments:
 //! 0 the front end submits an operation (a kind byte: read, write, flush, discard;
 //!   u16 sector; u8 sectors),
 //! 1 the back end writes a response into a ring slot (u8 slot, u8 id selector: below
 //!   128 the id of the n-th operation in flight, else a raw u16 id; u8 operation;
 //!   u16 status),
 //! 2 the back end sets `rsp_prod` (u32),
-//! 3 the front end polls and takes every operation that has its answer.
+//! 3 the front end polls and takes every operation that has its answer,
+//! 4 the front end gives up on the oldest operation in flight (its caller went away).
 //!
 //! Properties: nothing panics; a poll completes at most what is in flight; once
 //! broken the vbd stays broken and refuses everything; an operation is taken once,
-//! and only after its answer; at most a ring of operations is in flight; at the end
+//! and only after its answer; an abandoned one is never taken and its slot comes
+//! free once answered; at most a ring of operations is in flight; at the end
 //! `close` revokes every grant the back end does not hold.
 
 use core::mem::offset_of;
@@ -51,7 +53,7 @@ pub fn check(data: &[u8]) {
     let payload = [0x5au8; 255 * 512];
     let mut buf = vec![0u8; 255 * 512];
     while !input.is_empty() {
-        match input.u8() % 4 {
+        match input.u8() % 5 {
             0 => {
                 let kind = input.u8();
                 let sector = u64::from(input.u16());
@@ -93,6 +95,14 @@ pub fn check(data: &[u8]) {
                 page.write(slot_offset(slot), &b);
             }
             2 => page.store_u32(offset_of!(blkif_sring, rsp_prod), input.u32()),
+            4 => {
+                if !in_flight.is_empty() {
+                    let t = in_flight.remove(0);
+                    front.abandon(t);
+                    assert!(!front.is_done(t));
+                    assert!(front.take(t, &mut buf).is_none(), "an abandoned operation taken");
+                }
+            }
             _ => {
                 let before = front.in_flight();
                 let was_broken = front.broken();
