@@ -219,4 +219,13 @@ fn main() {
     front.extend(2u32.to_le_bytes());
     front.push(3);
     write(&out, "blkfront", "read-then-stray-answer", &front);
+
+    // xs_client: two reads, the second answered, a watch event twice, a stray reply
+    // split byte by byte, then the first read given up on.
+    let mut xs = vec![0u8, 0];
+    xs.extend([1, MsgType::Read.raw() as u8, 1, 2, b'o', b'k', 0]);
+    xs.extend([1, MsgType::WatchEvent.raw() as u8, 200, 0, 0, 0, 0, 8]);
+    xs.extend(b"/w/a\0xb-1\0".iter().take(8));
+    xs.extend([1, MsgType::Read.raw() as u8, 200, 9, 9, 9, 9, 0, 0, 3]);
+    write(&out, "xs_client", "reads-event-stray", &xs);
 }

@@ -15,6 +15,7 @@ pub mod bzimage;
 pub mod elf;
 pub mod hypercalls;
 pub mod xenstored;
+pub mod xs_client;
 pub mod xs_wire;
 
 /// Where `inner` starts in `outer`, if it is a sub-slice of it (borrows from it, within

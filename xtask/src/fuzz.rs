@@ -26,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "bzimage",
     "xs_wire",
     "xenstored",
+    "xs_client",
     "byte_ring",
     "blkif",
     "blkfront",
