@@ -204,6 +204,29 @@ fn front_and_back_negotiate_and_io_flows() {
     assert!(back.disk().data[16 * 512..16 * 512 + data.len()] == data[..]);
     // Both wrote feature-persistent: the 16 data pages stay mapped.
     assert_eq!(back.kept_grants(), 16);
+
+    // An orderly close: the front end goes Closing, the back end unmaps and follows,
+    // the front end revokes its grants, both end Closed.
+    let refs = front.ring_refs().to_vec();
+    let (f, b) = w.run(
+        blkfront::handshake::close(&domu, 51712, front),
+        handshake::follow_close(&dom0, &w.dom0, 1, 51712, back),
+    );
+    f.unwrap();
+    let disk = b.unwrap();
+    assert!(disk.data[16 * 512..16 * 512 + data.len()] == data[..]);
+    let mut xs = w.xs.borrow_mut();
+    assert_eq!(xs.read(0, &format!("{FRONT}/state")).unwrap(), b"6");
+    assert_eq!(xs.read(0, &format!("{BACK}/state")).unwrap(), b"6");
+    for r in refs {
+        assert_eq!(w.dom1.map_count(r), None, "ring grant {r} left");
+    }
+    // Past the reserved entries (the store ring, which dom0 keeps mapped).
+    let first = xen_sys::GNTTAB_NR_RESERVED_ENTRIES;
+    assert!(
+        (first..600).all(|g| w.dom1.map_count(g) != Some(1)),
+        "a page still mapped"
+    );
 }
 
 #[test]

@@ -172,3 +172,37 @@ async fn offer<S: Store, D: BlockDevice>(
     }
     Ok(())
 }
+
+/// Follows the front end of a connected vbd until it closes (Linux's blkback
+/// `frontend_changed`): when it goes `Closing` (or `Closed`, or vanishes), unmaps
+/// everything and goes `Closing`, and once it is `Closed` (or gone) goes `Closed`.
+/// Hands the device back. The ring is not served meanwhile: the caller services it
+/// on events and calls this when the front end's state changes.
+pub async fn follow_close<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
+    store: &S,
+    p: &P,
+    front: u16,
+    id: u32,
+    back: BlkBack<P, D>,
+) -> Result<D, Error> {
+    let dir = device::back_dir("vbd", front, id);
+    let fe = other_end(store, &dir, "frontend").await?;
+    let mut watch = store.watch(&format!("{}/state", fe.dir)).await?;
+    let (step, _) = device::next_step(
+        store,
+        &mut watch,
+        &fe.dir,
+        State::Connected,
+        state::back_end,
+    )
+    .await?;
+    let disk = back.disconnect(p);
+    let mut me = step.next.unwrap_or(State::Closing);
+    switch_state(store, &dir, me).await?;
+    while me != State::Closed {
+        let (step, _) = device::next_step(store, &mut watch, &fe.dir, me, state::back_end).await?;
+        me = step.next.unwrap_or(me);
+        switch_state(store, &dir, me).await?;
+    }
+    Ok(disk)
+}

@@ -211,3 +211,29 @@ pub async fn read_offer<S: Store>(store: &S, back: &str) -> Result<Offer, Error>
         max_indirect_segments: max_indirect.min(pv_core::blkif::MAX_INDIRECT_SEGMENTS),
     })
 }
+
+/// Closes vbd `id` in order (Linux's `blkfront_remove` and `blkfront_closing`): goes
+/// `Closing`, waits for the back end to let go of the ring (it goes `Closing` or
+/// `Closed` after unmapping), then revokes every grant and goes `Closed`.
+pub async fn close<S: Store, P: GrantTable + EventChannel>(
+    store: &S,
+    id: u32,
+    front: Blkfront<P>,
+) -> Result<(), Error> {
+    let dir = device::front_dir("vbd", id);
+    let back = other_end(store, &dir, "backend").await?;
+    let mut watch = store.watch(&format!("{}/state", back.dir)).await?;
+    switch_state(store, &dir, State::Closing).await?;
+    // Any move of the back end from here (Closing, Closed, gone) means it let go.
+    device::next_step(
+        store,
+        &mut watch,
+        &back.dir,
+        State::Closing,
+        state::front_end,
+    )
+    .await?;
+    front.close();
+    switch_state(store, &dir, State::Closed).await?;
+    Ok(())
+}
