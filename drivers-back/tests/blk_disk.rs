@@ -2,6 +2,9 @@
 //! once within the queue depth, byte offsets that are not whole sectors, operations
 //! larger than one request, flush, and a back end that breaks the protocol.
 
+mod common;
+use common::ALL_FEATURES as INFO;
+
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
@@ -10,18 +13,9 @@ use std::task::Wake;
 
 use drivers_back::blk::{BlkBack, MemDisk};
 use drivers_front::blkfront::{Blkfront, Disk, IoError, Offer};
-use pv_core::blkif::Disk as Info;
 use pv_core::mem_platform::{MemDomain, MemWorld};
 
 const SECTORS: u64 = 8192;
-const INFO: Info = Info {
-    sectors: 0,
-    readonly: false,
-    flush: true,
-    barrier: true,
-    discard: true,
-    max_indirect_segments: 256,
-};
 
 struct NoWake;
 impl Wake for NoWake {
@@ -75,11 +69,7 @@ fn setup<'a>(
     .unwrap();
     front.connected(Offer {
         sectors: SECTORS,
-        readonly: false,
-        flush: true,
-        barrier: true,
-        discard: true,
-        max_indirect_segments: 256,
+        ..INFO
     });
     (Disk::new(front, depth), back)
 }

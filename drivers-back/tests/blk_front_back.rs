@@ -3,6 +3,9 @@
 //! makes writes durable, refusals are local or answered, and a back end that answers
 //! what was never asked breaks the vbd on the front end's side.
 
+mod common;
+use common::ALL_FEATURES as INFO;
+
 use drivers_back::blk::{BlkBack, MemDisk};
 use drivers_front::blkfront::{Blkfront, Broken, Offer, Op, Refused, Status};
 use pv_core::blkif::{Disk, RawRequest};
@@ -15,24 +18,8 @@ use xen_sys::{blkif_response, BLKIF_OP_READ};
 const SECTORS: u64 = 8192;
 
 fn offer(sectors: u64) -> Offer {
-    Offer {
-        sectors,
-        readonly: false,
-        flush: true,
-        barrier: true,
-        discard: true,
-        max_indirect_segments: 256,
-    }
+    Offer { sectors, ..INFO }
 }
-
-const INFO: Disk = Disk {
-    sectors: 0,
-    readonly: false,
-    flush: true,
-    barrier: true,
-    discard: true,
-    max_indirect_segments: 256,
-};
 
 struct Vbd {
     dom0: MemDomain,

@@ -3,6 +3,9 @@
 //! platform, dom0 over the loopback), then I/O flows over the ring they agreed on.
 //! A front end that publishes nonsense gets the vbd closed with an `error` node.
 
+mod common;
+use common::ALL_FEATURES as INFO;
+
 use core::future::Future;
 use core::pin::{pin, Pin};
 use core::task::{Context, Poll};
@@ -15,7 +18,6 @@ use drivers_back::blk::handshake;
 use drivers_back::blk::MemDisk;
 use drivers_back::xenstore::{Loopback, Xenstored};
 use drivers_front::blkfront::{self, Op, Status};
-use pv_core::blkif::Disk;
 use pv_core::byte_ring::ByteRing;
 use pv_core::mem_platform::{MemDomain, MemPage, MemWorld};
 use pv_core::platform::{EventChannel, ForeignMemory, GrantTable, Port, SharePage};
@@ -25,14 +27,6 @@ use xenbus::{Client, State, Store, NO_TX};
 
 const FRONT: &str = "/local/domain/1/device/vbd/51712";
 const BACK: &str = "/local/domain/0/backend/vbd/1/51712";
-const INFO: Disk = Disk {
-    sectors: 0,
-    readonly: false,
-    flush: true,
-    barrier: true,
-    discard: true,
-    max_indirect_segments: 256,
-};
 
 struct NoWake;
 impl Wake for NoWake {

@@ -2,6 +2,9 @@
 //! pv-core's ring: data round trips, the features, and each way a hostile front end
 //! gets its vbd disconnected while nothing of it stays mapped.
 
+mod common;
+use common::ALL_FEATURES as INFO;
+
 use std::sync::Arc;
 
 use drivers_back::blk::{BlkBack, Disconnect, MemDisk};
@@ -13,16 +16,6 @@ use pv_core::ring::FrontRing;
 use xen_sys::*;
 
 const SECTORS: u64 = 4096;
-
-/// Everything offered.
-const INFO: Disk = Disk {
-    sectors: 0,
-    readonly: false,
-    flush: true,
-    barrier: true,
-    discard: true,
-    max_indirect_segments: 256,
-};
 
 /// A front end in domain 1: ring pages and data pages granted to dom0.
 struct Front {

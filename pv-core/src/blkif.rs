@@ -136,7 +136,7 @@ pub enum Request {
 }
 
 /// What the back end offers, against which requests are checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Disk {
     /// Size in 512-byte sectors.
     pub sectors: u64,

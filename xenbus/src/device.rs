@@ -18,10 +18,35 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::str::FromStr;
 
+use pv_core::platform::PlatformError;
 use pv_core::xs_wire::XsError;
 
 use crate::state::State;
 use crate::store::{Store, Tx, Watch, NO_TX};
+
+/// Why a device's handshake failed, at either end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    Store(XsError),
+    /// Rings could not be granted or mapped, or the channel allocated or bound.
+    Platform(PlatformError),
+    /// The other end closed or vanished during the handshake (its state then).
+    Closed(Option<State>),
+    /// A node the other end must write is missing or malformed.
+    BadNode(String),
+}
+
+impl From<XsError> for Error {
+    fn from(e: XsError) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<PlatformError> for Error {
+    fn from(e: PlatformError) -> Self {
+        Error::Platform(e)
+    }
+}
 
 /// A front end's directory, relative to its domain's home.
 pub fn front_dir(ty: &str, id: u32) -> String {

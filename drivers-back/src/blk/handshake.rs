@@ -19,7 +19,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use pv_core::blkif::Disk;
-use pv_core::platform::{EventChannel, ForeignMemory, PlatformError};
+use pv_core::platform::{EventChannel, ForeignMemory};
 use pv_core::ring::MAX_RING_PAGES;
 use xen_sys::VDISK_READONLY;
 use xenbus::device::{self, other_end, read_number, switch_state};
@@ -36,23 +36,8 @@ pub const MAX_RING_ORDER: u32 = MAX_RING_PAGES.trailing_zeros();
 /// blkback: `xen_blkif_max_pgrants`, 1056 per ring).
 pub const MAX_PERSISTENT_GRANTS: usize = 1056;
 
-/// Why a vbd did not connect.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    Store(XsError),
-    /// The ring could not be mapped or the channel bound.
-    Platform(PlatformError),
-    /// The front end closed or vanished.
-    Closed(Option<State>),
-    /// A node of the front end is missing or malformed.
-    BadNode(String),
-}
-
-impl From<XsError> for Error {
-    fn from(e: XsError) -> Self {
-        Error::Store(e)
-    }
-}
+/// Why a vbd did not connect (shared by both ends' handshakes).
+pub use xenbus::device::Error;
 
 /// Offers vbd `id` of domain `front` and connects it once the front end is ready.
 /// On failure the vbd is left `Closing` with an `error` node saying why.

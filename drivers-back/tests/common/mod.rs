@@ -1,4 +1,5 @@
-//! Helpers for the xenstored tests: a wire client over `receive`/`take_output`.
+//! Helpers for the xenstored tests (a wire client over `receive`/`take_output`) and
+//! the block tests (a vbd offering everything).
 #![allow(dead_code)]
 
 use drivers_back::xenstore::{Access, Limits, Perm, Xenstored, XsError};
@@ -202,3 +203,14 @@ pub fn tx_end(xs: &mut Xenstored, d: u16, tx: u32, commit: bool) -> Result<(), X
 pub fn ev(path: &str, token: &str) -> (String, String) {
     (path.to_string(), token.to_string())
 }
+
+/// A vbd offering every feature of blkif.h, with 256 indirect segments (blkback sets
+/// `sectors` from its device).
+pub const ALL_FEATURES: pv_core::blkif::Disk = pv_core::blkif::Disk {
+    sectors: 0,
+    readonly: false,
+    flush: true,
+    barrier: true,
+    discard: true,
+    max_indirect_segments: 256,
+};

@@ -16,7 +16,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use pv_core::platform::{EventChannel, GrantTable, PlatformError};
+use pv_core::platform::{EventChannel, GrantTable};
 use xen_sys::VDISK_READONLY;
 use xenbus::device::{self, other_end, read_flag, read_number, switch_state};
 use xenbus::state::{self, Action};
@@ -28,28 +28,8 @@ use super::ring::{Blkfront, Offer};
 /// Linux's default `max_ring_page_order`.
 pub const RING_ORDER: u32 = 2;
 
-/// Why a vbd did not connect.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    Store(XsError),
-    Platform(PlatformError),
-    /// The back end closed or went away during the handshake.
-    Closed(Option<State>),
-    /// A node the back end must write is missing or malformed.
-    BadNode(String),
-}
-
-impl From<XsError> for Error {
-    fn from(e: XsError) -> Self {
-        Error::Store(e)
-    }
-}
-
-impl From<PlatformError> for Error {
-    fn from(e: PlatformError) -> Self {
-        Error::Platform(e)
-    }
-}
+/// Why a vbd did not connect (shared by both ends' handshakes).
+pub use xenbus::device::Error;
 
 /// Connects vbd `id` (`device/vbd/<id>`), with a data pool of `pool_pages` pages.
 pub async fn connect<S: Store, P: GrantTable + EventChannel>(

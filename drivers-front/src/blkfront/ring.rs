@@ -35,22 +35,9 @@ use xen_sys::{
 /// Sectors in one page.
 const PAGE_SECTORS: u64 = (PAGE_SIZE >> SECTOR_SHIFT) as u64;
 
-/// What the back end offers, read from its directory once it is `Connected`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Offer {
-    /// Size in 512-byte sectors (`sectors`).
-    pub sectors: u64,
-    /// `info`'s `VDISK_READONLY`, or `mode=r`.
-    pub readonly: bool,
-    /// `feature-flush-cache`.
-    pub flush: bool,
-    /// `feature-barrier`.
-    pub barrier: bool,
-    /// `feature-discard`.
-    pub discard: bool,
-    /// `feature-max-indirect-segments` (0: none).
-    pub max_indirect_segments: u32,
-}
+/// What the back end offers, read from its directory once it is `Connected`: the
+/// same facts blkback checks requests against.
+pub use pv_core::blkif::Disk as Offer;
 
 /// An operation on the vbd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
