@@ -415,23 +415,26 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
         if let Some(b) = self.broken {
             return Err(b);
         }
-        let mut done = 0;
-        loop {
-            let next = self.with_ring(|r| -> Result<Option<blkif_response>, ProtocolError> {
-                if let Some(rsp) = r.get_response()? {
-                    return Ok(Some(rsp));
+        // Every answer there is, in one look at the ring (the ring's view of its
+        // pages is built once per poll, not per answer).
+        let rsps = self.with_ring(|r| -> Result<Vec<blkif_response>, ProtocolError> {
+            let mut out = Vec::new();
+            loop {
+                while let Some(rsp) = r.get_response()? {
+                    out.push(rsp);
                 }
                 // Ask for an event at the next answer, and look once more.
-                if r.final_check_for_responses()? {
-                    return r.get_response();
+                if !r.final_check_for_responses()? {
+                    return Ok(out);
                 }
-                Ok(None)
-            });
-            let rsp = match next {
-                Err(e) => return Err(self.fail(Broken::Ring(e))),
-                Ok(None) => return Ok(done),
-                Ok(Some(rsp)) => rsp,
-            };
+            }
+        });
+        let rsps = match rsps {
+            Err(e) => return Err(self.fail(Broken::Ring(e))),
+            Ok(rsps) => rsps,
+        };
+        let mut done = 0;
+        for rsp in rsps {
             let slot = usize::try_from(rsp.id)
                 .ok()
                 .and_then(|i| self.slots.get_mut(i));
@@ -458,6 +461,7 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
             }
             done += 1;
         }
+        Ok(done)
     }
 
     fn fail(&mut self, b: Broken) -> Broken {
