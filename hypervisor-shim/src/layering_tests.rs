@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
         "time",
         "frames",
         "cmdline",
+        "devices",
         "boot_info",
         "exit",
         "version",

@@ -7,7 +7,7 @@
 //! or below (`layering_tests.rs` checks it):
 //!
 //! 1. machine and types: [`machine`], [`abi`], [`paging`], [`trap`], [`time`], [`frames`],
-//!    [`cmdline`], [`boot_info`], [`exit`], [`version`].
+//!    [`cmdline`], [`devices`], [`boot_info`], [`exit`], [`version`].
 //! 2. [`mm`]: frame table, page types, descriptor checks, M2P (Xen's `arch/x86/mm.c`).
 //! 3. [`state`]: per-domain state as plain data (vCPU, event-channel table, grant
 //!    table, a vCPU's scheduling state), knowing nothing of `Domain`.
@@ -29,6 +29,7 @@ extern crate alloc;
 pub mod abi;
 pub mod boot_info;
 pub mod cmdline;
+pub mod devices;
 pub mod exit;
 pub mod frames;
 pub mod machine;

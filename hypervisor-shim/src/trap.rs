@@ -17,6 +17,18 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 pub const TIMER_VECTOR: u64 = 0xf0;
 /// COM1's receive interrupt (through the I/O APIC): console input for dom0.
 pub const SERIAL_VECTOR: u64 = 0xf1;
+/// The devices' interrupts (through the I/O APIC, level-triggered): device `i` of the
+/// shim's device list arrives on `DEVICE_VECTOR_BASE + i`.
+pub const DEVICE_VECTOR_BASE: u64 = 0x30;
+/// How many device vectors the entry stubs provide (microvm's 24 virtio-mmio slots).
+pub const DEVICE_VECTORS: u64 = 24;
+
+/// The device index of a device vector.
+pub fn device_of_vector(vector: u64) -> Option<usize> {
+    let i = vector.checked_sub(DEVICE_VECTOR_BASE)?;
+    (i < DEVICE_VECTORS).then_some(i as usize)
+}
+
 /// The local APIC's spurious-interrupt vector (no EOI, nothing to do).
 pub const SPURIOUS_VECTOR: u64 = 0xff;
 

@@ -125,6 +125,7 @@ abi_structs! {
     to evtchn_bind_interdomain { remote_dom, remote_port, local_port }
     to evtchn_bind_virq { virq, vcpu, port }
     to evtchn_bind_ipi { vcpu, port }
+    to evtchn_bind_pirq { pirq, flags, port }
     to evtchn_close { port }
     to evtchn_send { port }
     to evtchn_unmask { port }
@@ -177,6 +178,10 @@ abi_structs! {
     to vcpu_runstate_info { state, state_entry_time, time }
     // physdev.h
     from physdev_set_iopl { iopl }
+    to physdev_map_pirq { domid, type_, index, pirq, bus, devfn, entry_nr, table_base }
+    to physdev_unmap_pirq { domid, pirq }
+    to physdev_eoi { irq }
+    to physdev_irq_status_query { irq, flags }
     // hvm/params.h
     to xen_hvm_param { domid, pad, index, value }
     // version.h

@@ -10,6 +10,7 @@
 //! - [`ring`]: the request/response rings of `io/ring.h` (one or several pages), with
 //!   its notification rules and checks of the peer's indices.
 //! - [`xs_wire`]: xenstore messages (`io/xs_wire.h`): header view, framing, error names.
+//! - [`microvm`]: where QEMU's microvm machine puts its virtio-mmio devices and lines.
 //! - [`platform`]: the small traits (event channels, grants, foreign mappings) that drivers
 //!   take; libos implements them for a real PV guest.
 //! - `mem_platform` (feature `std`; always in this crate's own tests): an in-memory
@@ -26,6 +27,7 @@ pub mod blkif;
 pub mod byte_ring;
 #[cfg(any(feature = "std", test))]
 pub mod mem_platform;
+pub mod microvm;
 pub mod page;
 pub mod platform;
 pub mod ring;

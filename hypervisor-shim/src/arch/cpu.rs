@@ -212,8 +212,9 @@ pub fn load_idle_tables() {
 /// Waits for an interrupt with interrupts enabled just for the wait (`sti; hlt` is
 /// atomic: the interrupt cannot slip in between), and returns with them off again.
 pub fn idle_until_interrupt() {
-    // SAFETY: the only interrupts are the APIC timer's and COM1's, whose ring-0 handler
-    // acknowledges and returns (`trap_entry`), touching no shim state.
+    // SAFETY: the only interrupts are the APIC timer's, COM1's and the devices', whose
+    // ring-0 handler acknowledges and returns (`trap_entry`), touching no shim state but
+    // the I/O APIC and the atomics of `devices`.
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
 }
 

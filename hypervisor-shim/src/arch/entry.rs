@@ -70,6 +70,19 @@ spurious_stub:
     push ${spurious_vector}
     jmp trap_common
 
+    /* The devices' vectors (through the I/O APICs): 16 bytes per stub. */
+    .balign 16
+    .global device_stubs
+device_stubs:
+    .set device_vector, {device_base}
+    .rept {device_count}
+    .balign 16
+    push $0
+    push $device_vector
+    jmp trap_common
+    .set device_vector, device_vector + 1
+    .endr
+
     .section .rodata.trap_stub_table, "a"
     .balign 8
     .global trap_stub_table
@@ -169,6 +182,8 @@ enter_frame:
     timer_vector = const hypervisor_shim::trap::TIMER_VECTOR,
     spurious_vector = const hypervisor_shim::trap::SPURIOUS_VECTOR,
     serial_vector = const hypervisor_shim::trap::SERIAL_VECTOR,
+    device_base = const hypervisor_shim::trap::DEVICE_VECTOR_BASE,
+    device_count = const hypervisor_shim::trap::DEVICE_VECTORS,
     cs_offset = const core::mem::offset_of!(TrapFrame, cs),
     options(att_syntax)
 );
@@ -182,6 +197,7 @@ unsafe extern "C" {
     fn timer_stub();
     fn spurious_stub();
     fn serial_stub();
+    fn device_stubs();
     fn cstar_entry();
     fn enter_frame(frame: *const TrapFrame) -> !;
 }
@@ -203,8 +219,11 @@ pub fn trap_stubs() -> &'static [u64; 32] {
     unsafe { &*core::ptr::addr_of!(trap_stub_table) }
 }
 
-/// Entry stubs of the local APIC's timer and spurious vectors and of COM1's input.
-pub fn interrupt_stubs() -> [(u64, u64); 3] {
+/// Entry stubs of the local APIC's timer and spurious vectors, of COM1's input and of
+/// the devices' lines.
+pub fn interrupt_stubs() -> impl Iterator<Item = (u64, u64)> {
+    use hypervisor_shim::trap::{DEVICE_VECTORS, DEVICE_VECTOR_BASE};
+    let devices = device_stubs as *const () as u64;
     [
         (
             hypervisor_shim::trap::TIMER_VECTOR,
@@ -219,6 +238,8 @@ pub fn interrupt_stubs() -> [(u64, u64); 3] {
             serial_stub as *const () as u64,
         ),
     ]
+    .into_iter()
+    .chain((0..DEVICE_VECTORS).map(move |i| (DEVICE_VECTOR_BASE + i, devices + 16 * i)))
 }
 
 pub fn syscall_entry_addr() -> u64 {

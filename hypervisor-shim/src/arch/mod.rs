@@ -3,6 +3,7 @@
 mod apic;
 mod boot;
 pub mod cpu;
+mod devices;
 mod directmap;
 pub mod entry;
 mod ioapic;
@@ -13,6 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use hypervisor_shim::devices::LineChange;
 use hypervisor_shim::exit::ShimExit;
 use hypervisor_shim::frames::FrameAllocator;
 use hypervisor_shim::hypervisor::{DomainSpec, Hypervisor, Next};
@@ -125,6 +127,7 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
     };
     ioapic::route_com1();
     Serial::enable_rx_interrupt();
+    let found = devices::find();
     let clock = Clock::new(tsc_hz, cpu::rdtsc(), rtc::unix_time(), 0);
     log::info!(
         "clock: TSC {} kHz, APIC timer {} kHz, wall clock {} s",
@@ -142,6 +145,7 @@ extern "C" fn shim_main(hvm_start_info: u64) -> ! {
         CpuidPolicy::from_host(cpu::host_cpuid, top),
         clock,
     );
+    hv.add_devices(&found);
     match bundle::parse(image) {
         Ok(None) => {
             let nr_pages = opts
@@ -215,6 +219,11 @@ extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
                 return frame;
             }
             SPURIOUS_VECTOR => return frame,
+            _ if devices::masked_on_entry(vector) => {
+                apic::eoi();
+                devices::fired_while_idle(vector);
+                return frame;
+            }
             _ => {}
         }
         let mut s = String::new();
@@ -227,6 +236,8 @@ extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
         // in place).
         SPURIOUS_VECTOR => return frame,
         TIMER_VECTOR | SERIAL_VECTOR => apic::eoi(),
+        // The shim hands it to the line's owner (`Hypervisor::handle`).
+        _ if devices::masked_on_entry(vector) => apic::eoi(),
         _ => {}
     }
     let cr2 = cpu::cr2();
@@ -264,6 +275,7 @@ fn resume(hv: &mut Hypervisor<DirectMap>, mut next: Next) -> *const TrapFrame {
     loop {
         match next {
             Next::Resume { l4, work } => {
+                apply_line_changes(hv);
                 if work {
                     if let Some(deadline) = hv.take_deadline() {
                         apic::arm(deadline);
@@ -290,14 +302,32 @@ fn resume(hv: &mut Hypervisor<DirectMap>, mut next: Next) -> *const TrapFrame {
                 return regs;
             }
             Next::Idle => {
+                apply_line_changes(hv);
                 if let Some(deadline) = hv.take_deadline() {
                     apic::arm(deadline);
                 }
                 cpu::idle_until_interrupt();
                 pump_console_input(hv);
+                for vector in devices::take_fired() {
+                    hv.device_interrupt(vector);
+                }
                 next = hv.wake_from_idle();
             }
             Next::Halt(exit) => exit_qemu(exit),
+        }
+    }
+}
+
+/// Masks and unmasks device lines at the I/O APIC as the hypercalls decided (a bind,
+/// an EOI, a close).
+fn apply_line_changes(hv: &mut Hypervisor<DirectMap>) {
+    for change in hv.take_line_changes() {
+        let (gsi, masked) = match change {
+            LineChange::Mask(gsi) => (gsi, true),
+            LineChange::Unmask(gsi) => (gsi, false),
+        };
+        if let Some(vector) = devices::vector_of(gsi) {
+            ioapic::set_masked(gsi, vector, masked);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What every hypercall works with: the [`Env`] the shim lends it, the [`Effects`] it
 //! leaves for the shim to act on, the errno encoding and continuations.
 
+use crate::devices::Irqs;
 use crate::domain::{Domain, Domains};
 use crate::machine::{GuestMemory, Machine};
 use crate::mm::Mm;
@@ -18,6 +19,8 @@ pub struct Env<'a, M: Machine + ?Sized> {
     /// Every other domain (the caller is taken out while its hypercall runs).
     pub domains: &'a mut Domains,
     pub clock: &'a Clock,
+    /// The device interrupt lines (`physdev_op`, `EVTCHNOP_bind_pirq`).
+    pub irqs: &'a mut Irqs,
     /// What the hypercall changed beyond the caller, for the shim to act on after it.
     pub effects: Effects,
 }

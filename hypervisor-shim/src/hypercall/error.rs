@@ -9,6 +9,7 @@
 
 use xen_sys::{xen_errno, XEN_EFAULT, XEN_EINVAL};
 
+use crate::devices::IrqError;
 use crate::state::grant_table::Status;
 
 /// Why a hypercall, or one operation of a grant batch, failed.
@@ -44,6 +45,16 @@ impl Error {
 impl From<xen_errno> for Error {
     fn from(e: xen_errno) -> Self {
         Error::Errno(e)
+    }
+}
+
+impl From<IrqError> for Error {
+    fn from(e: IrqError) -> Self {
+        Error::Errno(match e {
+            IrqError::NoSuchLine | IrqError::NotMapped => XEN_EINVAL,
+            IrqError::Taken => xen_sys::XEN_EBUSY,
+            IrqError::Bound => xen_sys::XEN_EEXIST,
+        })
     }
 }
 

@@ -92,6 +92,9 @@ pub fn event_channel_op<M: Machine + ?Sized>(
         }
         EVTCHNOP_close => {
             let op: evtchn_close = env.read(dom, arg)?;
+            if let Some(Binding::Pirq(pirq)) = dom.evtchn.get(op.port).map(|c| c.binding) {
+                env.irqs.unbind(pirq);
+            }
             event_channel::close(env.machine, dom, env.domains, op.port)?;
         }
         EVTCHNOP_send => {
@@ -116,7 +119,9 @@ pub fn event_channel_op<M: Machine + ?Sized>(
             }
             match dom.evtchn.get(op.port).map(|c| c.binding) {
                 Some(Binding::Virq(v)) if virq_is_global(v) => {}
-                Some(Binding::Unbound { .. } | Binding::Interdomain { .. }) => {}
+                Some(
+                    Binding::Unbound { .. } | Binding::Interdomain { .. } | Binding::Pirq(_),
+                ) => {}
                 _ => return Err(XEN_EINVAL.into()),
             }
         }
@@ -138,8 +143,28 @@ pub fn event_channel_op<M: Machine + ?Sized>(
             event_channel::close_all_ports_with(env.machine, &mut t, env.domains, Some(dom));
             env.domains.put(t);
         }
-        // No physical interrupts are routed to guests: every PIRQ is out of range.
-        EVTCHNOP_bind_pirq => return Err(XEN_EINVAL.into()),
+        EVTCHNOP_bind_pirq => {
+            let mut op: evtchn_bind_pirq = env.read(dom, arg)?;
+            let pirq = op.pirq;
+            // Xen's order: the pirq's range, the domain's access to it, a binding.
+            let Some(line) = env.irqs.line(pirq).copied() else {
+                return Err(XEN_EINVAL.into());
+            };
+            if !dom.privileged {
+                return Err(XEN_EPERM.into());
+            }
+            // A port closed by `EVTCHNOP_reset` or teardown leaves a stale record.
+            if line.owner == Some(dom.id)
+                && line.port != 0
+                && dom.evtchn.get(line.port).map(|c| c.binding) != Some(Binding::Pirq(pirq))
+            {
+                env.irqs.unbind(pirq);
+            }
+            env.irqs.can_bind(dom.id, pirq)?;
+            op.port = dom.evtchn.alloc(Binding::Pirq(pirq)).ok_or(XEN_ENOSPC)?;
+            env.irqs.bind(dom.id, pirq, op.port)?;
+            env.write(dom, arg, &op)?;
+        }
         // The FIFO ABI is not offered: guests (Linux, Mini-OS) fall back to 2-level.
         EVTCHNOP_init_control | EVTCHNOP_expand_array | EVTCHNOP_set_priority => {
             return Err(XEN_ENOSYS.into())
@@ -183,6 +208,7 @@ fn status<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64)
         (vcpu, Some(Binding::Interdomain { .. })) => (vcpu, EVTCHNSTAT_interdomain),
         (vcpu, Some(Binding::Virq(_))) => (vcpu, EVTCHNSTAT_virq),
         (vcpu, Some(Binding::Ipi)) => (vcpu, EVTCHNSTAT_ipi),
+        (vcpu, Some(Binding::Pirq(_))) => (vcpu, EVTCHNSTAT_pirq),
     };
     copy_field_to_guest!(env, dom, arg, op.status)?;
     copy_field_to_guest!(env, dom, arg, op.vcpu)?;
@@ -199,7 +225,7 @@ fn status<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64)
             u,
             &evtchn_status__bindgen_ty_1__bindgen_ty_2 { dom: remote, port },
         ),
-        Some(Binding::Virq(v)) => env.write(dom, u, &v),
+        Some(Binding::Virq(v) | Binding::Pirq(v)) => env.write(dom, u, &v),
         _ => Ok(()),
     }
 }

@@ -119,6 +119,7 @@ mod tests {
             },
             domains: &mut w.others,
             clock: &w.clock,
+            irqs: &mut w.irqs,
             effects: Default::default(),
         };
         let mut op: gnttab_unmap_grant_ref = env.read(&w.dom, SCRATCH).unwrap();

@@ -188,6 +188,7 @@ pub(crate) mod tests {
             },
             domains: &mut w.others,
             clock: &w.clock,
+            irqs: &mut w.irqs,
             effects: Effects::default(),
         };
         dispatch(&mut env, &mut w.dom);

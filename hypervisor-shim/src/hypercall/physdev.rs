@@ -1,8 +1,10 @@
-//! `physdev_op` (`physdev.h`; Xen's `do_physdev_op` in xen/arch/x86/physdev.c): only
-//! `PHYSDEVOP_set_iopl`, the virtual IOPL a PV kernel asks for before it touches I/O
-//! ports or runs `cli`/`sti` (Linux does so early in `xen_start_kernel`). Which ports a
-//! domain may use is decided separately (`emulate::io_permitted`). Interrupt routing
-//! sub-ops come with devices and event channels (issue 4).
+//! `physdev_op` (`physdev.h`; Xen's `do_physdev_op` in xen/arch/x86/physdev.c and
+//! irq.c): `PHYSDEVOP_set_iopl`, the virtual IOPL a PV kernel asks for before it touches
+//! I/O ports or runs `cli`/`sti` (Linux does so early in `xen_start_kernel`; which ports a
+//! domain may use is decided separately, `emulate::io_permitted`), and the device
+//! interrupt lines of `crate::devices` for the control domain: `map_pirq` (GSIs only:
+//! there is no PCI, so no MSI), `unmap_pirq`, `eoi` and `irq_status_query`.
+//! A domU gets Xen's answer to a domain without I/O capabilities: -EPERM.
 
 use xen_sys::*;
 
@@ -28,11 +30,66 @@ pub fn physdev_op<M: Machine + ?Sized>(
             dom.vcpu.iopl = (u64::from(op.iopl) << 12) & eflags::IOPL;
             Ok(0)
         }
+        PHYSDEVOP_map_pirq => {
+            let mut op: physdev_map_pirq = env.read(dom, arg)?;
+            io_capable(dom, op.domid)?;
+            if op.type_ != MAP_PIRQ_TYPE_GSI as i32 {
+                log::warn!("d{}: map_pirq of type {}: only GSIs", dom.id, op.type_);
+                return Err(XEN_EINVAL.into());
+            }
+            let gsi = u32::try_from(op.index).map_err(|_| XEN_EINVAL)?;
+            // The hardware domain's pirq of a GSI is the GSI (asked for, or by -1).
+            if op.pirq >= 0 && op.pirq != op.index {
+                log::warn!("d{}: map_pirq of GSI {gsi} as pirq {}", dom.id, op.pirq);
+                return Err(XEN_EINVAL.into());
+            }
+            op.pirq = env.irqs.map(dom.id, gsi)? as i32;
+            env.write(dom, arg, &op)?;
+            Ok(0)
+        }
+        PHYSDEVOP_unmap_pirq => {
+            let op: physdev_unmap_pirq = env.read(dom, arg)?;
+            io_capable(dom, op.domid)?;
+            let pirq = u32::try_from(op.pirq).map_err(|_| XEN_EINVAL)?;
+            env.irqs.unmap(dom.id, pirq)?;
+            Ok(0)
+        }
+        PHYSDEVOP_eoi => {
+            let op: physdev_eoi = env.read(dom, arg)?;
+            env.irqs.eoi(dom.id, op.irq)?;
+            Ok(0)
+        }
+        PHYSDEVOP_irq_status_query => {
+            let mut op: physdev_irq_status_query = env.read(dom, arg)?;
+            let line = env.irqs.line(op.irq).ok_or(XEN_EINVAL)?;
+            // Every line is level-triggered: its owner must EOI it.
+            op.flags = if line.owner == Some(dom.id) {
+                XENIRQSTAT_needs_eoi
+            } else {
+                0
+            };
+            env.write(dom, arg, &op)?;
+            Ok(0)
+        }
         op => {
             log::warn!("d{}: physdev_op {op} not implemented: -ENOSYS", dom.id);
             Err(XEN_ENOSYS.into())
         }
     }
+}
+
+/// `map_pirq`/`unmap_pirq` act on the caller's own lines only (Xen would let the
+/// hardware domain map one into another domain for passthrough; the shim has none), and
+/// only a domain with I/O capabilities has any (`xsm_map_domain_pirq`: -EPERM).
+fn io_capable(dom: &Domain, domid: domid_t) -> Result<()> {
+    if !dom.privileged {
+        return Err(XEN_EPERM.into());
+    }
+    if domid != DOMID_SELF as domid_t && domid != dom.id {
+        log::warn!("d{}: pirq of d{domid}: no passthrough", dom.id);
+        return Err(XEN_EPERM.into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

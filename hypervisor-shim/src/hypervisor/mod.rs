@@ -25,7 +25,8 @@ use crate::pv::traps;
 use crate::state::evtchn::Binding;
 use crate::state::vcpu::{FpuArea, GuestCpu};
 use crate::time::Clock;
-use crate::trap::{TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
+use crate::devices::{Device, Irqs, LineChange};
+use crate::trap::{device_of_vector, TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use xen_sys::domid_t;
 
 pub struct Hypervisor<M: Machine> {
@@ -52,6 +53,10 @@ pub struct Hypervisor<M: Machine> {
     /// The next timer deadline (TSC), and whether the arch layer has yet to program it.
     deadline: Option<u64>,
     deadline_changed: bool,
+    /// The devices dom0 may drive ([`Hypervisor::add_devices`]); device `i` interrupts
+    /// on `DEVICE_VECTOR_BASE + i`.
+    devices: Vec<Device>,
+    pub irqs: Irqs,
 }
 
 /// What a domain is built from.
@@ -122,7 +127,51 @@ impl<M: Machine> Hypervisor<M> {
             policy: Box::new(RoundRobinBoost::default()),
             deadline: None,
             deadline_changed: false,
+            devices: Vec::new(),
+            irqs: Irqs::default(),
         }
+    }
+
+    /// The machine's devices, before any domain is built: their MMIO frames become
+    /// mappable by I/O-privileged domains, their lines pirqs (masked until bound).
+    pub fn add_devices(&mut self, devices: &[Device]) {
+        for d in devices {
+            let frames = d.frames();
+            self.frame_table.add_iomem(*frames.start(), *frames.end());
+            log::info!(
+                "device at {:#x} ({:#x} bytes), GSI {}: for the control domain",
+                d.mmio_base,
+                d.mmio_len,
+                d.gsi
+            );
+        }
+        self.devices.extend_from_slice(devices);
+        self.irqs = Irqs::new(&self.devices);
+    }
+
+    /// A device's interrupt came in on `vector` (the arch layer masked its line and
+    /// acknowledged the local APIC): the line's owner hears of it on its port.
+    pub fn device_interrupt(&mut self, vector: u64) {
+        let Some(dev) = device_of_vector(vector).and_then(|i| self.devices.get(i)) else {
+            return;
+        };
+        if let Some((id, port)) = self.irqs.fired(dev.gsi) {
+            match self.domains.get_mut(id) {
+                Some(d) if !d.dead => evtchn::set_pending(&mut self.machine, d, port),
+                // Gone without closing: the line stays masked.
+                _ => self.irqs.unbind(dev.gsi),
+            }
+        }
+    }
+
+    /// What the arch layer must do to the I/O APIC's device lines, in order.
+    pub fn take_line_changes(&mut self) -> Vec<LineChange> {
+        self.irqs.take_changes()
+    }
+
+    /// The GSI of device vector `vector`.
+    pub fn device_gsi(&self, vector: u64) -> Option<u32> {
+        device_of_vector(vector).and_then(|i| self.devices.get(i)).map(|d| d.gsi)
     }
 
     /// Builds a domain from a PV kernel image. The first domain built is the one that
@@ -327,6 +376,11 @@ impl<M: Machine> Hypervisor<M> {
             self.domains.put(dom);
             return self.reschedule(vector == TIMER_VECTOR);
         }
+        if device_of_vector(vector).is_some() {
+            self.domains.put(dom);
+            self.device_interrupt(vector);
+            return self.reschedule(false);
+        }
         // Kept for a crash report, as handling an exception rewrites the registers. Not
         // for hypercalls (the hot path): they change only RAX before a crash is known.
         // (`then_some` would copy the frame on every entry, hypercalls included.)
@@ -348,6 +402,7 @@ impl<M: Machine> Hypervisor<M> {
                 },
                 domains: &mut self.domains,
                 clock: &self.clock,
+                irqs: &mut self.irqs,
                 effects: Effects::default(),
             };
             hypercall::dispatch(&mut env, &mut dom);
@@ -612,6 +667,7 @@ impl<M: Machine> Hypervisor<M> {
         if self.fpu_owner == Some(id) {
             self.fpu_owner = None;
         }
+        self.irqs.release_domain(id);
         let destroy = dom.destroy;
         self.domains.put(dom);
         if destroy {
@@ -637,6 +693,8 @@ impl<M: Machine> Hypervisor<M> {
 
 #[cfg(test)]
 mod domctl_tests;
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod grant_tests;
 #[cfg(test)]

@@ -48,6 +48,11 @@ pub struct FrameTable {
     domains: Vec<(u16, bool)>,
     /// Frames whose last reference went: freed by [`FrameTable::reclaim`].
     pending_free: Vec<Mfn>,
+    /// The devices' MMIO frames (inclusive ranges): an I/O-privileged domain may map
+    /// them (Xen's `iomem_access_permitted`), nobody else; they hold no references.
+    /// Nothing else outside RAM may be mapped: not the shim's local APIC, I/O APIC,
+    /// HPET or firmware.
+    iomem: Vec<(Mfn, Mfn)>,
 }
 
 impl FrameTable {
@@ -70,6 +75,7 @@ impl FrameTable {
             shim_l4: shim_l4.to_vec(),
             domains: Vec::new(),
             pending_free: Vec::new(),
+            iomem: Vec::new(),
         }
     }
 
@@ -97,6 +103,15 @@ impl FrameTable {
 
     pub fn domain_exists(&self, id: u16) -> bool {
         self.domains.iter().any(|&(d, _)| d == id)
+    }
+
+    /// Lets I/O-privileged domains map the device frames `first..=last`.
+    pub fn add_iomem(&mut self, first: Mfn, last: Mfn) {
+        self.iomem.push((first, last));
+    }
+
+    pub fn is_iomem(&self, mfn: Mfn) -> bool {
+        self.iomem.iter().any(|&(a, b)| (a..=b).contains(&mfn))
     }
 
     fn io_privileged(&self, id: u16) -> bool {
@@ -344,6 +359,14 @@ impl FrameTable {
         }
         self.check_flags(level, e, table_owner)?;
         let target = pte.mfn();
+        if level == 1 && self.is_iomem(target) {
+            // get_page_from_l1e's MMIO branch: the page owner's I/O capability decides.
+            if pg_owner == table_owner && self.io_privileged(pg_owner) {
+                return Ok(());
+            }
+            log::warn!("d{table_owner}: non-privileged attempt to map MMIO frame {target:#x}");
+            return Err(XEN_EPERM);
+        }
         let Some(page) = self.page(target).copied() else {
             log::warn!("d{table_owner}: attempt to map I/O space {target:#x}");
             return Err(XEN_EPERM);
@@ -402,6 +425,9 @@ impl FrameTable {
             return;
         }
         let target = pte.mfn();
+        if level == 1 && self.is_iomem(target) {
+            return;
+        }
         match self.page(target).map(|p| p.owner) {
             None | Some(Owner::M2pShared) if level == 1 => {}
             _ if level == 1 && pte.writable() => self.put_page_and_type(m, target),

@@ -180,6 +180,36 @@ fn shim_frames_are_refused() {
 }
 
 #[test]
+fn device_frames_map_for_the_io_privileged_only() {
+    const DEV: Mfn = 0xfeb00;
+    for privileged in [true, false] {
+        let mut t = setup(privileged);
+        t.ft.add_iomem(DEV, DEV + 2);
+        let (l1, l2) = (t.mine[0], t.mine[1]);
+        // Uncached and writable, as a driver maps a device's registers.
+        t.set(l1, 0, DEV + 2, RW | 1 << 4);
+        if privileged {
+            t.pin(l1, 1).unwrap();
+            // Mapped without references: unmapping drops none.
+            t.mod_entry(l1, 1, DEV, RW).unwrap();
+            t.mod_entry(l1, 1, 0, 0).unwrap();
+            // Only the device's frames: the next one is not the guest's to map.
+            assert_eq!(t.mod_entry(l1, 2, DEV + 3, RW), Err(XEN_EPERM));
+            // Never as a page table.
+            t.set(l2, 0, DEV, RW);
+            assert_eq!(t.pin(l2, 2), Err(XEN_EPERM));
+            t.unpin(l1).unwrap();
+        } else {
+            // (Cache attributes are refused first for an unprivileged domain.)
+            assert_eq!(t.pin(l1, 1), Err(XEN_EINVAL));
+            t.set(l1, 0, DEV + 2, RW);
+            assert_eq!(t.pin(l1, 1), Err(XEN_EPERM));
+        }
+        t.assert_quiet();
+    }
+}
+
+#[test]
 fn m2p_frames_map_read_only_only() {
     let mut t = setup(false);
     let l1 = t.mine[0];

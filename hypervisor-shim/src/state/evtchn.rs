@@ -26,6 +26,8 @@ pub enum Binding {
     },
     Virq(u32),
     Ipi,
+    /// A device's interrupt line (its pirq: `crate::devices`).
+    Pirq(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,6 +30,8 @@ pub struct World {
     /// The other domains hypercalls may reach (empty unless a test adds some).
     pub others: Domains,
     pub clock: Clock,
+    /// Device lines (none unless a test adds some).
+    pub irqs: crate::devices::Irqs,
     pub out: Vec<u8>,
     /// End of the domain's initial mapping (nothing is mapped from here on).
     pub v_end: u64,
@@ -74,6 +76,7 @@ impl World {
             dom: Domain::new(0, "test".to_string(), initial, built.initial()),
             others: Domains::new(),
             clock: Clock::new(1_000_000_000, 0, 0, 0),
+            irqs: Default::default(),
             p2m,
             out: Vec::new(),
             v_end,
@@ -104,6 +107,7 @@ impl World {
             },
             domains: &mut self.others,
             clock: &self.clock,
+            irqs: &mut self.irqs,
             effects: Effects::default(),
         };
         dispatch(&mut env, &mut self.dom);
