@@ -13,6 +13,8 @@
 //! - [`device`]: where devices live in the store (`device/<type>/<id>`,
 //!   `backend/<type>/<front-domid>/<id>`) and the node helpers both ends use to find
 //!   each other, publish state and negotiate features (Linux's `xenbus_probe.c`).
+//! - [`vdev`]: virtual block device names (`xvda`, `sda1`, `d0p1`) and the device
+//!   numbers they stand for in the store (`docs/misc/vbd-interface.pandoc`).
 #![no_std]
 #![forbid(unsafe_code)]
 // The Store trait's futures are not `Send`: our executors run one task at a time.
@@ -27,6 +29,7 @@ pub mod device;
 pub mod state;
 pub mod store;
 pub mod transport;
+pub mod vdev;
 
 pub use client::Client;
 pub use pv_core::xs_wire::XsError;

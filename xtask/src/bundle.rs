@@ -13,11 +13,22 @@
 //! role = "dom0"           # "dom0" or "domU" (default); at most one dom0
 //! backends = true         # dom0 only: it runs xenstored and the console back-end, so
 //!                         # domUs get ring event channels and start paused (default false)
+//! disk = ["vdev=xvda,access=rw,size=64M,target=images/kv.img"]
+//!                         # domUs only: virtual disks, xl.cfg's disk specs (`disks.rs`)
 //! ```
 //!
 //! An `image` with a `/` in it is a path, relative to the manifest's directory (write
 //! `./vmlinuz` for a file beside the manifest); otherwise it names an example, built
 //! by xtask. Unknown keys are errors, so a typo does not silently drop a setting.
+//!
+//! A dom0 running the back-ends learns from its command line what the shim does not
+//! tell it: the domUs' names, ` names=1:web,2:db`, and their disks,
+//! ` disks=DOMID:VDEV:MODE:SERIAL,...` (e.g. ` disks=1:xvda:w:vbd0,2:xvdb:r:vbd1`):
+//! the domU's domain id (numbered as in `names=`), the vdev as the manifest writes it,
+//! `w` or `r`, and the serial of the virtio-blk device QEMU gives the disk (`vbd0`,
+//! `vbd1`, ... in manifest order). `disks=` is there only when there are disks. The
+//! disks are dom0's devices, served to the domUs, so dom0 itself has none, and a
+//! manifest with disks needs a dom0 with `backends = true`.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -29,6 +40,7 @@ pub use hypervisor_shim::pv::build::bundle::Role;
 use hypervisor_shim::pv::build::bundle::{self as format, BundleDomain};
 use serde::Deserialize;
 
+use crate::disks::{self, Access, Disk, DiskSpec};
 use crate::images;
 
 /// Memory of a domU without `memory`, in MiB.
@@ -94,6 +106,8 @@ pub struct DomainSpec {
     pub role: Role,
     /// The dom0 runs xenstored and the console back-end (the bundle's `FLAG_BACKENDS`).
     pub backends: bool,
+    /// The domain's virtual disks, in manifest order (served by dom0).
+    pub disks: Vec<DiskSpec>,
 }
 
 /// A checked manifest: the domains in file order (the shim numbers domUs in this order).
@@ -122,6 +136,9 @@ struct RawDomain {
     role: RawRole,
     #[serde(default)]
     backends: bool,
+    /// xl.cfg's disk specs (`disks.rs`).
+    #[serde(default)]
+    disk: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -190,16 +207,25 @@ impl Manifest {
                     RawRole::Dom0 => Role::Dom0,
                     RawRole::DomU => Role::DomU,
                 };
-                DomainSpec {
+                let disks = d
+                    .disk
+                    .iter()
+                    .map(|spec| {
+                        DiskSpec::parse(spec, base)
+                            .map_err(|e| anyhow::anyhow!("domain {:?}: disk {spec:?}: {e}", d.name))
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(DomainSpec {
                     memory_kib: d.memory.unwrap_or(default_memory_kib(role)),
                     image: ImageRef::parse(&d.image, base),
                     name: d.name,
                     cmdline: d.cmdline,
                     role,
                     backends: d.backends,
-                }
+                    disks,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let manifest = Manifest { domains };
         manifest.check()?;
         Ok(manifest)
@@ -251,6 +277,7 @@ impl Manifest {
                 cmdline,
                 role,
                 backends: false,
+                disks: Vec::new(),
             });
         }
         let manifest = Manifest { domains: named };
@@ -261,6 +288,7 @@ impl Manifest {
     /// The bundle rules that do not depend on the images, checked by the shim's own
     /// writer on placeholder images (so the rules live in one place).
     pub fn check(&self) -> Result<()> {
+        self.check_disks()?;
         const PLACEHOLDER: &[u8] = b"\x7fELF";
         let domains: Vec<_> = self
             .domains
@@ -270,6 +298,99 @@ impl Manifest {
         format::encode(&domains)
             .map(drop)
             .map_err(|e| self.explain(e))
+    }
+
+    /// The rules of disks: only domUs have them, served by a dom0 running the
+    /// back-ends; one vdev once per domain; one image file per writer; at most
+    /// [`disks::MAX_DISKS`].
+    fn check_disks(&self) -> Result<()> {
+        let total: usize = self.domains.iter().map(|d| d.disks.len()).sum();
+        if total == 0 {
+            return Ok(());
+        }
+        if total > disks::MAX_DISKS {
+            bail!(
+                "{total} disks: at most {} in all (each is a virtio-mmio transport of QEMU's \
+                 microvm, which has a fixed few)",
+                disks::MAX_DISKS
+            );
+        }
+        for d in &self.domains {
+            if d.role == Role::Dom0 && !d.disks.is_empty() {
+                bail!(
+                    "domain {:?}: dom0 may not have disks: the disks are dom0's devices, \
+                     which it serves to the domUs",
+                    d.name
+                );
+            }
+            for (i, a) in d.disks.iter().enumerate() {
+                if let Some(b) = d.disks[..i].iter().find(|b| b.devid == a.devid) {
+                    bail!(
+                        "domain {:?}: two disks are the same device {} (vdev {} and vdev {})",
+                        d.name,
+                        a.devid,
+                        b.vdev,
+                        a.vdev
+                    );
+                }
+            }
+        }
+        // QEMU locks images: two drives on one file start only if none writes it, and
+        // two writers would corrupt it anyway. Paths compare as written (the images may
+        // not exist yet); QEMU's lock catches the rest.
+        let all: Vec<(&DomainSpec, &DiskSpec)> = self
+            .domains
+            .iter()
+            .flat_map(|d| d.disks.iter().map(move |k| (d, k)))
+            .collect();
+        for (i, (da, a)) in all.iter().enumerate() {
+            let shared = all[..i].iter().find(|(_, b)| b.target == a.target);
+            if let Some((db, b)) = shared {
+                if a.access == Access::ReadWrite || b.access == Access::ReadWrite {
+                    bail!(
+                        "image {} is both domain {:?}'s {} and domain {:?}'s {}: one image \
+                         file may be shared only read-only (access=ro)",
+                        a.target.display(),
+                        db.name,
+                        b.vdev,
+                        da.name,
+                        a.vdev
+                    );
+                }
+            }
+        }
+        if !self.domains.iter().any(|d| d.backends) {
+            bail!("the manifest has disks but no dom0 with `backends = true` to serve them");
+        }
+        Ok(())
+    }
+
+    /// Every disk of the manifest, in order, with its domU's id and its serial
+    /// (`vbd0`, `vbd1`, ...): what QEMU attaches and dom0 is told.
+    pub fn disks(&self) -> Vec<Disk> {
+        let mut out = Vec::new();
+        for (domid, d) in self.with_ids() {
+            for spec in &d.disks {
+                out.push(Disk {
+                    domid,
+                    serial: format!("vbd{}", out.len()),
+                    spec: spec.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Each domain with the id the shim gives it: dom0 0, the domUs 1, 2, ... in order.
+    fn with_ids(&self) -> impl Iterator<Item = (u16, &DomainSpec)> {
+        let mut next_domu = 0;
+        self.domains.iter().map(move |d| match d.role {
+            Role::Dom0 => (0, d),
+            Role::DomU => {
+                next_domu += 1;
+                (next_domu, d)
+            }
+        })
     }
 
     /// A bundle error with the name of the domain it is about.
@@ -374,25 +495,38 @@ impl Manifest {
 
     /// Each domain's command line as bundled. A dom0 running the back-ends also
     /// learns the domUs' names (` names=1:web,2:db`), which the shim does not tell
-    /// it: it names their consoles and their `name` nodes in xenstore after them.
+    /// it: it names their consoles and their `name` nodes in xenstore after them; and
+    /// their disks (` disks=1:xvda:w:vbd0`), which it serves (module documentation).
     fn cmdlines(&self) -> Vec<String> {
         let names: Vec<String> = self
-            .domains
+            .with_ids()
+            .filter(|(_, d)| d.role == Role::DomU)
+            .map(|(id, d)| format!("{id}:{}", d.name))
+            .collect();
+        let disks: Vec<String> = self
+            .disks()
             .iter()
-            .filter(|d| d.role == Role::DomU)
-            .enumerate()
-            .map(|(i, d)| format!("{}:{}", i + 1, d.name))
+            .map(|k| {
+                format!(
+                    "{}:{}:{}:{}",
+                    k.domid,
+                    k.spec.vdev,
+                    k.spec.access.mode(),
+                    k.serial
+                )
+            })
             .collect();
         self.domains
             .iter()
             .map(|d| {
+                let mut cmdline = d.cmdline.clone();
                 if d.backends && !names.is_empty() {
-                    format!("{} names={}", d.cmdline, names.join(","))
-                        .trim_start()
-                        .to_string()
-                } else {
-                    d.cmdline.clone()
+                    cmdline = format!("{cmdline} names={}", names.join(","));
                 }
+                if d.backends && !disks.is_empty() {
+                    cmdline = format!("{cmdline} disks={}", disks.join(","));
+                }
+                cmdline.trim_start().to_string()
             })
             .collect()
     }
@@ -415,17 +549,15 @@ impl Manifest {
         Ok(())
     }
 
-    /// One line per domain: domain id, name, role, memory, image, command line.
+    /// One line per domain: domain id, name, role, memory, image, command line; and
+    /// one per disk: serial, vdev, mode, image file.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let mut next_domu = 1;
-        for d in &self.domains {
-            let (id, role) = match d.role {
-                Role::Dom0 => (0, "dom0"),
-                Role::DomU => {
-                    next_domu += 1;
-                    (next_domu - 1, "domU")
-                }
+        let mut disks = self.disks().into_iter();
+        for (id, d) in self.with_ids() {
+            let role = match d.role {
+                Role::Dom0 => "dom0",
+                Role::DomU => "domU",
             };
             let _ = writeln!(
                 s,
@@ -435,6 +567,16 @@ impl Manifest {
                 d.image,
                 d.cmdline
             );
+            for k in disks.by_ref().take(d.disks.len()) {
+                let _ = writeln!(
+                    s,
+                    "           disk {:<5} {:<8} {}  {}",
+                    k.serial,
+                    k.spec.vdev,
+                    k.spec.access.mode(),
+                    k.spec.target.display()
+                );
+            }
         }
         s
     }

@@ -12,6 +12,9 @@ use anyhow::{bail, Context, Result};
 pub const TARGET: &str = "x86_64-unknown-none";
 /// QEMU binary; Debian's `qemu-system-x86` provides it.
 pub const QEMU: &str = "qemu-system-x86_64";
+/// Creates disk images; Debian's `qemu-utils` provides it (`qemu-system-x86` only
+/// recommends it, and we install without recommends).
+pub const QEMU_IMG: &str = "qemu-img";
 /// Where Debian's `libxen-dev` puts the Xen public headers.
 pub const XEN_HEADERS: &str = "/usr/include/xen";
 
@@ -23,6 +26,18 @@ pub fn ensure_qemu() -> Result<()> {
     apt_install(&["qemu-system-x86"], "qemu-system-x86 (QEMU)")?;
     if find_in_path(QEMU).is_none() {
         bail!("{QEMU} still not on PATH after installing qemu-system-x86");
+    }
+    Ok(())
+}
+
+/// Makes sure `qemu-img` is on the PATH, installing it if needed.
+pub fn ensure_qemu_img() -> Result<()> {
+    if find_in_path(QEMU_IMG).is_some() {
+        return Ok(());
+    }
+    apt_install(&["qemu-utils"], "qemu-utils (qemu-img, for disk images)")?;
+    if find_in_path(QEMU_IMG).is_none() {
+        bail!("{QEMU_IMG} still not on PATH after installing qemu-utils");
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! * [`deps`]: installs what is missing (QEMU, the Rust target, libclang, Xen headers);
 //! * [`images`]: builds the shim and the guest images into `target/images/`;
 //! * [`bundle`]: domain bundles, several guests in one boot module, from a manifest;
+//! * [`disks`]: a manifest's virtual disks (xl's disk specs) and their image files;
 //! * [`qemu`]: QEMU command lines, running with a deadline, the exit-status convention;
 //! * [`scenarios`]: the QEMU scenarios of `cargo xtask test`;
 //! * [`xen`]: fetches upstream Xen 4.17, the reference our guests must also boot on;
@@ -19,6 +20,7 @@ mod bindgen;
 mod bundle;
 mod debian;
 mod deps;
+mod disks;
 mod fuzz;
 mod grub;
 mod images;
@@ -65,8 +67,9 @@ enum Command {
     ///
     /// The manifest (TOML) lists `[[domain]]` tables with `name`, `image` (an example
     /// name, or a path to a PV ELF containing a `/`, relative to the manifest),
-    /// `memory` ("16M", "1G" or MiB; default 16M, dom0 64M), `cmdline` and `role`
-    /// ("dom0" or "domU", the default). See bundles/hello3.toml.
+    /// `memory` ("16M", "1G" or MiB; default 16M, dom0 64M), `cmdline`, `role`
+    /// ("dom0" or "domU", the default), `backends` and `disk` (a domU's xl.cfg disk
+    /// specs, e.g. "vdev=xvda,size=64M,target=images/kv.img"). See bundles/hello3.toml.
     Bundle {
         /// The manifest.
         manifest: PathBuf,
@@ -257,6 +260,10 @@ fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
     if let Some((manifest, stem)) = manifest {
         let out = bundle::default_output(root, &stem);
         manifest.write(root, &out)?;
+        // Every image exists before QEMU opens it: missing ones are created, anything
+        // but a regular file is refused.
+        let disks = manifest.disks();
+        disks::ensure_images(&disks)?;
         let shim = images::build(root, &[])?.shim;
         // The machine holds every domain plus the shim's own memory.
         let memory = args.memory.clone().unwrap_or_else(|| {
@@ -265,7 +272,7 @@ fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
                 (manifest.total_mib() + 64).next_multiple_of(64).max(256)
             )
         });
-        return boot(&shim, &out, "", &args, &memory);
+        return boot(&shim, &out, "", &args, &memory, disks);
     }
     let (example, cmdline) = match args.guests[0].split_once(':') {
         Some((e, c)) => (e.to_owned(), Some(c.to_owned())),
@@ -308,7 +315,7 @@ fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
         .map_or(String::new(), |m| format!("dom0_mem={m}"));
     let cmdline = qemu::shim_cmdline(&shim_opts, &args.guest_args.join(" "));
     let memory = args.memory.clone().unwrap_or_else(|| "256M".into());
-    boot(&built.shim, &guest, &cmdline, &args, &memory)
+    boot(&built.shim, &guest, &cmdline, &args, &memory, Vec::new())
 }
 
 /// The bundle of `run GUEST GUEST...`: `--dom0-mem` and the arguments after `--` go to
@@ -329,18 +336,21 @@ fn guests_manifest(args: &RunArgs) -> Result<bundle::Manifest> {
     bundle::Manifest::from_guests(&guests, dom0_kib, &cwd)
 }
 
-/// Boots the shim with `module` and reports how the run ended as run's exit status.
+/// Boots the shim with `module` (and a manifest's `disks`) and reports how the run
+/// ended as run's exit status.
 fn boot(
     shim: &std::path::Path,
     module: &std::path::Path,
     cmdline: &str,
     args: &RunArgs,
     memory: &str,
+    disks: Vec<disks::Disk>,
 ) -> Result<ExitCode> {
     deps::ensure_qemu()?;
     let cmd = qemu::Machine::shim(shim, module, cmdline)
         .accel(args.accel)
         .memory(memory)
+        .disks(disks)
         .command();
     eprintln!("==> booting {} on the shim", module.display());
     eprintln!("    {}", qemu::display_command(&cmd));

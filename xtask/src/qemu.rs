@@ -1,4 +1,5 @@
-//! QEMU: the command lines (shim on microvm, upstream Xen on q35), running with a
+//! QEMU: the command lines (shim on microvm with its virtio-blk disks, upstream Xen on
+//! q35), running with a
 //! deadline while reading the serial console line by line, and the exit-status
 //! convention between the shim and xtask ([`outcome`]). Everything that starts QEMU
 //! goes through here so the flags live in one place.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::deps::QEMU;
+use crate::disks::{Access, Disk};
 
 /// QEMU accelerator. TCG by default: the nested KVM of our machines does not deliver
 /// ring-3 `syscall` (DESIGN.md, pitfalls).
@@ -56,6 +58,7 @@ pub struct Machine {
     accel: Accel,
     memory: String,
     icount: bool,
+    disks: Vec<Disk>,
 }
 
 #[derive(Clone, Debug)]
@@ -89,6 +92,7 @@ impl Machine {
             accel: Accel::Tcg,
             memory: "256M".into(),
             icount: false,
+            disks: Vec::new(),
         }
     }
 
@@ -108,6 +112,7 @@ impl Machine {
             accel: Accel::Tcg,
             memory: "512M".into(),
             icount: false,
+            disks: Vec::new(),
         }
     }
 
@@ -122,6 +127,14 @@ impl Machine {
         self
     }
 
+    /// The shim's disks (a manifest's, [`crate::bundle::Manifest::disks`]), in order:
+    /// each a virtio-blk device on one of microvm's virtio-mmio transports, its serial
+    /// naming it for dom0. Upstream Xen's q35 machine boots without them.
+    pub fn disks(mut self, disks: Vec<Disk>) -> Machine {
+        self.disks = disks;
+        self
+    }
+
     /// Runs under [`ICOUNT`]: TSC ticks count guest instructions.
     pub fn icount(mut self) -> Machine {
         self.icount = true;
@@ -132,7 +145,13 @@ impl Machine {
     ///
     /// The shim: `-nodefaults` keeps microvm from adding devices we do not use; the
     /// serial port we need is still created by `-serial stdio`. `isa-debug-exit` lets
-    /// the shim end QEMU with a status ([`outcome`]).
+    /// the shim end QEMU with a status ([`outcome`]). Disks: `-drive if=none` plus a
+    /// `virtio-blk-device` (microvm's transports are virtio-mmio, not PCI), with the
+    /// serial dom0 knows the disk by; `cache=writeback`: writes may sit in the host's
+    /// page cache, and a flush from the guest (which blkback passes on before it
+    /// acknowledges one) makes QEMU sync the image. microvm's virtio-mmio transports
+    /// speak the legacy interface by default; `force-legacy=false` makes them virtio
+    /// 1.x (modern) transports.
     ///
     /// Xen: `-cpu max,-smap,-rdtscp`: QEMU 7.2's TCG trips SMAP on a PV kernel's
     /// `iretq`, and its SVM emulation fails on RDTSCP (DESIGN.md, pitfalls). Xen does
@@ -165,6 +184,14 @@ impl Machine {
                 cmd.arg("-kernel").arg(shim);
                 cmd.arg("-initrd").arg(module);
                 cmd.args(["-append", cmdline]);
+                if !self.disks.is_empty() {
+                    cmd.args(["-global", "virtio-mmio.force-legacy=false"]);
+                }
+                for d in &self.disks {
+                    cmd.arg("-drive").arg(drive(d));
+                    cmd.arg("-device")
+                        .arg(format!("virtio-blk-device,drive={0},serial={0}", d.serial));
+                }
             }
             Kernel::Xen { xen, dom0, cmdline } => {
                 cmd.arg("-kernel").arg(xen);
@@ -182,6 +209,21 @@ impl Machine {
         }
         cmd
     }
+}
+
+/// A disk's `-drive` option. The path's commas are doubled: QEMU's option syntax
+/// would read one as the end of `file=` (xl's `target=` may hold commas). The path
+/// came from a manifest's text, so it is UTF-8.
+fn drive(d: &Disk) -> String {
+    let path = d.spec.target.to_string_lossy().replace(',', ",,");
+    let mut opt = format!(
+        "file={path},format=raw,if=none,id={},cache=writeback",
+        d.serial
+    );
+    if d.spec.access == Access::ReadOnly {
+        opt.push_str(",read-only=on");
+    }
+    opt
 }
 
 /// How a QEMU run ended, by the shim's convention.
@@ -478,6 +520,47 @@ mod tests {
         let plain = args(&Machine::xen("/x", "/g", ""));
         assert!(plain.windows(2).any(|w| w == ["-initrd", "/g"]));
         assert_eq!(args(&Machine::shim("/s", "/g", ""))[5], "256M");
+        // No disk, no virtio: the transports stay as microvm makes them.
+        assert!(!args(&shim).iter().any(|a| a.contains("virtio")));
+    }
+
+    fn disk(serial: &str, target: &str, access: Access) -> Disk {
+        Disk {
+            domid: 1,
+            serial: serial.into(),
+            spec: crate::disks::DiskSpec {
+                target: target.into(),
+                vdev: "xvda".into(),
+                devid: 51712,
+                access,
+                size: None,
+            },
+        }
+    }
+
+    /// Disks follow the rest in order, one drive and one virtio-blk device each, on
+    /// modern transports; a read-only disk is a read-only drive; commas in the path
+    /// are escaped for QEMU's option parser.
+    #[test]
+    fn disks_are_virtio_blk_drives_in_order() {
+        let m = Machine::shim("/s", "/g", "").disks(vec![
+            disk("vbd0", "/img/kv.img", Access::ReadWrite),
+            disk("vbd1", "/img/a,b.img", Access::ReadOnly),
+        ]);
+        let all = args(&m);
+        let plain = args(&Machine::shim("/s", "/g", ""));
+        assert_eq!(all[..plain.len()], plain[..]);
+        assert_eq!(
+            all[plain.len()..].join(" "),
+            "-global virtio-mmio.force-legacy=false \
+             -drive file=/img/kv.img,format=raw,if=none,id=vbd0,cache=writeback \
+             -device virtio-blk-device,drive=vbd0,serial=vbd0 \
+             -drive file=/img/a,,b.img,format=raw,if=none,id=vbd1,cache=writeback,read-only=on \
+             -device virtio-blk-device,drive=vbd1,serial=vbd1"
+        );
+        // -icount still comes last.
+        let counted = args(&m.clone().icount());
+        assert_eq!(counted[all.len()..], *ICOUNT);
     }
 
     /// What `bench` adds: -icount, and nothing else.

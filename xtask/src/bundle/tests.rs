@@ -242,3 +242,309 @@ fn backends_is_a_dom0_flag_carried_into_the_bundle() {
     let b = m.domains[0].to_bundle(b"\x7fELF");
     assert!(b.backends);
 }
+
+/// dom0 with the back-ends, then `domus` as `(name, [disk specs])` in TOML.
+fn with_disks(domus: &[(&str, &[&str])]) -> String {
+    let mut text =
+        "[[domain]]\nname = \"d0\"\nimage = \"dom0\"\nrole = \"dom0\"\nbackends = true\n"
+            .to_string();
+    for (name, disks) in domus {
+        let specs: Vec<String> = disks.iter().map(|d| format!("{d:?}")).collect();
+        let _ = write!(
+            text,
+            "[[domain]]\nname = \"{name}\"\nimage = \"hello\"\ndisk = [{}]\n",
+            specs.join(", ")
+        );
+    }
+    text
+}
+
+#[test]
+fn disk_specs_parse_in_both_forms() {
+    let text = with_disks(&[
+        (
+            "web",
+            &[
+                "vdev=xvda,access=rw,size=64M,target=images/kv.img",
+                " vdev = xvdb , access=ro, format=raw, devtype=disk, target=/abs/a,b c.img",
+                "/abs/pos.img,raw,xvdc,ro",
+                "./pos2.img,,d3p1",
+            ],
+        ),
+        (
+            "db",
+            &[
+                "vdev=xvda,size=1G,target=./db.img",
+                "size=4096B,vdev=51728,access=w,target=x",
+            ],
+        ),
+    ]);
+    let m = Manifest::parse(&text, &base()).unwrap();
+    let got: Vec<_> = m.domains[1]
+        .disks
+        .iter()
+        .chain(&m.domains[2].disks)
+        .map(|d| {
+            (
+                d.target.to_str().unwrap(),
+                d.vdev.as_str(),
+                d.devid,
+                d.access,
+                d.size,
+            )
+        })
+        .collect();
+    use Access::{ReadOnly as Ro, ReadWrite as Rw};
+    assert_eq!(
+        got,
+        [
+            (
+                "/manifests/images/kv.img",
+                "xvda",
+                51712,
+                Rw,
+                Some(64 << 20)
+            ),
+            ("/abs/a,b c.img", "xvdb", 51728, Ro, None),
+            ("/abs/pos.img", "xvdc", 51744, Ro, None),
+            ("/manifests/pos2.img", "d3p1", 51761, Rw, None),
+            ("/manifests/db.img", "xvda", 51712, Rw, Some(1 << 30)),
+            ("/manifests/x", "51728", 51728, Rw, Some(4096)),
+        ]
+    );
+    // Serials count the manifest's disks, domain ids the domUs.
+    let placed: Vec<_> = m
+        .disks()
+        .iter()
+        .map(|d| (d.domid, d.serial.clone(), d.spec.vdev.clone()))
+        .collect();
+    let want: Vec<_> = [
+        (1, "vbd0", "xvda"),
+        (1, "vbd1", "xvdb"),
+        (1, "vbd2", "xvdc"),
+        (1, "vbd3", "d3p1"),
+        (2, "vbd4", "xvda"),
+        (2, "vbd5", "51728"),
+    ]
+    .iter()
+    .map(|&(id, s, v)| (id, s.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(placed, want);
+    assert!(
+        m.table()
+            .contains("disk vbd4  xvda     w  /manifests/db.img"),
+        "{}",
+        m.table()
+    );
+
+    assert_eq!(disks::parse_size("64M"), Ok(64 << 20));
+    assert_eq!(disks::parse_size("8"), Ok(8 << 20));
+    assert_eq!(disks::parse_size("2T"), Ok(2 << 40));
+    assert_eq!(disks::parse_size("1536b"), Ok(1536));
+}
+
+#[test]
+fn disk_mistakes_are_reported_clearly() {
+    let seventeen: Vec<String> = (0..17)
+        .map(|i| format!("vdev=xvd{},target=d{i}.img", (b'a' + i) as char))
+        .collect();
+    let seventeen: Vec<&str> = seventeen.iter().map(|s| s.as_str()).collect();
+    let one = |spec: &str| with_disks(&[("web", &[spec])]);
+    let cases = [
+        (
+            one("vdev=xvda,colour=blue,target=a.img"),
+            "domain \"web\": disk \"vdev=xvda,colour=blue,target=a.img\": unknown key `colour`",
+        ),
+        (one("vdev=xvda,target="), "no target"),
+        (one("vdev=xvda"), "no target"),
+        (one("target=a.img"), "no vdev (the device the domU sees"),
+        (
+            one("target=a.img,vdev=xvda,size=64M"),
+            "`target=` must be the last key, everything after it is the path \
+             (here \"a.img,vdev=xvda,size=64M\")",
+        ),
+        (
+            one("vdev=xvdA,target=a.img"),
+            "vdev \"xvdA\": no disk letters",
+        ),
+        (
+            one("vdev=sdq,target=a.img"),
+            "vdev \"sdq\": disk 16 is out of range",
+        ),
+        (
+            one("vdev=xvda,access=rx,target=a.img"),
+            "access \"rx\": expected rw (w) or ro (r)",
+        ),
+        (
+            one("vdev=xvda,format=qcow2,target=a.img"),
+            "format \"qcow2\": only raw",
+        ),
+        (
+            one("vdev=xvda,devtype=cdrom,target=a.img"),
+            "devtype \"cdrom\"",
+        ),
+        (
+            one("vdev=xvda,size=lots,target=a.img"),
+            "size \"lots\": expected a size",
+        ),
+        (
+            one("vdev=xvda,size=1000B,target=a.img"),
+            "size \"1000B\" (1000 bytes): must be a nonzero multiple of 512 bytes",
+        ),
+        (
+            one("vdev=xvda,size=0,target=a.img"),
+            "nonzero multiple of 512",
+        ),
+        (
+            one("vdev=xvda,vdev=xvdb,target=a.img"),
+            "`vdev` given twice",
+        ),
+        (
+            one("a.img,raw,xvda,rw,extra"),
+            "positional parameter \"extra\"",
+        ),
+        (one("a.img,raw,xvda,target=b.img"), "`target` given twice"),
+        (
+            with_disks(&[("web", &["vdev=xvda,target=a.img", "vdev=d0p0,target=b.img"])]),
+            "domain \"web\": two disks are the same device 51712 (vdev xvda and vdev d0p0)",
+        ),
+        (
+            with_disks(&[("web", &seventeen)]),
+            "17 disks: at most 16 in all (each is a virtio-mmio transport",
+        ),
+        (
+            with_disks(&[
+                ("web", &["vdev=xvda,target=a.img"]),
+                ("db", &["vdev=xvdb,target=./a.img"]),
+            ]),
+            "image /manifests/a.img is both domain \"web\"'s xvda and domain \"db\"'s xvdb: \
+             one image file may be shared only read-only",
+        ),
+        (
+            "[[domain]]\nname = \"d0\"\nimage = \"dom0\"\nrole = \"dom0\"\nbackends = true\n\
+             disk = [\"vdev=xvda,target=a.img\"]\n"
+                .into(),
+            "domain \"d0\": dom0 may not have disks: the disks are dom0's devices, which it \
+             serves to the domUs",
+        ),
+        (
+            "[[domain]]\nname = \"web\"\nimage = \"hello\"\ndisk = [\"vdev=xvda,target=a.img\"]\n"
+                .into(),
+            "the manifest has disks but no dom0 with `backends = true`",
+        ),
+        (
+            "[[domain]]\nname = \"web\"\nimage = \"hello\"\ndisk = \"vdev=xvda,target=a.img\"\n"
+                .into(),
+            "invalid type: string \"vdev=xvda,target=a.img\", expected a sequence",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = err(&text);
+        assert!(got.contains(want), "{text}\nwant {want:?} in: {got}");
+    }
+    // Read-only, one image may back several disks.
+    let shared = with_disks(&[
+        ("web", &["vdev=xvda,access=ro,target=a.img"]),
+        ("db", &["vdev=xvda,access=ro,target=a.img"]),
+    ]);
+    assert_eq!(Manifest::parse(&shared, &base()).unwrap().disks().len(), 2);
+}
+
+/// dom0's command line gets ` disks=` after ` names=` when there are disks, and only
+/// then; the domUs' command lines are left alone.
+#[test]
+fn dom0_learns_the_disks_on_its_command_line() {
+    let dir = scratch("bundle-disks-cmdline");
+    std::fs::write(dir.join("k.elf"), fake_elf(0xc3, 64)).unwrap();
+    let cmdlines = |text: &str| -> Vec<String> {
+        let m = Manifest::parse(text, &dir).unwrap();
+        // Any ELF will do for every domain: only the command lines are looked at.
+        let files = vec![dir.join("k.elf"); m.domains.len()];
+        let bytes = m.encode(&files).unwrap();
+        let bundle = format::parse(&bytes).unwrap().unwrap();
+        bundle
+            .domains
+            .iter()
+            .map(|d| d.cmdline.to_string())
+            .collect()
+    };
+    let mut text = with_disks(&[
+        (
+            "web",
+            &[
+                "vdev=xvda,size=64M,target=images/kv.img",
+                "x.img,raw,xvdb,ro",
+            ],
+        ),
+        ("plain", &[]),
+        ("db", &["vdev=d1p2,access=r,target=db.img"]),
+    ]);
+    text = text.replace("backends = true\n", "backends = true\ncmdline = \"stay\"\n");
+    assert_eq!(
+        cmdlines(&text),
+        [
+            "stay names=1:web,2:plain,3:db disks=1:xvda:w:vbd0,1:xvdb:r:vbd1,3:d1p2:r:vbd2",
+            "",
+            "",
+            "",
+        ]
+    );
+    assert_eq!(cmdlines(&with_disks(&[("web", &[])]))[0], "names=1:web");
+}
+
+/// Images: created when missing (with their directories, of the spec's size), never
+/// touched when present, refused when not a regular file or missing without a size.
+#[test]
+fn disk_images_are_created_once_and_never_overwritten() {
+    let dir = scratch("disk-images");
+    // What needs no qemu-img.
+    std::fs::create_dir(dir.join("adir")).unwrap();
+    let e = format!(
+        "{:#}",
+        disks::ensure_image(&dir.join("adir"), Some(1 << 20)).unwrap_err()
+    );
+    assert!(e.contains("adir is a directory"), "{e}");
+    let e = format!(
+        "{:#}",
+        disks::ensure_image(Path::new("/dev/null"), None).unwrap_err()
+    );
+    assert!(e.contains("/dev/null is not a regular file"), "{e}");
+    let e = format!(
+        "{:#}",
+        disks::ensure_image(&dir.join("none.img"), None).unwrap_err()
+    );
+    assert!(e.contains("none.img does not exist: add `size=`"), "{e}");
+    assert!(!dir.join("none.img").exists());
+    std::fs::write(dir.join("small.img"), [0x5a; 512]).unwrap();
+    assert_eq!(
+        disks::ensure_image(&dir.join("small.img"), Some(1 << 20)).unwrap(),
+        disks::Image::Existing
+    );
+    assert_eq!(std::fs::read(dir.join("small.img")).unwrap(), [0x5a; 512]);
+
+    if let Err(e) = crate::deps::ensure_qemu_img() {
+        eprintln!("SKIPPED image creation: qemu-img is absent and could not be installed: {e:#}");
+        return;
+    }
+    let text = with_disks(&[("web", &["vdev=xvda,size=64K,target=images/sub/kv.img"])]);
+    std::fs::write(dir.join("m.toml"), text).unwrap();
+    let m = Manifest::load(&dir.join("m.toml")).unwrap();
+    let image = dir.join("images/sub/kv.img");
+    disks::ensure_images(&m.disks()).unwrap();
+    let meta = std::fs::metadata(&image).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.len(), 64 << 10);
+
+    // A marker byte survives a second run, even one asking for a larger image.
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[0] = 0xa5;
+    bytes[4095] = 0x5a;
+    std::fs::write(&image, &bytes).unwrap();
+    disks::ensure_images(&m.disks()).unwrap();
+    assert_eq!(
+        disks::ensure_image(&image, Some(1 << 30)).unwrap(),
+        disks::Image::Existing
+    );
+    let after = std::fs::read(&image).unwrap();
+    assert_eq!((after.len(), after[0], after[4095]), (64 << 10, 0xa5, 0x5a));
+}

@@ -195,7 +195,9 @@ pub fn machine(ctx: &Ctx, boot: &Boot) -> anyhow::Result<Machine> {
         Boot::Manifest { path } => {
             let manifest = bundle::Manifest::load(&crate::bindgen::workspace_root().join(path))?;
             let (module, memory) = scenario_bundle(ctx, &manifest)?;
-            Machine::shim(shim, module, "").memory(memory)
+            let disks = manifest.disks();
+            crate::disks::ensure_images(&disks)?;
+            Machine::shim(shim, module, "").memory(memory).disks(disks)
         }
     };
     Ok(machine.accel(ctx.accel))
