@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod blk;
 pub mod console;
 pub mod control;
+pub mod device;
 pub mod errno;
 pub mod events;
 pub mod executor;
@@ -32,6 +33,8 @@ pub mod start_info;
 pub mod time;
 pub mod timer;
 pub mod traps;
+#[cfg(feature = "virtio")]
+pub mod virtio;
 pub mod vmap;
 pub mod xenbus;
 

@@ -72,6 +72,18 @@ pub fn evtchn_bind_virq(virq: u32, vcpu: u32) -> Result<Port, XenError> {
     Ok(a.port)
 }
 
+/// `EVTCHNOP_bind_pirq`: a port that hears of physical IRQ `pirq` (mapped first with
+/// `map_gsi_pirq`).
+pub fn evtchn_bind_pirq(pirq: u32) -> Result<Port, XenError> {
+    let mut a = evtchn_bind_pirq {
+        pirq,
+        flags: 0,
+        port: 0,
+    };
+    op(EVTCHNOP_bind_pirq, &mut a)?;
+    Ok(a.port)
+}
+
 /// `EVTCHNOP_bind_ipi`: a port for inter-processor events to `vcpu`.
 pub fn evtchn_bind_ipi(vcpu: u32) -> Result<Port, XenError> {
     let mut a = evtchn_bind_ipi { vcpu, port: 0 };
