@@ -15,7 +15,8 @@ use std::task::Wake;
 use std::time::{Duration, Instant};
 
 use drivers_back::blk::handshake;
-use drivers_back::blk::MemDisk;
+use drivers_back::blk::nodes::{self, Vbd};
+use drivers_back::blk::{BlockDevice, MemDisk};
 use drivers_back::xenstore::{Loopback, Xenstored};
 use drivers_front::blkfront::{self, Op, Status};
 use pv_core::byte_ring::ByteRing;
@@ -74,23 +75,18 @@ impl World {
         let setup = async {
             dom0.mkdir(NO_TX, "/local/domain/1").await?;
             dom0.set_perms(NO_TX, "/local/domain/1", &["n1"]).await?;
-            // The directories first: the nodes written into them inherit their
-            // permissions (the front end's are its own, dom0 reads; the back end's
-            // are dom0's, the front end reads).
-            for (dir, perms) in [(FRONT, ["n1", "r0"]), (BACK, ["n0", "r1"])] {
-                dom0.mkdir(NO_TX, dir).await?;
-                dom0.set_perms(NO_TX, dir, &perms).await?;
-            }
-            for (p, v) in [
-                (format!("{FRONT}/backend"), BACK),
-                (format!("{FRONT}/backend-id"), "0"),
-                (format!("{FRONT}/state"), "1"),
-                (format!("{BACK}/frontend"), FRONT),
-                (format!("{BACK}/frontend-id"), "1"),
-                (format!("{BACK}/state"), "1"),
-            ] {
-                dom0.write_str(NO_TX, &p, v).await?;
-            }
+            let vbd = Vbd {
+                front: 1,
+                id: 51712,
+                vdev: "xvda",
+                readonly: false,
+                params: "memory",
+            };
+            assert_eq!(
+                (vbd.front_dir().as_str(), vbd.back_dir(0).as_str()),
+                (FRONT, BACK)
+            );
+            nodes::create(dom0, 0, &vbd).await?;
             Ok::<(), xenbus::XsError>(())
         };
         let mut setup = pin!(setup);
@@ -261,5 +257,38 @@ fn a_front_end_publishing_nonsense_gets_the_vbd_closed() {
         assert_eq!(State::parse(&state), Some(State::Closing), "{node}");
         assert!(xs.read(0, &format!("{BACK}/error")).is_ok());
         assert_eq!(w.dom1.map_count(gref), Some(0), "{node}: ring left mapped");
+    }
+}
+
+#[test]
+fn a_front_end_that_breaks_the_ring_is_disconnected_and_told_why() {
+    let w = World::new();
+    let dom0 = Client::new(Loopback::new(&w.xs));
+    let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
+    w.toolstack(&dom0);
+    let (front, back) = w.run(
+        blkfront::connect(&domu, &w.dom1, 51712, 64),
+        handshake::connect(&dom0, &w.dom0, 1, 51712, MemDisk::new(4096), INFO),
+    );
+    let (front, mut back) = (front.unwrap(), back.unwrap());
+    // The front end claims a million requests: `req_prod`, the shared ring's first
+    // word, far beyond what the ring holds.
+    let sring = w.dom0.map(1, front.ring_refs()[0], true).unwrap();
+    sring.page().store_u32(0, 1_000_000);
+    w.dom1.notify(front.port());
+    let why = back.service(&w.dom0).unwrap_err();
+    let (_, disk) = w.run(
+        async {},
+        handshake::fail(&dom0, &w.dom0, 1, 51712, back, &why),
+    );
+    assert_eq!(disk.sectors(), 4096, "the device comes back");
+    let _ = w.dom0.unmap(sring);
+    let mut xs = w.xs.borrow_mut();
+    let state = xs.read(0, &format!("{BACK}/state")).unwrap();
+    assert_eq!(State::parse(&state), Some(State::Closing));
+    let error = xs.read(0, &format!("{BACK}/error")).unwrap();
+    assert_eq!(String::from_utf8(error).unwrap(), format!("{why}"));
+    for r in front.ring_refs() {
+        assert_eq!(w.dom1.map_count(*r), Some(0), "ring grant {r} left mapped");
     }
 }

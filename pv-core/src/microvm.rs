@@ -31,7 +31,11 @@ pub fn transport(i: usize) -> u64 {
 
 /// The GSI of transport `i` on a machine with `transports` of them.
 pub fn transport_gsi(i: usize, transports: usize) -> u32 {
-    let base = if transports > TRANSPORTS_WITHOUT { 24 } else { 5 };
+    let base = if transports > TRANSPORTS_WITHOUT {
+        24
+    } else {
+        5
+    };
     base + i as u32
 }
 

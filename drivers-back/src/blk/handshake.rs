@@ -158,6 +158,26 @@ async fn offer<S: Store, D: BlockDevice>(
     Ok(())
 }
 
+/// Disconnects a vbd whose front end broke the protocol (Linux's `xenbus_dev_fatal`):
+/// every grant unmapped, the ring dropped, `error` saying why, state `Closing`. The
+/// front end keeps its domain; the device comes back.
+pub async fn fail<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
+    store: &S,
+    p: &P,
+    front: u16,
+    id: u32,
+    back: BlkBack<P, D>,
+    why: &super::Disconnect,
+) -> D {
+    let dir = device::back_dir("vbd", front, id);
+    let disk = back.disconnect(p);
+    let _ = store
+        .write_str(NO_TX, &format!("{dir}/error"), &format!("{why}"))
+        .await;
+    let _ = switch_state(store, &dir, State::Closing).await;
+    disk
+}
+
 /// Follows the front end of a connected vbd until it closes (Linux's blkback
 /// `frontend_changed`): when it goes `Closing` (or `Closed`, or vanishes), unmaps
 /// everything and goes `Closing`, and once it is `Closed` (or gone) goes `Closed`.

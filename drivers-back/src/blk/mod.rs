@@ -6,11 +6,14 @@
 //!   in host tests).
 //! - [`back`]: one connected vbd: its mapped ring, the requests it serves, and the
 //!   disconnection of a front end that breaks the protocol.
-//! - [`handshake`]: the xenbus negotiation that offers a vbd and connects it.
+//! - [`handshake`]: the xenbus negotiation that offers a vbd and connects it, and the
+//!   disconnection of a front end that misbehaves.
+//! - [`nodes`]: the xenstore nodes a toolstack writes to create a vbd.
 
 pub mod back;
 pub mod device;
 pub mod handshake;
+pub mod nodes;
 
 pub use back::{BlkBack, Disconnect};
 pub use device::{BlockDevice, IoError, MemDisk};

@@ -10,8 +10,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use hypervisor_shim::devices::Device;
 use hypervisor_shim::trap::{device_of_vector, DEVICE_VECTORS, DEVICE_VECTOR_BASE};
 use pv_core::microvm::{
-    transport, transport_gsi, TRANSPORTS_WITHOUT, TRANSPORTS_WITH_IOAPIC2,
-    VIRTIO_MMIO_DEVICE_ID, VIRTIO_MMIO_MAGIC, VIRTIO_MMIO_SIZE,
+    transport, transport_gsi, TRANSPORTS_WITHOUT, TRANSPORTS_WITH_IOAPIC2, VIRTIO_MMIO_DEVICE_ID,
+    VIRTIO_MMIO_MAGIC, VIRTIO_MMIO_SIZE,
 };
 
 use super::boot::DIRECTMAP;
@@ -95,5 +95,7 @@ pub fn fired_while_idle(vector: u64) {
 /// The device vectors that fired while the shim idled; cleared.
 pub fn take_fired() -> impl Iterator<Item = u64> {
     let bits = FIRED.swap(0, Ordering::Relaxed);
-    (0..DEVICE_VECTORS).filter(move |i| bits & (1 << i) != 0).map(|i| DEVICE_VECTOR_BASE + i)
+    (0..DEVICE_VECTORS)
+        .filter(move |i| bits & (1 << i) != 0)
+        .map(|i| DEVICE_VECTOR_BASE + i)
 }

@@ -119,9 +119,7 @@ pub fn event_channel_op<M: Machine + ?Sized>(
             }
             match dom.evtchn.get(op.port).map(|c| c.binding) {
                 Some(Binding::Virq(v)) if virq_is_global(v) => {}
-                Some(
-                    Binding::Unbound { .. } | Binding::Interdomain { .. } | Binding::Pirq(_),
-                ) => {}
+                Some(Binding::Unbound { .. } | Binding::Interdomain { .. } | Binding::Pirq(_)) => {}
                 _ => return Err(XEN_EINVAL.into()),
             }
         }

@@ -32,7 +32,12 @@ fn physdev(h: &mut Hypervisor<TestMachine>, d: domid_t, cmd: u32, op: &[u8]) -> 
 }
 
 /// `PHYSDEVOP_map_pirq` of GSI `index` on the caller, with `pirq` asked for.
-fn map_pirq(h: &mut Hypervisor<TestMachine>, d: domid_t, index: i32, pirq: i32) -> Result<u32, i64> {
+fn map_pirq(
+    h: &mut Hypervisor<TestMachine>,
+    d: domid_t,
+    index: i32,
+    pirq: i32,
+) -> Result<u32, i64> {
     let mut op = [0u8; 40];
     op[0..2].copy_from_slice(&(DOMID_SELF as u16).to_le_bytes());
     op[4..8].copy_from_slice(&(MAP_PIRQ_TYPE_GSI as i32).to_le_bytes());
@@ -48,7 +53,14 @@ fn bind_pirq(h: &mut Hypervisor<TestMachine>, d: domid_t, pirq: u32) -> Result<u
     let mut op = [0u8; 12];
     op[0..4].copy_from_slice(&pirq.to_le_bytes());
     poke(h, d, SCRATCH, &op);
-    match call(h, d, __HYPERVISOR_event_channel_op, &[EVTCHNOP_bind_pirq as u64, SCRATCH]).0 {
+    match call(
+        h,
+        d,
+        __HYPERVISOR_event_channel_op,
+        &[EVTCHNOP_bind_pirq as u64, SCRATCH],
+    )
+    .0
+    {
         0 => Ok(peek_u32(h, d, SCRATCH + 8)),
         e => Err(e),
     }
@@ -56,7 +68,13 @@ fn bind_pirq(h: &mut Hypervisor<TestMachine>, d: domid_t, pirq: u32) -> Result<u
 
 fn close(h: &mut Hypervisor<TestMachine>, d: domid_t, port: u32) -> i64 {
     poke(h, d, SCRATCH, &port.to_le_bytes());
-    call(h, d, __HYPERVISOR_event_channel_op, &[EVTCHNOP_close as u64, SCRATCH]).0
+    call(
+        h,
+        d,
+        __HYPERVISOR_event_channel_op,
+        &[EVTCHNOP_close as u64, SCRATCH],
+    )
+    .0
 }
 
 fn eoi(h: &mut Hypervisor<TestMachine>, d: domid_t, pirq: u32) -> i64 {
@@ -78,10 +96,22 @@ const EINVAL: i64 = -(XEN_EINVAL as i64);
 #[test]
 fn dom0_maps_binds_hears_and_eois_a_device_line() {
     let mut h = with_device();
-    assert_eq!(map_pirq(&mut h, 0, 5, -1), Err(EINVAL), "no device on GSI 5");
-    assert_eq!(map_pirq(&mut h, 0, GSI as i32, 3), Err(EINVAL), "pirq is the GSI");
+    assert_eq!(
+        map_pirq(&mut h, 0, 5, -1),
+        Err(EINVAL),
+        "no device on GSI 5"
+    );
+    assert_eq!(
+        map_pirq(&mut h, 0, GSI as i32, 3),
+        Err(EINVAL),
+        "pirq is the GSI"
+    );
     assert_eq!(map_pirq(&mut h, 0, GSI as i32, -1), Ok(GSI));
-    assert_eq!(map_pirq(&mut h, 0, GSI as i32, GSI as i32), Ok(GSI), "again: same");
+    assert_eq!(
+        map_pirq(&mut h, 0, GSI as i32, GSI as i32),
+        Ok(GSI),
+        "again: same"
+    );
     assert_eq!(status_flags(&mut h, 0, GSI), Ok(XENIRQSTAT_needs_eoi));
     assert_eq!(h.take_line_changes(), [], "masked until bound");
     let port = bind_pirq(&mut h, 0, GSI).unwrap();
@@ -117,7 +147,13 @@ fn dom0_maps_binds_hears_and_eois_a_device_line() {
     // A reset closes the port behind the line's back: binding again still works.
     poke(&mut h, 0, SCRATCH, &(DOMID_SELF as u16).to_le_bytes());
     assert_eq!(
-        call(&mut h, 0, __HYPERVISOR_event_channel_op, &[EVTCHNOP_reset as u64, SCRATCH]).0,
+        call(
+            &mut h,
+            0,
+            __HYPERVISOR_event_channel_op,
+            &[EVTCHNOP_reset as u64, SCRATCH]
+        )
+        .0,
         0
     );
     assert!(bind_pirq(&mut h, 0, GSI).is_ok());
@@ -146,6 +182,10 @@ fn a_domu_gets_no_device_line() {
     h.device_interrupt(DEVICE_VECTOR_BASE);
     let _ = h.take_line_changes();
     assert_eq!(eoi(&mut h, 1, GSI), EINVAL);
-    assert_eq!(h.take_line_changes(), [], "still masked, in flight for dom0");
+    assert_eq!(
+        h.take_line_changes(),
+        [],
+        "still masked, in flight for dom0"
+    );
     assert!(h.irqs.line(GSI).unwrap().in_flight);
 }

@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use crate::common::event_channel as evtchn;
 use crate::common::sched::{Policy, RoundRobinBoost};
 use crate::common::{domain, schedule};
+use crate::devices::{Device, Irqs, LineChange};
 use crate::domain::Domains;
 use crate::domain::{shutdown_reason_name, BootRings, Domain, RunState};
 use crate::exit::ShimExit;
@@ -25,7 +26,6 @@ use crate::pv::traps;
 use crate::state::evtchn::Binding;
 use crate::state::vcpu::{FpuArea, GuestCpu};
 use crate::time::Clock;
-use crate::devices::{Device, Irqs, LineChange};
 use crate::trap::{device_of_vector, TrapFrame, SERIAL_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use xen_sys::domid_t;
 
@@ -171,7 +171,9 @@ impl<M: Machine> Hypervisor<M> {
 
     /// The GSI of device vector `vector`.
     pub fn device_gsi(&self, vector: u64) -> Option<u32> {
-        device_of_vector(vector).and_then(|i| self.devices.get(i)).map(|d| d.gsi)
+        device_of_vector(vector)
+            .and_then(|i| self.devices.get(i))
+            .map(|d| d.gsi)
     }
 
     /// Builds a domain from a PV kernel image. The first domain built is the one that
@@ -692,9 +694,9 @@ impl<M: Machine> Hypervisor<M> {
 }
 
 #[cfg(test)]
-mod domctl_tests;
-#[cfg(test)]
 mod device_tests;
+#[cfg(test)]
+mod domctl_tests;
 #[cfg(test)]
 mod grant_tests;
 #[cfg(test)]

@@ -53,7 +53,10 @@ pub fn pirq_eoi(pirq: u32) -> Result<(), XenError> {
 
 /// `PHYSDEVOP_irq_status_query`: whether `pirq` needs an EOI.
 pub fn pirq_needs_eoi(pirq: u32) -> Result<bool, XenError> {
-    let mut q = physdev_irq_status_query { irq: pirq, flags: 0 };
+    let mut q = physdev_irq_status_query {
+        irq: pirq,
+        flags: 0,
+    };
     op(PHYSDEVOP_irq_status_query, &mut q)?;
     Ok(q.flags & XENIRQSTAT_needs_eoi != 0)
 }
