@@ -15,9 +15,13 @@
 //! - domU console output comes out on the serial line as `name| line`; serial input
 //!   goes to one domU at a time, and Ctrl-A pressed three times moves it to the next;
 //! - a store or console ring with impossible indices, or an oversized request,
-//!   disconnects that domU's ring (the domU lives on, unheard); nothing else notices.
+//!   disconnects that domU's ring (the domU lives on, unheard); nothing else notices;
+//! - it drives the machine's virtio-blk disks (`virtio_disk`) and serves each as a vbd
+//!   to the domU the manifest gave it to (`vbd`: blkback, with the toolstack's nodes
+//!   written at introduction).
 //!
-//! Command line: `names=1:web,2:db` (written by `cargo xtask bundle`), `stay` (keep
+//! Command line: `names=1:web,2:db` and `disks=1:xvda:w:vbd0,...` (DOMID:VDEV:MODE:
+//! SERIAL, the virtio serial of the disk; both written by `cargo xtask bundle`), `stay` (keep
 //! running when the last domU is gone; by default dom0 then powers off, ending the
 //! machine), `poweroff-on=NODE` (when a domU writes `NODE` under its home, ask it to
 //! power off through `control/shutdown`).
@@ -26,13 +30,18 @@
 
 extern crate alloc;
 
+mod vbd;
+mod virtio_disk;
+
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use drivers_back::console::Consoles;
-use drivers_back::xenstore::{Access, Limits, Perm, Xenstored};
+use drivers_back::xenstore::{Access, Limits, Loopback, Perm, Xenstored};
 use libos::events::{self, Port};
 use libos::hypercall::{self, DomainInfo};
 use libos::platform::{MappedGrant, Xen};
@@ -60,7 +69,13 @@ struct Guest {
 }
 
 struct Dom0 {
-    xs: Xenstored,
+    xs: &'static RefCell<Xenstored>,
+    /// dom0's own client of that store (the back ends' and toolstack's).
+    client: &'static vbd::Dom0Store,
+    /// The manifest's disks, and the devices not yet given to their domU.
+    disk_specs: Vec<vbd::DiskSpec>,
+    disks: Vec<virtio_disk::VirtioDisk>,
+    vbds: vbd::Vbds,
     consoles: Consoles<Xen>,
     guests: BTreeMap<u16, Guest>,
     names: BTreeMap<u16, String>,
@@ -82,7 +97,14 @@ impl Dom0 {
         let cmdline = start_info::get().cmdline();
         let mut names = BTreeMap::new();
         let mut poweroff_on = None;
+        let mut disk_specs = Vec::new();
         for w in cmdline.split_whitespace() {
+            if let Some(list) = w.strip_prefix("disks=") {
+                match vbd::parse_disks(list) {
+                    Ok(d) => disk_specs = d,
+                    Err(e) => println!("dom0: {e}: no disks served"),
+                }
+            }
             if let Some(list) = w.strip_prefix("names=") {
                 for entry in list.split(',') {
                     if let Some((id, name)) = entry.split_once(':') {
@@ -95,15 +117,26 @@ impl Dom0 {
                 poweroff_on = Some(String::from(node));
             }
         }
-        let mut xs = Xenstored::new(Limits::default());
+        let xs: &'static RefCell<Xenstored> =
+            Box::leak(Box::new(RefCell::new(Xenstored::new(Limits::default()))));
         for (path, value) in [
             ("/local/domain/0/name", "Domain-0"),
             ("/local/domain/0/domid", "0"),
         ] {
-            let _ = xs.write(0, path, value.as_bytes());
+            let _ = xs.borrow_mut().write(0, path, value.as_bytes());
         }
+        let client = Box::leak(Box::new(xenbus::Client::new(Loopback::new(xs))));
+        let disks = if disk_specs.is_empty() {
+            Vec::new()
+        } else {
+            virtio_disk::find()
+        };
         Dom0 {
             xs,
+            client,
+            disk_specs,
+            disks,
+            vbds: vbd::Vbds::default(),
             consoles: Consoles::new(Xen),
             guests: BTreeMap::new(),
             names,
@@ -178,7 +211,7 @@ impl Dom0 {
                 p.err()
             ),
         }
-        if let Err(e) = self.xs.introduce(id) {
+        if let Err(e) = self.xs.borrow_mut().introduce(id) {
             println!("dom0: xenstored refused d{id}: {e}");
         }
         self.write_nodes(d, &name, console_port);
@@ -190,6 +223,7 @@ impl Dom0 {
                 println!("dom0: d{id} ({name}): console not connected: {e:?}");
             }
         }
+        self.start_vbds(id);
         self.guests.insert(id, guest);
         self.served = true;
         match hypercall::unpause_domain(id) {
@@ -207,9 +241,9 @@ impl Dom0 {
         let ro = [perm(Access::None, 0), perm(Access::Read, id)];
         let rw = [perm(Access::None, id)];
         // New nodes take their parent's permissions: the home's come first.
-        let _ = self.xs.write(0, &home, b"");
-        let _ = self.xs.set_perms(0, &home, &ro);
-        let xs = &mut self.xs;
+        let mut xs = self.xs.borrow_mut();
+        let _ = xs.write(0, &home, b"");
+        let _ = xs.set_perms(0, &home, &ro);
         let mut w = |path: &str, value: &str| {
             if let Err(e) = xs.write(0, &format!("{home}{path}"), value.as_bytes()) {
                 println!("dom0: writing {home}{path}: {e}");
@@ -235,12 +269,26 @@ impl Dom0 {
             "/error",
         ] {
             let path = format!("{home}{sub}");
-            let _ = self.xs.write(0, &path, b"");
-            let _ = self.xs.set_perms(0, &path, &rw);
+            let _ = xs.write(0, &path, b"");
+            let _ = xs.set_perms(0, &path, &rw);
         }
-        let _ = self
-            .xs
-            .mkdir(0, &format!("/local/domain/0/backend/console/{id}"));
+        let _ = xs.mkdir(0, &format!("/local/domain/0/backend/console/{id}"));
+    }
+
+    /// Gives domU `id` the disks the manifest names for it.
+    fn start_vbds(&mut self, id: u16) {
+        for spec in self.disk_specs.iter().filter(|s| s.domid == id) {
+            let Some(i) = self.disks.iter().position(|d| d.serial == spec.serial) else {
+                println!(
+                    "dom0: d{id} {}: no virtio disk with serial {} (is it in QEMU's command line?)",
+                    spec.vdev, spec.serial
+                );
+                continue;
+            };
+            let disk = self.disks.swap_remove(i);
+            self.vbds.start(self.client, spec, disk);
+        }
+        self.vbds.poll();
     }
 
     fn release(&mut self, id: u16) {
@@ -257,11 +305,15 @@ impl Dom0 {
                 println!("dom0: unmapping d{id}'s store ring: {e:?}");
             }
         }
-        self.xs.release(id);
-        let _ = self.xs.rm(0, &format!("/local/domain/{id}"));
-        let _ = self
-            .xs
-            .rm(0, &format!("/local/domain/0/backend/console/{id}"));
+        vbd::Vbds::remove_nodes(self.client, &self.disk_specs, id);
+        {
+            let mut xs = self.xs.borrow_mut();
+            xs.release(id);
+            let _ = xs.rm(0, &format!("/local/domain/{id}"));
+            let _ = xs.rm(0, &format!("/local/domain/0/backend/console/{id}"));
+        }
+        self.client.pump();
+        self.vbds.poll();
         println!("dom0: d{id} ({}) is gone: released", g.name);
     }
 
@@ -269,18 +321,19 @@ impl Dom0 {
     /// anything moved.
     fn pump_stores(&mut self) -> bool {
         let mut moved = false;
+        let mut xs = self.xs.borrow_mut();
         let mut broken = Vec::new();
         for (&id, g) in self.guests.iter_mut() {
             let Some(s) = g.store.as_ref() else { continue };
             let page = s.ring.page();
             let mut notify = false;
             let mut buf = [0u8; 1024];
-            if self.xs.wants_input(id) {
+            if xs.wants_input(id) {
                 match ByteRing::STORE_REQ.read(&page, &mut buf) {
                     Ok(0) => {}
                     Ok(n) => {
                         notify = true;
-                        if let Err(e) = self.xs.receive(id, &buf[..n]) {
+                        if let Err(e) = xs.receive(id, &buf[..n]) {
                             broken.push((id, format!("{e}"), xen_sys::XENSTORE_ERROR_PROTO));
                             continue;
                         }
@@ -296,8 +349,8 @@ impl Dom0 {
                 }
             }
             match ByteRing::STORE_RSP.space(&page) {
-                Ok(space) if space > 0 && self.xs.pending_output(id) > 0 => {
-                    let bytes = self.xs.take_output(id, space);
+                Ok(space) if space > 0 && xs.pending_output(id) > 0 => {
+                    let bytes = xs.take_output(id, space);
                     match ByteRing::STORE_RSP.write(&page, &bytes) {
                         Ok(_) => notify = true,
                         Err(_) => broken.push((
@@ -317,6 +370,7 @@ impl Dom0 {
                 moved = true;
             }
         }
+        drop(xs);
         for (id, why, code) in broken {
             self.disconnect_store(id, &why, code);
         }
@@ -339,7 +393,7 @@ impl Dom0 {
             Xen.close(s.port);
             let _ = Xen.unmap(s.ring);
         }
-        self.xs.release(id);
+        self.xs.borrow_mut().release(id);
     }
 
     /// `poweroff-on`: asks domUs that wrote the node to power off.
@@ -353,12 +407,13 @@ impl Dom0 {
             }
             if self
                 .xs
+                .borrow_mut()
                 .read(0, &format!("/local/domain/{id}/{node}"))
                 .is_ok()
             {
                 g.asked = true;
                 println!("dom0: asking d{id} ({}) to power off", g.name);
-                let _ = self.xs.write(
+                let _ = self.xs.borrow_mut().write(
                     0,
                     &format!("/local/domain/{id}/control/shutdown"),
                     b"poweroff",
@@ -410,6 +465,11 @@ fn main() {
             // Only a store request can have written the node `poweroff-on` waits for.
             dom0.requests();
         }
+        // Watch events for dom0's own client (a front end moved), and ring events.
+        if dom0.xs.borrow().pending_output(0) > 0 {
+            dom0.client.pump();
+        }
+        dom0.vbds.poll();
         let round = dom0.consoles.poll(&mut |b| out(b));
         busy |= round.more || round.output > 0 || round.input > 0;
         for id in round.disconnected {

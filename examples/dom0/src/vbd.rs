@@ -1,0 +1,230 @@
+//! dom0's block back end: one task per vbd, from the toolstack's nodes to the orderly
+//! close (`drivers_back::blk`: `nodes::create`, `handshake::connect`, `BlkBack::service`,
+//! `handshake::follow_close`, `handshake::fail`), over dom0's own xenstore client.
+//!
+//! dom0's loop is not an executor: it polls every live task whenever something happened
+//! (an event, store traffic), with a waker that does nothing; a task looks at its ring's
+//! event latch and its front end's state watch each time it is polled.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::future::{poll_fn, Future};
+use core::pin::{pin, Pin};
+use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+use drivers_back::blk::handshake;
+use drivers_back::blk::nodes::{self, Vbd};
+use drivers_back::xenstore::Loopback;
+use libos::events;
+use libos::platform::Xen;
+use libos::println;
+use pv_core::blkif::Disk;
+use xenbus::device::read_state;
+use xenbus::{Client, State, Store};
+
+use crate::virtio_disk::VirtioDisk;
+
+pub type Dom0Store = Client<Loopback<'static>>;
+
+/// What the manifest gave a domU (`disks=DOMID:VDEV:MODE:SERIAL,...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub domid: u16,
+    pub vdev: String,
+    pub id: u32,
+    pub readonly: bool,
+    pub serial: String,
+}
+
+/// Parses dom0's `disks=` list.
+pub fn parse_disks(list: &str) -> Result<Vec<DiskSpec>, String> {
+    let mut out = Vec::new();
+    for entry in list.split(',').filter(|e| !e.is_empty()) {
+        let f: Vec<&str> = entry.split(':').collect();
+        let [domid, vdev, mode, serial] = f[..] else {
+            return Err(format!(
+                "disks entry {entry:?}: want DOMID:VDEV:MODE:SERIAL"
+            ));
+        };
+        let domid = domid
+            .parse()
+            .map_err(|_| format!("disks entry {entry:?}: domain id {domid:?}"))?;
+        let id = xenbus::vdev::parse(vdev).map_err(|e| format!("disks entry {entry:?}: {e}"))?;
+        let readonly = match mode {
+            "r" => true,
+            "w" => false,
+            _ => return Err(format!("disks entry {entry:?}: mode {mode:?} (r or w)")),
+        };
+        out.push(DiskSpec {
+            domid,
+            vdev: String::from(vdev),
+            id,
+            readonly,
+            serial: String::from(serial),
+        });
+    }
+    Ok(out)
+}
+
+fn noop_waker() -> Waker {
+    const VTABLE: RawWakerVTable = RawWakerVTable::new(
+        |_| RawWaker::new(core::ptr::null(), &VTABLE),
+        |_| {},
+        |_| {},
+        |_| {},
+    );
+    // SAFETY: every function of the table ignores the data pointer.
+    unsafe { Waker::from_raw(RawWaker::new(core::ptr::null(), &VTABLE)) }
+}
+
+/// Polls `f` until it is done, pumping nothing: for store requests over the loopback,
+/// which complete within the poll that sends them.
+pub fn now<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = pin!(f);
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    for _ in 0..64 {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The live vbd tasks.
+#[derive(Default)]
+pub struct Vbds {
+    tasks: Vec<Task>,
+}
+
+impl Vbds {
+    /// Creates vbd `spec` (its nodes) and starts serving it from `disk`.
+    pub fn start(&mut self, store: &'static Dom0Store, spec: &DiskSpec, disk: VirtioDisk) {
+        let vbd = Vbd {
+            front: spec.domid,
+            id: spec.id,
+            vdev: &spec.vdev,
+            readonly: spec.readonly,
+            params: &spec.serial,
+        };
+        match now(nodes::create(store, 0, &vbd)) {
+            Some(Ok(())) => {}
+            other => {
+                println!(
+                    "dom0: d{} vbd {}: nodes not written: {other:?}",
+                    spec.domid, spec.vdev
+                );
+                return;
+            }
+        }
+        let info = Disk {
+            sectors: 0,
+            readonly: spec.readonly || disk.readonly(),
+            flush: true,
+            barrier: true,
+            discard: false,
+            max_indirect_segments: 256,
+        };
+        let (front, id, vdev) = (spec.domid, spec.id, spec.vdev.clone());
+        self.tasks
+            .push(Box::pin(serve(store, front, id, vdev, disk, info)));
+    }
+
+    /// Polls every task once; drops those that are done.
+    pub fn poll(&mut self) {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        self.tasks
+            .retain_mut(|t| t.as_mut().poll(&mut cx).is_pending());
+    }
+
+    /// Removes the nodes of a domU's vbds (it is gone): their tasks see the front end
+    /// vanish and close.
+    pub fn remove_nodes(store: &'static Dom0Store, specs: &[DiskSpec], domid: u16) {
+        for s in specs.iter().filter(|s| s.domid == domid) {
+            let vbd = Vbd {
+                front: s.domid,
+                id: s.id,
+                vdev: &s.vdev,
+                readonly: s.readonly,
+                params: &s.serial,
+            };
+            let _ = now(nodes::remove(store, 0, &vbd));
+        }
+    }
+}
+
+enum Wake {
+    Ring,
+    FrontState,
+}
+
+/// One vbd's life: connect, serve until the front end closes (or breaks the protocol),
+/// follow it to `Closed`.
+async fn serve(
+    store: &'static Dom0Store,
+    front: u16,
+    id: u32,
+    vdev: String,
+    disk: VirtioDisk,
+    info: Disk,
+) {
+    let name = format!("d{front} vbd {id} ({vdev}, {})", disk.serial);
+    let mut back = match handshake::connect(store, &Xen, front, id, disk, info).await {
+        Ok(b) => b,
+        Err(e) => {
+            println!("dom0: {name}: not connected: {e:?}");
+            return;
+        }
+    };
+    println!("dom0: {name} connected");
+    let fe = format!("/local/domain/{front}/device/vbd/{id}");
+    let mut watch = match store.watch(&format!("{fe}/state")).await {
+        Ok(w) => w,
+        Err(e) => {
+            println!("dom0: {name}: cannot watch the front end: {e:?}");
+            let _ = back.disconnect(&Xen);
+            return;
+        }
+    };
+    let port = back.port();
+    let mut wake = Wake::Ring;
+    loop {
+        match wake {
+            Wake::Ring => {
+                if let Err(why) = back.service(&Xen) {
+                    println!("dom0: {name}: {why}: disconnected");
+                    drop(watch);
+                    handshake::fail(store, &Xen, front, id, back, &why).await;
+                    return;
+                }
+            }
+            Wake::FrontState => match read_state(store, &fe).await {
+                Ok(Some(State::Connected)) => {}
+                _ => break,
+            },
+        }
+        wake = {
+            let mut next = pin!(watch.next());
+            poll_fn(|cx| {
+                if events::take_latched(port) {
+                    return Poll::Ready(Wake::Ring);
+                }
+                match next.as_mut().poll(cx) {
+                    Poll::Ready(_) => Poll::Ready(Wake::FrontState),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await
+        };
+    }
+    drop(watch);
+    match handshake::follow_close(store, &Xen, front, id, back).await {
+        Ok(_disk) => println!("dom0: {name} closed"),
+        Err(e) => println!("dom0: {name}: close: {e:?}"),
+    }
+}

@@ -1,0 +1,180 @@
+//! dom0's real disks: QEMU's virtio-blk devices on microvm's virtio-mmio transports,
+//! driven with the `virtio-drivers` crate over libos's device access (registers mapped
+//! through the PV MMU, the interrupt as a pirq on an event channel, DMA by machine
+//! address). Each is a [`BlockDevice`] for blkback, known by its virtio serial (the
+//! manifest's `vbd<N>`).
+//!
+//! A request is queued, then dom0 waits for the device's interrupt (the line's event)
+//! and acknowledges it at the device and with an EOI; a flush completes before it
+//! returns (virtio-drivers waits for the device's answer), so blkback answers a flush
+//! only once the device's own flush did. Discard is not offered: virtio-drivers does
+//! not negotiate `VIRTIO_BLK_F_DISCARD`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+use drivers_back::blk::{BlockDevice, IoError};
+use libos::device::{Line, Mmio};
+use libos::println;
+use libos::virtio::XenHal;
+use pv_core::microvm::{
+    transport, transport_gsi, TRANSPORTS_WITHOUT, TRANSPORTS_WITH_IOAPIC2, VIRTIO_MMIO_SIZE,
+};
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+
+/// How long a request may take before dom0 looks at the queue again without an
+/// interrupt (a lost interrupt costs this much, never a hang).
+const WAIT_NS: u64 = 20_000_000;
+
+pub struct VirtioDisk {
+    pub serial: String,
+    blk: VirtIOBlk<XenHal, MmioTransport<'static>>,
+    line: Line,
+    /// Keeps the registers mapped (after `blk`, which uses them, in drop order).
+    _regs: Mmio,
+}
+
+/// Finds every virtio-blk device dom0 may drive.
+pub fn find() -> Vec<VirtioDisk> {
+    // Which transports the shim let us map: a device's page, or -EPERM.
+    let mut windows = Vec::new();
+    for i in 0..TRANSPORTS_WITH_IOAPIC2 {
+        if let Ok(regs) = Mmio::map(transport(i), VIRTIO_MMIO_SIZE) {
+            // SAFETY: a virtio-mmio window, mapped uncached; reading the magic and the
+            // device id has no side effects.
+            let (magic, id) = unsafe {
+                let p = regs.ptr().as_ptr() as *const u32;
+                (p.read_volatile(), p.add(2).read_volatile())
+            };
+            if magic == pv_core::microvm::VIRTIO_MMIO_MAGIC && id != 0 {
+                windows.push((i, regs));
+            }
+        }
+    }
+    // QEMU fills the highest transports first: a device at 8 or above means 24.
+    let transports = if windows.iter().any(|(i, _)| *i >= TRANSPORTS_WITHOUT) {
+        TRANSPORTS_WITH_IOAPIC2
+    } else {
+        TRANSPORTS_WITHOUT
+    };
+    let mut disks = Vec::new();
+    for (i, regs) in windows {
+        let gsi = transport_gsi(i, transports);
+        match open(regs, gsi) {
+            Ok(Some(d)) => {
+                println!(
+                    "dom0: virtio-blk {} at {:#x} (GSI {gsi}): {} sectors{}",
+                    d.serial,
+                    transport(i),
+                    d.blk.capacity(),
+                    if d.blk.readonly() { ", read-only" } else { "" }
+                );
+                disks.push(d);
+            }
+            Ok(None) => {}
+            Err(why) => println!("dom0: virtio device at {:#x}: {why}", transport(i)),
+        }
+    }
+    disks
+}
+
+fn open(regs: Mmio, gsi: u32) -> Result<Option<VirtioDisk>, String> {
+    let header: NonNull<VirtIOHeader> = regs.ptr().cast();
+    // SAFETY: the window is a virtio-mmio device's, mapped for as long as `regs` lives,
+    // which the disk keeps (and drops after the driver).
+    let t = unsafe { MmioTransport::new(header, VIRTIO_MMIO_SIZE as usize) }
+        .map_err(|e| alloc::format!("{e:?}"))?;
+    if t.device_type() != DeviceType::Block {
+        return Ok(None);
+    }
+    let mut blk = VirtIOBlk::<XenHal, _>::new(t).map_err(|e| alloc::format!("{e:?}"))?;
+    let mut id = [0u8; 20];
+    let n = blk
+        .device_id(&mut id)
+        .map_err(|e| alloc::format!("{e:?}"))?;
+    let serial = String::from_utf8_lossy(&id[..n]).into_owned();
+    let line = Line::bind(gsi).map_err(|e| alloc::format!("its interrupt: {e}"))?;
+    Ok(Some(VirtioDisk {
+        serial,
+        blk,
+        line,
+        _regs: regs,
+    }))
+}
+
+impl VirtioDisk {
+    pub fn readonly(&self) -> bool {
+        self.blk.readonly()
+    }
+
+    /// Acknowledges the device's interrupt, if it raised one, and EOIs the line.
+    fn settle(&mut self) {
+        if libos::events::take_latched(self.line.port) {
+            self.blk.ack_interrupt();
+            self.line.eoi();
+        }
+    }
+
+    /// Waits until the request `token` is used by the device.
+    fn wait_for(&mut self, token: u16) {
+        while self.blk.peek_used() != Some(token) {
+            if self.line.wait(WAIT_NS) {
+                self.blk.ack_interrupt();
+                self.line.eoi();
+            }
+        }
+    }
+
+    fn sector(offset: u64, len: usize) -> Result<usize, IoError> {
+        if offset % SECTOR_SIZE as u64 != 0 || len == 0 || len % SECTOR_SIZE != 0 {
+            return Err(IoError);
+        }
+        usize::try_from(offset / SECTOR_SIZE as u64).map_err(|_| IoError)
+    }
+}
+
+impl BlockDevice for VirtioDisk {
+    fn sectors(&self) -> u64 {
+        self.blk.capacity()
+    }
+
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        let sector = Self::sector(offset, buf.len())?;
+        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+        // SAFETY: `req`, `buf` and `resp` are not touched until the request completes
+        // below, before this function returns.
+        let token = unsafe { self.blk.read_blocks_nb(sector, &mut req, buf, &mut resp) }
+            .map_err(|_| IoError)?;
+        self.wait_for(token);
+        // SAFETY: the same buffers as queued with `token`.
+        let r = unsafe { self.blk.complete_read_blocks(token, &req, buf, &mut resp) };
+        self.settle();
+        r.map_err(|_| IoError)
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), IoError> {
+        let sector = Self::sector(offset, data.len())?;
+        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+        // SAFETY: as in `read`.
+        let token = unsafe { self.blk.write_blocks_nb(sector, &mut req, data, &mut resp) }
+            .map_err(|_| IoError)?;
+        self.wait_for(token);
+        // SAFETY: the same buffers as queued with `token`.
+        let r = unsafe { self.blk.complete_write_blocks(token, &req, data, &mut resp) };
+        self.settle();
+        r.map_err(|_| IoError)
+    }
+
+    fn flush(&mut self) -> Result<(), IoError> {
+        let r = self.blk.flush();
+        self.settle();
+        r.map_err(|_| IoError)
+    }
+
+    fn discard(&mut self, _offset: u64, _len: u64) -> Result<(), IoError> {
+        Err(IoError)
+    }
+}
