@@ -203,9 +203,11 @@ async fn serve(
                     return;
                 }
             }
+            // The front end may still be on its way to Connected; it leaves by
+            // Closing or Closed, or by vanishing.
             Wake::FrontState => match read_state(store, &fe).await {
-                Ok(Some(State::Connected)) => {}
-                _ => break,
+                Ok(Some(State::Closing | State::Closed) | None) | Err(_) => break,
+                Ok(Some(_)) => {}
             },
         }
         wake = {

@@ -28,6 +28,7 @@ use virtio_drivers::transport::{DeviceType, Transport};
 /// How long a request may take before dom0 looks at the queue again without an
 /// interrupt (a lost interrupt costs this much, never a hang).
 const WAIT_NS: u64 = 20_000_000;
+const PAGE_SIZE: u64 = 4096;
 
 pub struct VirtioDisk {
     pub serial: String,
@@ -39,31 +40,39 @@ pub struct VirtioDisk {
 
 /// Finds every virtio-blk device dom0 may drive.
 pub fn find() -> Vec<VirtioDisk> {
-    // Which transports the shim let us map: a device's page, or -EPERM.
+    // The pages of the transports the shim lets us map (a device's page), or -EPERM.
     let mut windows = Vec::new();
-    for i in 0..TRANSPORTS_WITH_IOAPIC2 {
-        if let Ok(regs) = Mmio::map(transport(i), VIRTIO_MMIO_SIZE) {
-            // SAFETY: a virtio-mmio window, mapped uncached; reading the magic and the
-            // device id has no side effects.
+    let per_page = (PAGE_SIZE / VIRTIO_MMIO_SIZE) as usize;
+    for first in (0..TRANSPORTS_WITH_IOAPIC2).step_by(per_page) {
+        let Ok(page) = Mmio::map(transport(first), PAGE_SIZE) else {
+            continue;
+        };
+        for i in first..first + per_page {
+            let at = (transport(i) - transport(first)) as usize;
+            // SAFETY: a virtio-mmio window in the mapped page; reading the magic and
+            // the device id has no side effects.
             let (magic, id) = unsafe {
-                let p = regs.ptr().as_ptr() as *const u32;
+                let p = page.ptr().as_ptr().add(at) as *const u32;
                 (p.read_volatile(), p.add(2).read_volatile())
             };
             if magic == pv_core::microvm::VIRTIO_MMIO_MAGIC && id != 0 {
-                windows.push((i, regs));
+                windows.push(i);
             }
         }
     }
     // QEMU fills the highest transports first: a device at 8 or above means 24.
-    let transports = if windows.iter().any(|(i, _)| *i >= TRANSPORTS_WITHOUT) {
+    let transports = if windows.iter().any(|&i| i >= TRANSPORTS_WITHOUT) {
         TRANSPORTS_WITH_IOAPIC2
     } else {
         TRANSPORTS_WITHOUT
     };
     let mut disks = Vec::new();
-    for (i, regs) in windows {
+    for i in windows {
         let gsi = transport_gsi(i, transports);
-        match open(regs, gsi) {
+        let opened = Mmio::map(transport(i), VIRTIO_MMIO_SIZE)
+            .map_err(|e| alloc::format!("its registers: {e}"))
+            .and_then(|regs| open(regs, gsi));
+        match opened {
             Ok(Some(d)) => {
                 println!(
                     "dom0: virtio-blk {} at {:#x} (GSI {gsi}): {} sectors{}",

@@ -1,0 +1,221 @@
+//! kvstore: an appliance with a persistent key-value store on its virtual disk (the
+//! first vbd the toolstack gave it), `kvlog` over libos's blkfront, driven from its
+//! console. A write is acknowledged (`ok`) only after blkfront got the answer to the
+//! flush that follows it; lines typed together are committed together (one write, one
+//! flush).
+//!
+//! Commands, one per line:
+//!
+//! - `put KEY VALUE` (the value is the rest of the line), `get KEY`, `del KEY`,
+//!   `list`, `stats`;
+//! - `fill N [FROM]`: puts `k<i>` = `v<i>.<i*7919>` for i in FROM..FROM+N, committing
+//!   every 64 and printing `kvstore: acked k<i>` after each commit (the crash scenario
+//!   reads these);
+//! - `verify N`: checks `k0..k<N-1>` and prints how many are intact, the first one
+//!   missing and how many hold a wrong value.
+//!
+//! At boot it prints what recovery found: `kvstore: ready: N keys (replayed R
+//! records, torn tail: yes/no, formatted: yes/no)`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use kvlog::{IoError, Kv, Storage};
+use libos::blk::{self, Disk};
+use libos::{executor, println};
+
+/// The appliance's disk, as kvlog wants it.
+struct Vbd(&'static Disk);
+
+impl Storage for Vbd {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    async fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.0.read(offset, buf).await.map_err(|_| IoError)
+    }
+    async fn write(&self, offset: u64, data: &[u8]) -> Result<(), IoError> {
+        self.0.write(offset, data).await.map_err(|_| IoError)
+    }
+    async fn flush(&self) -> Result<(), IoError> {
+        self.0.flush().await.map_err(|_| IoError)
+    }
+}
+
+fn fill_value(i: u64) -> String {
+    format!("v{i}.{}", i.wrapping_mul(7919))
+}
+
+/// What a command answers once its writes are durable.
+enum Answer {
+    Now(String),
+    AfterCommit(String),
+}
+
+fn run_command(kv: &mut Kv<Vbd>, line: &str) -> Vec<Answer> {
+    let mut words = line.splitn(3, ' ');
+    let cmd = words.next().unwrap_or("");
+    let a = words.next();
+    let b = words.next();
+    let now = |s: String| alloc::vec![Answer::Now(s)];
+    match (cmd, a, b) {
+        ("", _, _) => Vec::new(),
+        ("put", Some(k), Some(v)) => match kv.put(k.as_bytes(), v.as_bytes()) {
+            Ok(()) => alloc::vec![Answer::AfterCommit(format!("ok put {k}"))],
+            Err(e) => now(format!("error: {e}")),
+        },
+        ("get", Some(k), None) => now(match kv.get(k.as_bytes()) {
+            Some(v) => format!("{k} = {}", String::from_utf8_lossy(v)),
+            None => format!("{k}: no such key"),
+        }),
+        ("del", Some(k), None) => match kv.del(k.as_bytes()) {
+            Ok(true) => alloc::vec![Answer::AfterCommit(format!("ok del {k}"))],
+            Ok(false) => now(format!("{k}: no such key")),
+            Err(e) => now(format!("error: {e}")),
+        },
+        ("list", None, None) => {
+            let keys: Vec<String> = kv
+                .keys()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect();
+            now(format!("{} keys: {}", keys.len(), keys.join(" ")))
+        }
+        ("stats", None, None) => {
+            let s = kv.stats();
+            now(format!(
+                "{} keys, log {} of {} bytes, {} commits, {} records written, {} replayed at boot",
+                kv.len(),
+                s.log_bytes,
+                s.disk_bytes,
+                s.commits,
+                s.records_written,
+                s.replayed
+            ))
+        }
+        ("verify", Some(n), None) => {
+            let Ok(n) = n.parse::<u64>() else {
+                return now(String::from("usage: verify N"));
+            };
+            let (mut intact, mut bad, mut first_missing) = (0, 0, None);
+            for i in 0..n {
+                match kv.get(format!("k{i}").as_bytes()) {
+                    Some(v) if v == fill_value(i).as_bytes() => intact += 1,
+                    Some(_) => bad += 1,
+                    None => {
+                        first_missing.get_or_insert(i);
+                    }
+                }
+            }
+            let missing = first_missing.map_or(String::from("none"), |i| format!("k{i}"));
+            now(format!(
+                "verify: {intact} intact, {bad} wrong, first missing {missing}"
+            ))
+        }
+        _ => now(format!("unknown command {line:?}: put get del list stats fill verify")),
+    }
+}
+
+async fn commit_and_answer(kv: &mut Kv<Vbd>, answers: Vec<Answer>) {
+    let durable = match kv.commit().await {
+        Ok(()) => true,
+        Err(e) => {
+            println!("kvstore: commit failed: {e}: nothing since the last ok is durable");
+            false
+        }
+    };
+    for a in answers {
+        match a {
+            Answer::Now(s) => println!("kvstore: {s}"),
+            Answer::AfterCommit(s) if durable => println!("kvstore: {s}"),
+            Answer::AfterCommit(_) => {}
+        }
+    }
+}
+
+async fn fill(kv: &mut Kv<Vbd>, n: u64, from: u64) {
+    for i in from..from + n {
+        if let Err(e) = kv.put(format!("k{i}").as_bytes(), fill_value(i).as_bytes()) {
+            println!("kvstore: fill stopped at k{i}: {e}");
+            return;
+        }
+        if (i - from) % 64 == 63 || i + 1 == from + n {
+            if let Err(e) = kv.commit().await {
+                println!("kvstore: fill: commit failed: {e}");
+                return;
+            }
+            println!("kvstore: acked k{i}");
+        }
+    }
+    println!("kvstore: fill done");
+}
+
+async fn appliance() {
+    let ids = match blk::devices().await {
+        Ok(ids) if !ids.is_empty() => ids,
+        other => panic!("kvstore: no virtual disk (device/vbd): {other:?}"),
+    };
+    let disk = blk::open(ids[0])
+        .await
+        .unwrap_or_else(|e| panic!("kvstore: vbd {} does not connect: {e:?}", ids[0]));
+    println!(
+        "kvstore: disk {} of {} MiB{}",
+        ids[0],
+        disk.size() >> 20,
+        if disk.readonly() { ", read-only" } else { "" }
+    );
+    let mut kv = Kv::open(Vbd(disk))
+        .await
+        .unwrap_or_else(|e| panic!("kvstore: cannot open the store: {e}"));
+    let s = kv.stats();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "kvstore: ready: {} keys (replayed {} records, torn tail: {}, formatted: {})",
+        kv.len(),
+        s.replayed,
+        yes(s.torn_tail),
+        yes(s.formatted)
+    );
+    let Some(port) = libos::console::ring_port() else {
+        panic!("kvstore: no console ring to read commands from");
+    };
+    let mut pending = Vec::new();
+    loop {
+        let mut buf = [0u8; 256];
+        let n = libos::console::read(&mut buf);
+        if n == 0 {
+            executor::wait_event(port).await;
+            continue;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        // Every complete line typed so far, committed together.
+        let mut answers = Vec::new();
+        while let Some(end) = pending.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from(String::from_utf8_lossy(&line[..end]).trim());
+            let mut words = line.split(' ');
+            if words.next() == Some("fill") {
+                let n = words.next().and_then(|w| w.parse().ok());
+                let from = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                commit_and_answer(&mut kv, core::mem::take(&mut answers)).await;
+                match n {
+                    Some(n) => fill(&mut kv, n, from).await,
+                    None => println!("kvstore: usage: fill N [FROM]"),
+                }
+                continue;
+            }
+            answers.extend(run_command(&mut kv, &line));
+        }
+        commit_and_answer(&mut kv, answers).await;
+    }
+}
+
+fn main() {
+    executor::block_on(appliance());
+}
+
+libos::main!(main);
