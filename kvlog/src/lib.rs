@@ -68,6 +68,10 @@ pub enum Error {
     Full,
     /// A key or value over [`MAX_KEY`] / [`MAX_VALUE`], or an empty key.
     BadSize,
+    /// Opened read-only ([`Kv::open_readonly`]): no writes.
+    ReadOnly,
+    /// A read-only disk without a store on it.
+    Blank,
 }
 
 impl From<IoError> for Error {
@@ -84,6 +88,8 @@ impl core::fmt::Display for Error {
             Error::TooSmall => "the disk is too small for a log",
             Error::Full => "the log is full",
             Error::BadSize => "empty key, or key or value too long",
+            Error::ReadOnly => "the store is read-only",
+            Error::Blank => "the read-only disk holds no store",
         })
     }
 }
@@ -115,11 +121,22 @@ pub struct Kv<S: Storage> {
     /// Encoded records staged since the last commit.
     staged: Vec<u8>,
     stats: Stats,
+    readonly: bool,
 }
 
 impl<S: Storage> Kv<S> {
     /// Opens the store on `disk`: formats a blank disk, replays an existing log.
     pub async fn open(disk: S) -> Result<Kv<S>, Error> {
+        Self::open_mode(disk, false).await
+    }
+
+    /// Opens the store on a disk it may not write: replays the log; the store refuses
+    /// changes.
+    pub async fn open_readonly(disk: S) -> Result<Kv<S>, Error> {
+        Self::open_mode(disk, true).await
+    }
+
+    async fn open_mode(disk: S, readonly: bool) -> Result<Kv<S>, Error> {
         if disk.size() < LOG_START + MAX_BATCH {
             return Err(Error::TooSmall);
         }
@@ -132,22 +149,27 @@ impl<S: Storage> Kv<S> {
             seq: 1,
             staged: Vec::new(),
             stats: Stats::default(),
+            readonly,
         };
+        kv.stats.disk_bytes = kv.disk.size();
         match superblock::check(&sb) {
             Ok(()) => kv.replay().await?,
+            Err(superblock::Blank) if readonly => return Err(Error::Blank),
             Err(superblock::Blank) if sb.iter().all(|&b| b == 0) => {
                 kv.stats.formatted = true;
                 kv.disk.write(0, &superblock::encode()).await?;
             }
             Err(superblock::Blank) => return Err(Error::NotOurs),
         }
+        kv.stats.log_bytes = kv.tail;
+        if readonly {
+            return Ok(kv);
+        }
         // Nothing stale may follow the tail (see the module doc).
         let end = (kv.tail + MAX_BATCH).min(kv.disk.size());
         let zeros = vec![0u8; (end - kv.tail) as usize];
         kv.disk.write(kv.tail, &zeros).await?;
         kv.disk.flush().await?;
-        kv.stats.disk_bytes = kv.disk.size();
-        kv.stats.log_bytes = kv.tail;
         Ok(kv)
     }
 
@@ -233,7 +255,14 @@ impl<S: Storage> Kv<S> {
         self.staged.len()
     }
 
+    pub fn readonly(&self) -> bool {
+        self.readonly
+    }
+
     fn stage(&mut self, kind: Kind, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        if self.readonly {
+            return Err(Error::ReadOnly);
+        }
         if key.is_empty() || key.len() > MAX_KEY || value.len() > MAX_VALUE {
             return Err(Error::BadSize);
         }
@@ -261,6 +290,9 @@ impl<S: Storage> Kv<S> {
 
     /// Removes `key`; whether it was there (durable after the next commit).
     pub fn del(&mut self, key: &[u8]) -> Result<bool, Error> {
+        if self.readonly {
+            return Err(Error::ReadOnly);
+        }
         if !self.map.contains_key(key) {
             return Ok(false);
         }

@@ -266,3 +266,20 @@ fn a_record_is_checked_field_by_field() {
     }
     assert!(Record::decode(&out[..100], 9).is_none(), "cut short");
 }
+
+#[test]
+fn read_only_opens_replay_and_write_nothing() {
+    let mem = Mem::new(DISK);
+    assert_eq!(run(Kv::open_readonly(&mem)).err(), Some(Error::Blank));
+    let mut kv = run(Kv::open(&mem)).unwrap();
+    kv.put(b"a", b"1").unwrap();
+    run(kv.commit()).unwrap();
+    let before = mem.data.borrow().clone();
+    let flushes = *mem.flushes.borrow();
+    let mut ro = run(Kv::open_readonly(&mem)).unwrap();
+    assert_eq!(ro.get(b"a"), Some(&b"1"[..]));
+    assert_eq!(ro.put(b"b", b"2"), Err(Error::ReadOnly));
+    assert_eq!(ro.del(b"a"), Err(Error::ReadOnly));
+    run(ro.commit()).unwrap();
+    assert!(*mem.data.borrow() == before && *mem.flushes.borrow() == flushes);
+}

@@ -469,7 +469,7 @@ fn main() {
         if dom0.xs.borrow().pending_output(0) > 0 {
             dom0.client.pump();
         }
-        dom0.vbds.poll();
+        busy |= dom0.vbds.poll();
         let round = dom0.consoles.poll(&mut |b| out(b));
         busy |= round.more || round.output > 0 || round.input > 0;
         for id in round.disconnected {

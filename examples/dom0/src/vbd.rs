@@ -12,6 +12,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::{poll_fn, Future};
 use core::pin::{pin, Pin};
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use drivers_back::blk::handshake;
@@ -95,6 +96,26 @@ pub fn now<F: Future>(f: F) -> Option<F::Output> {
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
 
+/// A task gave the loop a turn with work still to do ([`yield_now`]).
+static YIELDED: AtomicBool = AtomicBool::new(false);
+
+/// Lets dom0's loop (the stores, the consoles, the other vbds) run before this task
+/// goes on: a front end that keeps its ring busy would otherwise keep its task, and
+/// dom0, to itself.
+async fn yield_now() {
+    let mut once = false;
+    poll_fn(|_| {
+        if once {
+            Poll::Ready(())
+        } else {
+            once = true;
+            YIELDED.store(true, Ordering::Relaxed);
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// The live vbd tasks.
 #[derive(Default)]
 pub struct Vbds {
@@ -134,12 +155,15 @@ impl Vbds {
             .push(Box::pin(serve(store, front, id, vdev, disk, info)));
     }
 
-    /// Polls every task once; drops those that are done.
-    pub fn poll(&mut self) {
+    /// Polls every task once; drops those that are done. Returns whether one has more
+    /// to do at once (the loop should come back without waiting for an event).
+    pub fn poll(&mut self) -> bool {
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
+        YIELDED.store(false, Ordering::Relaxed);
         self.tasks
             .retain_mut(|t| t.as_mut().poll(&mut cx).is_pending());
+        YIELDED.load(Ordering::Relaxed)
     }
 
     /// Removes the nodes of a domU's vbds (it is gone): their tasks see the front end
@@ -181,7 +205,10 @@ async fn serve(
             return;
         }
     };
-    println!("dom0: {name} connected");
+    println!(
+        "dom0: {name} connected{}",
+        if info.readonly { " (read-only)" } else { "" }
+    );
     let fe = format!("/local/domain/{front}/device/vbd/{id}");
     let mut watch = match store.watch(&format!("{fe}/state")).await {
         Ok(w) => w,
@@ -196,9 +223,10 @@ async fn serve(
     loop {
         match wake {
             Wake::Ring => {
+                yield_now().await;
                 if let Err(why) = back.service(&Xen) {
                     println!("dom0: {name}: {why}: disconnected");
-                    drop(watch);
+                    let _ = watch.unwatch().await;
                     handshake::fail(store, &Xen, front, id, back, &why).await;
                     return;
                 }
@@ -224,7 +252,13 @@ async fn serve(
             .await
         };
     }
-    drop(watch);
+    let _ = watch.unwatch().await;
+    if let Ok(None) | Err(_) = read_state(store, &fe).await {
+        // The front end's domain is gone (its nodes with it): nothing to follow.
+        let _ = back.disconnect(&Xen);
+        println!("dom0: {name}: front end gone: disconnected");
+        return;
+    }
     match handshake::follow_close(store, &Xen, front, id, back).await {
         Ok(_disk) => println!("dom0: {name} closed"),
         Err(e) => println!("dom0: {name}: close: {e:?}"),

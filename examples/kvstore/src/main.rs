@@ -8,14 +8,20 @@
 //!
 //! - `put KEY VALUE` (the value is the rest of the line), `get KEY`, `del KEY`,
 //!   `list`, `stats`;
-//! - `fill N [FROM]`: puts `k<i>` = `v<i>.<i*7919>` for i in FROM..FROM+N, committing
+//! - `fill N [FROM]`: puts `k<i>` = `v<i>.<i*7919+seed>` for i in FROM..FROM+N, committing
 //!   every 64 and printing `kvstore: acked k<i>` after each commit (the crash scenario
 //!   reads these);
 //! - `verify N`: checks `k0..k<N-1>` and prints how many are intact, the first one
 //!   missing and how many hold a wrong value.
 //!
 //! At boot it prints what recovery found: `kvstore: ready: N keys (replayed R
-//! records, torn tail: yes/no, formatted: yes/no)`.
+//! records, torn tail: yes/no, formatted: yes/no)`. On a read-only disk (`mode=r`) it
+//! opens the store read-only and answers every change with an error; `write-test`
+//! then tries a raw write to the disk and prints how it was refused.
+//!
+//! Command line: `fill=N` and `verify=N` run those commands at boot (in that order),
+//! `exit` powers off after them instead of reading the console; `seed=S` changes the
+//! values `fill` writes and `verify` expects.
 #![no_std]
 #![no_main]
 
@@ -27,7 +33,14 @@ use alloc::vec::Vec;
 
 use kvlog::{IoError, Kv, Storage};
 use libos::blk::{self, Disk};
-use libos::{executor, println};
+use libos::{executor, println, start_info};
+
+fn arg(name: &str) -> Option<u64> {
+    start_info::get()
+        .cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
 
 /// The appliance's disk, as kvlog wants it.
 struct Vbd(&'static Disk);
@@ -47,8 +60,11 @@ impl Storage for Vbd {
     }
 }
 
+/// The value `fill` gives `k<i>`: different per `seed=` (so that two appliances
+/// filling their disks tell their data apart).
 fn fill_value(i: u64) -> String {
-    format!("v{i}.{}", i.wrapping_mul(7919))
+    let seed = arg("seed").unwrap_or(0);
+    format!("v{i}.{}", i.wrapping_mul(7919).wrapping_add(seed))
 }
 
 /// What a command answers once its writes are durable.
@@ -116,7 +132,18 @@ fn run_command(kv: &mut Kv<Vbd>, line: &str) -> Vec<Answer> {
                 "verify: {intact} intact, {bad} wrong, first missing {missing}"
             ))
         }
-        _ => now(format!("unknown command {line:?}: put get del list stats fill verify")),
+        _ => now(format!(
+            "unknown command {line:?}: put get del list stats fill verify write-test"
+        )),
+    }
+}
+
+/// A raw write of the sector after the log's end, straight to the disk.
+async fn write_test(kv: &Kv<Vbd>, disk: &'static Disk) {
+    let at = kv.stats().log_bytes;
+    match disk.write(at, &[0x5a; 512]).await {
+        Ok(()) => println!("kvstore: write-test: the disk took a write at {at}"),
+        Err(e) => println!("kvstore: write-test: refused: {e:?}"),
     }
 }
 
@@ -168,9 +195,12 @@ async fn appliance() {
         disk.size() >> 20,
         if disk.readonly() { ", read-only" } else { "" }
     );
-    let mut kv = Kv::open(Vbd(disk))
-        .await
-        .unwrap_or_else(|e| panic!("kvstore: cannot open the store: {e}"));
+    let opened = if disk.readonly() {
+        Kv::open_readonly(Vbd(disk)).await
+    } else {
+        Kv::open(Vbd(disk)).await
+    };
+    let mut kv = opened.unwrap_or_else(|e| panic!("kvstore: cannot open the store: {e}"));
     let s = kv.stats();
     let yes = |b: bool| if b { "yes" } else { "no" };
     println!(
@@ -180,6 +210,20 @@ async fn appliance() {
         yes(s.torn_tail),
         yes(s.formatted)
     );
+    if let Some(n) = arg("fill") {
+        fill(&mut kv, n, 0).await;
+    }
+    if let Some(n) = arg("verify") {
+        let answers = run_command(&mut kv, &format!("verify {n}"));
+        commit_and_answer(&mut kv, answers).await;
+    }
+    if start_info::get()
+        .cmdline()
+        .split_whitespace()
+        .any(|w| w == "exit")
+    {
+        return;
+    }
     let Some(port) = libos::console::ring_port() else {
         panic!("kvstore: no console ring to read commands from");
     };
@@ -198,7 +242,13 @@ async fn appliance() {
             let line: Vec<u8> = pending.drain(..=end).collect();
             let line = String::from(String::from_utf8_lossy(&line[..end]).trim());
             let mut words = line.split(' ');
-            if words.next() == Some("fill") {
+            let first = words.next();
+            if first == Some("write-test") {
+                commit_and_answer(&mut kv, core::mem::take(&mut answers)).await;
+                write_test(&kv, disk).await;
+                continue;
+            }
+            if first == Some("fill") {
                 let n = words.next().and_then(|w| w.parse().ok());
                 let from = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
                 commit_and_answer(&mut kv, core::mem::take(&mut answers)).await;

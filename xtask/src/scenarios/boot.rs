@@ -150,6 +150,7 @@ fn dom0_ctl_run(ctx: &Ctx) -> Result<Pass, Failure> {
                         memory_mib: 64,
                         cmdline: "",
                         backends: false,
+                        disks: &[],
                     },
                     domu("spinner", "probe"),
                 ],

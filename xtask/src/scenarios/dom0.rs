@@ -22,6 +22,7 @@ pub fn dom0(cmdline: &'static str) -> BundleGuest<'static> {
         memory_mib: 32,
         cmdline,
         backends: true,
+        disks: &[],
     }
 }
 

@@ -124,10 +124,21 @@ pub struct BundleGuest<'a> {
     /// The dom0 runs xenstored and the console back-end (`backends = true` in a
     /// manifest): domUs get ring event channels and start paused.
     pub backends: bool,
+    /// xl disk specs (`vdev=xvda,access=rw,size=64M,target=NAME.img`), targets
+    /// relative to [`scenario_disks`].
+    pub disks: &'a [&'a str],
+}
+
+/// Where scenarios keep their disk images (`target/scenario-disks`).
+pub fn scenario_disks(ctx: &Ctx) -> PathBuf {
+    ctx.target_dir.join("scenario-disks")
 }
 
 /// The manifest of a [`Boot::Bundle`].
-pub fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle::Manifest> {
+pub fn bundle_manifest(
+    domains: &[BundleGuest],
+    disk_base: &std::path::Path,
+) -> anyhow::Result<bundle::Manifest> {
     let mut manifest = bundle::Manifest::named(
         domains
             .iter()
@@ -140,6 +151,11 @@ pub fn bundle_manifest(domains: &[BundleGuest]) -> anyhow::Result<bundle::Manife
     )?;
     for (spec, d) in manifest.domains.iter_mut().zip(domains) {
         spec.backends = d.backends;
+        for disk in d.disks {
+            let parsed = crate::disks::DiskSpec::parse(disk, disk_base)
+                .map_err(|e| anyhow::anyhow!("disk {disk:?}: {e}"))?;
+            spec.disks.push(parsed);
+        }
     }
     manifest.check()?;
     Ok(manifest)
@@ -189,8 +205,11 @@ pub fn machine(ctx: &Ctx, boot: &Boot) -> anyhow::Result<Machine> {
         )
         .memory("512M"),
         Boot::Bundle { domains } => {
-            let (module, memory) = scenario_bundle(ctx, &bundle_manifest(domains)?)?;
-            Machine::shim(shim, module, "").memory(memory)
+            let manifest = bundle_manifest(domains, &scenario_disks(ctx))?;
+            let (module, memory) = scenario_bundle(ctx, &manifest)?;
+            let disks = manifest.disks();
+            crate::disks::ensure_images(&disks)?;
+            Machine::shim(shim, module, "").memory(memory).disks(disks)
         }
         Boot::Manifest { path } => {
             let manifest = bundle::Manifest::load(&crate::bindgen::workspace_root().join(path))?;
@@ -211,6 +230,7 @@ pub fn domu<'a>(example: &'a str, cmdline: &'a str) -> BundleGuest<'a> {
         memory_mib: 16,
         cmdline,
         backends: false,
+        disks: &[],
     }
 }
 
@@ -369,13 +389,18 @@ mod tests {
             memory_mib,
             cmdline,
             backends: false,
+            disks: &[],
         };
         let domains = [
             guest("hello", Role::Dom0, 64, "x"),
             guest("cpu", Role::DomU, 16, ""),
             guest("hello", Role::DomU, 300, "y z"),
         ];
-        let (module, memory) = scenario_bundle(&ctx, &bundle_manifest(&domains).unwrap()).unwrap();
+        let (module, memory) = scenario_bundle(
+            &ctx,
+            &bundle_manifest(&domains, std::path::Path::new("/")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(memory, "448M");
         let bytes = std::fs::read(module).unwrap();
         let b = hypervisor_shim::pv::build::bundle::parse(&bytes)

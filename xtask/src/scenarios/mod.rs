@@ -7,11 +7,13 @@
 //! * [`expected`]: the lines they wait for, per guest and per hypervisor;
 //! * [`pairs`]: one guest on the shim and on Xen 4.17, written once (`NAME`, `xen-NAME`);
 //! * [`attacks`]: the one attack table (on the hypervisor and on dom0);
-//! * [`boot`], [`dom0`], [`third_party`]: the scenarios of the shim alone, by family.
+//! * [`boot`], [`dom0`], [`blk`], [`third_party`]: the scenarios of the shim alone, by
+//!   family.
 //!
 //! This file is the catalog: which scenarios exist, in the order they run.
 
 pub mod attacks;
+mod blk;
 mod boot;
 mod dom0;
 pub mod expected;
@@ -45,6 +47,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(attacks::on_the_shim());
     v.push(pairs::HELLO.on(Xen));
     v.extend(dom0::all());
+    v.extend(blk::all());
     v.push(third_party::grub_domu());
     v.extend(attacks::on_dom0());
     v.extend(

@@ -78,6 +78,7 @@ fn grub_domu_run(ctx: &Ctx) -> Result<Pass, Failure> {
                         memory_mib: 32,
                         cmdline: "",
                         backends: false,
+                        disks: &[],
                     },
                 ],
             },

@@ -4,6 +4,13 @@
 //! fixed order are fair between CPU-bound domains. A domain woken by an event or a
 //! timer is boosted (Xen credit's BOOST): it takes the CPU at once, so a domain that
 //! mostly waits answers quickly even beside one that never stops.
+//!
+//! Boosts are bounded: after [`MAX_BOOSTS`] boosted picks in a row, the next pick is
+//! the ready domain that has waited longest for the CPU. Two domains that keep waking each other (a front end and its back
+//! end) are boosted on every event; unbounded, they would keep a third ready domain off
+//! the CPU for as long as they talk (Xen's credit scheduler bounds BOOST by credit).
+
+use alloc::collections::BTreeMap;
 
 use xen_sys::domid_t;
 
@@ -13,14 +20,27 @@ use crate::domain::Domains;
 /// The default slice.
 pub const SLICE_NS: u64 = 10_000_000;
 
-#[derive(Clone, Copy, Debug)]
+/// Boosted picks in a row before a turn of the round robin.
+pub const MAX_BOOSTS: u32 = 16;
+
+#[derive(Clone, Debug)]
 pub struct RoundRobinBoost {
     pub slice_ns: u64,
+    /// Boosted picks since the last pick that was not one.
+    boosts: u32,
+    /// Picks so far, and the pick at which each domain last got the CPU.
+    picks: u64,
+    last_run: BTreeMap<domid_t, u64>,
 }
 
 impl Default for RoundRobinBoost {
     fn default() -> Self {
-        RoundRobinBoost { slice_ns: SLICE_NS }
+        RoundRobinBoost {
+            slice_ns: SLICE_NS,
+            boosts: 0,
+            picks: 0,
+            last_run: BTreeMap::new(),
+        }
     }
 }
 
@@ -32,13 +52,28 @@ impl Policy for RoundRobinBoost {
         current_may_continue: bool,
     ) -> Option<domid_t> {
         let boosted = domains.next_after(cur, |d| d.id != cur && d.ready() && d.sched.boosted);
-        let next = if boosted.is_some() {
+        let starving = self.boosts >= MAX_BOOSTS;
+        let next = if boosted.is_some() && !starving {
+            self.boosts += 1;
             boosted
-        } else if current_may_continue {
+        } else if current_may_continue && !starving {
             Some(cur)
+        } else if starving {
+            // The ready domain that has waited longest (one that never ran first).
+            self.boosts = 0;
+            domains
+                .iter()
+                .filter(|d| d.ready())
+                .min_by_key(|d| self.last_run.get(&d.id).copied().unwrap_or(0))
+                .map(|d| d.id)
         } else {
+            self.boosts = 0;
             domains.next_after(cur, |d| d.ready())
         };
+        if let Some(n) = next {
+            self.picks += 1;
+            self.last_run.insert(n, self.picks);
+        }
         if let Some(d) = next.and_then(|n| domains.get_mut(n)) {
             d.sched.boosted = false;
         }
@@ -89,5 +124,26 @@ mod tests {
             ds[id].sched.pause_count = 1;
         }
         assert_eq!(p.pick(&mut ds, 0, false), None);
+    }
+
+    #[test]
+    fn two_domains_waking_each_other_do_not_starve_a_third() {
+        let mut p = RoundRobinBoost::default();
+        let mut ds = domains(3);
+        // 0 and 1 wake each other on every event; 2 is ready all along.
+        let mut cur = 0;
+        let mut ran2 = 0;
+        for _ in 0..200 {
+            let other = if cur == 0 { 1 } else { 0 };
+            if cur != 2 {
+                ds[other].sched.boosted = true;
+            }
+            cur = p.pick(&mut ds, cur, false).unwrap();
+            ran2 += usize::from(cur == 2);
+        }
+        assert!(
+            ran2 >= 200 / (MAX_BOOSTS as usize + 2),
+            "domain 2 ran {ran2} times"
+        );
     }
 }
