@@ -228,4 +228,20 @@ fn main() {
     xs.extend(b"/w/a\0xb-1\0".iter().take(8));
     xs.extend([1, MsgType::Read.raw() as u8, 200, 9, 9, 9, 9, 0, 0, 3]);
     write(&out, "xs_client", "reads-event-stray", &xs);
+
+    // kvlog: a valid superblock (mode 0), three records (put, put, delete), then the
+    // first sector of a fourth whose CRC does not match (a torn commit).
+    let mut log = vec![0u8];
+    for (seq, kind, key, value) in [
+        (1, kvlog::Kind::Put, &b"alpha"[..], &b"one"[..]),
+        (2, kvlog::Kind::Put, b"beta", b"two"),
+        (3, kvlog::Kind::Del, b"alpha", b""),
+    ] {
+        kvlog::Record { seq, kind, key, value }.encode_into(&mut log);
+    }
+    let mut torn = Vec::new();
+    kvlog::Record { seq: 4, kind: kvlog::Kind::Put, key: b"gamma", value: &[7; 600] }
+        .encode_into(&mut torn);
+    log.extend_from_slice(&torn[..512]);
+    write(&out, "kvlog", "three-records-torn-fourth", &log);
 }

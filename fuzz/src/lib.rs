@@ -14,6 +14,7 @@ pub mod byte_ring;
 pub mod bzimage;
 pub mod elf;
 pub mod hypercalls;
+pub mod kvlog;
 pub mod xenstored;
 pub mod xs_client;
 pub mod xs_wire;

@@ -151,7 +151,8 @@ fn committed_writes_survive_a_crash_and_replay_in_order() {
 #[test]
 fn a_torn_commit_loses_only_what_was_not_acknowledged() {
     // Each case: which sectors of the unacknowledged commit reach the disk.
-    let cases: [(&str, fn(usize, usize) -> bool); 4] = [
+    type Survives = fn(usize, usize) -> bool;
+    let cases: [(&str, Survives); 4] = [
         ("none", |_, _| false),
         ("all", |_, _| true),
         ("the first half", |_, s| s < 6),

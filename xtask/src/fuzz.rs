@@ -30,6 +30,7 @@ pub const TARGETS: &[&str] = &[
     "byte_ring",
     "blkif",
     "blkfront",
+    "kvlog",
     "hypercalls",
 ];
 

@@ -94,7 +94,7 @@ enum Command {
     /// written to fuzz/artifacts/<TARGET>/ (once fixed, move it to
     /// fuzz/regressions/<TARGET>/, which `cargo xtask test` replays).
     Fuzz {
-        /// Only this target (bundle, elf, bzimage, xs_wire, xenstored, xs_client, byte_ring, blkif, blkfront, hypercalls).
+        /// Only this target (bundle, elf, bzimage, xs_wire, xenstored, xs_client, byte_ring, blkif, blkfront, kvlog, hypercalls).
         target: Option<String>,
         /// Seconds to fuzz each target.
         #[arg(long, value_name = "S", default_value_t = 60)]

@@ -138,7 +138,10 @@ impl VirtioDisk {
     }
 
     fn sector(offset: u64, len: usize) -> Result<usize, IoError> {
-        if offset % SECTOR_SIZE as u64 != 0 || len == 0 || len % SECTOR_SIZE != 0 {
+        if !offset.is_multiple_of(SECTOR_SIZE as u64)
+            || len == 0
+            || !len.is_multiple_of(SECTOR_SIZE)
+        {
             return Err(IoError);
         }
         usize::try_from(offset / SECTOR_SIZE as u64).map_err(|_| IoError)

@@ -17,9 +17,9 @@ use pv_core::microvm::{
 use super::boot::DIRECTMAP;
 use super::ioapic;
 
-const NONE: AtomicU32 = AtomicU32::new(u32::MAX);
 /// The GSI of each device vector.
-static GSIS: [AtomicU32; DEVICE_VECTORS as usize] = [NONE; DEVICE_VECTORS as usize];
+static GSIS: [AtomicU32; DEVICE_VECTORS as usize] =
+    [const { AtomicU32::new(u32::MAX) }; DEVICE_VECTORS as usize];
 /// Device vectors that fired while the shim idled (bit `i`: device `i`).
 static FIRED: AtomicU32 = AtomicU32::new(0);
 

@@ -39,7 +39,7 @@ fn map_pirq(
     pirq: i32,
 ) -> Result<u32, i64> {
     let mut op = [0u8; 40];
-    op[0..2].copy_from_slice(&(DOMID_SELF as u16).to_le_bytes());
+    op[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
     op[4..8].copy_from_slice(&(MAP_PIRQ_TYPE_GSI as i32).to_le_bytes());
     op[8..12].copy_from_slice(&index.to_le_bytes());
     op[12..16].copy_from_slice(&pirq.to_le_bytes());
@@ -145,7 +145,7 @@ fn dom0_maps_binds_hears_and_eois_a_device_line() {
     assert!(evtchn::is_pending(&h.machine, &h.domains[0], again));
 
     // A reset closes the port behind the line's back: binding again still works.
-    poke(&mut h, 0, SCRATCH, &(DOMID_SELF as u16).to_le_bytes());
+    poke(&mut h, 0, SCRATCH, &DOMID_SELF.to_le_bytes());
     assert_eq!(
         call(
             &mut h,
@@ -159,7 +159,7 @@ fn dom0_maps_binds_hears_and_eois_a_device_line() {
     assert!(bind_pirq(&mut h, 0, GSI).is_ok());
     let unmap = {
         let mut op = [0u8; 8];
-        op[0..2].copy_from_slice(&(DOMID_SELF as u16).to_le_bytes());
+        op[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
         op[4..8].copy_from_slice(&(GSI as i32).to_le_bytes());
         op
     };
