@@ -42,6 +42,36 @@ pub fn ensure_qemu_img() -> Result<()> {
     Ok(())
 }
 
+/// Makes an ext2 filesystem image of `size` at `image` holding the files of `tree`
+/// (Debian's e2fsprogs: `mke2fs -d`), installing e2fsprogs when it is missing.
+pub fn make_ext2(image: &Path, tree: &Path, size: &str) -> Result<()> {
+    // In /usr/sbin, which a user's PATH may lack.
+    let find = || {
+        find_in_path("mke2fs").or_else(|| {
+            ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
+                .map(PathBuf::from)
+                .into_iter()
+                .find(|p| p.is_file())
+        })
+    };
+    if find().is_none() {
+        apt_install(&["e2fsprogs"], "e2fsprogs (mke2fs, for filesystem images)")?;
+    }
+    let mke2fs = find().context("mke2fs not found after installing e2fsprogs")?;
+    let status = Command::new(mke2fs)
+        .args(["-q", "-F", "-t", "ext2", "-d"])
+        .arg(tree)
+        .arg(image)
+        .arg(size)
+        .stdout(Stdio::null())
+        .status()
+        .context("running mke2fs (is e2fsprogs installed?)")?;
+    if !status.success() {
+        bail!("mke2fs {} failed: {status}", image.display());
+    }
+    Ok(())
+}
+
 /// Makes sure the Rust target `x86_64-unknown-none` is installed.
 pub fn ensure_target() -> Result<()> {
     let Ok(out) = Command::new("rustup")

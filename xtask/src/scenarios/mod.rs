@@ -48,7 +48,7 @@ pub fn all() -> Vec<Scenario> {
     v.push(pairs::HELLO.on(Xen));
     v.extend(dom0::all());
     v.extend(blk::all());
-    v.push(third_party::grub_domu());
+    v.extend(third_party::grub_domu());
     v.extend(attacks::on_dom0());
     v.extend(
         [

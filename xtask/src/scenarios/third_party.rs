@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::dom0::dom0;
 use super::expected::{dom0 as dom0_lines, third_party};
 use super::harness::{
-    check, check_typing, Boot, BundleGuest, Check, Ctx, End, Failure, Pass, Scenario,
+    check, check_typing, scenario_disks, Boot, BundleGuest, Check, Ctx, End, Failure, Pass,
+    Scenario,
 };
 use crate::bundle::Role;
 use crate::qemu::Outcome;
@@ -19,8 +20,11 @@ pub fn alone() -> Vec<Scenario> {
     ]
 }
 
-pub fn grub_domu() -> Scenario {
-    Scenario::new("third-party-grub-domu", "GRUB's PV image (Debian) as a domU: it reads xenstore and writes its console ring, which dom0 prints; a command typed on the serial line reaches it", grub_domu_run)
+pub fn grub_domu() -> Vec<Scenario> {
+    vec![
+        Scenario::new("third-party-grub-domu", "GRUB's PV image (Debian) as a domU: it reads xenstore and writes its console ring, which dom0 prints; a command typed on the serial line reaches it", grub_domu_run),
+        Scenario::new("third-party-grub-disk", "GRUB's PV image (Debian) as a domU with a disk from our blkback (an ext2 image made by Debian's mke2fs, dom0 drives it as virtio-blk): GRUB's own blkfront connects, `ls` lists (xen/xvda), lists its root directory and `cat` reads a file from it", grub_disk_run),
+    ]
 }
 
 /// GRUB alone as dom0: a dom0 has no console ring nor xenstore (Xen gives it none
@@ -90,5 +94,58 @@ fn grub_domu_run(ctx: &Ctx) -> Result<Pass, Failure> {
             anywhere: &[],
         },
         &[("device or file completions.", b"echo typed-into-grub\r")],
+    )
+}
+
+/// The file GRUB reads from its disk.
+const GRUB_FILE: &str = "hello from our blkback";
+
+fn grub_disk_run(ctx: &Ctx) -> Result<Pass, Failure> {
+    let grub = crate::grub::ensure(&ctx.target_dir)?;
+    let grub = grub.to_string_lossy();
+    // An ext2 filesystem holding hello.txt, made fresh by Debian's mke2fs.
+    let dir = scenario_disks(ctx);
+    let tree = dir.join("grub-fs");
+    let image = dir.join("grub-ext2.img");
+    let _ = std::fs::remove_dir_all(&tree);
+    let _ = std::fs::remove_file(&image);
+    let made = std::fs::create_dir_all(&tree)
+        .and_then(|()| std::fs::write(tree.join("hello.txt"), format!("{GRUB_FILE}\n")));
+    made.map_err(|e| anyhow::anyhow!("the filesystem's files under {}: {e}", tree.display()))?;
+    crate::deps::make_ext2(&image, &tree, "8M")?;
+    check_typing(
+        ctx,
+        Check {
+            boot: Boot::Bundle {
+                domains: &[
+                    dom0(""),
+                    BundleGuest {
+                        example: &grub,
+                        role: Role::DomU,
+                        memory_mib: 32,
+                        cmdline: "",
+                        backends: false,
+                        disks: &["vdev=xvda,access=rw,target=grub-ext2.img"],
+                    },
+                ],
+            },
+            expect: &[
+                "dom0: d1 vbd 51712 (xvda, vbd0) connected",
+                "grub-x86_64-xen| grub> ",
+                "(xen/xvda)",
+                "lost+found/ hello.txt",
+                GRUB_FILE,
+            ],
+            fail_on: dom0_lines::FAIL,
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(120),
+            first_guest_line: None,
+            anywhere: &[],
+        },
+        &[
+            ("device or file completions.", b"ls\r"),
+            ("(xen/xvda)", b"ls (xen/xvda)/\r"),
+            ("lost+found/", b"cat (xen/xvda)/hello.txt\r"),
+        ],
     )
 }
