@@ -143,6 +143,12 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
         self.kept.len()
     }
 
+    /// What was negotiated: ring pages, persistent grants (the most kept), and the
+    /// features offered (`info`), for logs and the features scenario.
+    pub fn negotiated(&self) -> (usize, usize, Disk) {
+        (self.ring.len(), self.keep, self.info)
+    }
+
     /// The front end's domain.
     pub fn domid(&self) -> DomId {
         self.domid

@@ -205,9 +205,16 @@ async fn serve(
             return;
         }
     };
+    let (pages, kept, offer) = back.negotiated();
     println!(
-        "dom0: {name} connected{}",
-        if info.readonly { " (read-only)" } else { "" }
+        "dom0: {name} connected{}: {pages}-page ring, persistent grants {}, indirect {}, \
+         flush {}, barrier {}, discard {}",
+        if info.readonly { " (read-only)" } else { "" },
+        if kept > 0 { "yes" } else { "no" },
+        offer.max_indirect_segments,
+        offer.flush,
+        offer.barrier,
+        offer.discard,
     );
     let fe = format!("/local/domain/{front}/device/vbd/{id}");
     let mut watch = match store.watch(&format!("{fe}/state")).await {
