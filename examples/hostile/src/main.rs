@@ -20,10 +20,14 @@
 //! - `gnt-free-mapped`: give back (decrease_reservation) our console page, which dom0
 //!   has mapped, then scribble on the ring: dom0 is unaffected, and the frame is not
 //!   handed to anyone while dom0 maps it (host tests check that part).
+//!
+//! Attacks on blkback (`blk-*`, given a disk): see `blk.rs`.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
+
+mod blk;
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -257,6 +261,7 @@ fn main() {
             }
             let _ = hypercall::console_write(b"hostile: gnt-free-mapped: scribbled on the ring\n");
         }
+        _ if name.starts_with("blk-") => blk::attack(name, my_domid()),
         _ => panic!("hostile: unknown attack {mode:?}"),
     }
     println!("hostile: done");

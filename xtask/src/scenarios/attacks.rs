@@ -42,6 +42,10 @@ pub enum Target {
         cmdline: &'static str,
         expect: &'static [&'static str],
     },
+    /// dom0's blkback, attacked by examples/hostile (command line `blk-NAME`) through a
+    /// vbd of its own, beside examples/kvstore on another disk; the lines hostile must
+    /// print (in any order).
+    Blkback { expect: &'static [&'static str] },
 }
 
 /// One attack.
@@ -72,6 +76,15 @@ const fn hostile(
         name,
         what,
         target: Target::Dom0 { cmdline, expect },
+    }
+}
+
+/// An attack of examples/hostile on blkback; its command line is `blk-NAME`.
+const fn blk(name: &'static str, what: &'static str, expect: &'static [&'static str]) -> Attack {
+    Attack {
+        name,
+        what,
+        target: Target::Blkback { expect },
     }
 }
 
@@ -155,13 +168,49 @@ pub const ATTACKS: &[Attack] = &[
         "hostile: gnt-free-mapped: decrease_reservation of the console frame: Ok(1)",
         "hostile: gnt-free-mapped: scribbled on the ring",
     ]),
+    blk("blk-sector-range", "reads the sector after the disk's last", &[
+        "hostile: blk-sector-range: back end Closing, error: request 0x1: OutOfRange { sector: 32768, sectors: 8 }",
+        "hostile: blk-sector-range: grants released",
+    ]),
+    blk("blk-too-many-segments", "sends a read claiming 12 segments (blkif.h allows 11)", &[
+        "hostile: blk-too-many-segments: back end Closing, error: request 0x2: SegmentCount(12)",
+        "hostile: blk-too-many-segments: grants released",
+    ]),
+    blk("blk-first-gt-last", "sends a segment whose first sector is after its last", &[
+        "hostile: blk-first-gt-last: back end Closing, error: request 0x3: Segment { index: 0, first: 5, last: 2 }",
+        "hostile: blk-first-gt-last: grants released",
+    ]),
+    blk("blk-gref-not-granted", "names a grant it never made", &[
+        "hostile: blk-gref-not-granted: back end Closing, error: request 0x4: grant 908 not mappable",
+        "hostile: blk-gref-not-granted: grants released",
+    ]),
+    blk("blk-readonly-grant-read", "asks for a read into a page granted read-only", &[
+        "hostile: blk-readonly-grant-read: back end Closing, error: request 0x5: grant 9 not mappable",
+        "hostile: blk-readonly-grant-read: grants released",
+    ]),
+    blk("blk-ring-corrupt", "sets req_prod a thousand requests ahead", &[
+        "hostile: blk-ring-corrupt: back end Closing, error: ring: req_prod 1000 is impossible",
+        "hostile: blk-ring-corrupt: grants released",
+    ]),
+    blk("blk-flood", "fills all 32 slots and announces 33 at once", &[
+        "hostile: blk-flood: back end Closing, error: ring: req_prod 33 is impossible",
+        "hostile: blk-flood: grants released",
+    ]),
+    blk("blk-indirect-bad", "sends an indirect read whose indirect page holds a segment with first > last", &[
+        "hostile: blk-indirect-bad: back end Closing, error: request 0x7: Segment { index: 1, first: 6, last: 1 }",
+        "hostile: blk-indirect-bad: grants released",
+    ]),
+    blk("blk-close-mid-request", "queues a read and goes Closing at once", &[
+        "hostile: blk-close-mid-request: back end Closing, error: (none)",
+        "hostile: blk-close-mid-request: grants released",
+    ]),
 ];
 
 /// The attacks on the hypervisor, with Xen's answer.
 fn on_the_hypervisor() -> impl Iterator<Item = (&'static Attack, Answer)> {
     ATTACKS.iter().filter_map(|a| match a.target {
         Target::Hypervisor(answer) => Some((a, answer)),
-        Target::Dom0 { .. } => None,
+        Target::Dom0 { .. } | Target::Blkback { .. } => None,
     })
 }
 
@@ -204,6 +253,14 @@ pub fn on_dom0() -> Vec<Scenario> {
                     a.what
                 ),
                 move |ctx| attack_on_dom0(ctx, cmdline, expect),
+            )),
+            Target::Blkback { expect } => Some(Scenario::new(
+                format!("attack-{}", a.name),
+                format!(
+                    "hostile front end: {}; blkback disconnects its vbd (Closing, error node, grants unmapped) while a kvstore domU's I/O on another vbd completes",
+                    a.what
+                ),
+                move |ctx| attack_on_blkback(ctx, a.name, expect),
             )),
             Target::Hypervisor(_) => None,
         })
@@ -349,6 +406,45 @@ fn attack_on_dom0(ctx: &Ctx, cmdline: &str, expect: &[&str]) -> Result<Pass, Fai
             ..domu("hostile", "")
         },
         domu("xsdemo", "peer=1"),
+    ];
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle { domains: &domains },
+            expect: &[dom0_lines::UP],
+            fail_on: dom0_lines::FAIL,
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(120),
+            first_guest_line: None,
+            anywhere: &anywhere,
+        },
+    )
+}
+
+fn attack_on_blkback(ctx: &Ctx, name: &str, expect: &[&str]) -> Result<Pass, Failure> {
+    let dir = super::harness::scenario_disks(ctx);
+    for img in ["attack-hostile.img", "attack-kvstore.img"] {
+        let _ = std::fs::remove_file(dir.join(img));
+    }
+    let anywhere = [
+        expect,
+        &[
+            "hostile: done",
+            "kvstore| kvstore: verify: 500 intact, 0 wrong, first missing none",
+        ],
+    ]
+    .concat();
+    let domains = [
+        super::dom0::dom0(""),
+        BundleGuest {
+            disks: &["vdev=xvda,access=rw,size=16M,target=attack-hostile.img"],
+            ..domu("hostile", name)
+        },
+        BundleGuest {
+            memory_mib: 32,
+            disks: &["vdev=xvda,access=rw,size=16M,target=attack-kvstore.img"],
+            ..domu("kvstore", "fill=500 verify=500 exit")
+        },
     ];
     check(
         ctx,
