@@ -20,6 +20,16 @@ use xen_sys::{domid_t, evtchn_port_t};
 
 use crate::machine::{Mfn, PAGE_SHIFT};
 
+/// GSIs of the machine (microvm's two I/O APICs: Xen's `nr_irqs_gsi`).
+pub const NR_GSIS: u32 = 48;
+
+/// A domain's pirq numbers, `0..nr_pirqs` (Xen's `d->nr_pirqs`: the GSIs plus
+/// `extra_domU_irqs`, 32, for a domU; the shim gives the hardware domain 256 extra, a
+/// fixed stand-in for Xen's per-CPU count). Beyond it every pirq operation is -EINVAL.
+pub fn nr_pirqs(privileged: bool) -> u32 {
+    NR_GSIS + if privileged { 256 } else { 32 }
+}
+
 /// One device: an MMIO window and the GSI its interrupt arrives on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Device {

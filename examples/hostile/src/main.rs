@@ -22,6 +22,10 @@
 //!   handed to anyone while dom0 maps it (host tests check that part).
 //!
 //! Attacks on blkback (`blk-*`, given a disk): see `blk.rs`.
+//!
+//! `dev-access`: what only dom0 may do with the machine's devices (beside a dom0 that
+//! drives a virtio disk): map the first virtio-mmio page, map GSI 47 as a pirq, bind
+//! pirq 47, EOI it. Xen answers -EPERM, -EPERM, -EPERM, -EINVAL.
 #![no_std]
 #![no_main]
 
@@ -158,6 +162,31 @@ fn xs_disconnect(mode: &str) {
     println!("hostile: {mode}: store error field now {}", store_error());
 }
 
+fn dev_access() {
+    fn answer<T>(r: Result<T, hypercall::XenError>) -> alloc::string::String {
+        match r {
+            Ok(_) => "allowed".into(),
+            Err(e) => format!("{e}"),
+        }
+    }
+    let mmio = pv_core::microvm::transport(23);
+    let va = vmap::alloc().expect("a window slot");
+    let pte = (mmio & !0xfff) | 0x67;
+    let map = hypercall::update_va_mapping(va, pte, xen_sys::UVMF_INVLPG);
+    println!(
+        "hostile: dev-access: map the virtio-mmio page of {mmio:#x}: {}",
+        answer(map)
+    );
+    let map_pirq = hypercall::map_gsi_pirq(47);
+    println!("hostile: dev-access: map_pirq GSI 47: {}", answer(map_pirq));
+    let bind = hypercall::evtchn_bind_pirq(47);
+    println!("hostile: dev-access: bind_pirq 47: {}", answer(bind));
+    println!(
+        "hostile: dev-access: eoi 47: {}",
+        answer(hypercall::pirq_eoi(47))
+    );
+}
+
 fn gnt_result<T>(r: Result<T, GrantError>) -> alloc::string::String {
     match r {
         Ok(_) => "okay".into(),
@@ -262,6 +291,7 @@ fn main() {
             let _ = hypercall::console_write(b"hostile: gnt-free-mapped: scribbled on the ring\n");
         }
         _ if name.starts_with("blk-") => blk::attack(name, my_domid()),
+        "dev-access" => dev_access(),
         _ => panic!("hostile: unknown attack {mode:?}"),
     }
     println!("hostile: done");

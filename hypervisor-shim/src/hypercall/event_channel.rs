@@ -145,12 +145,15 @@ pub fn event_channel_op<M: Machine + ?Sized>(
             let mut op: evtchn_bind_pirq = env.read(dom, arg)?;
             let pirq = op.pirq;
             // Xen's order: the pirq's range, the domain's access to it, a binding.
-            let Some(line) = env.irqs.line(pirq).copied() else {
+            if pirq >= crate::devices::nr_pirqs(dom.privileged) {
                 return Err(XEN_EINVAL.into());
-            };
+            }
             if !dom.privileged {
                 return Err(XEN_EPERM.into());
             }
+            let Some(line) = env.irqs.line(pirq).copied() else {
+                return Err(XEN_EINVAL.into());
+            };
             // A port closed by `EVTCHNOP_reset` or teardown leaves a stale record.
             if line.owner == Some(dom.id)
                 && line.port != 0

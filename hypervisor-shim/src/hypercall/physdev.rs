@@ -10,6 +10,7 @@ use xen_sys::*;
 
 use super::env::Env;
 use super::error::Result;
+use crate::devices::nr_pirqs;
 use crate::domain::Domain;
 use crate::machine::Machine;
 use crate::state::vcpu::eflags;
@@ -56,18 +57,23 @@ pub fn physdev_op<M: Machine + ?Sized>(
         }
         PHYSDEVOP_eoi => {
             let op: physdev_eoi = env.read(dom, arg)?;
+            if op.irq >= nr_pirqs(dom.privileged) {
+                return Err(XEN_EINVAL.into());
+            }
             env.irqs.eoi(dom.id, op.irq)?;
             Ok(0)
         }
         PHYSDEVOP_irq_status_query => {
             let mut op: physdev_irq_status_query = env.read(dom, arg)?;
-            let line = env.irqs.line(op.irq).ok_or(XEN_EINVAL)?;
+            if op.irq >= nr_pirqs(dom.privileged) {
+                return Err(XEN_EINVAL.into());
+            }
             // Every line is level-triggered: its owner must EOI it.
-            op.flags = if line.owner == Some(dom.id) {
-                XENIRQSTAT_needs_eoi
-            } else {
-                0
-            };
+            let owned = env
+                .irqs
+                .line(op.irq)
+                .is_some_and(|l| l.owner == Some(dom.id));
+            op.flags = if owned { XENIRQSTAT_needs_eoi } else { 0 };
             env.write(dom, arg, &op)?;
             Ok(0)
         }

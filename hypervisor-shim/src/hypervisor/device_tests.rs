@@ -173,9 +173,25 @@ fn a_domu_gets_no_device_line() {
     let mut h = with_device();
     assert_eq!(map_pirq(&mut h, 1, GSI as i32, -1), Err(EPERM));
     assert_eq!(bind_pirq(&mut h, 1, GSI), Err(EPERM));
-    assert_eq!(bind_pirq(&mut h, 1, 5), Err(EINVAL), "not a line at all");
+    assert_eq!(
+        bind_pirq(&mut h, 1, 5),
+        Err(EPERM),
+        "in range: no access first"
+    );
+    assert_eq!(
+        bind_pirq(&mut h, 1, 4096),
+        Err(EINVAL),
+        "beyond the domain's pirqs"
+    );
     assert_eq!(eoi(&mut h, 1, GSI), EINVAL);
+    assert_eq!(eoi(&mut h, 1, 4096), EINVAL);
     assert_eq!(status_flags(&mut h, 1, GSI), Ok(0));
+    assert_eq!(
+        status_flags(&mut h, 1, 5),
+        Ok(0),
+        "no line: no flags, as Xen"
+    );
+    assert_eq!(status_flags(&mut h, 1, 4096), Err(EINVAL));
     // dom0's line is not the domU's to take or EOI either.
     map_pirq(&mut h, 0, GSI as i32, -1).unwrap();
     bind_pirq(&mut h, 0, GSI).unwrap();

@@ -42,9 +42,9 @@ pub enum Target {
         cmdline: &'static str,
         expect: &'static [&'static str],
     },
-    /// dom0's blkback, attacked by examples/hostile (command line `blk-NAME`) through a
-    /// vbd of its own, beside examples/kvstore on another disk; the lines hostile must
-    /// print (in any order).
+    /// dom0's blkback and devices, attacked by examples/hostile (command line: the
+    /// attack's name) with a vbd of its own, beside examples/kvstore on another disk;
+    /// the lines hostile must print (in any order).
     Blkback { expect: &'static [&'static str] },
 }
 
@@ -199,6 +199,12 @@ pub const ATTACKS: &[Attack] = &[
     blk("blk-indirect-bad", "sends an indirect read whose indirect page holds a segment with first > last", &[
         "hostile: blk-indirect-bad: back end Closing, error: request 0x7: Segment { index: 1, first: 6, last: 1 }",
         "hostile: blk-indirect-bad: grants released",
+    ]),
+    blk("dev-access", "maps the virtio disk's registers, maps and binds its GSI as a pirq, EOIs it (what only dom0 may do)", &[
+        "hostile: dev-access: map the virtio-mmio page of 0xfeb02e00: -1 EPERM",
+        "hostile: dev-access: map_pirq GSI 47: -1 EPERM",
+        "hostile: dev-access: bind_pirq 47: -1 EPERM",
+        "hostile: dev-access: eoi 47: -22 EINVAL",
     ]),
     blk("blk-close-mid-request", "queues a read and goes Closing at once", &[
         "hostile: blk-close-mid-request: back end Closing, error: (none)",
