@@ -194,6 +194,15 @@ fn front_and_back_negotiate_and_io_flows() {
     assert!(back.disk().data[16 * 512..16 * 512 + data.len()] == data[..]);
     // Both wrote feature-persistent: the 16 data pages stay mapped.
     assert_eq!(back.kept_grants(), 16);
+    // 16 pages are more than a direct request's 11 segments: one indirect request.
+    let c = back.counters();
+    assert_eq!((c.requests, c.indirect, c.failed), (1, 1, 0));
+    let t = front.submit(Op::Flush).unwrap();
+    front.kick();
+    back.service(&w.dom0).unwrap();
+    front.poll().unwrap();
+    assert_eq!(front.take(t, &mut []), Some(Status::Okay));
+    assert_eq!((back.counters().requests, back.counters().flushes), (2, 1));
 
     // An orderly close: the front end goes Closing, the back end unmaps and follows,
     // the front end revokes its grants, both end Closed.

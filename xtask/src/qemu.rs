@@ -147,7 +147,8 @@ impl Machine {
     /// serial port we need is still created by `-serial stdio`. `isa-debug-exit` lets
     /// the shim end QEMU with a status ([`outcome`]). Disks: `-drive if=none` plus a
     /// `virtio-blk-device` (microvm's transports are virtio-mmio, not PCI), with the
-    /// serial dom0 knows the disk by; `cache=writeback`: writes may sit in the host's
+    /// serial dom0 knows the disk by; `discard=unmap`: a discard punches a hole in the
+    /// image; `cache=writeback`: writes may sit in the host's
     /// page cache, and a flush from the guest (which blkback passes on before it
     /// acknowledges one) makes QEMU sync the image. microvm's virtio-mmio transports
     /// speak the legacy interface by default; `force-legacy=false` makes them virtio
@@ -217,7 +218,7 @@ impl Machine {
 fn drive(d: &Disk) -> String {
     let path = d.spec.target.to_string_lossy().replace(',', ",,");
     let mut opt = format!(
-        "file={path},format=raw,if=none,id={},cache=writeback",
+        "file={path},format=raw,if=none,id={},cache=writeback,discard=unmap",
         d.serial
     );
     if d.spec.access == Access::ReadOnly {
@@ -553,9 +554,9 @@ mod tests {
         assert_eq!(
             all[plain.len()..].join(" "),
             "-global virtio-mmio.force-legacy=false \
-             -drive file=/img/kv.img,format=raw,if=none,id=vbd0,cache=writeback \
+             -drive file=/img/kv.img,format=raw,if=none,id=vbd0,cache=writeback,discard=unmap \
              -device virtio-blk-device,drive=vbd0,serial=vbd0 \
-             -drive file=/img/a,,b.img,format=raw,if=none,id=vbd1,cache=writeback,read-only=on \
+             -drive file=/img/a,,b.img,format=raw,if=none,id=vbd1,cache=writeback,discard=unmap,read-only=on \
              -device virtio-blk-device,drive=vbd1,serial=vbd1"
         );
         // -icount still comes last.

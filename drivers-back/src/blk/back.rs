@@ -55,6 +55,20 @@ impl core::fmt::Display for Disconnect {
     }
 }
 
+/// What a vbd served (for logs and the features scenario).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Requests answered, of any kind.
+    pub requests: u64,
+    /// Reads and writes through an indirect page.
+    pub indirect: u64,
+    pub flushes: u64,
+    pub barriers: u64,
+    pub discards: u64,
+    /// Answered with something other than `BLKIF_RSP_OKAY`.
+    pub failed: u64,
+}
+
 /// One connected vbd.
 pub struct BlkBack<P: ForeignMemory + EventChannel, D: BlockDevice> {
     domid: DomId,
@@ -67,6 +81,7 @@ pub struct BlkBack<P: ForeignMemory + EventChannel, D: BlockDevice> {
     /// writable once and kept until the vbd disconnects, at most `keep` of them.
     kept: BTreeMap<GrantRef, P::Mapping>,
     keep: usize,
+    counters: Counters,
 }
 
 impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
@@ -128,6 +143,7 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
             info,
             kept: BTreeMap::new(),
             keep: 0,
+            counters: Counters::default(),
         })
     }
 
@@ -147,6 +163,11 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
     /// features offered (`info`), for logs and the features scenario.
     pub fn negotiated(&self) -> (usize, usize, Disk) {
         (self.ring.len(), self.keep, self.info)
+    }
+
+    /// What this vbd served so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
 
     /// The front end's domain.
@@ -187,6 +208,7 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
                             Err(d) => break Err(d),
                         };
                     ring.put_response(&blkif::response(raw.id(), raw.operation(), status));
+                    self.counters.count(raw.operation(), status);
                     served += 1;
                     if served % PUSH_EVERY == 0 {
                         notify |= ring.push_responses();
@@ -242,6 +264,22 @@ impl<M: SharePage> Kept<'_, M> {
             self.map.insert(gref, m);
         }
         self.map.get(&gref)
+    }
+}
+
+impl Counters {
+    fn count(&mut self, op: u8, status: i16) {
+        self.requests += 1;
+        match u32::from(op) {
+            xen_sys::BLKIF_OP_INDIRECT => self.indirect += 1,
+            xen_sys::BLKIF_OP_FLUSH_DISKCACHE => self.flushes += 1,
+            xen_sys::BLKIF_OP_WRITE_BARRIER => self.barriers += 1,
+            xen_sys::BLKIF_OP_DISCARD => self.discards += 1,
+            _ => {}
+        }
+        if status != BLKIF_RSP_OKAY as i16 {
+            self.failed += 1;
+        }
     }
 }
 

@@ -15,5 +15,5 @@ pub mod device;
 pub mod handshake;
 pub mod nodes;
 
-pub use back::{BlkBack, Disconnect};
+pub use back::{BlkBack, Counters, Disconnect};
 pub use device::{BlockDevice, IoError, MemDisk};

@@ -31,6 +31,7 @@
 extern crate alloc;
 
 mod vbd;
+mod virtio_blk;
 mod virtio_disk;
 
 use alloc::boxed::Box;

@@ -147,7 +147,7 @@ impl Vbds {
             readonly: spec.readonly || disk.readonly(),
             flush: true,
             barrier: true,
-            discard: false,
+            discard: disk.discards(),
             max_indirect_segments: 256,
         };
         let (front, id, vdev) = (spec.domid, spec.id, spec.vdev.clone());
@@ -260,6 +260,11 @@ async fn serve(
         };
     }
     let _ = watch.unwatch().await;
+    let c = back.counters();
+    println!(
+        "dom0: {name}: served {} requests (indirect {}, flush {}, barrier {}, discard {}, failed {})",
+        c.requests, c.indirect, c.flushes, c.barriers, c.discards, c.failed
+    );
     if let Ok(None) | Err(_) = read_state(store, &fe).await {
         // The front end's domain is gone (its nodes with it): nothing to follow.
         let _ = back.disconnect(&Xen);

@@ -4,11 +4,12 @@
 //! address). Each is a [`BlockDevice`] for blkback, known by its virtio serial (the
 //! manifest's `vbd<N>`).
 //!
-//! A request is queued, then dom0 waits for the device's interrupt (the line's event)
-//! and acknowledges it at the device and with an EOI; a flush completes before it
-//! returns (virtio-drivers waits for the device's answer), so blkback answers a flush
-//! only once the device's own flush did. Discard is not offered: virtio-drivers does
-//! not negotiate `VIRTIO_BLK_F_DISCARD`.
+//! A request is queued (`virtio_blk`), then dom0 waits for the device's interrupt (the
+//! line's event) and acknowledges it at the device and with an EOI; every operation,
+//! flush included, returns only once the device answered it, so blkback answers a
+//! flush only after the device's own flush. Discard is offered when the device
+//! negotiates `VIRTIO_BLK_F_DISCARD` (QEMU's `-drive ...,discard=unmap` punches holes
+//! in the image).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -17,13 +18,13 @@ use core::ptr::NonNull;
 use drivers_back::blk::{BlockDevice, IoError};
 use libos::device::{Line, Mmio};
 use libos::println;
-use libos::virtio::XenHal;
 use pv_core::microvm::{
     transport, transport_gsi, TRANSPORTS_WITHOUT, TRANSPORTS_WITH_IOAPIC2, VIRTIO_MMIO_SIZE,
 };
-use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
+
+use crate::virtio_blk::{Data, Op, Request, VirtioBlk, SECTOR_SIZE};
 
 /// How long a request may take before dom0 looks at the queue again without an
 /// interrupt (a lost interrupt costs this much, never a hang).
@@ -32,7 +33,7 @@ const PAGE_SIZE: u64 = 4096;
 
 pub struct VirtioDisk {
     pub serial: String,
-    blk: VirtIOBlk<XenHal, MmioTransport<'static>>,
+    blk: VirtioBlk,
     line: Line,
     /// Keeps the registers mapped (after `blk`, which uses them, in drop order).
     _regs: Mmio,
@@ -75,11 +76,12 @@ pub fn find() -> Vec<VirtioDisk> {
         match opened {
             Ok(Some(d)) => {
                 println!(
-                    "dom0: virtio-blk {} at {:#x} (GSI {gsi}): {} sectors{}",
+                    "dom0: virtio-blk {} at {:#x} (GSI {gsi}): {} sectors{}, features {:?}",
                     d.serial,
                     transport(i),
                     d.blk.capacity(),
-                    if d.blk.readonly() { ", read-only" } else { "" }
+                    if d.blk.readonly() { ", read-only" } else { "" },
+                    d.blk.features()
                 );
                 disks.push(d);
             }
@@ -99,19 +101,20 @@ fn open(regs: Mmio, gsi: u32) -> Result<Option<VirtioDisk>, String> {
     if t.device_type() != DeviceType::Block {
         return Ok(None);
     }
-    let mut blk = VirtIOBlk::<XenHal, _>::new(t).map_err(|e| alloc::format!("{e:?}"))?;
-    let mut id = [0u8; 20];
-    let n = blk
-        .device_id(&mut id)
-        .map_err(|e| alloc::format!("{e:?}"))?;
-    let serial = String::from_utf8_lossy(&id[..n]).into_owned();
+    let blk = VirtioBlk::new(t).map_err(|e| alloc::format!("{e}"))?;
     let line = Line::bind(gsi).map_err(|e| alloc::format!("its interrupt: {e}"))?;
-    Ok(Some(VirtioDisk {
-        serial,
+    let mut disk = VirtioDisk {
+        serial: String::new(),
         blk,
         line,
         _regs: regs,
-    }))
+    };
+    let mut id = [0u8; 20];
+    disk.run(Request::new(Op::GetId, 0), Data::FromDevice(&mut id))
+        .map_err(|_| String::from("GetId failed"))?;
+    let n = id.iter().position(|&b| b == 0).unwrap_or(id.len());
+    disk.serial = String::from_utf8_lossy(&id[..n]).into_owned();
+    Ok(Some(disk))
 }
 
 impl VirtioDisk {
@@ -119,22 +122,34 @@ impl VirtioDisk {
         self.blk.readonly()
     }
 
-    /// Acknowledges the device's interrupt, if it raised one, and EOIs the line.
-    fn settle(&mut self) {
-        if libos::events::take_latched(self.line.port) {
-            self.blk.ack_interrupt();
-            self.line.eoi();
-        }
+    /// Whether the device discards (`feature-discard` for the vbd).
+    pub fn discards(&self) -> bool {
+        self.blk.max_discard_sectors > 0
     }
 
-    /// Waits until the request `token` is used by the device.
-    fn wait_for(&mut self, token: u16) {
+    /// One request, start to answer: queued, then waited for on the device's line.
+    fn run(&mut self, mut req: Request, mut data: Data<'_>) -> Result<(), IoError> {
+        // SAFETY: `req` and `data` live on this frame until the request completes below.
+        let token = unsafe { self.blk.submit(&mut req, &mut data) }.map_err(|e| {
+            println!("dom0: virtio-blk {}: {e}", self.serial);
+            IoError
+        })?;
         while self.blk.peek_used() != Some(token) {
             if self.line.wait(WAIT_NS) {
                 self.blk.ack_interrupt();
                 self.line.eoi();
             }
         }
+        // An answer that came without our waiting may have left the line in flight.
+        if libos::events::take_latched(self.line.port) {
+            self.blk.ack_interrupt();
+            self.line.eoi();
+        }
+        // SAFETY: the same buffers as queued with `token`.
+        unsafe { self.blk.complete(token, &mut req, &mut data) }.map_err(|e| {
+            println!("dom0: virtio-blk {}: {e}", self.serial);
+            IoError
+        })
     }
 
     fn sector(offset: u64, len: usize) -> Result<usize, IoError> {
@@ -155,38 +170,31 @@ impl BlockDevice for VirtioDisk {
 
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let sector = Self::sector(offset, buf.len())?;
-        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
-        // SAFETY: `req`, `buf` and `resp` are not touched until the request completes
-        // below, before this function returns.
-        let token = unsafe { self.blk.read_blocks_nb(sector, &mut req, buf, &mut resp) }
-            .map_err(|_| IoError)?;
-        self.wait_for(token);
-        // SAFETY: the same buffers as queued with `token`.
-        let r = unsafe { self.blk.complete_read_blocks(token, &req, buf, &mut resp) };
-        self.settle();
-        r.map_err(|_| IoError)
+        self.run(Request::new(Op::Read, sector as u64), Data::FromDevice(buf))
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), IoError> {
         let sector = Self::sector(offset, data.len())?;
-        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
-        // SAFETY: as in `read`.
-        let token = unsafe { self.blk.write_blocks_nb(sector, &mut req, data, &mut resp) }
-            .map_err(|_| IoError)?;
-        self.wait_for(token);
-        // SAFETY: the same buffers as queued with `token`.
-        let r = unsafe { self.blk.complete_write_blocks(token, &req, data, &mut resp) };
-        self.settle();
-        r.map_err(|_| IoError)
+        self.run(Request::new(Op::Write, sector as u64), Data::ToDevice(data))
     }
 
     fn flush(&mut self) -> Result<(), IoError> {
-        let r = self.blk.flush();
-        self.settle();
-        r.map_err(|_| IoError)
+        self.run(Request::new(Op::Flush, 0), Data::None)
     }
 
-    fn discard(&mut self, _offset: u64, _len: u64) -> Result<(), IoError> {
-        Err(IoError)
+    fn discard(&mut self, offset: u64, len: u64) -> Result<(), IoError> {
+        let max = u64::from(self.blk.max_discard_sectors);
+        if max == 0 {
+            return Err(IoError);
+        }
+        let mut sector = Self::sector(offset, len as usize)? as u64;
+        let mut left = len / SECTOR_SIZE as u64;
+        while left > 0 {
+            let n = left.min(max);
+            self.run(Request::discard(sector, n as u32), Data::None)?;
+            sector += n;
+            left -= n;
+        }
+        Ok(())
     }
 }

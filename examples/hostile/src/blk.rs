@@ -100,7 +100,7 @@ fn connect(me: u16) -> Vbd {
         FrontRing::<RawRequest, blkif_response>::init(&pages).state()
     };
     let ring_ref = grant::grant(0, ring.mfn(), false).expect("a grant entry");
-    let port = hypercall::evtchn_alloc_unbound(xen_sys::DOMID_SELF as u16, 0).expect("a port");
+    let port = hypercall::evtchn_alloc_unbound(xen_sys::DOMID_SELF, 0).expect("a port");
     write(&format!("{fe}/ring-ref"), &format!("{ring_ref}"));
     write(&format!("{fe}/event-channel"), &format!("{port}"));
     write(&format!("{fe}/protocol"), "x86_64-abi");

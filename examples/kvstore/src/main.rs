@@ -19,7 +19,13 @@
 //! opens the store read-only and answers every change with an error; `write-test`
 //! then tries a raw write to the disk and prints how it was refused.
 //!
-//! Command line: `fill=N` and `verify=N` run those commands at boot (in that order),
+//! - `features`: what the vbd negotiated, as xenstore has it (ours and the back end's
+//!   nodes);
+//! - `discard-test`: discards the first 4 MiB of the log (the store is gone after it:
+//!   for tests of the discard path) and says how it went.
+//!
+//! Command line: `fill=N`, `features`, `verify=N` and `discard-test` run those commands
+//! at boot (in that order),
 //! `exit` powers off after them instead of reading the console; `seed=S` changes the
 //! values `fill` writes and `verify` expects.
 #![no_std]
@@ -33,6 +39,7 @@ use alloc::vec::Vec;
 
 use kvlog::{IoError, Kv, Storage};
 use libos::blk::{self, Disk};
+use libos::xenbus::Store;
 use libos::{executor, println, start_info};
 
 fn arg(name: &str) -> Option<u64> {
@@ -133,8 +140,65 @@ fn run_command(kv: &mut Kv<Vbd>, line: &str) -> Vec<Answer> {
             ))
         }
         _ => now(format!(
-            "unknown command {line:?}: put get del list stats fill verify write-test"
+            "unknown command {line:?}: put get del list stats fill verify features \
+             discard-test write-test"
         )),
+    }
+}
+
+/// The vbd's nodes that say what was negotiated.
+async fn features(id: u32) {
+    let Ok(xs) = libos::xenbus::store() else {
+        return;
+    };
+    let fe = format!("device/vbd/{id}");
+    let be = xs
+        .read_string(libos::xenbus::NO_TX, &format!("{fe}/backend"))
+        .await;
+    let Ok(be) = be else {
+        println!("kvstore: features: no back end node");
+        return;
+    };
+    // One line per end (a console line is at most 256 bytes).
+    for (side, dir, nodes) in [
+        ("front", &fe, &["ring-page-order", "feature-persistent"][..]),
+        (
+            "back",
+            &be,
+            &[
+                "max-ring-page-order",
+                "feature-persistent",
+                "feature-flush-cache",
+                "feature-barrier",
+                "feature-discard",
+                "feature-max-indirect-segments",
+                "sector-size",
+                "physical-sector-size",
+                "mode",
+            ][..],
+        ),
+    ] {
+        let mut line = format!("features: {side}");
+        for node in nodes {
+            let v = xs
+                .read_string(libos::xenbus::NO_TX, &format!("{dir}/{node}"))
+                .await
+                .unwrap_or_else(|_| String::from("-"));
+            line.push_str(&format!(" {node}={v}"));
+        }
+        println!("kvstore: {line}");
+    }
+}
+
+/// Discards the first 4 MiB of the log.
+async fn discard_test(disk: &'static Disk) {
+    let len = (4u64 << 20).min(disk.size() - kvlog::LOG_START);
+    match disk.discard(kvlog::LOG_START, len).await {
+        Ok(()) => println!(
+            "kvstore: discard-test: discarded {len} bytes at {}",
+            kvlog::LOG_START
+        ),
+        Err(e) => println!("kvstore: discard-test: refused: {e:?}"),
     }
 }
 
@@ -213,15 +277,23 @@ async fn appliance() {
     if let Some(n) = arg("fill") {
         fill(&mut kv, n, 0).await;
     }
+    let flag = |w: &str| {
+        start_info::get()
+            .cmdline()
+            .split_whitespace()
+            .any(|x| x == w)
+    };
+    if flag("features") {
+        features(ids[0]).await;
+    }
     if let Some(n) = arg("verify") {
         let answers = run_command(&mut kv, &format!("verify {n}"));
         commit_and_answer(&mut kv, answers).await;
     }
-    if start_info::get()
-        .cmdline()
-        .split_whitespace()
-        .any(|w| w == "exit")
-    {
+    if flag("discard-test") {
+        discard_test(disk).await;
+    }
+    if flag("exit") {
         return;
     }
     let Some(port) = libos::console::ring_port() else {
@@ -243,6 +315,16 @@ async fn appliance() {
             let line = String::from(String::from_utf8_lossy(&line[..end]).trim());
             let mut words = line.split(' ');
             let first = words.next();
+            if first == Some("features") {
+                commit_and_answer(&mut kv, core::mem::take(&mut answers)).await;
+                features(ids[0]).await;
+                continue;
+            }
+            if first == Some("discard-test") {
+                commit_and_answer(&mut kv, core::mem::take(&mut answers)).await;
+                discard_test(disk).await;
+                continue;
+            }
             if first == Some("write-test") {
                 commit_and_answer(&mut kv, core::mem::take(&mut answers)).await;
                 write_test(&kv, disk).await;
