@@ -134,42 +134,98 @@ fn dma_layout(pages: usize) -> Option<Layout> {
     Layout::from_size_align(pages.checked_mul(PAGE_SIZE as usize)?, PAGE_SIZE as usize).ok()
 }
 
+/// Multi-page DMA blocks always through `XENMEM_exchange` (for tests of that path;
+/// dom0's command line word `dma-exchange`).
+static ALWAYS_EXCHANGE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub fn always_exchange(on: bool) {
+    ALWAYS_EXCHANGE.store(on, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// `pages` zeroed, page-aligned, machine-contiguous pages of ours for a device to read
 /// and write: their machine address and where they are. The shim gives the control
-/// domain its memory in machine order, so a heap block usually is contiguous; a block
-/// that is not is set aside and another tried.
+/// domain its memory in machine order, so a heap block usually is contiguous; when it
+/// is not (Xen's dom0, a fragmented heap), its frames are exchanged for a contiguous
+/// extent (`XENMEM_exchange`, as Linux's `xen_create_contiguous_region` does).
 pub fn dma_alloc(pages: usize) -> Option<(u64, NonNull<u8>)> {
-    let layout = dma_layout(pages)?;
-    let mut rejected = Vec::new();
-    let mut found = None;
-    for _ in 0..8 {
-        // SAFETY: the layout has a non-zero size (pages >= 1 is checked below).
+    // Whole powers of two (an extent's size), on both paths and in `dma_free`.
+    let pages = pages.max(1).next_power_of_two();
+    let exchange = pages > 1 && ALWAYS_EXCHANGE.load(core::sync::atomic::Ordering::Relaxed);
+    if !exchange {
+        let layout = dma_layout(pages)?;
+        // SAFETY: the layout has a non-zero size (at least one page).
         let p = NonNull::new(unsafe { alloc_zeroed(layout) })?;
-        let va = p.as_ptr() as u64;
-        match contiguous_maddr(va, layout.size()) {
-            Some(maddr) => {
-                found = Some((maddr, p));
-                break;
-            }
-            None => rejected.push(p),
+        if let Some(maddr) = contiguous_maddr(p.as_ptr() as u64, layout.size()) {
+            return Some((maddr, p));
         }
-    }
-    for p in rejected {
-        // SAFETY: allocated above with this layout, not handed out.
+        // SAFETY: allocated just above with this layout, not handed out.
         unsafe { dealloc(p.as_ptr(), layout) };
     }
+    let found = exchanged(pages);
     if found.is_none() {
         log::warn!("no machine-contiguous block of {pages} pages for DMA");
     }
     found
 }
 
-/// Frees what [`dma_alloc`] gave.
+/// A heap block of `pages` (a power of two) whose frames are exchanged for one
+/// machine-contiguous extent, mapped where the old frames were.
+fn exchanged(pages: usize) -> Option<(u64, NonNull<u8>)> {
+    let n = pages;
+    let order = n.trailing_zeros();
+    let layout = dma_layout(n)?;
+    // SAFETY: a non-zero layout.
+    let p = NonNull::new(unsafe { alloc_zeroed(layout) })?;
+    let va = p.as_ptr() as u64;
+    let vas: Vec<u64> = (0..n as u64).map(|i| va + i * PAGE_SIZE).collect();
+    let mut old: Vec<u64> = vas.iter().map(|&v| paging::virt_to_mfn(v)).collect();
+    let map = |v: u64, mfn: u64| {
+        hypercall::update_va_mapping(
+            v,
+            (mfn * PAGE_SIZE) | pte::DATA_RW | pte::NX,
+            xen_sys::UVMF_INVLPG,
+        )
+    };
+    // Xen takes only frames nothing maps.
+    for &v in &vas {
+        let _ = hypercall::update_va_mapping(v, 0, xen_sys::UVMF_INVLPG);
+    }
+    let mut new = [0u64; 1];
+    let saved = old.clone();
+    let r = hypercall::memory_exchange(&mut old, 0, &mut new, order);
+    let frames: Vec<u64> = match r {
+        Ok(()) => (0..n as u64).map(|i| new[0] + i).collect(),
+        Err(e) => {
+            log::warn!("XENMEM_exchange of {n} frames: {e}");
+            saved
+        }
+    };
+    for (&v, &mfn) in vas.iter().zip(&frames) {
+        if map(v, mfn).is_err() {
+            log::error!("cannot map frame {mfn:#x} back at {v:#x}");
+            return None;
+        }
+        paging::set_p2m(paging::virt_to_pfn(v), mfn);
+    }
+    if r.is_err() {
+        // SAFETY: allocated above with this layout, mapped as it was, not handed out.
+        unsafe { dealloc(p.as_ptr(), layout) };
+        return None;
+    }
+    log::info!(
+        "DMA: {n} frames exchanged for a contiguous extent at {:#x}",
+        new[0] * PAGE_SIZE
+    );
+    Some((new[0] * PAGE_SIZE, p))
+}
+
+/// Frees what [`dma_alloc`] gave (an exchanged block's frames are ordinary frames of
+/// ours, mapped where the heap expects them).
 ///
 /// # Safety
 /// `p` came from `dma_alloc(pages)` and is not used afterwards.
 pub unsafe fn dma_free(p: NonNull<u8>, pages: usize) {
-    if let Some(layout) = dma_layout(pages) {
+    if let Some(layout) = dma_layout(pages.max(1).next_power_of_two()) {
         // SAFETY: forwarded to the caller.
         unsafe { dealloc(p.as_ptr(), layout) };
     }

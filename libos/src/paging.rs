@@ -65,6 +65,15 @@ pub fn pfn_to_mfn(pfn: u64) -> u64 {
     unsafe { core::ptr::read_volatile((si.mfn_list() as *const u64).add(pfn as usize)) }
 }
 
+/// Points pseudo-physical frame `pfn` at machine frame `mfn` in our P2M list (after a
+/// `XENMEM_exchange` gave us new frames for old ones).
+pub fn set_p2m(pfn: u64, mfn: u64) {
+    let si = start_info::get();
+    assert!(pfn < si.nr_pages(), "pfn {pfn:#x} beyond our memory");
+    // SAFETY: as in `pfn_to_mfn`; the list is ours to write (a PV guest keeps it).
+    unsafe { core::ptr::write_volatile((si.mfn_list() as *mut u64).add(pfn as usize), mfn) }
+}
+
 /// Pseudo-physical frame of machine frame `mfn` (Xen's read-only M2P table). Only
 /// meaningful for frames we own.
 pub fn mfn_to_pfn(mfn: u64) -> u64 {

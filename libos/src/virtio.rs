@@ -55,7 +55,7 @@ unsafe impl Hal for XenHal {
         if let Some(maddr) = device::contiguous_maddr(va, len) {
             return maddr;
         }
-        let pages = len.div_ceil(PAGE_SIZE as usize);
+        let pages = len.div_ceil(PAGE_SIZE as usize).max(1);
         let (maddr, block) =
             device::dma_alloc(pages).expect("a machine-contiguous bounce block for DMA");
         if direction != BufferDirection::DeviceToDriver {

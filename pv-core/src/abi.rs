@@ -156,6 +156,7 @@ abi_structs! {
     to iret_context { rax, r11, rcx, flags, rip, cs, rflags, rsp, ss }
     // memory.h
     from xen_memory_reservation { extent_start, nr_extents, extent_order, mem_flags, domid }
+    from xen_memory_exchange { in_, out, nr_exchanged }
     to xen_add_to_physmap { domid, size, space, idx, gpfn }
     from xen_machphys_mfn_list { max_extents, extent_start, nr_extents }
     to xen_machphys_mapping { v_start, v_end, max_mfn }

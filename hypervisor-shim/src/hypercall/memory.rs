@@ -48,6 +48,7 @@ pub fn memory_op<M: Machine + ?Sized>(
         }
         XENMEM_populate_physmap => reservation(env, dom, Reservation::Populate, start_extent, arg),
         XENMEM_add_to_physmap => add_to_physmap(env, dom, start_extent, arg),
+        XENMEM_exchange if start_extent == 0 => exchange(env, dom, arg),
         _ if start_extent != 0 => Err(XEN_ENOSYS.into()),
         XENMEM_maximum_ram_page => Ok(env.mm.table.nr_frames() as i64),
         XENMEM_current_reservation | XENMEM_maximum_reservation => {
@@ -75,6 +76,112 @@ pub fn memory_op<M: Machine + ?Sized>(
         }
     };
     r
+}
+
+/// `XENMEM_exchange` (Xen's `memory_exchange`) for a PV guest: gives back the frames of
+/// `in` (MFNs, extents of `2^in.extent_order`) and gets as many new ones in extents of
+/// `2^out.extent_order` machine-contiguous frames, whose MFNs are written to `out`'s
+/// list; each new frame takes the pseudo-physical frame (M2P entry) of the old one in
+/// the same place, and comes zeroed. The guest unmaps the old frames first (a frame
+/// still mapped, typed or pinned cannot be stolen: -EINVAL) and maps the new ones
+/// itself. This is how a PV kernel gets DMA buffers that span pages (Linux's
+/// `xen_create_contiguous_region`). Work goes in chunks of the larger order, each
+/// done whole or not at all; `nr_exchanged` says how many `in` extents are done.
+fn exchange<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u64) -> Result<i64> {
+    let mut x: xen_memory_exchange = env.read(dom, arg)?;
+    let (inp, out) = (x.in_, x.out);
+    if x.nr_exchanged > inp.nr_extents {
+        return Err(XEN_EINVAL.into());
+    }
+    let (in_list, out_list) = (inp.extent_start.p as u64, out.extent_start.p as u64);
+    if !crate::mm::rules::array_ok(in_list, inp.nr_extents, 8)
+        || !crate::mm::rules::array_ok(out_list, out.nr_extents, 8)
+    {
+        return Err(Error::FAULT);
+    }
+    let max_order = if dom.privileged {
+        HWDOM_MAX_ORDER
+    } else {
+        DOMU_MAX_ORDER
+    };
+    let (io, oo) = (inp.extent_order, out.extent_order);
+    if io > max_order || oo > max_order {
+        return Err(XEN_EPERM.into());
+    }
+    // The same number of pages on both sides.
+    let pages = |n: u64, order: u32| n.checked_mul(1 << order);
+    if inp.nr_extents > u32::MAX as u64 || pages(inp.nr_extents, io) != pages(out.nr_extents, oo) {
+        return Err(XEN_EINVAL.into());
+    }
+    own_domain(env, dom, inp.domid)?;
+    own_domain(env, dom, out.domid)?;
+    let chunk = io.max(oo);
+    let (in_per_chunk, out_per_chunk) = (1u64 << (chunk - io), 1u64 << (chunk - oo));
+    // A resumed exchange continues at a chunk boundary.
+    if !x.nr_exchanged.is_multiple_of(in_per_chunk) {
+        return Err(XEN_EINVAL.into());
+    }
+    while x.nr_exchanged < inp.nr_extents {
+        let first_in = x.nr_exchanged;
+        // The old frames of this chunk, all checked before any is touched.
+        let mut old = alloc::vec::Vec::with_capacity(1 << chunk);
+        for e in first_in..first_in + in_per_chunk {
+            let gmfn: xen_pfn_t = env.read(dom, element::<xen_pfn_t>(in_list, e))?;
+            for j in 0..1u64 << io {
+                let mfn = gmfn.checked_add(j).ok_or(XEN_EINVAL)?;
+                if !env.mm.table.stealable(mfn, dom.id) {
+                    log::warn!("d{}: exchange of frame {mfn:#x}, which is in use", dom.id);
+                    return Err(XEN_EINVAL.into());
+                }
+                old.push(mfn);
+            }
+        }
+        // The new extents of this chunk.
+        let first_out = first_in / in_per_chunk * out_per_chunk;
+        let mut new = alloc::vec::Vec::with_capacity(out_per_chunk as usize);
+        for _ in 0..out_per_chunk {
+            match env.mm.alloc.alloc_contiguous(oo) {
+                Some(base) => new.push(base),
+                None => {
+                    for &base in &new {
+                        for j in 0..1u64 << oo {
+                            env.mm.alloc.free(base + j);
+                        }
+                    }
+                    return Err(XEN_ENOMEM.into());
+                }
+            }
+        }
+        let mut at = 0;
+        for (k, &base) in new.iter().enumerate() {
+            for j in 0..1u64 << oo {
+                let mfn = base + j;
+                let gpfn = env.mm.m2p.get(&*env.machine, old[at]);
+                env.machine.zero_frame(mfn);
+                if env.mm.table.assign(mfn, dom.id, false).is_err() {
+                    log::error!("allocator returned frame {mfn:#x} the frame table cannot use");
+                }
+                env.mm.m2p.set(&mut *env.machine, mfn, gpfn);
+                at += 1;
+            }
+            env.write(
+                dom,
+                element::<xen_pfn_t>(out_list, first_out + k as u64),
+                &base,
+            )?;
+        }
+        for &mfn in &old {
+            // Checked stealable above: nothing else holds it, it is freed now.
+            let _ = env.mm.table.release(&mut *env.machine, mfn, dom.id);
+            env.mm
+                .m2p
+                .set(&mut *env.machine, mfn, crate::mm::m2p::INVALID);
+        }
+        env.mm.reclaim(&mut *env.machine);
+        x.nr_exchanged += in_per_chunk;
+        copy_field_to_guest!(env, dom, arg, x.nr_exchanged)?;
+    }
+    Ok(0)
 }
 
 /// `XENMEM_machphys_mfn_list`: the first machine frame of each 2 MiB chunk of the M2P,

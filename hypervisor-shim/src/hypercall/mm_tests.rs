@@ -425,3 +425,87 @@ fn gdt_frames_are_descriptor_pages() {
         err(XEN_EINVAL)
     );
 }
+
+/// `XENMEM_exchange` of `ins` (extents of order `io`) for `nr_out` extents of order
+/// `oo`, resuming after `done` extents: RAX, `nr_exchanged` and the out list.
+fn exchange(
+    w: &mut World,
+    ins: &[u64],
+    io: u32,
+    nr_out: u64,
+    oo: u32,
+    done: u64,
+) -> (i64, u64, Vec<u64>) {
+    let (in_list, out_list) = (BUF + 0x100, BUF + 0x400);
+    put_u64s(w, in_list, ins);
+    put_u64s(w, out_list, &vec![0; nr_out as usize]);
+    let mut x = [0u8; 72];
+    let mut half = |at: usize, list: u64, n: u64, order: u32| {
+        x[at..at + 8].copy_from_slice(&list.to_le_bytes());
+        x[at + 8..at + 16].copy_from_slice(&n.to_le_bytes());
+        x[at + 16..at + 20].copy_from_slice(&order.to_le_bytes());
+        x[at + 24..at + 26].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    };
+    half(0, in_list, ins.len() as u64, io);
+    half(32, out_list, nr_out, oo);
+    x[64..72].copy_from_slice(&done.to_le_bytes());
+    w.poke(BUF, &x);
+    let rax = w.call(__HYPERVISOR_memory_op, &[XENMEM_exchange as u64, BUF]);
+    let out = (0..nr_out).map(|i| get_u64(w, out_list + 8 * i)).collect();
+    (rax, get_u64(w, BUF + 64), out)
+}
+
+#[test]
+fn exchange_gives_machine_contiguous_frames_in_place_of_unmapped_ones() {
+    let mut w = World::new(false);
+    let old: Vec<Mfn> = (10..14).map(|k| spare(&w, k)).collect();
+    let pfns: Vec<u64> = old.iter().map(|&m| w.m2p.get(&w.m, m)).collect();
+    let pages = w.dom.tot_pages;
+    let (rax, done, out) = exchange(&mut w, &old, 0, 1, 2, 0);
+    assert_eq!((rax, done), (0, 4));
+    let base = out[0];
+    assert_eq!(base % 4, 0, "an extent of order 2 is aligned to its size");
+    for j in 0..4 {
+        let p = w.table.page(base + j).unwrap();
+        assert_eq!(p.owner, Owner::Domain(0));
+        assert_eq!(
+            w.m2p.get(&w.m, base + j),
+            pfns[j as usize],
+            "takes the old pfn"
+        );
+        assert_eq!(w.table.page(old[j as usize]).unwrap().owner, Owner::Free);
+    }
+    assert_eq!(w.dom.tot_pages, pages, "as many pages as before");
+
+    // And back to single frames (the larger order is the chunk).
+    let (rax, done, singles) = exchange(&mut w, &[base], 2, 4, 0, 0);
+    assert_eq!((rax, done), (0, 1));
+    for (j, &m) in singles.iter().enumerate() {
+        assert_eq!(w.m2p.get(&w.m, m), pfns[j]);
+    }
+}
+
+#[test]
+fn exchange_refusals_change_nothing() {
+    let mut w = World::new(false);
+    let free: Vec<Mfn> = (20..24).map(|k| spare(&w, k)).collect();
+    // A frame of the initial mapping is in use (mapped): it cannot be given away.
+    let mapped = w.p2m[0];
+    let (rax, done, _) = exchange(&mut w, &[free[0], mapped], 0, 1, 1, 0);
+    assert_eq!((rax, done), (err(XEN_EINVAL), 0));
+    assert_eq!(w.table.page(free[0]).unwrap().owner, Owner::Domain(0));
+    assert_eq!(w.table.page(mapped).unwrap().owner, Owner::Domain(0));
+    // Not the same number of pages on both sides.
+    assert_eq!(exchange(&mut w, &free[..3], 0, 1, 2, 0).0, err(XEN_EINVAL));
+    // Orders beyond a domU's.
+    assert_eq!(exchange(&mut w, &free, 0, 0, 10, 0).0, err(XEN_EPERM));
+    // Resumed off a chunk boundary, or past the end.
+    assert_eq!(exchange(&mut w, &free, 0, 1, 2, 1).0, err(XEN_EINVAL));
+    assert_eq!(exchange(&mut w, &free, 0, 1, 2, 5).0, err(XEN_EINVAL));
+    // The shared_info page is not the domain's to give.
+    let shared = w.dom.shared_info;
+    assert_eq!(exchange(&mut w, &[shared], 0, 1, 0, 0).0, err(XEN_EINVAL));
+    for &m in &free {
+        assert_eq!(w.table.page(m).unwrap().owner, Owner::Domain(0));
+    }
+}

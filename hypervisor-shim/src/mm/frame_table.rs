@@ -600,6 +600,20 @@ impl FrameTable {
         Ok(())
     }
 
+    /// Whether domain `d` could give frame `mfn` away at once (`steal_page`'s test):
+    /// its own, allocated, not the shared_info page, and used by nothing but its
+    /// allocation (no mapping, no page type, not pinned).
+    pub fn stealable(&self, mfn: Mfn, d: u16) -> bool {
+        self.page(mfn).is_some_and(|p| {
+            p.owner == Owner::Domain(d)
+                && p.allocated
+                && !p.xenheap
+                && !p.pinned
+                && p.refs == 1
+                && p.type_count == 0
+        })
+    }
+
     /// `guest_remove_page` for `decrease_reservation`: unpins the frame and drops its
     /// allocation reference; it is freed once nothing maps it any more.
     pub fn release<M: Machine + ?Sized>(

@@ -86,6 +86,17 @@ impl M2p {
         }
     }
 
+    /// The entry of `mfn` (INVALID where the table has none).
+    pub fn get<M: Machine + ?Sized>(&self, m: &M, mfn: Mfn) -> u64 {
+        let frame = (mfn / PER_FRAME) as usize;
+        self.frames
+            .get(frame)
+            .and_then(|&f| m.frame(f))
+            .map_or(INVALID, |f| {
+                crate::machine::read_u64(f, (mfn % PER_FRAME) as usize)
+            })
+    }
+
     /// The frames holding the table (shared read-only with every guest).
     pub fn frames(&self) -> &[Mfn] {
         &self.frames

@@ -57,3 +57,31 @@ pub fn machphys_mfn_list(out: &mut [xen_pfn_t]) -> Result<u64, XenError> {
     check(unsafe { memory_op_raw(XENMEM_machphys_mfn_list, &mut l as *mut _ as u64) })?;
     Ok(u64::from(l.nr_extents))
 }
+
+/// `XENMEM_exchange` of our frames `old` (extents of order `old_order`) for new ones
+/// in extents of order `new_order`, whose first MFNs land in `new`. Both sides hold
+/// the same number of pages. The old frames must be unmapped first; the new ones come
+/// zeroed, with the old frames' pseudo-physical numbers in the M2P.
+pub fn memory_exchange(
+    old: &mut [xen_pfn_t],
+    old_order: u32,
+    new: &mut [xen_pfn_t],
+    new_order: u32,
+) -> Result<(), XenError> {
+    let half = |list: &mut [xen_pfn_t], order| xen_memory_reservation {
+        extent_start: __guest_handle_xen_pfn_t {
+            p: list.as_mut_ptr(),
+        },
+        nr_extents: list.len() as u64,
+        extent_order: order,
+        mem_flags: 0,
+        domid: DOMID_SELF,
+    };
+    let mut x = xen_memory_exchange {
+        in_: half(old, old_order),
+        out: half(new, new_order),
+        nr_exchanged: 0,
+    };
+    // SAFETY: `x` and both lists live across the call; Xen writes `new` and the count.
+    check(unsafe { memory_op_raw(XENMEM_exchange, &mut x as *mut _ as u64) }).map(|_| ())
+}
