@@ -57,7 +57,16 @@ fn setup<'a>(
     dom1: &'a MemDomain,
     depth: usize,
 ) -> (Disk<&'a MemDomain>, BlkBack<MemDomain, MemDisk>) {
-    let mut front = Blkfront::new(dom1, 0, 1, 512).unwrap();
+    setup_pool(dom0, dom1, depth, 512)
+}
+
+fn setup_pool<'a>(
+    dom0: &'a MemDomain,
+    dom1: &'a MemDomain,
+    depth: usize,
+    pool: usize,
+) -> (Disk<&'a MemDomain>, BlkBack<MemDomain, MemDisk>) {
+    let mut front = Blkfront::new(dom1, 0, 1, pool).unwrap();
     let back = BlkBack::connect(
         dom0,
         1,
@@ -166,4 +175,20 @@ fn a_request_given_up_on_frees_its_slot_when_answered() {
     assert!(run_all(&mut back, &dom0, tasks, || {})[0].is_ok());
     assert_eq!(disk.with_front(|f| f.in_flight()), 0);
     assert!(back.disk().data[..4096] == data[..]);
+}
+
+#[test]
+fn a_pool_of_256_pages_still_carries_a_whole_mebibyte() {
+    // libos's pool: 256 pages. A 256-segment request needs an indirect page too, so
+    // requests stop at 255 pages and the 1 MiB write goes as two.
+    let w = MemWorld::new();
+    let (dom0, dom1) = (w.domain(0), w.domain(1));
+    let (disk, mut back) = setup_pool(&dom0, &dom1, 1, 256);
+    assert_eq!(disk.with_front(|f| f.max_sectors()), 255 * 8);
+    let data = pattern(1 << 20, 3);
+    let tasks: Vec<Task> = vec![Box::pin(disk.write(0, &data))];
+    assert!(run_all(&mut back, &dom0, tasks, || {})[0].is_ok());
+    assert!(back.disk().data[..data.len()] == data[..]);
+    let c = back.counters();
+    assert_eq!((c.requests, c.indirect), (2, 1), "255 pages indirect, 1 direct");
 }

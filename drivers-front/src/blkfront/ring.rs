@@ -229,11 +229,16 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
 
     /// The most sectors one read or write can carry.
     pub fn max_sectors(&self) -> u64 {
-        let segs = self
-            .offer
-            .max_indirect_segments
-            .max(BLKIF_MAX_SEGMENTS_PER_REQUEST) as u64;
-        (segs * PAGE_SECTORS).min(self.pool_max as u64 * PAGE_SECTORS)
+        let direct = BLKIF_MAX_SEGMENTS_PER_REQUEST as usize;
+        let mut segs = (self.offer.max_indirect_segments as usize)
+            .max(direct)
+            .min(self.pool_max);
+        // An indirect request's segment pages come from the pool too: the data pages
+        // and their indirect pages must fit in it together, or it could never start.
+        while segs > direct && segs + segs.div_ceil(SEGMENTS_PER_INDIRECT_PAGE) > self.pool_max {
+            segs -= 1;
+        }
+        segs as u64 * PAGE_SECTORS
     }
 
     fn with_ring<R>(
