@@ -190,5 +190,9 @@ fn a_pool_of_256_pages_still_carries_a_whole_mebibyte() {
     assert!(run_all(&mut back, &dom0, tasks, || {})[0].is_ok());
     assert!(back.disk().data[..data.len()] == data[..]);
     let c = back.counters();
-    assert_eq!((c.requests, c.indirect), (2, 1), "255 pages indirect, 1 direct");
+    assert_eq!(
+        (c.requests, c.indirect),
+        (2, 1),
+        "255 pages indirect, 1 direct"
+    );
 }
