@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use pv_core::blkif::{
     self, Direction, Disk, RawRequest, Refusal, Request, Segment, Segments, SECTOR_SHIFT,
 };
-use pv_core::page::{SharedPage, PAGE_SIZE};
+use pv_core::page::SharedPage;
 use pv_core::platform::{
     DomId, EventChannel, ForeignMemory, GrantRef, PlatformError, Port, SharePage,
 };
@@ -374,7 +374,9 @@ fn serve<P: ForeignMemory, D: BlockDevice>(
     }
 }
 
-/// Moves the data of a read or write between the device and the granted pages.
+/// Moves the data of a read or write between the device and the granted pages: the
+/// segments are one contiguous range of the disk, so the device sees one operation
+/// (gathered from the pages before a write, scattered into them after a read).
 #[allow(clippy::too_many_arguments)]
 fn transfer<P: ForeignMemory, D: BlockDevice>(
     p: &P,
@@ -386,29 +388,39 @@ fn transfer<P: ForeignMemory, D: BlockDevice>(
     sector: u64,
     segs: &[Segment],
 ) -> Result<i16, Disconnect> {
-    let mut buf = [0u8; PAGE_SIZE];
-    let mut offset = sector << SECTOR_SHIFT;
-    let mut ok = true;
-    for s in segs {
-        let at = (s.first_sect as usize) << SECTOR_SHIFT;
-        let len = (s.sectors() as usize) << SECTOR_SHIFT;
-        let chunk = &mut buf[..len];
-        if let Some(m) = kept.get(p, domid, s.gref) {
-            ok = ok && copy(disk, m.page(), dir, offset, at, chunk);
-        } else {
-            // A read fills the front end's page: it must be granted writable.
-            let m = p
-                .map(domid, s.gref, dir == Direction::Write)
-                .map_err(|why| Disconnect::Grant {
-                    id,
-                    gref: s.gref,
-                    why,
+    let len = |s: &Segment| (s.sectors() as usize) << SECTOR_SHIFT;
+    let total: usize = segs.iter().map(len).sum();
+    let mut buf = alloc::vec![0u8; total];
+    let offset = sector << SECTOR_SHIFT;
+    let ok = match dir {
+        Direction::Write => {
+            let mut at = 0;
+            for s in segs {
+                let chunk = &mut buf[at..at + len(s)];
+                with_page(p, domid, kept, id, s, dir, |page| {
+                    page.read((s.first_sect as usize) << SECTOR_SHIFT, chunk)
                 })?;
-            ok = ok && copy(disk, m.page(), dir, offset, at, chunk);
-            let _ = p.unmap(m);
+                at += len(s);
+            }
+            disk.write(offset, &buf).is_ok()
         }
-        offset += len as u64;
-    }
+        Direction::Read => {
+            let ok = disk.read(offset, &mut buf).is_ok();
+            let mut at = 0;
+            for s in segs {
+                let chunk = &buf[at..at + len(s)];
+                // Mapped even after a failed read: a grant the front end could not give
+                // disconnects it either way.
+                with_page(p, domid, kept, id, s, dir, |page| {
+                    if ok {
+                        page.write((s.first_sect as usize) << SECTOR_SHIFT, chunk)
+                    }
+                })?;
+                at += len(s);
+            }
+            ok
+        }
+    };
     Ok(if ok {
         BLKIF_RSP_OKAY as i16
     } else {
@@ -416,26 +428,29 @@ fn transfer<P: ForeignMemory, D: BlockDevice>(
     })
 }
 
-/// One segment's data between the device at `offset` and the page at `at`.
-fn copy<D: BlockDevice>(
-    disk: &mut D,
-    page: SharedPage<'_>,
+/// Runs `f` on segment `s`'s page: a persistently kept mapping, or one made for it
+/// (writable for a read, which fills the page) and undone after.
+fn with_page<P: ForeignMemory>(
+    p: &P,
+    domid: DomId,
+    kept: &mut Kept<'_, P::Mapping>,
+    id: u64,
+    s: &Segment,
     dir: Direction,
-    offset: u64,
-    at: usize,
-    chunk: &mut [u8],
-) -> bool {
-    match dir {
-        Direction::Read => {
-            let ok = disk.read(offset, chunk).is_ok();
-            if ok {
-                page.write(at, chunk);
-            }
-            ok
-        }
-        Direction::Write => {
-            page.read(at, chunk);
-            disk.write(offset, chunk).is_ok()
-        }
+    f: impl FnOnce(SharedPage<'_>),
+) -> Result<(), Disconnect> {
+    if let Some(m) = kept.get(p, domid, s.gref) {
+        f(m.page());
+        return Ok(());
     }
+    let m = p
+        .map(domid, s.gref, dir == Direction::Write)
+        .map_err(|why| Disconnect::Grant {
+            id,
+            gref: s.gref,
+            why,
+        })?;
+    f(m.page());
+    let _ = p.unmap(m);
+    Ok(())
 }

@@ -77,6 +77,9 @@ struct Vbd {
     me: u16,
     grants: Vec<u32>,
     state: FrontState,
+    /// The data and indirect pages granted, kept until the end: dom0 reads them after
+    /// the request went out.
+    pages: Vec<OwnedPage>,
 }
 
 impl Vbd {
@@ -120,15 +123,17 @@ fn connect(me: u16) -> Vbd {
         me,
         grants: alloc::vec![ring_ref],
         state,
+        pages: Vec::new(),
     }
 }
 
-/// A data page granted to dom0.
-fn data_page(v: &mut Vbd, readonly: bool) -> (OwnedPage, u32) {
+/// A data page granted to dom0 (kept by `v`): its index in `v.pages` and the grant.
+fn data_page(v: &mut Vbd, readonly: bool) -> (usize, u32) {
     let page = OwnedPage::new().expect("a page");
     let gref = grant::grant(0, page.mfn(), readonly).expect("a grant entry");
     v.grants.push(gref);
-    (page, gref)
+    v.pages.push(page);
+    (v.pages.len() - 1, gref)
 }
 
 fn seg(gref: u32, first: u8, last: u8) -> blkif_request_segment {
@@ -251,9 +256,9 @@ pub fn attack(name: &str, me: u16) {
             set_req_prod(&v, 33);
         }
         "blk-indirect-bad" => {
-            let (data, g) = data_page(&mut v, false);
+            let (_, g) = data_page(&mut v, false);
             let (ind, ig) = data_page(&mut v, true);
-            let page = ind.page();
+            let page = v.pages[ind].page();
             // Two segments: a good one, then one with first > last.
             for (i, s) in [seg(g, 0, 7), seg(g, 6, 1)].iter().enumerate() {
                 let at = i * 8;
@@ -275,7 +280,6 @@ pub fn attack(name: &str, me: u16) {
                 indirect_grefs,
             });
             send(&mut v, &[req]);
-            drop(data);
         }
         "blk-close-mid-request" => {
             let (_p, g) = data_page(&mut v, false);
