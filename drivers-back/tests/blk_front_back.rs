@@ -363,3 +363,86 @@ fn persistent_grants_stay_mapped_until_disconnect() {
     back.disconnect(&dom0);
     assert!((1..200).all(|g| dom1.map_count(g) != Some(1)));
 }
+
+/// A disk that records the batches blkback runs on it, and what ran between them.
+#[derive(Default)]
+struct Recording {
+    disk: Option<MemDisk>,
+    log: Vec<String>,
+}
+
+impl drivers_back::blk::BlockDevice for Recording {
+    fn sectors(&self) -> u64 {
+        self.disk.as_ref().unwrap().sectors()
+    }
+    fn read(&mut self, o: u64, b: &mut [u8]) -> Result<(), drivers_back::blk::IoError> {
+        self.disk.as_mut().unwrap().read(o, b)
+    }
+    fn write(&mut self, o: u64, d: &[u8]) -> Result<(), drivers_back::blk::IoError> {
+        self.disk.as_mut().unwrap().write(o, d)
+    }
+    fn flush(&mut self) -> Result<(), drivers_back::blk::IoError> {
+        self.log.push("flush".into());
+        self.disk.as_mut().unwrap().flush()
+    }
+    fn discard(&mut self, o: u64, l: u64) -> Result<(), drivers_back::blk::IoError> {
+        self.disk.as_mut().unwrap().discard(o, l)
+    }
+    fn run_batch(&mut self, ops: &mut [drivers_back::blk::IoOp]) {
+        self.log.push(format!("batch of {}", ops.len()));
+        for op in ops {
+            op.result = if op.write {
+                self.write(op.offset, &op.buf)
+            } else {
+                self.read(op.offset, &mut op.buf)
+            };
+        }
+    }
+}
+
+#[test]
+fn reads_and_writes_go_to_the_device_together_and_a_flush_waits_for_them() {
+    use drivers_back::blk::BlockDevice;
+    let w = MemWorld::new();
+    let dom0 = w.domain(0);
+    let mut front = Blkfront::new(w.domain(1), 0, 2, 256).unwrap();
+    let dev = Recording {
+        disk: Some(MemDisk::new(SECTORS)),
+        log: Vec::new(),
+    };
+    let mut back = BlkBack::connect(&dom0, 1, front.ring_refs(), front.port(), dev, INFO).unwrap();
+    front.connected(offer(SECTORS));
+    let data = vec![0x77u8; 4096];
+    let mut tickets = Vec::new();
+    for i in 0..3 {
+        let op = Op::Write {
+            sector: 8 * i,
+            data: &data,
+        };
+        tickets.push(front.submit(op).unwrap());
+    }
+    tickets.push(front.submit(Op::Flush).unwrap());
+    for i in 0..2 {
+        tickets.push(
+            front
+                .submit(Op::Read {
+                    sector: 8 * i,
+                    sectors: 8,
+                })
+                .unwrap(),
+        );
+    }
+    front.kick();
+    back.service(&dom0).unwrap();
+    assert_eq!(front.poll().unwrap(), 6);
+    for t in tickets {
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(front.take(t, &mut buf), Some(Status::Okay));
+    }
+    // Three writes at once, the flush after them alone, then the two reads together.
+    assert_eq!(back.disk().log, ["batch of 3", "flush", "batch of 2"]);
+    assert!(back.disk().disk.as_ref().unwrap().durable[..3 * 4096]
+        .iter()
+        .all(|&b| b == 0x77));
+    assert_eq!(back.disk().sectors(), SECTORS);
+}

@@ -22,7 +22,7 @@ use pv_core::platform::{
 use pv_core::ring::{BackRing, BackState, ProtocolError, MAX_RING_PAGES};
 use xen_sys::{blkif_response, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY};
 
-use super::device::BlockDevice;
+use super::device::{BlockDevice, IoOp};
 
 /// Requests answered before the responses are pushed, so that the front end can
 /// reuse slots while a long batch is served.
@@ -192,38 +192,68 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
     pub fn service(&mut self, p: &P) -> Result<u32, Disconnect> {
         let pages: Vec<SharedPage<'_>> = self.ring.iter().map(|m| m.page()).collect();
         let mut ring = BackRing::<RawRequest, blkif_response>::resume(&pages, self.state);
-        let mut served = 0;
-        let mut notify = false;
+        let mut out = Answers {
+            served: 0,
+            notify: false,
+            counters: &mut self.counters,
+        };
+        // Reads and writes taken from the ring, not yet run on the device.
+        let mut batch = Batch::default();
+        let mut kept = Kept {
+            map: &mut self.kept,
+            max: self.keep,
+        };
+        let (domid, info, disk) = (self.domid, self.info, &mut self.disk);
         let result = loop {
-            match ring.get_request() {
-                Err(e) => break Err(Disconnect::Ring(e)),
+            let answers = match ring.get_request() {
+                Err(e) => Err(Disconnect::Ring(e)),
                 Ok(Some(raw)) => {
-                    let mut kept = Kept {
-                        map: &mut self.kept,
-                        max: self.keep,
-                    };
-                    let status =
-                        match serve(p, self.domid, &mut self.disk, &self.info, &mut kept, &raw) {
-                            Ok(status) => status,
-                            Err(d) => break Err(d),
-                        };
-                    ring.put_response(&blkif::response(raw.id(), raw.operation(), status));
-                    self.counters.count(raw.operation(), status);
-                    served += 1;
-                    if served % PUSH_EVERY == 0 {
-                        notify |= ring.push_responses();
+                    let (id, op) = (raw.id(), raw.operation());
+                    match prepare(p, domid, &info, &mut kept, &raw) {
+                        Err(d) => Err(d),
+                        Ok(Prepared::Answered(status)) => Ok(alloc::vec![(id, op, status)]),
+                        Ok(Prepared::Io(pending, io)) => {
+                            batch.pending.push(pending);
+                            batch.ops.push(io);
+                            if batch.ops.len() >= MAX_BATCH {
+                                batch.run(p, domid, disk, &mut kept)
+                            } else {
+                                Ok(Vec::new())
+                            }
+                        }
+                        // Everything before it completes first.
+                        Ok(Prepared::Ordered(req)) => {
+                            batch.run(p, domid, disk, &mut kept).and_then(|mut v| {
+                                v.push((id, op, ordered(p, domid, disk, &mut kept, req)?));
+                                Ok(v)
+                            })
+                        }
                     }
                 }
-                Ok(None) => {
-                    notify |= ring.push_responses();
-                    match ring.final_check_for_requests() {
-                        Ok(true) => continue,
-                        Ok(false) => break Ok(served),
-                        Err(e) => break Err(Disconnect::Ring(e)),
+                Ok(None) => match batch.run(p, domid, disk, &mut kept) {
+                    Err(d) => Err(d),
+                    Ok(v) if !v.is_empty() => Ok(v),
+                    // Nothing left: push, and look once more before stopping.
+                    Ok(_) => {
+                        out.notify |= ring.push_responses();
+                        match ring.final_check_for_requests() {
+                            Ok(true) => Ok(Vec::new()),
+                            Ok(false) => break Ok(out.served),
+                            Err(e) => Err(Disconnect::Ring(e)),
+                        }
+                    }
+                },
+            };
+            match answers {
+                Ok(v) => {
+                    for a in v {
+                        out.answer(&mut ring, a);
                     }
                 }
+                Err(d) => break Err(d),
             }
         };
+        let notify = out.notify;
         self.state = ring.state();
         if notify {
             p.notify(self.port);
@@ -283,36 +313,110 @@ impl Counters {
     }
 }
 
-/// Serves one request: its status, or why the front end is disconnected.
-fn serve<P: ForeignMemory, D: BlockDevice>(
+/// Answers put on the ring by one [`BlkBack::service`].
+struct Answers<'a> {
+    served: u32,
+    notify: bool,
+    counters: &'a mut Counters,
+}
+
+impl Answers<'_> {
+    fn answer(&mut self, ring: &mut BackRing<'_, RawRequest, blkif_response>, a: (u64, u8, i16)) {
+        let (id, op, status) = a;
+        ring.put_response(&blkif::response(id, op, status));
+        self.counters.count(op, status);
+        self.served += 1;
+        if self.served % PUSH_EVERY == 0 {
+            self.notify |= ring.push_responses();
+        }
+    }
+}
+
+/// Reads and writes run on the device together.
+const MAX_BATCH: usize = 32;
+
+/// A request taken from the ring, ready for the device.
+enum Prepared {
+    /// Answered already (refused, or not offered).
+    Answered(i16),
+    /// A read or write: its data gathered (a write's) into the operation.
+    Io(Pending, IoOp),
+    /// Flush, barrier or discard: runs once everything before it completed.
+    Ordered(Request),
+}
+
+/// What a read or write needs once the device is done: whom to answer, and the
+/// segments a read scatters into.
+struct Pending {
+    id: u64,
+    op: u8,
+    segs: Vec<Segment>,
+}
+
+#[derive(Default)]
+struct Batch {
+    pending: Vec<Pending>,
+    ops: Vec<IoOp>,
+}
+
+impl Batch {
+    /// Runs the batch on the device; the answers, in the order the requests came.
+    fn run<P: ForeignMemory, D: BlockDevice>(
+        &mut self,
+        p: &P,
+        domid: DomId,
+        disk: &mut D,
+        kept: &mut Kept<'_, P::Mapping>,
+    ) -> Result<Vec<(u64, u8, i16)>, Disconnect> {
+        if self.ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        disk.run_batch(&mut self.ops);
+        let (pending, ops) = (
+            core::mem::take(&mut self.pending),
+            core::mem::take(&mut self.ops),
+        );
+        let mut answers = Vec::with_capacity(ops.len());
+        for (pend, op) in pending.into_iter().zip(ops) {
+            let status = finish(p, domid, kept, &pend, op)?;
+            answers.push((pend.id, pend.op, status));
+        }
+        Ok(answers)
+    }
+}
+
+fn status_of(r: Result<(), super::device::IoError>) -> i16 {
+    if r.is_ok() {
+        BLKIF_RSP_OKAY as i16
+    } else {
+        BLKIF_RSP_ERROR as i16
+    }
+}
+
+/// Takes one request: checks it, maps what it names, gathers a write's data.
+fn prepare<P: ForeignMemory>(
     p: &P,
     domid: DomId,
-    disk: &mut D,
     info: &Disk,
     kept: &mut Kept<'_, P::Mapping>,
     raw: &RawRequest,
-) -> Result<i16, Disconnect> {
-    let id = raw.id();
+) -> Result<Prepared, Disconnect> {
+    let (id, op) = (raw.id(), raw.operation());
     let req = match blkif::parse(raw, info) {
         Ok(req) => req,
         // Asked legitimately and refused: answered.
-        Err(why @ (Refusal::NotSupported(_) | Refusal::ReadOnly)) => return Ok(why.status()),
+        Err(why @ (Refusal::NotSupported(_) | Refusal::ReadOnly)) => {
+            return Ok(Prepared::Answered(why.status()))
+        }
         Err(why) => return Err(Disconnect::Request { id, why }),
     };
-    let io = |r: Result<(), super::device::IoError>| {
-        if r.is_ok() {
-            BLKIF_RSP_OKAY as i16
-        } else {
-            BLKIF_RSP_ERROR as i16
-        }
-    };
-    match req {
+    let (dir, sector, segs) = match req {
         Request::ReadWrite {
             dir,
             sector,
             segments: Segments::Direct(segs),
             ..
-        } => transfer(p, domid, disk, kept, id, dir, sector, &segs),
+        } => (dir, sector, segs),
         Request::ReadWrite {
             dir,
             sector,
@@ -341,91 +445,117 @@ fn serve<P: ForeignMemory, D: BlockDevice>(
             for m in maps {
                 let _ = p.unmap(m);
             }
-            transfer(p, domid, disk, kept, id, dir, sector, &segs?)
+            (dir, sector, segs?)
         }
-        Request::Barrier {
-            sector, segments, ..
-        } => {
-            // Linux's blkback: a cache flush before, the write, and FUA (a flush) after.
-            if disk.flush().is_err() {
-                return Ok(BLKIF_RSP_ERROR as i16);
-            }
-            let status = transfer(
-                p,
-                domid,
-                disk,
-                kept,
-                id,
-                Direction::Write,
-                sector,
-                &segments,
-            )?;
-            if status != BLKIF_RSP_OKAY as i16 {
-                return Ok(status);
-            }
-            Ok(io(disk.flush()))
-        }
-        Request::Flush { .. } => Ok(io(disk.flush())),
-        Request::Discard {
-            sector, nr_sectors, ..
-        } => Ok(io(
-            disk.discard(sector << SECTOR_SHIFT, nr_sectors << SECTOR_SHIFT)
-        )),
-    }
+        other => return Ok(Prepared::Ordered(other)),
+    };
+    let io = gather(p, domid, kept, id, dir, sector, &segs)?;
+    Ok(Prepared::Io(Pending { id, op, segs }, io))
 }
 
-/// Moves the data of a read or write between the device and the granted pages: the
-/// segments are one contiguous range of the disk, so the device sees one operation
-/// (gathered from the pages before a write, scattered into them after a read).
-#[allow(clippy::too_many_arguments)]
-fn transfer<P: ForeignMemory, D: BlockDevice>(
+/// The device operation of a read or write: a write's data gathered from its pages
+/// (the segments are one contiguous range of the disk).
+fn gather<P: ForeignMemory>(
     p: &P,
     domid: DomId,
-    disk: &mut D,
     kept: &mut Kept<'_, P::Mapping>,
     id: u64,
     dir: Direction,
     sector: u64,
     segs: &[Segment],
-) -> Result<i16, Disconnect> {
-    let len = |s: &Segment| (s.sectors() as usize) << SECTOR_SHIFT;
-    let total: usize = segs.iter().map(len).sum();
+) -> Result<IoOp, Disconnect> {
+    let total: usize = segs.iter().map(seg_len).sum();
     let mut buf = alloc::vec![0u8; total];
-    let offset = sector << SECTOR_SHIFT;
-    let ok = match dir {
-        Direction::Write => {
-            let mut at = 0;
-            for s in segs {
-                let chunk = &mut buf[at..at + len(s)];
-                with_page(p, domid, kept, id, s, dir, |page| {
-                    page.read((s.first_sect as usize) << SECTOR_SHIFT, chunk)
-                })?;
-                at += len(s);
-            }
-            disk.write(offset, &buf).is_ok()
+    if dir == Direction::Write {
+        let mut at = 0;
+        for s in segs {
+            let chunk = &mut buf[at..at + seg_len(s)];
+            with_page(p, domid, kept, id, s, dir, |page| {
+                page.read((s.first_sect as usize) << SECTOR_SHIFT, chunk)
+            })?;
+            at += seg_len(s);
         }
-        Direction::Read => {
-            let ok = disk.read(offset, &mut buf).is_ok();
-            let mut at = 0;
-            for s in segs {
-                let chunk = &buf[at..at + len(s)];
-                // Mapped even after a failed read: a grant the front end could not give
-                // disconnects it either way.
-                with_page(p, domid, kept, id, s, dir, |page| {
-                    if ok {
-                        page.write((s.first_sect as usize) << SECTOR_SHIFT, chunk)
-                    }
-                })?;
-                at += len(s);
-            }
-            ok
-        }
-    };
-    Ok(if ok {
-        BLKIF_RSP_OKAY as i16
-    } else {
-        BLKIF_RSP_ERROR as i16
+    }
+    Ok(IoOp {
+        write: dir == Direction::Write,
+        offset: sector << SECTOR_SHIFT,
+        buf,
+        result: Ok(()),
     })
+}
+
+/// After the device: a read's data scattered into its pages; the request's status.
+fn finish<P: ForeignMemory>(
+    p: &P,
+    domid: DomId,
+    kept: &mut Kept<'_, P::Mapping>,
+    pend: &Pending,
+    op: IoOp,
+) -> Result<i16, Disconnect> {
+    if !op.write {
+        let mut at = 0;
+        for s in &pend.segs {
+            let chunk = &op.buf[at..at + seg_len(s)];
+            // Mapped even after a failed read: a grant the front end could not give
+            // disconnects it either way.
+            with_page(p, domid, kept, pend.id, s, Direction::Read, |page| {
+                if op.result.is_ok() {
+                    page.write((s.first_sect as usize) << SECTOR_SHIFT, chunk)
+                }
+            })?;
+            at += seg_len(s);
+        }
+    }
+    Ok(status_of(op.result))
+}
+
+fn seg_len(s: &Segment) -> usize {
+    (s.sectors() as usize) << SECTOR_SHIFT
+}
+
+/// A flush, barrier or discard, run alone.
+fn ordered<P: ForeignMemory, D: BlockDevice>(
+    p: &P,
+    domid: DomId,
+    disk: &mut D,
+    kept: &mut Kept<'_, P::Mapping>,
+    req: Request,
+) -> Result<i16, Disconnect> {
+    match req {
+        Request::Barrier {
+            id,
+            sector,
+            segments,
+        } => {
+            // Linux's blkback: a cache flush before, the write, and FUA (a flush) after.
+            if disk.flush().is_err() {
+                return Ok(BLKIF_RSP_ERROR as i16);
+            }
+            if !segments.is_empty() {
+                let mut ops = [gather(
+                    p,
+                    domid,
+                    kept,
+                    id,
+                    Direction::Write,
+                    sector,
+                    &segments,
+                )?];
+                disk.run_batch(&mut ops);
+                if ops[0].result.is_err() {
+                    return Ok(BLKIF_RSP_ERROR as i16);
+                }
+            }
+            Ok(status_of(disk.flush()))
+        }
+        Request::Flush { .. } => Ok(status_of(disk.flush())),
+        Request::Discard {
+            sector, nr_sectors, ..
+        } => Ok(status_of(
+            disk.discard(sector << SECTOR_SHIFT, nr_sectors << SECTOR_SHIFT),
+        )),
+        Request::ReadWrite { .. } => Ok(BLKIF_RSP_ERROR as i16),
+    }
 }
 
 /// Runs `f` on segment `s`'s page: a persistently kept mapping, or one made for it

@@ -8,6 +8,17 @@ use alloc::vec::Vec;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoError;
 
+/// A read or write that may run beside others ([`BlockDevice::run_batch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoOp {
+    pub write: bool,
+    /// Byte offset on the disk.
+    pub offset: u64,
+    /// The data to write, or where a read lands (its length is the operation's).
+    pub buf: Vec<u8>,
+    pub result: Result<(), IoError>,
+}
+
 /// A disk of [`BlockDevice::sectors`] 512-byte sectors.
 pub trait BlockDevice {
     /// Size in 512-byte sectors.
@@ -20,6 +31,19 @@ pub trait BlockDevice {
     fn flush(&mut self) -> Result<(), IoError>;
     /// Discards `len` bytes at `offset` (they read back as zeros here).
     fn discard(&mut self, offset: u64, len: u64) -> Result<(), IoError>;
+
+    /// Runs every operation of `ops` and sets its `result`; a device that can have
+    /// several requests in flight runs them at once, in any order (blkback batches
+    /// only operations with no ordering between them). By default, one after another.
+    fn run_batch(&mut self, ops: &mut [IoOp]) {
+        for op in ops {
+            op.result = if op.write {
+                self.write(op.offset, &op.buf)
+            } else {
+                self.read(op.offset, &mut op.buf)
+            };
+        }
+    }
 }
 
 /// A disk in memory with a write cache: `durable` is what survives a power cut (what

@@ -16,4 +16,4 @@ pub mod handshake;
 pub mod nodes;
 
 pub use back::{BlkBack, Counters, Disconnect};
-pub use device::{BlockDevice, IoError, MemDisk};
+pub use device::{BlockDevice, IoError, IoOp, MemDisk};

@@ -108,10 +108,22 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
             disk: self,
             ticket: None,
         };
+        // A submitted request is published at once (a back end that looks finds it),
+        // and the back end is told on this future's next poll, which the executor
+        // makes after the other ready tasks had their turn: one event then tells of
+        // every request they submitted meanwhile (Linux's blkfront kicks once per
+        // batch of its queue, not per request).
+        let mut told = true;
         let status = poll_fn(|cx: &mut Context<'_>| {
             let mut front = self.front.lock();
             let t = match ticket.ticket {
-                Some(t) => t,
+                Some(t) => {
+                    if !told {
+                        told = true;
+                        front.notify();
+                    }
+                    t
+                }
                 None => {
                     // Answers that came free slots (an abandoned request's too).
                     if let Err(b) = front.poll() {
@@ -123,9 +135,11 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
                     }
                     match front.submit(op) {
                         Ok(t) => {
-                            front.kick();
+                            front.publish();
+                            told = false;
                             ticket.ticket = Some(t);
-                            t
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
                         }
                         Err(Refused::Busy) => {
                             self.register(id, cx.waker());
@@ -264,7 +278,11 @@ struct Abandon<'a, P: GrantTable + EventChannel + Clone> {
 impl<P: GrantTable + EventChannel + Clone> Drop for Abandon<'_, P> {
     fn drop(&mut self) {
         if let Some(t) = self.ticket.take() {
-            self.disk.front.lock().abandon(t);
+            let mut front = self.disk.front.lock();
+            // A request given up before its event went still goes out, or its slot
+            // would never come back.
+            front.notify();
+            front.abandon(t);
         }
     }
 }

@@ -123,6 +123,11 @@ pub struct Blkfront<P: GrantTable + EventChannel> {
     free_pages: Vec<u16>,
     pool_max: usize,
     broken: Option<Broken>,
+    /// Requests were published that the back end asked to hear of and was not told.
+    owed_notify: bool,
+    /// Requests submitted and events sent so far ([`Blkfront::stats`]).
+    submitted: u64,
+    events: u64,
 }
 
 impl<P: GrantTable + EventChannel> Blkfront<P> {
@@ -187,6 +192,9 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
             free_pages: Vec::new(),
             pool_max: pool_pages.min(u16::MAX as usize),
             broken: None,
+            owed_notify: false,
+            submitted: 0,
+            events: 0,
         })
     }
 
@@ -403,15 +411,38 @@ impl<P: GrantTable + EventChannel> Blkfront<P> {
             status: None,
             abandoned: false,
         });
+        self.submitted += 1;
         Ok(Ticket(slot))
     }
 
     /// Publishes the requests submitted since the last kick and notifies the back end
     /// if it asked to be.
     pub fn kick(&mut self) {
+        self.publish();
+        self.notify();
+    }
+
+    /// Publishes the requests submitted so far (a back end that looks sees them); the
+    /// event it may have asked for waits for [`Blkfront::notify`], so that several
+    /// publications cost one event.
+    pub fn publish(&mut self) {
         if self.with_ring(|r| r.push_requests()) {
+            self.owed_notify = true;
+        }
+    }
+
+    /// Sends the event owed since the last [`Blkfront::publish`], if any.
+    pub fn notify(&mut self) {
+        if core::mem::take(&mut self.owed_notify) {
+            self.events += 1;
             self.p.notify(self.port);
         }
+    }
+
+    /// Requests submitted and events sent to the back end so far: how well requests
+    /// are batched.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.submitted, self.events)
     }
 
     /// Consumes the back end's answers; returns how many completed an operation.

@@ -96,8 +96,9 @@ async fn job(
         let _ = disk.flush().await;
     }
     let ns = time::now().saturating_duration_since(start).as_nanos();
+    let (submitted, events) = disk.with_front(|f| f.stats());
     println!(
-        "blkbench {name}: {total} ops, {} bytes in {ns} ns ({} failed)",
+        "blkbench {name}: {total} ops, {} bytes in {ns} ns ({} failed; {submitted} requests and {events} events so far)",
         total * size as u64,
         FAILED.load(Ordering::Relaxed)
     );

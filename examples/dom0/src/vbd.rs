@@ -231,7 +231,8 @@ async fn serve(
         match wake {
             Wake::Ring => {
                 yield_now().await;
-                if let Err(why) = back.service(&Xen) {
+                let r = back.service(&Xen);
+                if let Err(why) = r {
                     println!("dom0: {name}: {why}: disconnected");
                     let _ = watch.unwatch().await;
                     handshake::fail(store, &Xen, front, id, back, &why).await;

@@ -168,6 +168,22 @@ impl VirtioBlk {
     /// `req` and `data` must stay put and untouched until [`VirtioBlk::complete`]
     /// returned for the token.
     pub unsafe fn submit(&mut self, req: &mut Request, data: &mut Data<'_>) -> Result<u16, Error> {
+        // SAFETY: forwarded to the caller.
+        let token = unsafe { self.queue_only(req, data)? };
+        self.kick();
+        Ok(token)
+    }
+
+    /// [`VirtioBlk::submit`] without telling the device ([`VirtioBlk::kick`] does, once
+    /// for many requests).
+    ///
+    /// # Safety
+    /// As for [`VirtioBlk::submit`].
+    pub unsafe fn queue_only(
+        &mut self,
+        req: &mut Request,
+        data: &mut Data<'_>,
+    ) -> Result<u16, Error> {
         let header: &[u8] = &req.header;
         let status: &mut [u8] = &mut req.status;
         // SAFETY (every arm): forwarded to the caller.
@@ -179,10 +195,14 @@ impl VirtioBlk {
                 (_, Data::None) => self.queue.add(&[header], &mut [status])?,
             }
         };
+        Ok(token)
+    }
+
+    /// Tells the device of what was queued, if it wants to hear.
+    pub fn kick(&mut self) {
         if self.queue.should_notify() {
             self.transport.notify(QUEUE);
         }
-        Ok(token)
     }
 
     /// The next request the device completed, if any.
