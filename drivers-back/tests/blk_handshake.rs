@@ -301,3 +301,73 @@ fn a_front_end_that_breaks_the_ring_is_disconnected_and_told_why() {
         assert_eq!(w.dom1.map_count(*r), Some(0), "ring grant {r} left mapped");
     }
 }
+
+#[test]
+fn two_queues_negotiate_and_each_serves_its_requests() {
+    let w = World::new();
+    let dom0 = Client::new(Loopback::new(&w.xs));
+    let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
+    w.toolstack(&dom0);
+    let (fronts, back) = w.run(
+        blkfront::connect_queues(&domu, &w.dom1, 51712, 64, 2),
+        handshake::connect(&dom0, &w.dom0, 1, 51712, MemDisk::new(4096), INFO),
+    );
+    let (mut fronts, mut back) = (fronts.unwrap(), back.unwrap());
+    assert_eq!((fronts.len(), back.queues()), (2, 2));
+    {
+        let mut xs = w.xs.borrow_mut();
+        assert_eq!(
+            xs.read(0, &format!("{BACK}/multi-queue-max-queues"))
+                .unwrap(),
+            b"4"
+        );
+        assert_eq!(
+            xs.read(0, &format!("{FRONT}/multi-queue-num-queues"))
+                .unwrap(),
+            b"2"
+        );
+        for q in 0..2 {
+            assert!(xs.read(0, &format!("{FRONT}/queue-{q}/ring-ref3")).is_ok());
+            assert!(xs
+                .read(0, &format!("{FRONT}/queue-{q}/event-channel"))
+                .is_ok());
+        }
+        assert!(
+            xs.read(0, &format!("{FRONT}/ring-ref0")).is_err(),
+            "no top-level ring"
+        );
+    }
+    // A write on each queue, both served by the one back end, onto the one disk.
+    let data = [vec![0x11u8; 4096], vec![0x22u8; 4096]];
+    let tickets: Vec<_> = fronts
+        .iter_mut()
+        .enumerate()
+        .map(|(q, f)| {
+            let t = f
+                .submit(Op::Write {
+                    sector: 8 * q as u64,
+                    data: &data[q],
+                })
+                .unwrap();
+            f.kick();
+            t
+        })
+        .collect();
+    assert_eq!(back.service(&w.dom0).unwrap(), 2);
+    for (f, t) in fronts.iter_mut().zip(tickets) {
+        f.poll().unwrap();
+        assert_eq!(f.take(t, &mut []), Some(Status::Okay));
+    }
+    assert!(back.disk().data[..4096] == data[0][..]);
+    assert!(back.disk().data[4096..8192] == data[1][..]);
+    let refs: Vec<u32> = fronts.iter().flat_map(|f| f.ring_refs().to_vec()).collect();
+    let (f, b) = w.run(
+        blkfront::handshake::close_queues(&domu, 51712, fronts),
+        handshake::follow_close(&dom0, &w.dom0, 1, 51712, back),
+    );
+    f.unwrap();
+    b.unwrap();
+    for r in refs {
+        assert_eq!(w.dom1.map_count(r), None, "ring grant {r} left");
+    }
+}

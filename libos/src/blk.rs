@@ -25,7 +25,11 @@ pub type Disk = blkfront::Disk<Xen>;
 /// the depth the benchmarks use).
 pub const QUEUE_DEPTH: usize = 32;
 
-/// Data pages per disk, granted once (1 MiB in flight: one full indirect request, or
+/// Queues per disk, if the back end offers them (`multi-queue-max-queues`): a ring
+/// and an event channel each, requests spread over them.
+pub const QUEUES: usize = 2;
+
+/// Data pages per queue, granted once (1 MiB in flight: one full indirect request, or
 /// 256 page-sized ones).
 pub const POOL_PAGES: usize = 256;
 
@@ -38,10 +42,12 @@ pub async fn devices() -> Result<Vec<u32>, XsError> {
 /// as long as the domain.
 pub async fn open(id: u32) -> Result<&'static Disk, Error> {
     let xs = store::store()?;
-    let front = blkfront::connect(xs, Xen, id, POOL_PAGES).await?;
-    let port: Port = front.port();
-    let disk: &'static Disk = Box::leak(Box::new(Disk::new(front, QUEUE_DEPTH)));
+    let fronts = blkfront::connect_queues(xs, Xen, id, POOL_PAGES, QUEUES).await?;
+    let ports: Vec<Port> = fronts.iter().map(|f| f.port()).collect();
+    let disk: &'static Disk = Box::leak(Box::new(Disk::with_queues(fronts, QUEUE_DEPTH)));
     let handler: events::Handler = Box::leak(Box::new(move |_port: Port| disk.wake_all()));
-    events::bind(port, handler);
+    for port in ports {
+        events::bind(port, handler);
+    }
     Ok(disk)
 }

@@ -69,20 +69,31 @@ pub struct Counters {
     pub failed: u64,
 }
 
-/// One connected vbd.
-pub struct BlkBack<P: ForeignMemory + EventChannel, D: BlockDevice> {
-    domid: DomId,
+/// One ring of a vbd (Linux's `xen_blkif_ring`): its pages, indices, event channel and
+/// persistent grants. A vbd has one, or one per queue (`multi-queue-num-queues`).
+struct Queue<P: ForeignMemory> {
     ring: Vec<P::Mapping>,
     state: BackState,
     port: Port,
-    disk: D,
-    info: Disk,
     /// Persistent grants (`feature-persistent`): the front end's data pages, mapped
     /// writable once and kept until the vbd disconnects, at most `keep` of them.
     kept: BTreeMap<GrantRef, P::Mapping>,
+    /// Requests answered on this queue.
+    served: u64,
+}
+
+/// One connected vbd.
+pub struct BlkBack<P: ForeignMemory + EventChannel, D: BlockDevice> {
+    domid: DomId,
+    queues: Vec<Queue<P>>,
+    disk: D,
+    info: Disk,
     keep: usize,
     counters: Counters,
 }
+
+/// The most queues a vbd has (`multi-queue-max-queues`).
+pub const MAX_QUEUES: usize = 4;
 
 impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
     /// Connects to domain `domid`'s vbd: maps its ring pages (`ring-ref` or
@@ -95,7 +106,179 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
         ring_refs: &[GrantRef],
         remote_port: Port,
         disk: D,
+        info: Disk,
+    ) -> Result<Self, PlatformError> {
+        Self::connect_queues(p, domid, &[(ring_refs, remote_port)], disk, info)
+    }
+
+    /// [`BlkBack::connect`] for a vbd of several queues, each with its ring pages and
+    /// event channel (`queue-N/ring-ref*`, `queue-N/event-channel`).
+    pub fn connect_queues(
+        p: &P,
+        domid: DomId,
+        queues: &[(&[GrantRef], Port)],
+        disk: D,
         mut info: Disk,
+    ) -> Result<Self, PlatformError> {
+        if queues.is_empty() || queues.len() > MAX_QUEUES {
+            return Err(PlatformError::Invalid);
+        }
+        let mut done: Vec<Queue<P>> = Vec::with_capacity(queues.len());
+        for &(refs, port) in queues {
+            match Queue::connect(p, domid, refs, port) {
+                Ok(q) => done.push(q),
+                Err(e) => {
+                    for q in done {
+                        q.disconnect(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        info.sectors = disk.sectors();
+        Ok(BlkBack {
+            domid,
+            queues: done,
+            disk,
+            info,
+            keep: 0,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Keeps up to `max` of the front end's data pages mapped between requests, per
+    /// queue (both ends wrote `feature-persistent`; Linux's blkback keeps up to 1056
+    /// per ring). A page granted read-only is mapped per request, as without
+    /// persistence.
+    pub fn keep_grants(&mut self, max: usize) {
+        self.keep = max;
+    }
+
+    /// Data pages mapped persistently now.
+    pub fn kept_grants(&self) -> usize {
+        self.queues.iter().map(|q| q.kept.len()).sum()
+    }
+
+    /// How many queues (rings) the vbd has.
+    pub fn queues(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Requests answered on each queue.
+    pub fn served_per_queue(&self) -> Vec<u64> {
+        self.queues.iter().map(|q| q.served).collect()
+    }
+
+    /// Our end of each queue's event channel.
+    pub fn ports(&self) -> Vec<Port> {
+        self.queues.iter().map(|q| q.port).collect()
+    }
+
+    /// What was negotiated: ring pages, persistent grants (the most kept), and the
+    /// features offered (`info`), for logs and the features scenario.
+    pub fn negotiated(&self) -> (usize, usize, Disk) {
+        (self.queues[0].ring.len(), self.keep, self.info)
+    }
+
+    /// What this vbd served so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The front end's domain.
+    pub fn domid(&self) -> DomId {
+        self.domid
+    }
+
+    /// Our end of the (first queue's) event channel.
+    pub fn port(&self) -> Port {
+        self.queues[0].port
+    }
+
+    /// The device served.
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    /// Serves every request on the ring (`do_block_io_op`: until the final check finds
+    /// none), answers them, and notifies the front end if it asked. Returns how many
+    /// were answered, or why the front end must be disconnected (then call
+    /// [`BlkBack::disconnect`]).
+    pub fn service(&mut self, p: &P) -> Result<u32, Disconnect> {
+        let mut served = 0;
+        for q in &mut self.queues {
+            let n = q.service(
+                p,
+                self.domid,
+                &self.info,
+                &mut self.disk,
+                self.keep,
+                &mut self.counters,
+            )?;
+            q.served += u64::from(n);
+            served += n;
+        }
+        Ok(served)
+    }
+
+    /// Unmaps the rings and closes the event channels; the device is handed back.
+    pub fn disconnect(self, p: &P) -> D {
+        for q in self.queues {
+            q.disconnect(p);
+        }
+        self.disk
+    }
+}
+
+/// The persistent mappings of one vbd, as a request's service sees them.
+struct Kept<'a, M> {
+    map: &'a mut BTreeMap<GrantRef, M>,
+    max: usize,
+}
+
+impl<M: SharePage> Kept<'_, M> {
+    /// The kept mapping of `gref`, mapping (writable) and keeping it if there is
+    /// room; `None`: map it for this request only.
+    fn get<P: ForeignMemory<Mapping = M>>(
+        &mut self,
+        p: &P,
+        domid: DomId,
+        gref: GrantRef,
+    ) -> Option<&M> {
+        if !self.map.contains_key(&gref) {
+            if self.map.len() >= self.max {
+                return None;
+            }
+            let m = p.map(domid, gref, false).ok()?;
+            self.map.insert(gref, m);
+        }
+        self.map.get(&gref)
+    }
+}
+
+impl Counters {
+    fn count(&mut self, op: u8, status: i16) {
+        self.requests += 1;
+        match u32::from(op) {
+            xen_sys::BLKIF_OP_INDIRECT => self.indirect += 1,
+            xen_sys::BLKIF_OP_FLUSH_DISKCACHE => self.flushes += 1,
+            xen_sys::BLKIF_OP_WRITE_BARRIER => self.barriers += 1,
+            xen_sys::BLKIF_OP_DISCARD => self.discards += 1,
+            _ => {}
+        }
+        if status != BLKIF_RSP_OKAY as i16 {
+            self.failed += 1;
+        }
+    }
+}
+
+impl<P: ForeignMemory + EventChannel> Queue<P> {
+    /// Maps one ring and binds its event channel; nothing stays on failure.
+    fn connect(
+        p: &P,
+        domid: DomId,
+        ring_refs: &[GrantRef],
+        remote_port: Port,
     ) -> Result<Self, PlatformError> {
         if ring_refs.is_empty()
             || ring_refs.len() > MAX_RING_PAGES
@@ -133,83 +316,51 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
                 return Err(e);
             }
         };
-        info.sectors = disk.sectors();
-        Ok(BlkBack {
-            domid,
+        Ok(Queue {
             ring,
             state,
             port,
-            disk,
-            info,
             kept: BTreeMap::new(),
-            keep: 0,
-            counters: Counters::default(),
+            served: 0,
         })
     }
 
-    /// Keeps up to `max` of the front end's data pages mapped between requests (both
-    /// ends wrote `feature-persistent`; Linux's blkback keeps up to 1056 per ring). A
-    /// page granted read-only is mapped per request, as without persistence.
-    pub fn keep_grants(&mut self, max: usize) {
-        self.keep = max;
+    fn disconnect(self, p: &P) {
+        for m in self.ring.into_iter().chain(self.kept.into_values()) {
+            let _ = p.unmap(m);
+        }
+        p.close(self.port);
     }
 
-    /// Data pages mapped persistently now.
-    pub fn kept_grants(&self) -> usize {
-        self.kept.len()
-    }
-
-    /// What was negotiated: ring pages, persistent grants (the most kept), and the
-    /// features offered (`info`), for logs and the features scenario.
-    pub fn negotiated(&self) -> (usize, usize, Disk) {
-        (self.ring.len(), self.keep, self.info)
-    }
-
-    /// What this vbd served so far.
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// The front end's domain.
-    pub fn domid(&self) -> DomId {
-        self.domid
-    }
-
-    /// Our end of the event channel.
-    pub fn port(&self) -> Port {
-        self.port
-    }
-
-    /// The device served.
-    pub fn disk(&self) -> &D {
-        &self.disk
-    }
-
-    /// Serves every request on the ring (`do_block_io_op`: until the final check finds
-    /// none), answers them, and notifies the front end if it asked. Returns how many
-    /// were answered, or why the front end must be disconnected (then call
-    /// [`BlkBack::disconnect`]).
-    pub fn service(&mut self, p: &P) -> Result<u32, Disconnect> {
+    /// Serves every request on this queue's ring (see [`BlkBack::service`]).
+    fn service<D: BlockDevice>(
+        &mut self,
+        p: &P,
+        domid: DomId,
+        info: &Disk,
+        disk: &mut D,
+        keep: usize,
+        counters: &mut Counters,
+    ) -> Result<u32, Disconnect> {
         let pages: Vec<SharedPage<'_>> = self.ring.iter().map(|m| m.page()).collect();
         let mut ring = BackRing::<RawRequest, blkif_response>::resume(&pages, self.state);
         let mut out = Answers {
             served: 0,
             notify: false,
-            counters: &mut self.counters,
+            counters,
         };
         // Reads and writes taken from the ring, not yet run on the device.
         let mut batch = Batch::default();
         let mut kept = Kept {
             map: &mut self.kept,
-            max: self.keep,
+            max: keep,
         };
-        let (domid, info, disk) = (self.domid, self.info, &mut self.disk);
         let result = loop {
             let answers = match ring.get_request() {
                 Err(e) => Err(Disconnect::Ring(e)),
                 Ok(Some(raw)) => {
                     let (id, op) = (raw.id(), raw.operation());
-                    match prepare(p, domid, &info, &mut kept, &raw) {
+                    match prepare(p, domid, info, &mut kept, &raw) {
                         Err(d) => Err(d),
                         Ok(Prepared::Answered(status)) => Ok(alloc::vec![(id, op, status)]),
                         Ok(Prepared::Io(pending, io)) => {
@@ -260,57 +411,6 @@ impl<P: ForeignMemory + EventChannel, D: BlockDevice> BlkBack<P, D> {
         }
         result
     }
-
-    /// Unmaps the ring and closes the event channel; the device is handed back.
-    pub fn disconnect(self, p: &P) -> D {
-        for m in self.ring.into_iter().chain(self.kept.into_values()) {
-            let _ = p.unmap(m);
-        }
-        p.close(self.port);
-        self.disk
-    }
-}
-
-/// The persistent mappings of one vbd, as a request's service sees them.
-struct Kept<'a, M> {
-    map: &'a mut BTreeMap<GrantRef, M>,
-    max: usize,
-}
-
-impl<M: SharePage> Kept<'_, M> {
-    /// The kept mapping of `gref`, mapping (writable) and keeping it if there is
-    /// room; `None`: map it for this request only.
-    fn get<P: ForeignMemory<Mapping = M>>(
-        &mut self,
-        p: &P,
-        domid: DomId,
-        gref: GrantRef,
-    ) -> Option<&M> {
-        if !self.map.contains_key(&gref) {
-            if self.map.len() >= self.max {
-                return None;
-            }
-            let m = p.map(domid, gref, false).ok()?;
-            self.map.insert(gref, m);
-        }
-        self.map.get(&gref)
-    }
-}
-
-impl Counters {
-    fn count(&mut self, op: u8, status: i16) {
-        self.requests += 1;
-        match u32::from(op) {
-            xen_sys::BLKIF_OP_INDIRECT => self.indirect += 1,
-            xen_sys::BLKIF_OP_FLUSH_DISKCACHE => self.flushes += 1,
-            xen_sys::BLKIF_OP_WRITE_BARRIER => self.barriers += 1,
-            xen_sys::BLKIF_OP_DISCARD => self.discards += 1,
-            _ => {}
-        }
-        if status != BLKIF_RSP_OKAY as i16 {
-            self.failed += 1;
-        }
-    }
 }
 
 /// Answers put on the ring by one [`BlkBack::service`].
@@ -326,7 +426,7 @@ impl Answers<'_> {
         ring.put_response(&blkif::response(id, op, status));
         self.counters.count(op, status);
         self.served += 1;
-        if self.served % PUSH_EVERY == 0 {
+        if self.served.is_multiple_of(PUSH_EVERY) {
             self.notify |= ring.push_responses();
         }
     }

@@ -5,10 +5,11 @@
 //!    `sector-size`, `physical-sector-size`, `feature-flush-cache`,
 //!    `feature-barrier`, `feature-discard` (with `discard-granularity`,
 //!    `discard-alignment`), `feature-max-indirect-segments`, `max-ring-page-order`,
-//!    `feature-persistent`; go `InitWait`;
+//!    `feature-persistent`, `multi-queue-max-queues`; go `InitWait`;
 //! 2. wait for the front end (`frontend`, `frontend-id`) to be `Initialised`;
-//! 3. read its `ring-ref` (or `ring-page-order` and `ring-ref<N>`), `event-channel`,
-//!    `protocol` and `feature-persistent`, map the ring, go `Connected`.
+//! 3. read its `ring-ref` (or `ring-page-order` and `ring-ref<N>`), `event-channel`
+//!    (each under `queue-<N>/` when it wrote `multi-queue-num-queues` above 1),
+//!    `protocol` and `feature-persistent`, map the rings, go `Connected`.
 //!
 //! Everything read from the front end's directory is the front end's to write, and
 //! checked: a missing or malformed node, an order above what we offered, a protocol
@@ -26,7 +27,7 @@ use xenbus::device::{self, other_end, read_number, switch_state};
 use xenbus::state::{self, Action};
 use xenbus::{State, Store, XsError, NO_TX};
 
-use super::back::BlkBack;
+use super::back::{BlkBack, MAX_QUEUES};
 use super::device::BlockDevice;
 
 /// The largest `ring-page-order` we accept (16 pages).
@@ -90,6 +91,47 @@ async fn handshake<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
     if order > MAX_RING_ORDER {
         return Err(bad("ring-page-order"));
     }
+    let nr_queues: usize = read_number(store, NO_TX, &f("multi-queue-num-queues"))
+        .await
+        .map_err(|_| bad("multi-queue-num-queues"))?
+        .unwrap_or(1);
+    if nr_queues == 0 || nr_queues > MAX_QUEUES {
+        return Err(bad("multi-queue-num-queues"));
+    }
+    // One queue: its keys at the top; several: under `queue-N/` each.
+    let mut queues = Vec::with_capacity(nr_queues);
+    for q in 0..nr_queues {
+        let dir = if nr_queues == 1 {
+            fe.dir.clone()
+        } else {
+            format!("{}/queue-{q}", fe.dir)
+        };
+        queues.push(read_queue(store, &dir, order).await?);
+    }
+    match store.read(NO_TX, &f("protocol")).await {
+        Ok(v) if v.as_slice() != b"x86_64-abi" => return Err(bad("protocol")),
+        Ok(_) | Err(XsError::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let persistent = xenbus::device::read_flag(store, NO_TX, &f("feature-persistent")).await?;
+    let rings: Vec<(&[u32], u32)> = queues.iter().map(|(r, port)| (&r[..], *port)).collect();
+    let mut back =
+        BlkBack::connect_queues(p, front, &rings, disk, info).map_err(Error::Platform)?;
+    if persistent {
+        back.keep_grants(MAX_PERSISTENT_GRANTS);
+    }
+    if let Err(e) = switch_state(store, dir, State::Connected).await {
+        back.disconnect(p);
+        return Err(e.into());
+    }
+    Ok(back)
+}
+
+/// One queue's ring references (`ring-ref`, or `ring-ref0..` for a ring of
+/// `2^order` pages) and event channel, from the front end's `dir`.
+async fn read_queue<S: Store>(store: &S, dir: &str, order: u32) -> Result<(Vec<u32>, u32), Error> {
+    let f = |n: &str| format!("{dir}/{n}");
+    let bad = |n: &str| Error::BadNode(String::from(n));
     let mut refs = Vec::new();
     if order == 0 {
         let r = read_number(store, NO_TX, &f("ring-ref")).await;
@@ -106,21 +148,7 @@ async fn handshake<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
         .ok()
         .flatten()
         .ok_or_else(|| bad("event-channel"))?;
-    match store.read(NO_TX, &f("protocol")).await {
-        Ok(v) if v.as_slice() != b"x86_64-abi" => return Err(bad("protocol")),
-        Ok(_) | Err(XsError::ENOENT) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let persistent = xenbus::device::read_flag(store, NO_TX, &f("feature-persistent")).await?;
-    let mut back = BlkBack::connect(p, front, &refs, port, disk, info).map_err(Error::Platform)?;
-    if persistent {
-        back.keep_grants(MAX_PERSISTENT_GRANTS);
-    }
-    if let Err(e) = switch_state(store, dir, State::Connected).await {
-        back.disconnect(p);
-        return Err(e.into());
-    }
-    Ok(back)
+    Ok((refs, port))
 }
 
 /// Step 1: what this vbd offers.
@@ -150,6 +178,7 @@ async fn offer<S: Store, D: BlockDevice>(
             format!("{}", info.max_indirect_segments),
         ),
         ("max-ring-page-order", format!("{MAX_RING_ORDER}")),
+        ("multi-queue-max-queues", format!("{MAX_QUEUES}")),
         ("feature-persistent", String::from("1")),
     ];
     for (n, v) in nodes {

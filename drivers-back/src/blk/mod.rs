@@ -15,5 +15,5 @@ pub mod device;
 pub mod handshake;
 pub mod nodes;
 
-pub use back::{BlkBack, Counters, Disconnect};
+pub use back::{BlkBack, Counters, Disconnect, MAX_QUEUES};
 pub use device::{BlockDevice, IoError, IoOp, MemDisk};

@@ -14,6 +14,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
+use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
@@ -46,31 +47,43 @@ pub struct Disk<P: GrantTable + EventChannel + Clone> {
     /// The platform, apart from the ring: the event handler's wake-up must not wait
     /// for the ring's lock.
     p: P,
-    front: Mutex<Blkfront<P>>,
+    /// One ring per queue (`multi-queue-num-queues`); a request goes to the queue with
+    /// the fewest in flight.
+    fronts: Vec<Mutex<Blkfront<P>>>,
     waiters: Mutex<BTreeMap<u64, Waker>>,
     next_waiter: AtomicU64,
     depth: usize,
+    /// Where the next choice of a queue starts.
+    next_queue: AtomicU64,
 }
 
 impl<P: GrantTable + EventChannel + Clone> Disk<P> {
     /// The disk over a connected `front`, with at most `depth` operations in flight.
     pub fn new(front: Blkfront<P>, depth: usize) -> Self {
+        Self::with_queues(alloc::vec![front], depth)
+    }
+
+    /// The disk over the connected queues of one vbd (at least one), with at most
+    /// `depth` operations in flight in all.
+    pub fn with_queues(fronts: Vec<Blkfront<P>>, depth: usize) -> Self {
+        assert!(!fronts.is_empty(), "a disk has a queue");
         Disk {
-            p: front.platform().clone(),
-            front: Mutex::new(front),
+            p: fronts[0].platform().clone(),
+            fronts: fronts.into_iter().map(Mutex::new).collect(),
             waiters: Mutex::new(BTreeMap::new()),
             next_waiter: AtomicU64::new(1),
             depth: depth.max(1),
+            next_queue: AtomicU64::new(0),
         }
     }
 
     /// Size in bytes.
     pub fn size(&self) -> u64 {
-        self.front.lock().offer().sectors << SECTOR_SHIFT
+        self.fronts[0].lock().offer().sectors << SECTOR_SHIFT
     }
 
     pub fn readonly(&self) -> bool {
-        self.front.lock().offer().readonly
+        self.fronts[0].lock().offer().readonly
     }
 
     /// Wakes every waiting operation: call it when the vbd's event channel fires.
@@ -84,7 +97,7 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
 
     /// Runs `f` on the ring as it is now (for the owner: statistics, closing).
     pub fn with_front<R>(&self, f: impl FnOnce(&mut Blkfront<P>) -> R) -> R {
-        f(&mut self.front.lock())
+        f(&mut self.fronts[0].lock())
     }
 
     fn register(&self, id: u64, waker: &Waker) {
@@ -115,8 +128,12 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
         // batch of its queue, not per request).
         let mut told = true;
         let status = poll_fn(|cx: &mut Context<'_>| {
-            let mut front = self.front.lock();
-            let t = match ticket.ticket {
+            let q = match ticket.ticket {
+                Some((q, _)) => q,
+                None => self.least_busy(),
+            };
+            let mut front = self.fronts[q].lock();
+            let t = match ticket.ticket.map(|(_, t)| t) {
                 Some(t) => {
                     if !told {
                         told = true;
@@ -129,7 +146,7 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
                     if let Err(b) = front.poll() {
                         return Poll::Ready(Err(IoError::Broken(b)));
                     }
-                    if front.in_flight() >= self.depth {
+                    if self.in_flight_except(q) + front.in_flight() >= self.depth {
                         self.register(id, cx.waker());
                         return Poll::Pending;
                     }
@@ -137,7 +154,7 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
                         Ok(t) => {
                             front.publish();
                             told = false;
-                            ticket.ticket = Some(t);
+                            ticket.ticket = Some((q, t));
                             cx.waker().wake_by_ref();
                             return Poll::Pending;
                         }
@@ -176,8 +193,37 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
         }
     }
 
+    /// The queue with the fewest operations in flight; among equals, the next in turn
+    /// (so that one request after another still uses every queue).
+    fn least_busy(&self) -> usize {
+        let n = self.fronts.len();
+        let start = self.next_queue.fetch_add(1, Ordering::Relaxed) as usize;
+        (0..n)
+            .map(|i| (start + i) % n)
+            .min_by_key(|&q| self.fronts[q].lock().in_flight())
+            .unwrap_or(0)
+    }
+
+    /// Operations in flight on every queue but `q` (whose lock the caller holds).
+    fn in_flight_except(&self, q: usize) -> usize {
+        (0..self.fronts.len())
+            .filter(|&i| i != q)
+            .map(|i| self.fronts[i].lock().in_flight())
+            .sum()
+    }
+
+    /// How many queues the disk has.
+    pub fn queues(&self) -> usize {
+        self.fronts.len()
+    }
+
+    /// Runs `f` on queue `q`'s ring.
+    pub fn with_queue<R>(&self, q: usize, f: impl FnOnce(&mut Blkfront<P>) -> R) -> R {
+        f(&mut self.fronts[q].lock())
+    }
+
     fn max_bytes(&self) -> usize {
-        (self.front.lock().max_sectors() << SECTOR_SHIFT) as usize
+        (self.fronts[0].lock().max_sectors() << SECTOR_SHIFT) as usize
     }
 
     /// Reads `buf.len()` bytes at byte `offset`.
@@ -272,13 +318,14 @@ impl<P: GrantTable + EventChannel + Clone> Disk<P> {
 /// that timed out): its slot and pages come free when the answer comes.
 struct Abandon<'a, P: GrantTable + EventChannel + Clone> {
     disk: &'a Disk<P>,
-    ticket: Option<Ticket>,
+    /// The queue and the request on it.
+    ticket: Option<(usize, Ticket)>,
 }
 
 impl<P: GrantTable + EventChannel + Clone> Drop for Abandon<'_, P> {
     fn drop(&mut self) {
-        if let Some(t) = self.ticket.take() {
-            let mut front = self.disk.front.lock();
+        if let Some((q, t)) = self.ticket.take() {
+            let mut front = self.disk.fronts[q].lock();
             // A request given up before its event went still goes out, or its slot
             // would never come back.
             front.notify();

@@ -3,9 +3,11 @@
 //!
 //! 1. find the back end (`device/vbd/<id>/backend`, `backend-id`) and wait for it to
 //!    reach `InitWait` (it has written its features);
-//! 2. make the ring, as many pages as both ends allow (`max-ring-page-order`), and
-//!    publish `ring-ref` (or `ring-page-order` and `ring-ref<N>`), `event-channel`,
-//!    `protocol` and `feature-persistent` in one transaction, then go `Initialised`;
+//! 2. make the rings, as many pages as both ends allow (`max-ring-page-order`), one
+//!    per queue (up to the back end's `multi-queue-max-queues`), and publish
+//!    `ring-ref` (or `ring-page-order` and `ring-ref<N>`) and `event-channel` (under
+//!    `queue-<N>/` with `multi-queue-num-queues` for several), `protocol` and
+//!    `feature-persistent` in one transaction, then go `Initialised`;
 //! 3. wait for `Connected`, read what it offers (`sectors`, `info`, `sector-size`,
 //!    `feature-flush-cache`, `feature-barrier`, `feature-discard`,
 //!    `feature-max-indirect-segments`), and go `Connected`.
@@ -15,6 +17,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use pv_core::platform::{EventChannel, GrantTable};
 use xen_sys::VDISK_READONLY;
@@ -32,12 +35,26 @@ pub const RING_ORDER: u32 = 2;
 pub use xenbus::device::Error;
 
 /// Connects vbd `id` (`device/vbd/<id>`), with a data pool of `pool_pages` pages.
-pub async fn connect<S: Store, P: GrantTable + EventChannel>(
+pub async fn connect<S: Store, P: GrantTable + EventChannel + Clone>(
     store: &S,
     p: P,
     id: u32,
     pool_pages: usize,
 ) -> Result<Blkfront<P>, Error> {
+    let mut fronts = connect_queues(store, p, id, pool_pages, 1).await?;
+    Ok(fronts.remove(0))
+}
+
+/// Connects vbd `id` with up to `queues` queues (as many as the back end's
+/// `multi-queue-max-queues` allows; one ring, event channel and pool of `pool_pages`
+/// each).
+pub async fn connect_queues<S: Store, P: GrantTable + EventChannel + Clone>(
+    store: &S,
+    p: P,
+    id: u32,
+    pool_pages: usize,
+    queues: usize,
+) -> Result<Vec<Blkfront<P>>, Error> {
     let dir = device::front_dir("vbd", id);
     let back = other_end(store, &dir, "backend").await?;
     let back_state = format!("{}/state", back.dir);
@@ -54,57 +71,82 @@ pub async fn connect<S: Store, P: GrantTable + EventChannel>(
     if step.action != Action::Connect {
         return Err(Error::Closed(peer));
     }
-    let theirs: u32 = read_number(store, NO_TX, &format!("{}/max-ring-page-order", back.dir))
+    let node = |n: &str| format!("{}/{n}", back.dir);
+    let theirs: u32 = read_number(store, NO_TX, &node("max-ring-page-order"))
         .await
         .map_err(|_| Error::BadNode(String::from("max-ring-page-order")))?
         .unwrap_or(0);
     let order = theirs.min(RING_ORDER);
-    let front = Blkfront::new(p, back.domid, 1 << order, pool_pages)?;
-    match publish(store, &dir, &front, order).await {
-        Ok(()) => {}
-        Err(e) => {
-            front.close();
-            return Err(e);
+    let max_queues: usize = read_number(store, NO_TX, &node("multi-queue-max-queues"))
+        .await
+        .map_err(|_| Error::BadNode(String::from("multi-queue-max-queues")))?
+        .unwrap_or(1);
+    let n = queues.min(max_queues).max(1);
+    let mut fronts = Vec::with_capacity(n);
+    for _ in 0..n {
+        match Blkfront::new(p.clone(), back.domid, 1 << order, pool_pages) {
+            Ok(f) => fronts.push(f),
+            Err(e) => {
+                for f in fronts {
+                    f.close();
+                }
+                return Err(e.into());
+            }
         }
     }
-    finish(store, &mut watch, &dir, &back.dir, front).await
+    if let Err(e) = publish(store, &dir, &fronts, order).await {
+        for f in fronts {
+            f.close();
+        }
+        return Err(e);
+    }
+    finish(store, &mut watch, &dir, &back.dir, fronts).await
 }
 
-/// Step 2: the ring's nodes in one transaction (retried while it conflicts), then
-/// `Initialised`.
+/// Step 2: the rings' nodes in one transaction (retried while it conflicts), then
+/// `Initialised`. One queue's keys go at the top; several queues' under `queue-N/`,
+/// with `multi-queue-num-queues` (Linux's `talk_to_blkback`).
 async fn publish<S: Store, P: GrantTable + EventChannel>(
     store: &S,
     dir: &str,
-    front: &Blkfront<P>,
+    fronts: &[Blkfront<P>],
     order: u32,
 ) -> Result<(), Error> {
     loop {
         let tx = store.transaction_start().await?;
         let w = async {
-            if order == 0 {
-                let r = format!("{}", front.ring_refs()[0]);
-                store.write_str(tx, &format!("{dir}/ring-ref"), &r).await?;
-            } else {
-                let o = format!("{order}");
-                store
-                    .write_str(tx, &format!("{dir}/ring-page-order"), &o)
-                    .await?;
-                for (i, r) in front.ring_refs().iter().enumerate() {
-                    store
-                        .write_str(tx, &format!("{dir}/ring-ref{i}"), &format!("{r}"))
-                        .await?;
-                }
+            let put = |path: String, v: String| async move { store.write_str(tx, &path, &v).await };
+            if order > 0 {
+                put(format!("{dir}/ring-page-order"), format!("{order}")).await?;
             }
-            let port = format!("{}", front.port());
-            store
-                .write_str(tx, &format!("{dir}/event-channel"), &port)
+            if fronts.len() > 1 {
+                put(
+                    format!("{dir}/multi-queue-num-queues"),
+                    format!("{}", fronts.len()),
+                )
                 .await?;
-            store
-                .write_str(tx, &format!("{dir}/protocol"), "x86_64-abi")
-                .await?;
-            store
-                .write_str(tx, &format!("{dir}/feature-persistent"), "1")
-                .await
+            }
+            for (q, front) in fronts.iter().enumerate() {
+                let qdir = if fronts.len() == 1 {
+                    String::from(dir)
+                } else {
+                    format!("{dir}/queue-{q}")
+                };
+                if order == 0 {
+                    put(
+                        format!("{qdir}/ring-ref"),
+                        format!("{}", front.ring_refs()[0]),
+                    )
+                    .await?;
+                } else {
+                    for (i, r) in front.ring_refs().iter().enumerate() {
+                        put(format!("{qdir}/ring-ref{i}"), format!("{r}")).await?;
+                    }
+                }
+                put(format!("{qdir}/event-channel"), format!("{}", front.port())).await?;
+            }
+            put(format!("{dir}/protocol"), String::from("x86_64-abi")).await?;
+            put(format!("{dir}/feature-persistent"), String::from("1")).await
         };
         match w.await {
             Ok(()) => {}
@@ -129,8 +171,8 @@ async fn finish<S: Store, W: xenbus::Watch, P: GrantTable + EventChannel>(
     watch: &mut W,
     dir: &str,
     back: &str,
-    mut front: Blkfront<P>,
-) -> Result<Blkfront<P>, Error> {
+    mut fronts: Vec<Blkfront<P>>,
+) -> Result<Vec<Blkfront<P>>, Error> {
     let r = async {
         let (step, peer) =
             device::next_step(store, watch, back, State::Initialised, state::front_end).await?;
@@ -138,15 +180,19 @@ async fn finish<S: Store, W: xenbus::Watch, P: GrantTable + EventChannel>(
             return Err(Error::Closed(peer));
         }
         let offer = read_offer(store, back).await?;
-        front.connected(offer);
+        for f in &mut fronts {
+            f.connected(offer);
+        }
         switch_state(store, dir, State::Connected).await?;
         Ok(())
     };
     match r.await {
-        Ok(()) => Ok(front),
+        Ok(()) => Ok(fronts),
         Err(e) => {
             let _ = switch_state(store, dir, State::Closed).await;
-            front.close();
+            for f in fronts {
+                f.close();
+            }
             Err(e)
         }
     }
@@ -200,6 +246,15 @@ pub async fn close<S: Store, P: GrantTable + EventChannel>(
     id: u32,
     front: Blkfront<P>,
 ) -> Result<(), Error> {
+    close_queues(store, id, alloc::vec![front]).await
+}
+
+/// [`close`] for a vbd of several queues.
+pub async fn close_queues<S: Store, P: GrantTable + EventChannel>(
+    store: &S,
+    id: u32,
+    fronts: Vec<Blkfront<P>>,
+) -> Result<(), Error> {
     let dir = device::front_dir("vbd", id);
     let back = other_end(store, &dir, "backend").await?;
     let mut watch = store.watch(&format!("{}/state", back.dir)).await?;
@@ -213,7 +268,9 @@ pub async fn close<S: Store, P: GrantTable + EventChannel>(
         state::front_end,
     )
     .await?;
-    front.close();
+    for f in fronts {
+        f.close();
+    }
     switch_state(store, &dir, State::Closed).await?;
     Ok(())
 }

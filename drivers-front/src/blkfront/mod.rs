@@ -7,5 +7,5 @@ pub mod handshake;
 pub mod ring;
 
 pub use disk::{Disk, IoError};
-pub use handshake::{connect, Error};
+pub use handshake::{connect, connect_queues, Error};
 pub use ring::{Blkfront, Broken, Offer, Op, Refused, Status, Ticket};

@@ -207,9 +207,10 @@ async fn serve(
     };
     let (pages, kept, offer) = back.negotiated();
     println!(
-        "dom0: {name} connected{}: {pages}-page ring, persistent grants {}, indirect {}, \
-         flush {}, barrier {}, discard {}",
+        "dom0: {name} connected{}: {} queue(s) of {pages}-page rings, persistent grants {}, \
+         indirect {}, flush {}, barrier {}, discard {}",
         if info.readonly { " (read-only)" } else { "" },
+        back.queues(),
         if kept > 0 { "yes" } else { "no" },
         offer.max_indirect_segments,
         offer.flush,
@@ -225,7 +226,7 @@ async fn serve(
             return;
         }
     };
-    let port = back.port();
+    let ports = back.ports();
     let mut wake = Wake::Ring;
     loop {
         match wake {
@@ -249,7 +250,12 @@ async fn serve(
         wake = {
             let mut next = pin!(watch.next());
             poll_fn(|cx| {
-                if events::take_latched(port) {
+                // Every queue's latch consumed: one service looks at every ring.
+                let mut rang = false;
+                for &port in &ports {
+                    rang |= events::take_latched(port);
+                }
+                if rang {
                     return Poll::Ready(Wake::Ring);
                 }
                 match next.as_mut().poll(cx) {
@@ -263,8 +269,8 @@ async fn serve(
     let _ = watch.unwatch().await;
     let c = back.counters();
     println!(
-        "dom0: {name}: served {} requests (indirect {}, flush {}, barrier {}, discard {}, failed {})",
-        c.requests, c.indirect, c.flushes, c.barriers, c.discards, c.failed
+        "dom0: {name}: served {} requests (indirect {}, flush {}, barrier {}, discard {}, failed {}; per queue {:?})",
+        c.requests, c.indirect, c.flushes, c.barriers, c.discards, c.failed, back.served_per_queue()
     );
     if let Ok(None) | Err(_) = read_state(store, &fe).await {
         // The front end's domain is gone (its nodes with it): nothing to follow.

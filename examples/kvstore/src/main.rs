@@ -161,12 +161,21 @@ async fn features(id: u32) {
     };
     // One line per end (a console line is at most 256 bytes).
     for (side, dir, nodes) in [
-        ("front", &fe, &["ring-page-order", "feature-persistent"][..]),
+        (
+            "front",
+            &fe,
+            &[
+                "ring-page-order",
+                "multi-queue-num-queues",
+                "feature-persistent",
+            ][..],
+        ),
         (
             "back",
             &be,
             &[
                 "max-ring-page-order",
+                "multi-queue-max-queues",
                 "feature-persistent",
                 "feature-flush-cache",
                 "feature-barrier",

@@ -17,7 +17,7 @@ pub fn all() -> Vec<Scenario> {
     vec![
         Scenario::new("blk-kvstore", "kvstore writes 10,000 keys to its vbd (dom0: blkback over virtio-blk), QEMU is killed without warning after a random number of acknowledged commits, the machine boots again on the same image: every acknowledged key reads back intact, and what survived is a prefix of what was written", blk_kvstore),
         Scenario::new("blk-two-domus", "two kvstore domUs with a disk each fill 5,000 keys at once (different values; the second acknowledges writes while the first still fills), then verify: both complete, each reads back only its own data; dom0 (`dma-exchange`) gets its multi-page DMA blocks through XENMEM_exchange and checks one (contiguous, zeroed, usable)", blk_two_domus),
-        Scenario::new("blk-features", "what a vbd negotiates, as xenstore has it (4-page ring, persistent grants, flush, barrier, discard, 256 indirect segments, 512-byte sectors), indirect requests served, and a discard that reaches the device: the image's allocated blocks shrink", blk_features),
+        Scenario::new("blk-features", "what a vbd negotiates, as xenstore has it (two queues of 4-page rings, persistent grants, flush, barrier, discard, 256 indirect segments, 512-byte sectors), indirect requests served and both queues used, and a discard that reaches the device: the image's allocated blocks shrink", blk_features),
         Scenario::new("blk-readonly", "a disk given read-only (access=ro: QEMU read-only, vbd mode r): kvstore replays the keys written earlier, refuses changes, and a raw write to the disk is refused", blk_readonly),
     ]
 }
@@ -223,9 +223,9 @@ fn blk_readonly(ctx: &Ctx) -> Result<Pass, Failure> {
 
 /// The features lines kvstore prints for a vbd served by our dom0.
 const FEATURES: [&str; 2] = [
-    "kvstore: features: front ring-page-order=2 feature-persistent=1",
-    "kvstore: features: back max-ring-page-order=4 feature-persistent=1 \
-     feature-flush-cache=1 feature-barrier=1 feature-discard=1 \
+    "kvstore: features: front ring-page-order=2 multi-queue-num-queues=2 feature-persistent=1",
+    "kvstore: features: back max-ring-page-order=4 multi-queue-max-queues=4 \
+     feature-persistent=1 feature-flush-cache=1 feature-barrier=1 feature-discard=1 \
      feature-max-indirect-segments=256 sector-size=512 physical-sector-size=512 mode=w",
 ];
 
@@ -261,9 +261,24 @@ fn blk_features(ctx: &Ctx) -> Result<Pass, Failure> {
         .iter()
         .all(|f| captured.lines.iter().any(|l| l.text.contains(f)));
     let indirect = served(&captured, "indirect").unwrap_or(0);
-    if !features || indirect == 0 {
+    // "per queue [a, b]": both queues carried requests.
+    let queues: Vec<u64> = captured
+        .lines
+        .iter()
+        .find_map(|l| l.text.split("per queue [").nth(1).map(str::to_owned))
+        .map(|rest| {
+            rest.trim_end_matches([']', ')'])
+                .split(", ")
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !features || indirect == 0 || queues.len() != 2 || queues.contains(&0) {
         return Err(failure(
-            format!("features line seen: {features}; indirect requests served: {indirect}"),
+            format!(
+                "features line seen: {features}; indirect requests served: {indirect}; \
+                 per queue: {queues:?}"
+            ),
             &captured,
         ));
     }
