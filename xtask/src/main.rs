@@ -21,6 +21,7 @@ mod bundle;
 mod debian;
 mod deps;
 mod disks;
+mod fio_guest;
 mod fuzz;
 mod grub;
 mod images;
