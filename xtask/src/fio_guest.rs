@@ -15,16 +15,28 @@ use anyhow::{bail, Context, Result};
 use crate::debian::{self, name_of, read_dir};
 
 /// Bumped when what goes into the initramfs changes (the cache's key).
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The jobs, as examples/blkbench runs them: name, fio arguments.
 pub const JOBS: &[(&str, &str)] = &[
     ("seqwrite-1m", "--rw=write --bs=1M --size=64M --end_fsync=1"),
     ("seqread-1m", "--rw=read --bs=1M --size=64M"),
-    ("randread-4k-qd1", "--rw=randread --bs=4k --iodepth=1 --number_ios=2000"),
-    ("randread-4k-qd32", "--rw=randread --bs=4k --iodepth=32 --number_ios=4000"),
-    ("randwrite-4k-qd1", "--rw=randwrite --bs=4k --iodepth=1 --number_ios=2000 --end_fsync=1"),
-    ("randwrite-4k-qd32", "--rw=randwrite --bs=4k --iodepth=32 --number_ios=4000 --end_fsync=1"),
+    (
+        "randread-4k-qd1",
+        "--rw=randread --bs=4k --iodepth=1 --number_ios=2000",
+    ),
+    (
+        "randread-4k-qd32",
+        "--rw=randread --bs=4k --iodepth=32 --number_ios=4000",
+    ),
+    (
+        "randwrite-4k-qd1",
+        "--rw=randwrite --bs=4k --iodepth=1 --number_ios=2000 --end_fsync=1",
+    ),
+    (
+        "randwrite-4k-qd32",
+        "--rw=randwrite --bs=4k --iodepth=32 --number_ios=4000 --end_fsync=1",
+    ),
 ];
 
 /// The line the guest prints before each job's JSON, and after the last.
@@ -49,7 +61,11 @@ pub fn ensure(target_dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let mut files = Files::default();
     // busybox, and /bin/sh for /init.
     let busybox = debian::fetch_unpacked(&dir.join("debs/busybox-static"), "busybox-static")?;
-    files.file("bin/busybox", std::fs::read(busybox.join("bin/busybox"))?, 0o755);
+    files.file(
+        "bin/busybox",
+        std::fs::read(busybox.join("bin/busybox"))?,
+        0o755,
+    );
     files.symlink("bin/sh", "busybox");
     // The virtio modules, in load order.
     let modules = read_dir(&kernel_pkg.join("lib/modules"))?
@@ -125,7 +141,7 @@ fn init_script() -> String {
     for (name, args) in JOBS {
         s.push_str(&format!(
             "/usr/bin/fio --name={name} --filename=/dev/vda --direct=1 --ioengine=libaio \
-             --randrepeat=0 {args} --output-format=json --output=/tmp/out.json\n\
+             --randrepeat=0 --eta=never {args} --output-format=json --output=/tmp/out.json\n\
              echo '{BEGIN}{name}'\n$b cat /tmp/out.json\necho '{END}'\n"
         ));
     }
@@ -170,7 +186,11 @@ fn fetch_closure(dir: &Path, package: &str) -> Result<Vec<PathBuf>> {
 fn library_index(roots: &[PathBuf]) -> Result<BTreeMap<String, PathBuf>> {
     let mut index = BTreeMap::new();
     for root in roots {
-        for dir in ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu/ceph"] {
+        for dir in [
+            "lib/x86_64-linux-gnu",
+            "usr/lib/x86_64-linux-gnu",
+            "usr/lib/x86_64-linux-gnu/ceph",
+        ] {
             let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
                 continue;
             };

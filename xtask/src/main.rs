@@ -18,6 +18,7 @@
 mod bench;
 mod bindgen;
 mod bundle;
+mod chart;
 mod debian;
 mod deps;
 mod disks;

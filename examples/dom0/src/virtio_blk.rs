@@ -116,11 +116,14 @@ impl From<virtio_drivers::Error> for Error {
 impl VirtioBlk {
     /// Negotiates features, reads the configuration, sets up the queue.
     pub fn new(mut transport: MmioTransport<'static>) -> Result<VirtioBlk, Error> {
+        // Not VIRTIO_RING_F_EVENT_IDX: virtio-drivers 0.13 decides whether to notify
+        // with `avail_idx >= avail_event + 1` on 16-bit indices, which stops notifying
+        // once the index wraps (after 65,536 requests); the flags-based suppression it
+        // uses without it is exact.
         let want = Features::RO
             | Features::FLUSH
             | Features::DISCARD
             | Features::RING_INDIRECT_DESC
-            | Features::RING_EVENT_IDX
             | Features::VERSION_1;
         let features = transport.begin_init(want);
         // Configuration (5.2.4): capacity at 0, max_discard_sectors at 36.
