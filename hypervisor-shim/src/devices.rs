@@ -241,6 +241,12 @@ impl Irqs {
         Ok(())
     }
 
+    /// Whether the I/O APIC has anything to do (checked on every return to a guest).
+    #[inline]
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
     /// What the I/O APIC must do, in order; emptied.
     pub fn take_changes(&mut self) -> Vec<LineChange> {
         core::mem::take(&mut self.changes)

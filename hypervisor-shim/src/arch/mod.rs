@@ -321,6 +321,10 @@ fn resume(hv: &mut Hypervisor<DirectMap>, mut next: Next) -> *const TrapFrame {
 /// Masks and unmasks device lines at the I/O APIC as the hypercalls decided (a bind,
 /// an EOI, a close).
 fn apply_line_changes(hv: &mut Hypervisor<DirectMap>) {
+    // The common case, on every return to a guest: nothing to do.
+    if !hv.irqs.has_changes() {
+        return;
+    }
     for change in hv.take_line_changes() {
         let (gsi, masked) = match change {
             LineChange::Mask(gsi) => (gsi, true),
