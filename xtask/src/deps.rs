@@ -18,28 +18,31 @@ pub const QEMU_IMG: &str = "qemu-img";
 /// Where Debian's `libxen-dev` puts the Xen public headers.
 pub const XEN_HEADERS: &str = "/usr/include/xen";
 
-/// Makes sure `qemu-system-x86_64` is on the PATH, installing it if needed.
-pub fn ensure_qemu() -> Result<()> {
-    if find_in_path(QEMU).is_some() {
+/// Makes sure `tool` is on the PATH, installing Debian's `package` (described as
+/// `what`) if needed.
+fn ensure_tool(tool: &str, package: &str, what: &str) -> Result<()> {
+    if find_in_path(tool).is_some() {
         return Ok(());
     }
-    apt_install(&["qemu-system-x86"], "qemu-system-x86 (QEMU)")?;
-    if find_in_path(QEMU).is_none() {
-        bail!("{QEMU} still not on PATH after installing qemu-system-x86");
+    apt_install(&[package], what)?;
+    if find_in_path(tool).is_none() {
+        bail!("{tool} still not on PATH after installing {package}");
     }
     Ok(())
 }
 
+/// Makes sure `qemu-system-x86_64` is on the PATH, installing it if needed.
+pub fn ensure_qemu() -> Result<()> {
+    ensure_tool(QEMU, "qemu-system-x86", "qemu-system-x86 (QEMU)")
+}
+
 /// Makes sure `qemu-img` is on the PATH, installing it if needed.
 pub fn ensure_qemu_img() -> Result<()> {
-    if find_in_path(QEMU_IMG).is_some() {
-        return Ok(());
-    }
-    apt_install(&["qemu-utils"], "qemu-utils (qemu-img, for disk images)")?;
-    if find_in_path(QEMU_IMG).is_none() {
-        bail!("{QEMU_IMG} still not on PATH after installing qemu-utils");
-    }
-    Ok(())
+    ensure_tool(
+        QEMU_IMG,
+        "qemu-utils",
+        "qemu-utils (qemu-img, for disk images)",
+    )
 }
 
 /// Makes an ext2 filesystem image of `size` at `image` holding the files of `tree`

@@ -39,6 +39,19 @@ pub struct DiskSpec {
     pub serial: String,
 }
 
+impl DiskSpec {
+    /// The vbd as the toolstack's nodes describe it.
+    fn vbd(&self) -> Vbd<'_> {
+        Vbd {
+            front: self.domid,
+            id: self.id,
+            vdev: &self.vdev,
+            readonly: self.readonly,
+            params: &self.serial,
+        }
+    }
+}
+
 /// Parses dom0's `disks=` list.
 pub fn parse_disks(list: &str) -> Result<Vec<DiskSpec>, String> {
     let mut out = Vec::new();
@@ -125,14 +138,7 @@ pub struct Vbds {
 impl Vbds {
     /// Creates vbd `spec` (its nodes) and starts serving it from `disk`.
     pub fn start(&mut self, store: &'static Dom0Store, spec: &DiskSpec, disk: VirtioDisk) {
-        let vbd = Vbd {
-            front: spec.domid,
-            id: spec.id,
-            vdev: &spec.vdev,
-            readonly: spec.readonly,
-            params: &spec.serial,
-        };
-        match now(nodes::create(store, 0, &vbd)) {
+        match now(nodes::create(store, 0, &spec.vbd())) {
             Some(Ok(())) => {}
             other => {
                 println!(
@@ -170,14 +176,7 @@ impl Vbds {
     /// vanish and close.
     pub fn remove_nodes(store: &'static Dom0Store, specs: &[DiskSpec], domid: u16) {
         for s in specs.iter().filter(|s| s.domid == domid) {
-            let vbd = Vbd {
-                front: s.domid,
-                id: s.id,
-                vdev: &s.vdev,
-                readonly: s.readonly,
-                params: &s.serial,
-            };
-            let _ = now(nodes::remove(store, 0, &vbd));
+            let _ = now(nodes::remove(store, 0, &s.vbd()));
         }
     }
 }

@@ -136,20 +136,28 @@ impl VirtioDisk {
         })?;
         while self.blk.peek_used() != Some(token) {
             if self.line.wait(WAIT_NS) {
-                self.blk.ack_interrupt();
-                self.line.eoi();
+                self.served_interrupt();
             }
         }
-        // An answer that came without our waiting may have left the line in flight.
-        if libos::events::take_latched(self.line.port) {
-            self.blk.ack_interrupt();
-            self.line.eoi();
-        }
+        self.settle();
         // SAFETY: the same buffers as queued with `token`.
         unsafe { self.blk.complete(token, &mut req, &mut data) }.map_err(|e| {
             println!("dom0: virtio-blk {}: {e}", self.serial);
             IoError
         })
+    }
+
+    /// The device's interrupt was taken: acknowledged at the device, the line EOI'd.
+    fn served_interrupt(&mut self) {
+        self.blk.ack_interrupt();
+        self.line.eoi();
+    }
+
+    /// An answer that came without our waiting may have left the line in flight.
+    fn settle(&mut self) {
+        if libos::events::take_latched(self.line.port) {
+            self.served_interrupt();
+        }
     }
 
     fn sector(offset: u64, len: usize) -> Result<usize, IoError> {
@@ -160,6 +168,15 @@ impl VirtioDisk {
             return Err(IoError);
         }
         usize::try_from(offset / SECTOR_SIZE as u64).map_err(|_| IoError)
+    }
+}
+
+/// A read's or write's buffer as the device sees it.
+fn data_of(write: bool, buf: &mut [u8]) -> Data<'_> {
+    if write {
+        Data::ToDevice(buf)
+    } else {
+        Data::FromDevice(buf)
     }
 }
 
@@ -188,17 +205,6 @@ impl BlockDevice for VirtioDisk {
     fn run_batch(&mut self, ops: &mut [IoOp]) {
         let mut reqs = Vec::with_capacity(ops.len());
         let mut tokens = Vec::with_capacity(ops.len());
-        let data = |op: &mut IoOp| -> Data<'static> {
-            // SAFETY: the buffer stays in `ops` (not moved, not touched) until its
-            // request is completed below, before this function returns; the 'static
-            // only spans that.
-            let buf: &'static mut [u8] = unsafe { &mut *(op.buf.as_mut_slice() as *mut [u8]) };
-            if op.write {
-                Data::ToDevice(buf)
-            } else {
-                Data::FromDevice(buf)
-            }
-        };
         for op in ops.iter_mut() {
             let kind = if op.write { Op::Write } else { Op::Read };
             reqs.push(Request::new(kind, op.offset / SECTOR_SIZE as u64));
@@ -209,8 +215,9 @@ impl BlockDevice for VirtioDisk {
                 op.result = Err(IoError);
                 continue;
             }
-            let mut d = data(op);
-            // SAFETY: `reqs[i]` and the buffer stay put until completed below.
+            let mut d = data_of(op.write, &mut op.buf);
+            // SAFETY: `reqs[i]` and the buffer (in `ops`, which is neither moved nor
+            // touched meanwhile) stay put until completed below, before this returns.
             match unsafe { self.blk.queue_only(&mut reqs[i], &mut d) } {
                 Ok(t) => tokens[i] = Some(t),
                 Err(e) => {
@@ -230,10 +237,11 @@ impl BlockDevice for VirtioDisk {
                     );
                     return;
                 };
-                let mut d = data(&mut ops[i]);
+                let op = &mut ops[i];
+                let mut d = data_of(op.write, &mut op.buf);
                 // SAFETY: the same request and buffer as queued with `t`.
                 let r = unsafe { self.blk.complete(t, &mut reqs[i], &mut d) };
-                ops[i].result = r.map_err(|e| {
+                op.result = r.map_err(|e| {
                     println!("dom0: virtio-blk {}: {e}", self.serial);
                     IoError
                 });
@@ -241,14 +249,10 @@ impl BlockDevice for VirtioDisk {
                 left -= 1;
             }
             if left > 0 && self.line.wait(WAIT_NS) {
-                self.blk.ack_interrupt();
-                self.line.eoi();
+                self.served_interrupt();
             }
         }
-        if libos::events::take_latched(self.line.port) {
-            self.blk.ack_interrupt();
-            self.line.eoi();
-        }
+        self.settle();
     }
 
     fn discard(&mut self, offset: u64, len: u64) -> Result<(), IoError> {

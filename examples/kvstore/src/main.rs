@@ -36,6 +36,7 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kvlog::{IoError, Kv, Storage};
 use libos::blk::{self, Disk};
@@ -70,7 +71,13 @@ impl Storage for Vbd {
 /// The value `fill` gives `k<i>`: different per `seed=` (so that two appliances
 /// filling their disks tell their data apart).
 fn fill_value(i: u64) -> String {
-    let seed = arg("seed").unwrap_or(0);
+    // Read once: the command line does not change.
+    static SEED: AtomicU64 = AtomicU64::new(u64::MAX);
+    let mut seed = SEED.load(Ordering::Relaxed);
+    if seed == u64::MAX {
+        seed = arg("seed").unwrap_or(0);
+        SEED.store(seed, Ordering::Relaxed);
+    }
     format!("v{i}.{}", i.wrapping_mul(7919).wrapping_add(seed))
 }
 

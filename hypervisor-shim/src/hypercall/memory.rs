@@ -143,17 +143,22 @@ fn exchange<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u6
             match env.mm.alloc.alloc_contiguous(oo) {
                 Some(base) => new.push(base),
                 None => {
-                    for &base in &new {
-                        for j in 0..1u64 << oo {
-                            env.mm.alloc.free(base + j);
-                        }
-                    }
+                    give_back(env.mm.alloc, &new, oo);
                     return Err(XEN_ENOMEM.into());
                 }
             }
         }
-        let mut at = 0;
+        // The MFNs go to the guest first: if its list cannot take them, nothing has
+        // changed hands yet and the new frames go back.
         for (k, &base) in new.iter().enumerate() {
+            let slot = element::<xen_pfn_t>(out_list, first_out + k as u64);
+            if let Err(e) = env.write(dom, slot, &base) {
+                give_back(env.mm.alloc, &new, oo);
+                return Err(e);
+            }
+        }
+        let mut at = 0;
+        for &base in &new {
             for j in 0..1u64 << oo {
                 let mfn = base + j;
                 let gpfn = env.mm.m2p.get(&*env.machine, old[at]);
@@ -164,11 +169,6 @@ fn exchange<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u6
                 env.mm.m2p.set(&mut *env.machine, mfn, gpfn);
                 at += 1;
             }
-            env.write(
-                dom,
-                element::<xen_pfn_t>(out_list, first_out + k as u64),
-                &base,
-            )?;
         }
         for &mfn in &old {
             // Checked stealable above: nothing else holds it, it is freed now.
@@ -182,6 +182,15 @@ fn exchange<M: Machine + ?Sized>(env: &mut Env<'_, M>, dom: &mut Domain, arg: u6
         copy_field_to_guest!(env, dom, arg, x.nr_exchanged)?;
     }
     Ok(0)
+}
+
+/// Returns extents of order `order` that were allocated and not handed out.
+fn give_back(alloc: &mut crate::frames::FrameAllocator, extents: &[u64], order: u32) {
+    for &base in extents {
+        for j in 0..1u64 << order {
+            alloc.free(base + j);
+        }
+    }
 }
 
 /// `XENMEM_machphys_mfn_list`: the first machine frame of each 2 MiB chunk of the M2P,

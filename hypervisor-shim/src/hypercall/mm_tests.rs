@@ -509,3 +509,27 @@ fn exchange_refusals_change_nothing() {
         assert_eq!(w.table.page(m).unwrap().owner, Owner::Domain(0));
     }
 }
+
+#[test]
+fn an_exchange_whose_out_list_faults_gives_nothing_away() {
+    let mut w = World::new(false);
+    let old: Vec<Mfn> = (30..32).map(|k| spare(&w, k)).collect();
+    let free = w.frames.free_frames();
+    put_u64s(&mut w, BUF + 0x100, &old);
+    // The out list at an address nothing maps.
+    let mut x = [0u8; 72];
+    x[0..8].copy_from_slice(&(BUF + 0x100).to_le_bytes());
+    x[8..16].copy_from_slice(&2u64.to_le_bytes());
+    x[24..26].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    x[32..40].copy_from_slice(&0x7000_0000_0000u64.to_le_bytes());
+    x[40..48].copy_from_slice(&1u64.to_le_bytes());
+    x[48..52].copy_from_slice(&1u32.to_le_bytes());
+    x[56..58].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    w.poke(BUF, &x);
+    let rax = w.call(__HYPERVISOR_memory_op, &[XENMEM_exchange as u64, BUF]);
+    assert_eq!(rax, err(XEN_EFAULT));
+    for &m in &old {
+        assert_eq!(w.table.page(m).unwrap().owner, Owner::Domain(0));
+    }
+    assert_eq!(w.frames.free_frames(), free, "the new extent went back");
+}

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use crate::common::event_channel as evtchn;
 use crate::common::sched::{Policy, RoundRobinBoost};
 use crate::common::{domain, schedule};
-use crate::devices::{Device, Irqs, LineChange};
+use crate::devices::{Device, Irqs};
 use crate::domain::Domains;
 use crate::domain::{shutdown_reason_name, BootRings, Domain, RunState};
 use crate::exit::ShimExit;
@@ -130,50 +130,6 @@ impl<M: Machine> Hypervisor<M> {
             devices: Vec::new(),
             irqs: Irqs::default(),
         }
-    }
-
-    /// The machine's devices, before any domain is built: their MMIO frames become
-    /// mappable by I/O-privileged domains, their lines pirqs (masked until bound).
-    pub fn add_devices(&mut self, devices: &[Device]) {
-        for d in devices {
-            let frames = d.frames();
-            self.frame_table.add_iomem(*frames.start(), *frames.end());
-            log::info!(
-                "device at {:#x} ({:#x} bytes), GSI {}: for the control domain",
-                d.mmio_base,
-                d.mmio_len,
-                d.gsi
-            );
-        }
-        self.devices.extend_from_slice(devices);
-        self.irqs = Irqs::new(&self.devices);
-    }
-
-    /// A device's interrupt came in on `vector` (the arch layer masked its line and
-    /// acknowledged the local APIC): the line's owner hears of it on its port.
-    pub fn device_interrupt(&mut self, vector: u64) {
-        let Some(dev) = device_of_vector(vector).and_then(|i| self.devices.get(i)) else {
-            return;
-        };
-        if let Some((id, port)) = self.irqs.fired(dev.gsi) {
-            match self.domains.get_mut(id) {
-                Some(d) if !d.dead => evtchn::set_pending(&mut self.machine, d, port),
-                // Gone without closing: the line stays masked.
-                _ => self.irqs.unbind(dev.gsi),
-            }
-        }
-    }
-
-    /// What the arch layer must do to the I/O APIC's device lines, in order.
-    pub fn take_line_changes(&mut self) -> Vec<LineChange> {
-        self.irqs.take_changes()
-    }
-
-    /// The GSI of device vector `vector`.
-    pub fn device_gsi(&self, vector: u64) -> Option<u32> {
-        device_of_vector(vector)
-            .and_then(|i| self.devices.get(i))
-            .map(|d| d.gsi)
     }
 
     /// Builds a domain from a PV kernel image. The first domain built is the one that
@@ -695,6 +651,8 @@ impl<M: Machine> Hypervisor<M> {
 
 #[cfg(test)]
 mod device_tests;
+mod devices;
+
 #[cfg(test)]
 mod domctl_tests;
 #[cfg(test)]

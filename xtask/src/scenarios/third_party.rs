@@ -67,6 +67,21 @@ fn linux(ctx: &Ctx) -> Result<Pass, Failure> {
     )
 }
 
+/// dom0 and GRUB's PV image (at `grub`) as its domU, with `disks`.
+fn grub_domains<'a>(grub: &'a str, disks: &'a [&'a str]) -> [BundleGuest<'a>; 2] {
+    [
+        dom0(""),
+        BundleGuest {
+            example: grub,
+            role: Role::DomU,
+            memory_mib: 32,
+            cmdline: "",
+            backends: false,
+            disks,
+        },
+    ]
+}
+
 fn grub_domu_run(ctx: &Ctx) -> Result<Pass, Failure> {
     let grub = crate::grub::ensure(&ctx.target_dir)?;
     let grub = grub.to_string_lossy();
@@ -74,17 +89,7 @@ fn grub_domu_run(ctx: &Ctx) -> Result<Pass, Failure> {
         ctx,
         Check {
             boot: Boot::Bundle {
-                domains: &[
-                    dom0(""),
-                    BundleGuest {
-                        example: &grub,
-                        role: Role::DomU,
-                        memory_mib: 32,
-                        cmdline: "",
-                        backends: false,
-                        disks: &[],
-                    },
-                ],
+                domains: &grub_domains(&grub, &[]),
             },
             expect: third_party::GRUB_DOMU,
             fail_on: dom0_lines::FAIL,
@@ -117,17 +122,7 @@ fn grub_disk_run(ctx: &Ctx) -> Result<Pass, Failure> {
         ctx,
         Check {
             boot: Boot::Bundle {
-                domains: &[
-                    dom0(""),
-                    BundleGuest {
-                        example: &grub,
-                        role: Role::DomU,
-                        memory_mib: 32,
-                        cmdline: "",
-                        backends: false,
-                        disks: &["vdev=xvda,access=rw,target=grub-ext2.img"],
-                    },
-                ],
+                domains: &grub_domains(&grub, &["vdev=xvda,access=rw,target=grub-ext2.img"]),
             },
             expect: &[
                 "dom0: d1 vbd 51712 (xvda, vbd0) connected",
