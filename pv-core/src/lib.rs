@@ -6,6 +6,8 @@
 //!   ABI's layout), for the shim's hypercalls and the drivers' rings.
 //! - [`page`]: a 4 KiB page shared with a possibly hostile peer, accessed only atomically.
 //! - [`blkif`]: block requests as a back end receives them, decoded and checked.
+//! - [`netif`]: network packets on the rings of `io/netif.h`, and the back end's checks
+//!   of what a front end transmits.
 //! - [`byte_ring`]: the two-index byte rings of `io/console.h` and `io/xs_wire.h`.
 //! - [`ring`]: the request/response rings of `io/ring.h` (one or several pages), with
 //!   its notification rules and checks of the peer's indices.
@@ -28,6 +30,7 @@ pub mod byte_ring;
 #[cfg(any(feature = "std", test))]
 pub mod mem_platform;
 pub mod microvm;
+pub mod netif;
 pub mod page;
 pub mod platform;
 pub mod ring;
