@@ -7,4 +7,6 @@ extern crate alloc;
 
 pub mod blk;
 pub mod console;
+pub mod device_nodes;
+pub mod net;
 pub mod xenstore;

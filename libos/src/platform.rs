@@ -10,9 +10,13 @@ use core::sync::atomic::AtomicU32;
 
 use pv_core::page::{SharedPage, PAGE_WORDS};
 use pv_core::platform::{
-    DomId, EventChannel, ForeignMemory, GrantRef, GrantTable, PlatformError, Port, SharePage,
+    Copy, DomId, EventChannel, ForeignMemory, GrantCopy, GrantRef, GrantTable, LocalPage,
+    PlatformError, Port, SharePage,
 };
-use xen_sys::DOMID_SELF;
+use xen_sys::{
+    gnttab_copy, gnttab_copy_gnttab_copy_ptr, gnttab_copy_gnttab_copy_ptr__bindgen_ty_1,
+    DOMID_SELF, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTST_okay,
+};
 
 use crate::events;
 use crate::grant;
@@ -128,6 +132,128 @@ impl SharePage for OwnedPage {
     fn page(&self) -> SharedPage<'_> {
         // SAFETY: our own page, alive as long as `self`.
         SharedPage::new(unsafe { self.0.as_ref() })
+    }
+}
+
+impl LocalPage for OwnedPage {
+    fn with_bytes<R>(&mut self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        // SAFETY: our own heap page, alive as long as `self`, borrowed mutably here and
+        // so by nothing else of ours; the trait's contract is that no grant of it is
+        // live, so no other domain writes it meanwhile.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(self.0.as_ptr() as *mut u8, PAGE_SIZE as usize)
+        };
+        f(bytes)
+    }
+}
+
+/// Machine frame and offset of one of our bytes (the linear region by the P2M, other
+/// mappings by walking the page tables).
+fn local_maddr(va: u64) -> Option<u64> {
+    let base = paging::virt_base();
+    if va >= base && (va - base) / PAGE_SIZE < crate::start_info::get().nr_pages() {
+        Some(paging::virt_to_mfn(va) * PAGE_SIZE + va % PAGE_SIZE)
+    } else {
+        crate::device::virt_to_maddr(va)
+    }
+}
+
+/// Copies per hypercall.
+const COPY_BATCH: usize = 32;
+
+impl GrantCopy for Xen {
+    /// One `gnttab_copy` per part of our buffer in one of our pages, up to
+    /// [`COPY_BATCH`] a hypercall.
+    fn copy(&self, ops: &mut [Copy<'_>], status: &mut [Result<(), PlatformError>]) {
+        assert!(status.len() >= ops.len());
+        let mut batch: [gnttab_copy; COPY_BATCH] = [gnttab_copy::default(); COPY_BATCH];
+        let mut owner = [0usize; COPY_BATCH];
+        let mut n = 0;
+        let flush = |batch: &mut [gnttab_copy], owner: &[usize], status: &mut [_]| {
+            let r = hypercall::copy(batch);
+            for (op, &i) in batch.iter().zip(owner) {
+                let s: &mut Result<(), PlatformError> = &mut status[i];
+                if s.is_ok() {
+                    *s = match r {
+                        Err(e) => Err(xen_err(e)),
+                        Ok(()) if op.status as i32 == GNTST_okay as i32 => Ok(()),
+                        Ok(()) => Err(grant_err(GrantError::Status(
+                            hypercall::GrantStatus(op.status),
+                        ))),
+                    };
+                }
+            }
+        };
+        for (i, op) in ops.iter_mut().enumerate() {
+            status[i] = Ok(());
+            if !op.in_page() {
+                status[i] = Err(PlatformError::Invalid);
+                continue;
+            }
+            let (local, dom, gref, offset, from_grant) = match op {
+                Copy::FromGrant {
+                    dom,
+                    gref,
+                    offset,
+                    to,
+                } => (to.as_ptr() as u64, *dom, *gref, *offset, true),
+                Copy::ToGrant {
+                    from,
+                    dom,
+                    gref,
+                    offset,
+                } => (from.as_ptr() as u64, *dom, *gref, *offset, false),
+            };
+            let len = op.len() as u64;
+            let mut done = 0;
+            while done < len {
+                let va = local + done;
+                let chunk = (PAGE_SIZE - va % PAGE_SIZE).min(len - done);
+                let Some(maddr) = local_maddr(va) else {
+                    status[i] = Err(PlatformError::Invalid);
+                    break;
+                };
+                let mine = gnttab_copy_gnttab_copy_ptr {
+                    u: gnttab_copy_gnttab_copy_ptr__bindgen_ty_1 {
+                        gmfn: maddr / PAGE_SIZE,
+                    },
+                    domid: DOMID_SELF as u16,
+                    offset: (maddr % PAGE_SIZE) as u16,
+                };
+                let theirs = gnttab_copy_gnttab_copy_ptr {
+                    u: gnttab_copy_gnttab_copy_ptr__bindgen_ty_1 { ref_: gref },
+                    domid: dom,
+                    offset: offset + done as u16,
+                };
+                batch[n] = if from_grant {
+                    gnttab_copy {
+                        source: theirs,
+                        dest: mine,
+                        len: chunk as u16,
+                        flags: GNTCOPY_source_gref as u16,
+                        status: 0,
+                    }
+                } else {
+                    gnttab_copy {
+                        source: mine,
+                        dest: theirs,
+                        len: chunk as u16,
+                        flags: GNTCOPY_dest_gref as u16,
+                        status: 0,
+                    }
+                };
+                owner[n] = i;
+                n += 1;
+                if n == COPY_BATCH {
+                    flush(&mut batch[..n], &owner[..n], status);
+                    n = 0;
+                }
+                done += chunk;
+            }
+        }
+        if n > 0 {
+            flush(&mut batch[..n], &owner[..n], status);
+        }
     }
 }
 

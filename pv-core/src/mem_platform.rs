@@ -19,7 +19,8 @@
 
 use crate::page::{SharedPage, PAGE_WORDS};
 use crate::platform::{
-    DomId, EventChannel, ForeignMemory, GrantRef, GrantTable, PlatformError, Port, SharePage,
+    Copy, DomId, EventChannel, ForeignMemory, GrantCopy, GrantRef, GrantTable, LocalPage,
+    PlatformError, Port, SharePage,
 };
 use core::sync::atomic::AtomicU32;
 use std::collections::BTreeMap;
@@ -377,6 +378,49 @@ impl ForeignMemory for MemDomain {
     }
 }
 
+/// The bytes of an owned page, through a copy (the in-memory world's pages are atomic
+/// words); what `f` writes is stored back.
+impl LocalPage for MemPage {
+    fn with_bytes<R>(&mut self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let mut b = [0u8; crate::page::PAGE_SIZE];
+        let page = self.page();
+        page.read(0, &mut b);
+        let r = f(&mut b);
+        page.write(0, &b);
+        r
+    }
+}
+
+impl GrantCopy for MemDomain {
+    /// As `gnttab_copy`: only the domain a grant names may copy through it, never
+    /// into a read-only grant, never beyond the granted page.
+    fn copy(&self, ops: &mut [Copy<'_>], status: &mut [Result<(), PlatformError>]) {
+        assert!(status.len() >= ops.len());
+        let st = self.world.lock();
+        for (op, status) in ops.iter_mut().zip(status.iter_mut()) {
+            let (dom, gref, writes) = match op {
+                Copy::FromGrant { dom, gref, .. } => (*dom, *gref, false),
+                Copy::ToGrant { dom, gref, .. } => (*dom, *gref, true),
+            };
+            *status = match st.grants.get(&(dom, gref)) {
+                _ if !op.in_page() => Err(PlatformError::Invalid),
+                None => Err(PlatformError::Invalid),
+                Some(g) if g.grantee != self.id || (writes && g.readonly) => {
+                    Err(PlatformError::Denied)
+                }
+                Some(g) => {
+                    let page = SharedPage::new(&g.frame);
+                    match op {
+                        Copy::FromGrant { offset, to, .. } => page.read(*offset as usize, to),
+                        Copy::ToGrant { offset, from, .. } => page.write(*offset as usize, from),
+                    }
+                    Ok(())
+                }
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +447,78 @@ mod tests {
         m.page().store_u32(44, 0xbeef);
         assert_eq!(page.page().load_u32(44), 0xbeef);
         d2.unmap(m).unwrap();
+    }
+
+    #[test]
+    fn grant_copies_follow_the_grant() {
+        let w = MemWorld::new();
+        let (d1, d2, d3) = (w.domain(1), w.domain(2), w.domain(3));
+        let (rw, ro) = (d1.alloc_page().unwrap(), d1.alloc_page().unwrap());
+        let (g_rw, g_ro) = (
+            d1.grant(2, &rw, false).unwrap(),
+            d1.grant(2, &ro, true).unwrap(),
+        );
+        ro.page().write(100, b"hello");
+        let mut got = [0u8; 5];
+        let mut st = [Ok(()); 4];
+        let data = *b"world";
+        let mut ops = [
+            Copy::FromGrant {
+                dom: 1,
+                gref: g_ro,
+                offset: 100,
+                to: &mut got,
+            },
+            Copy::ToGrant {
+                from: &data,
+                dom: 1,
+                gref: g_rw,
+                offset: 4091,
+            },
+            Copy::ToGrant {
+                from: &data,
+                dom: 1,
+                gref: g_ro,
+                offset: 0,
+            },
+            Copy::ToGrant {
+                from: &data,
+                dom: 1,
+                gref: g_rw,
+                offset: 4092,
+            },
+        ];
+        d2.copy(&mut ops, &mut st);
+        assert_eq!(
+            st,
+            [
+                Ok(()),
+                Ok(()),
+                Err(PlatformError::Denied),
+                Err(PlatformError::Invalid)
+            ]
+        );
+        assert_eq!(&got, b"hello");
+        let mut back = [0u8; 5];
+        rw.page().read(4091, &mut back);
+        assert_eq!(&back, b"world");
+        // Not the grantee.
+        let mut ops = [Copy::FromGrant {
+            dom: 1,
+            gref: g_rw,
+            offset: 0,
+            to: &mut got,
+        }];
+        d3.copy(&mut ops, &mut st);
+        assert_eq!(st[0], Err(PlatformError::Denied));
+    }
+
+    #[test]
+    fn local_page_bytes_are_the_page() {
+        let w = MemWorld::new();
+        let mut p = w.domain(1).alloc_page().unwrap();
+        p.with_bytes(|b| b[4095] = 7);
+        assert_eq!(p.page().load_u32(4092) >> 24, 7);
     }
 
     #[test]

@@ -244,11 +244,16 @@ pub enum TxFatal {
     GsoSizeZero,
     BadGsoType(u8),
     /// `NETTXF_more_data` on the last slot pushed.
-    MissingSlots { asked: usize },
+    MissingSlots {
+        asked: usize,
+    },
     /// More fragments than any honest front end uses.
     TooManySlots,
     /// A slot's data crosses the end of its page.
-    CrossPage { offset: u16, size: u16 },
+    CrossPage {
+        offset: u16,
+        size: u16,
+    },
 }
 
 impl core::fmt::Display for TxFatal {

@@ -140,3 +140,71 @@ impl<T: GrantTable + ?Sized> GrantTable for &T {
         (**self).end_grant(gref)
     }
 }
+
+/// One `GNTTABOP_copy`: bytes between a buffer of ours and part of a page another
+/// domain granted us. The granted range must lie in its page (`offset + len <= 4096`);
+/// our buffer may be anywhere (an implementation splits it at its page boundaries).
+pub enum Copy<'a> {
+    /// From `dom`'s grant `gref` at `offset` into `to` (its whole length).
+    FromGrant {
+        dom: DomId,
+        gref: GrantRef,
+        offset: u16,
+        to: &'a mut [u8],
+    },
+    /// `from` into `dom`'s grant `gref` (granted writable) at `offset`.
+    ToGrant {
+        from: &'a [u8],
+        dom: DomId,
+        gref: GrantRef,
+        offset: u16,
+    },
+}
+
+impl Copy<'_> {
+    /// Bytes copied.
+    pub fn len(&self) -> usize {
+        match self {
+            Copy::FromGrant { to, .. } => to.len(),
+            Copy::ToGrant { from, .. } => from.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The granted side's range lies in its page.
+    pub fn in_page(&self) -> bool {
+        let offset = match self {
+            Copy::FromGrant { offset, .. } | Copy::ToGrant { offset, .. } => *offset,
+        };
+        offset as usize + self.len() <= crate::page::PAGE_SIZE
+    }
+}
+
+/// Grant copies (back ends: netback copies packets out of and into front ends' pages
+/// without mapping them, `GNTTABOP_copy`).
+pub trait GrantCopy {
+    /// Performs `ops` (in one hypercall where it can); `status[i]` is the outcome of
+    /// `ops[i]` (an op that fails changes nothing of its destination but may have
+    /// copied part of it).
+    ///
+    /// # Panics
+    /// If `status` is shorter than `ops`.
+    fn copy(&self, ops: &mut [Copy<'_>], status: &mut [Result<(), PlatformError>]);
+}
+
+impl<T: GrantCopy + ?Sized> GrantCopy for &T {
+    fn copy(&self, ops: &mut [Copy<'_>], status: &mut [Result<(), PlatformError>]) {
+        (**self).copy(ops, status)
+    }
+}
+
+/// A page of ours whose bytes we may use directly, while no grant of it is live (so
+/// no peer can write it meanwhile): front ends lend their buffers to a network stack
+/// without copying them.
+pub trait LocalPage: SharePage {
+    /// Runs `f` on the page's 4096 bytes.
+    fn with_bytes<R>(&mut self, f: impl FnOnce(&mut [u8]) -> R) -> R;
+}

@@ -216,3 +216,34 @@ mod tests {
         assert_eq!(parse_number::<u16>(b"65536"), None);
     }
 }
+
+/// Follows the front end of the connected back end at `dir` until it closes (Linux's
+/// back ends' `frontend_changed`): when it goes `Closing` (or `Closed`, or vanishes),
+/// runs `disconnect` (unmap everything) and goes `Closing`, and once the front end is
+/// `Closed` (or gone) goes `Closed`. The rings are not served meanwhile: the caller
+/// services them on events and calls this when the front end's state changes.
+pub async fn follow_close<S: Store>(
+    store: &S,
+    dir: &str,
+    disconnect: impl FnOnce(),
+) -> Result<(), Error> {
+    let fe = other_end(store, dir, "frontend").await?;
+    let mut watch = store.watch(&format!("{}/state", fe.dir)).await?;
+    let (step, _) = next_step(
+        store,
+        &mut watch,
+        &fe.dir,
+        State::Connected,
+        crate::state::back_end,
+    )
+    .await?;
+    disconnect();
+    let mut me = step.next.unwrap_or(State::Closing);
+    switch_state(store, dir, me).await?;
+    while me != State::Closed {
+        let (step, _) = next_step(store, &mut watch, &fe.dir, me, crate::state::back_end).await?;
+        me = step.next.unwrap_or(me);
+        switch_state(store, dir, me).await?;
+    }
+    Ok(())
+}

@@ -207,11 +207,8 @@ pub async fn fail<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
     disk
 }
 
-/// Follows the front end of a connected vbd until it closes (Linux's blkback
-/// `frontend_changed`): when it goes `Closing` (or `Closed`, or vanishes), unmaps
-/// everything and goes `Closing`, and once it is `Closed` (or gone) goes `Closed`.
-/// Hands the device back. The ring is not served meanwhile: the caller services it
-/// on events and calls this when the front end's state changes.
+/// Follows the front end of a connected vbd until it closes
+/// ([`xenbus::device::follow_close`]) and hands the device back.
 pub async fn follow_close<S: Store, P: ForeignMemory + EventChannel, D: BlockDevice>(
     store: &S,
     p: &P,
@@ -220,23 +217,8 @@ pub async fn follow_close<S: Store, P: ForeignMemory + EventChannel, D: BlockDev
     back: BlkBack<P, D>,
 ) -> Result<D, Error> {
     let dir = device::back_dir("vbd", front, id);
-    let fe = other_end(store, &dir, "frontend").await?;
-    let mut watch = store.watch(&format!("{}/state", fe.dir)).await?;
-    let (step, _) = device::next_step(
-        store,
-        &mut watch,
-        &fe.dir,
-        State::Connected,
-        state::back_end,
-    )
-    .await?;
-    let disk = back.disconnect(p);
-    let mut me = step.next.unwrap_or(State::Closing);
-    switch_state(store, &dir, me).await?;
-    while me != State::Closed {
-        let (step, _) = device::next_step(store, &mut watch, &fe.dir, me, state::back_end).await?;
-        me = step.next.unwrap_or(me);
-        switch_state(store, &dir, me).await?;
-    }
-    Ok(disk)
+    let mut disk = None;
+    device::follow_close(store, &dir, || disk = Some(back.disconnect(p))).await?;
+    // follow_close disconnects before it returns Ok.
+    disk.ok_or(Error::Closed(None))
 }

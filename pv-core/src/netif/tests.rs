@@ -92,10 +92,7 @@ fn extra_info_round_trips_through_both_rings() {
 #[test]
 fn broken_extra_info_disconnects() {
     let first = req(1, 5, 0, 60, TxFlags::EXTRA_INFO);
-    assert_eq!(
-        parse(&[first]),
-        Err(TxError::Fatal(TxFatal::MissingExtra))
-    );
+    assert_eq!(parse(&[first]), Err(TxError::Fatal(TxFatal::MissingExtra)));
     let bad = ExtraInfo {
         kind: 0,
         more: false,
@@ -175,16 +172,26 @@ fn slot_checks_follow_netback() {
     );
     // The first slot's own part is what the fragments leave: 1000 - 900 = 100 at 4000
     // fits.
-    let p = parse(&[req(1, 5, 3996, 1000, more), req(2, 6, 0, 900, TxFlags::default())]).unwrap();
+    let p = parse(&[
+        req(1, 5, 3996, 1000, more),
+        req(2, 6, 0, 900, TxFlags::default()),
+    ])
+    .unwrap();
     assert_eq!((p.frags[0].size, p.frags[1].size), (100, 900));
     // A fragment crossing its page.
     assert!(matches!(
-        parse(&[req(1, 5, 0, 1000, more), req(2, 6, 3500, 900, TxFlags::default())]),
+        parse(&[
+            req(1, 5, 0, 1000, more),
+            req(2, 6, 3500, 900, TxFlags::default())
+        ]),
         Err(TxError::Fatal(TxFatal::CrossPage { .. }))
     ));
     // A fragment larger than what is left: the packet is dropped, both slots answered.
     assert_eq!(
-        parse(&[req(1, 5, 0, 100, more), req(2, 6, 0, 900, TxFlags::default())]),
+        parse(&[
+            req(1, 5, 0, 100, more),
+            req(2, 6, 0, 900, TxFlags::default())
+        ]),
         Err(TxError::Drop {
             why: TxDrop::FragmentTooLarge,
             ids: vec![1, 2],
@@ -215,7 +222,10 @@ fn slot_counts_drop_then_disconnect() {
         s
     };
     // The first and MAX_SLOTS fragments: taken.
-    assert_eq!(parse(&packet(MAX_SLOTS)).unwrap().frags.len(), MAX_SLOTS + 1);
+    assert_eq!(
+        parse(&packet(MAX_SLOTS)).unwrap().frags.len(),
+        MAX_SLOTS + 1
+    );
     // One more: dropped, every slot consumed and answered.
     match parse(&packet(MAX_SLOTS + 1)) {
         Err(TxError::Drop {

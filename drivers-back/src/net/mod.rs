@@ -1,0 +1,25 @@
+//! netback: the network back end in dom0 (`xen/include/public/io/netif.h`; Linux's
+//! `drivers/net/xen-netback`), generic over the platform traits.
+//!
+//! - [`back`]: one connected vif: its mapped rings, packets copied out of and into the
+//!   front end's grants, and the disconnection of a front end that breaks the protocol.
+//! - [`handshake`]: the xenbus negotiation that offers a vif and connects it.
+//! - [`nodes`]: the xenstore nodes a toolstack writes to create a vif.
+
+use alloc::vec::Vec;
+
+use pv_core::netif::PacketMeta;
+
+pub mod back;
+pub mod handshake;
+pub mod nodes;
+
+pub use back::{Counters, Disconnect, Features, NetBack, QueueRefs, MAX_QUEUES};
+
+/// An Ethernet frame on its way through dom0, with what netif.h's flags said about
+/// its checksum and segmentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub data: Vec<u8>,
+    pub meta: PacketMeta,
+}
