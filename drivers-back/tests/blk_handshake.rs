@@ -4,152 +4,43 @@
 //! A front end that publishes nonsense gets the vbd closed with an `error` node.
 
 mod common;
+use common::world::World;
 use common::ALL_FEATURES as INFO;
-
-use core::future::Future;
-use core::pin::{pin, Pin};
-use core::task::{Context, Poll};
-use std::cell::RefCell;
-use std::sync::Arc;
-use std::task::Wake;
-use std::time::{Duration, Instant};
 
 use drivers_back::blk::handshake;
 use drivers_back::blk::nodes::{self, Vbd};
 use drivers_back::blk::{BlockDevice, MemDisk};
-use drivers_back::xenstore::{Loopback, Xenstored};
+use drivers_back::xenstore::Loopback;
 use drivers_front::blkfront::{self, Op, Status};
-use pv_core::byte_ring::ByteRing;
-use pv_core::mem_platform::{MemDomain, MemPage, MemWorld};
-use pv_core::platform::{EventChannel, ForeignMemory, GrantTable, Port, SharePage};
-use xen_sys::GNTTAB_RESERVED_XENSTORE;
+use pv_core::platform::{EventChannel, ForeignMemory, GrantTable, SharePage};
 use xenbus::transport::RingTransport;
 use xenbus::{Client, State, Store, NO_TX};
 
 const FRONT: &str = "/local/domain/1/device/vbd/51712";
 const BACK: &str = "/local/domain/0/backend/vbd/1/51712";
 
-struct NoWake;
-impl Wake for NoWake {
-    fn wake(self: Arc<Self>) {}
-}
-
-fn poll<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
-    let waker = Arc::new(NoWake).into();
-    f.poll(&mut Context::from_waker(&waker))
-}
-
-/// dom0 with xenstored, and domU 1 with its store ring mapped by dom0.
-struct World {
-    dom0: MemDomain,
-    dom1: MemDomain,
-    page: MemPage,
-    port: Port,
-    ring: pv_core::mem_platform::MemMapping,
-    xs: RefCell<Xenstored>,
-}
-
-impl World {
-    fn new() -> World {
-        let w = MemWorld::new();
-        let dom1 = w.domain(1);
-        let page = dom1.alloc_page().unwrap();
-        dom1.grant_at(GNTTAB_RESERVED_XENSTORE, 0, &page, false)
-            .unwrap();
-        let port = dom1.alloc_unbound(0).unwrap();
-        let dom0 = w.domain(0);
-        let ring = dom0.map(1, GNTTAB_RESERVED_XENSTORE, false).unwrap();
-        dom0.bind_interdomain(1, port).unwrap();
-        World {
-            dom0,
-            dom1,
-            page,
-            port,
-            ring,
-            xs: RefCell::new(Xenstored::new(Default::default())),
-        }
-    }
-
-    /// The toolstack's nodes for vbd 51712 of domain 1, as xl writes them.
-    fn toolstack(&self, dom0: &impl Store) {
-        let setup = async {
-            dom0.mkdir(NO_TX, "/local/domain/1").await?;
-            dom0.set_perms(NO_TX, "/local/domain/1", &["n1"]).await?;
-            let vbd = Vbd {
-                front: 1,
-                id: 51712,
-                vdev: "xvda",
-                readonly: false,
-                params: "memory",
-            };
-            assert_eq!(
-                (vbd.front_dir().as_str(), vbd.back_dir(0).as_str()),
-                (FRONT, BACK)
-            );
-            nodes::create(dom0, 0, &vbd).await?;
-            Ok::<(), xenbus::XsError>(())
-        };
-        let mut setup = pin!(setup);
-        assert_eq!(poll(setup.as_mut()), Poll::Ready(Ok(())));
-        self.xs.borrow_mut().introduce(1).unwrap();
-    }
-
-    /// Moves the domU's store bytes both ways.
-    fn pump(&self) {
-        let page = self.ring.page();
-        let mut buf = [0u8; 256];
-        loop {
-            let n = ByteRing::STORE_REQ.read(&page, &mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            self.xs.borrow_mut().receive(1, &buf[..n]).unwrap();
-        }
-        let space = ByteRing::STORE_RSP.space(&page).unwrap();
-        let out = self.xs.borrow_mut().take_output(1, space);
-        ByteRing::STORE_RSP.write(&page, &out).unwrap();
-    }
-
-    /// Runs two futures together, pumping the store, until both are done.
-    fn run<A: Future, B: Future>(&self, a: A, b: B) -> (A::Output, B::Output) {
-        let (mut a, mut b) = (pin!(a), pin!(b));
-        let (mut ra, mut rb) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ra.is_none() || rb.is_none() {
-            if Instant::now() > deadline {
-                let mut xs = self.xs.borrow_mut();
-                let f = xs.read(0, &format!("{FRONT}/state"));
-                let b = xs.read(0, &format!("{BACK}/state"));
-                panic!(
-                    "the handshake hangs: front done {}, back done {}, states {f:?} {b:?}",
-                    ra.is_some(),
-                    rb.is_some()
-                );
-            }
-            self.pump();
-            if ra.is_none() {
-                if let Poll::Ready(v) = poll(a.as_mut()) {
-                    ra = Some(v);
-                }
-            }
-            if rb.is_none() {
-                if let Poll::Ready(v) = poll(b.as_mut()) {
-                    rb = Some(v);
-                }
-            }
-            self.dom1
-                .wait_timeout(self.port, Duration::from_micros(200));
-        }
-        (ra.unwrap(), rb.unwrap())
-    }
+/// The toolstack's nodes for vbd 51712 of domain 1, as xl writes them.
+fn toolstack(w: &World, dom0: &impl Store) {
+    let vbd = Vbd {
+        front: 1,
+        id: 51712,
+        vdev: "xvda",
+        readonly: false,
+        params: "memory",
+    };
+    assert_eq!(
+        (vbd.front_dir().as_str(), vbd.back_dir(0).as_str()),
+        (FRONT, BACK)
+    );
+    w.toolstack(dom0, async move { nodes::create(dom0, 0, &vbd).await });
 }
 
 #[test]
 fn front_and_back_negotiate_and_io_flows() {
-    let w = World::new();
+    let w = World::new(FRONT, BACK);
     let dom0 = Client::new(Loopback::new(&w.xs));
     let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
-    w.toolstack(&dom0);
+    toolstack(&w, &dom0);
     let (front, back) = w.run(
         blkfront::connect(&domu, &w.dom1, 51712, 64),
         handshake::connect(&dom0, &w.dom0, 1, 51712, MemDisk::new(4096), INFO),
@@ -236,10 +127,10 @@ fn a_front_end_publishing_nonsense_gets_the_vbd_closed() {
         ("event-channel", "-1"),
         ("protocol", "x86_32-abi"),
     ] {
-        let w = World::new();
+        let w = World::new(FRONT, BACK);
         let dom0 = Client::new(Loopback::new(&w.xs));
         let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
-        w.toolstack(&dom0);
+        toolstack(&w, &dom0);
         // A hand-made front end: one ring page, then the bad node, then Initialised.
         let ring = w.dom1.alloc_page().unwrap();
         let gref = w.dom1.grant(0, &ring, false).unwrap();
@@ -271,10 +162,10 @@ fn a_front_end_publishing_nonsense_gets_the_vbd_closed() {
 
 #[test]
 fn a_front_end_that_breaks_the_ring_is_disconnected_and_told_why() {
-    let w = World::new();
+    let w = World::new(FRONT, BACK);
     let dom0 = Client::new(Loopback::new(&w.xs));
     let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
-    w.toolstack(&dom0);
+    toolstack(&w, &dom0);
     let (front, back) = w.run(
         blkfront::connect(&domu, &w.dom1, 51712, 64),
         handshake::connect(&dom0, &w.dom0, 1, 51712, MemDisk::new(4096), INFO),
@@ -304,10 +195,10 @@ fn a_front_end_that_breaks_the_ring_is_disconnected_and_told_why() {
 
 #[test]
 fn two_queues_negotiate_and_each_serves_its_requests() {
-    let w = World::new();
+    let w = World::new(FRONT, BACK);
     let dom0 = Client::new(Loopback::new(&w.xs));
     let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
-    w.toolstack(&dom0);
+    toolstack(&w, &dom0);
     let (fronts, back) = w.run(
         blkfront::connect_queues(&domu, &w.dom1, 51712, 64, 2),
         handshake::connect(&dom0, &w.dom0, 1, 51712, MemDisk::new(4096), INFO),

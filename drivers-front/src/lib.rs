@@ -7,3 +7,4 @@ extern crate alloc;
 
 pub mod blkfront;
 pub mod consfront;
+pub mod netfront;

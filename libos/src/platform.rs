@@ -15,7 +15,7 @@ use pv_core::platform::{
 };
 use xen_sys::{
     gnttab_copy, gnttab_copy_gnttab_copy_ptr, gnttab_copy_gnttab_copy_ptr__bindgen_ty_1,
-    DOMID_SELF, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTST_okay,
+    GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTST_okay, DOMID_SELF,
 };
 
 use crate::events;
@@ -177,9 +177,9 @@ impl GrantCopy for Xen {
                     *s = match r {
                         Err(e) => Err(xen_err(e)),
                         Ok(()) if op.status as i32 == GNTST_okay as i32 => Ok(()),
-                        Ok(()) => Err(grant_err(GrantError::Status(
-                            hypercall::GrantStatus(op.status),
-                        ))),
+                        Ok(()) => Err(grant_err(GrantError::Status(hypercall::GrantStatus(
+                            op.status,
+                        )))),
                     };
                 }
             }

@@ -36,7 +36,7 @@ use xen_sys::{
     NETTXF_extra_info, NETTXF_more_data, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO,
     XEN_NETIF_EXTRA_TYPE_HASH, XEN_NETIF_EXTRA_TYPE_MAX, XEN_NETIF_EXTRA_TYPE_MCAST_ADD,
     XEN_NETIF_EXTRA_TYPE_MCAST_DEL, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6,
-    XEN_NETIF_NR_SLOTS_MIN,
+    XEN_NETIF_MAX_TX_SIZE, XEN_NETIF_NR_SLOTS_MIN,
 };
 
 use crate::abi::{FromGuest, ToGuest};
@@ -48,6 +48,8 @@ pub const ETH_HLEN: usize = 14;
 /// `XEN_NETBK_LEGACY_SLOTS_MAX`): the first and up to this many fragments; a packet
 /// with more is dropped.
 pub const MAX_SLOTS: usize = XEN_NETIF_NR_SLOTS_MIN as usize;
+/// The largest packet (its size is 16 bits).
+pub const MAX_TX_SIZE: usize = XEN_NETIF_MAX_TX_SIZE as usize;
 /// Fragments after which a front end is taken as malicious (Linux's
 /// `fatal_skb_slots` default, `FATAL_SKB_SLOTS_DEFAULT`).
 pub const FATAL_SLOTS: usize = 20;
@@ -489,6 +491,34 @@ pub fn tx_slots(
             }
         }
     }
+}
+
+/// A MAC address in xenstore's form (`mac` nodes: `00:16:3e:xx:xx:xx`, lower-case),
+/// as Linux's netfront (`xen_net_read_mac`) and ours parse it.
+pub fn format_mac(mac: &[u8; 6]) -> alloc::string::String {
+    alloc::format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        mac[0],
+        mac[1],
+        mac[2],
+        mac[3],
+        mac[4],
+        mac[5]
+    )
+}
+
+/// Parses `xx:xx:xx:xx:xx:xx` (either case); `None` for anything else.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 #[cfg(test)]

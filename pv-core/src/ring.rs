@@ -253,6 +253,16 @@ impl<'a, Req: FromGuest + ToGuest, Rsp: FromGuest + ToGuest> FrontRing<'a, Req, 
         }
     }
 
+    /// The index the next request goes to.
+    pub fn req_prod_pvt(&self) -> RingIdx {
+        self.state.req_prod_pvt
+    }
+
+    /// The index of the next response to consume.
+    pub fn rsp_cons(&self) -> RingIdx {
+        self.state.rsp_cons
+    }
+
     /// The private indices, to [`FrontRing::resume`] from.
     pub fn state(&self) -> FrontState {
         self.state

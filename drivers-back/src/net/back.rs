@@ -19,8 +19,7 @@ use alloc::vec::Vec;
 use pv_core::netif::{self, ExtraInfo, PacketMeta, RxFlags, TxError, TxFatal, TxPacket};
 use pv_core::page::PAGE_SIZE;
 use pv_core::platform::{
-    Copy, DomId, EventChannel, ForeignMemory, GrantCopy, GrantRef, PlatformError, Port,
-    SharePage,
+    Copy, DomId, EventChannel, ForeignMemory, GrantCopy, GrantRef, PlatformError, Port, SharePage,
 };
 use pv_core::ring::{BackRing, BackState, ProtocolError};
 use xen_sys::{
@@ -248,9 +247,7 @@ impl<P: ForeignMemory + EventChannel + GrantCopy> NetBack<P> {
 fn flow_hash(frame: &[u8]) -> usize {
     let ethertype = frame.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
     let (ip, proto_at, ihl) = match ethertype {
-        Some(0x0800) if frame.len() >= 34 => {
-            (&frame[26..34], 23, ((frame[14] & 0xf) as usize) * 4)
-        }
+        Some(0x0800) if frame.len() >= 34 => (&frame[26..34], 23, ((frame[14] & 0xf) as usize) * 4),
         Some(0x86dd) if frame.len() >= 54 => (&frame[22..54], 20, 40),
         _ => return 0,
     };

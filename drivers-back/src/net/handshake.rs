@@ -118,8 +118,12 @@ async fn handshake<S: Store, P: ForeignMemory + EventChannel + GrantCopy>(
 /// are split.
 async fn read_queue<S: Store>(store: &S, dir: &str) -> Result<(QueueRefs, bool), Error> {
     let bad = |n: &str| Error::BadNode(String::from(n));
-    let tx_ref = num(store, dir, "tx-ring-ref").await?.ok_or_else(|| bad("tx-ring-ref"))?;
-    let rx_ref = num(store, dir, "rx-ring-ref").await?.ok_or_else(|| bad("rx-ring-ref"))?;
+    let tx_ref = num(store, dir, "tx-ring-ref")
+        .await?
+        .ok_or_else(|| bad("tx-ring-ref"))?;
+    let rx_ref = num(store, dir, "rx-ring-ref")
+        .await?
+        .ok_or_else(|| bad("rx-ring-ref"))?;
     match num(store, dir, "event-channel").await? {
         Some(port) => Ok((
             QueueRefs {

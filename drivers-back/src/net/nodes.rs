@@ -16,6 +16,8 @@ use alloc::string::String;
 
 use xenbus::{Store, XsError};
 
+use pv_core::netif::format_mac;
+
 use crate::device_nodes;
 
 /// One vif as the toolstack describes it.
@@ -29,28 +31,6 @@ pub struct Vif<'a> {
     pub ip: Option<&'a str>,
     /// The bridge it joins (`bridge`), for people reading the store.
     pub bridge: &'a str,
-}
-
-/// A MAC address in the store's form.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
-    )
-}
-
-/// Parses `xx:xx:xx:xx:xx:xx` (either case); `None` for anything else.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut mac {
-        let p = parts.next()?;
-        if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
 }
 
 impl Vif<'_> {
@@ -100,28 +80,4 @@ pub async fn create<S: Store>(store: &S, back: u16, vif: &Vif<'_>) -> Result<(),
 /// Removes both directories.
 pub async fn remove<S: Store>(store: &S, back: u16, vif: &Vif<'_>) -> Result<(), XsError> {
     device_nodes::remove(store, &vif.front_dir(), &vif.back_dir(back)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn macs_round_trip_and_bad_ones_are_refused() {
-        let mac = [0x00, 0x16, 0x3e, 0xab, 0x0c, 0xff];
-        assert_eq!(format_mac(&mac), "00:16:3e:ab:0c:ff");
-        assert_eq!(parse_mac("00:16:3E:AB:0C:FF"), Some(mac));
-        for bad in [
-            "",
-            "00:16:3e:ab:0c",
-            "00:16:3e:ab:0c:ff:00",
-            "00:16:3e:ab:0c:f",
-            "00:16:3e:ab:0c:fff",
-            "00-16-3e-ab-0c-ff",
-            "00:16:3e:ab:0c:g0",
-            "+0:16:3e:ab:0c:ff",
-        ] {
-            assert_eq!(parse_mac(bad), None, "{bad:?}");
-        }
-    }
 }

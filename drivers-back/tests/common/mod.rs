@@ -2,6 +2,8 @@
 //! the block tests (a vbd offering everything).
 #![allow(dead_code)]
 
+pub mod world;
+
 use drivers_back::xenstore::{Access, Limits, Perm, Xenstored, XsError};
 use pv_core::xs_wire::{self, Framer, Message, MsgType};
 

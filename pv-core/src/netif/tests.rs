@@ -268,3 +268,22 @@ fn parse_never_reads_past_what_was_pushed() {
         assert!(matches!(r, Err(TxError::Fatal(_))), "{n}: {r:?}");
     }
 }
+
+#[test]
+fn macs_round_trip_and_bad_ones_are_refused() {
+    let mac = [0x00, 0x16, 0x3e, 0xab, 0x0c, 0xff];
+    assert_eq!(format_mac(&mac), "00:16:3e:ab:0c:ff");
+    assert_eq!(parse_mac("00:16:3E:AB:0C:FF"), Some(mac));
+    for bad in [
+        "",
+        "00:16:3e:ab:0c",
+        "00:16:3e:ab:0c:ff:00",
+        "00:16:3e:ab:0c:f",
+        "00:16:3e:ab:0c:fff",
+        "00-16-3e-ab-0c-ff",
+        "00:16:3e:ab:0c:g0",
+        "+0:16:3e:ab:0c:ff",
+    ] {
+        assert_eq!(parse_mac(bad), None, "{bad:?}");
+    }
+}

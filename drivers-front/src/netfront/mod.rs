@@ -1,0 +1,8 @@
+//! netfront (`io/netif.h`): [`ring`] is one vif's data path, [`handshake`] the xenbus
+//! negotiation that connects it to its back end.
+
+pub mod handshake;
+pub mod ring;
+
+pub use handshake::{close, connect, Config, Error};
+pub use ring::{Broken, Features, Netfront, RxPacket, Stats, TxError};
