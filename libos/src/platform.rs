@@ -217,7 +217,7 @@ impl GrantCopy for Xen {
                     u: gnttab_copy_gnttab_copy_ptr__bindgen_ty_1 {
                         gmfn: maddr / PAGE_SIZE,
                     },
-                    domid: DOMID_SELF as u16,
+                    domid: DOMID_SELF,
                     offset: (maddr % PAGE_SIZE) as u16,
                 };
                 let theirs = gnttab_copy_gnttab_copy_ptr {

@@ -192,31 +192,6 @@ pub async fn other_end<S: Store>(store: &S, dir: &str, which: &str) -> Result<Ot
     Ok(OtherEnd { domid, dir: path })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_number;
-
-    #[test]
-    fn numbers_are_read_strictly() {
-        assert_eq!(parse_number::<u32>(b"51712"), Some(51712));
-        assert_eq!(parse_number::<u32>(b" 7\n"), Some(7));
-        assert_eq!(parse_number::<u32>(b"0"), Some(0));
-        for bad in [
-            &b""[..],
-            b"-1",
-            b"+1",
-            b"0x10",
-            b"010",
-            b"1 2",
-            b"\xff",
-            b"4294967296",
-        ] {
-            assert_eq!(parse_number::<u32>(bad), None, "{bad:?}");
-        }
-        assert_eq!(parse_number::<u16>(b"65536"), None);
-    }
-}
-
 /// Follows the front end of the connected back end at `dir` until it closes (Linux's
 /// back ends' `frontend_changed`): when it goes `Closing` (or `Closed`, or vanishes),
 /// runs `disconnect` (unmap everything) and goes `Closing`, and once the front end is
@@ -246,4 +221,29 @@ pub async fn follow_close<S: Store>(
         switch_state(store, dir, me).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_number;
+
+    #[test]
+    fn numbers_are_read_strictly() {
+        assert_eq!(parse_number::<u32>(b"51712"), Some(51712));
+        assert_eq!(parse_number::<u32>(b" 7\n"), Some(7));
+        assert_eq!(parse_number::<u32>(b"0"), Some(0));
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"+1",
+            b"0x10",
+            b"010",
+            b"1 2",
+            b"\xff",
+            b"4294967296",
+        ] {
+            assert_eq!(parse_number::<u32>(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_number::<u16>(b"65536"), None);
+    }
 }

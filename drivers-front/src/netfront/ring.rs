@@ -138,6 +138,14 @@ impl<Page: SharePage> RxPacket<Page> {
     }
 }
 
+/// A transmitted page: its grant, and whether it is a packet's first slot (whose
+/// answer says whether the packet went).
+struct TxBuf<Page> {
+    page: Page,
+    gref: GrantRef,
+    first: bool,
+}
+
 /// One vif's rings and buffers.
 pub struct Netfront<P: GrantTable + EventChannel> {
     p: P,
@@ -151,9 +159,8 @@ pub struct Netfront<P: GrantTable + EventChannel> {
     tx_port: Port,
     rx_port: Port,
     features: Features,
-    /// In flight on the tx ring, by request id: the page and its grant (`None` for
-    /// the id of an extra-info slot).
-    tx_bufs: Vec<Option<(Option<(P::Page, GrantRef)>, bool)>>,
+    /// In flight on the tx ring, by request id.
+    tx_bufs: Vec<Option<TxBuf<P::Page>>>,
     tx_ids: Vec<u16>,
     /// Pages for transmission, not granted.
     tx_pool: Vec<P::Page>,
@@ -376,18 +383,16 @@ where
                     if rsp.status == NETIF_RSP_NULL as i16 {
                         continue;
                     }
-                    let Some(Some((buf, first))) =
-                        self.tx_bufs.get_mut(rsp.id as usize).map(|b| b.take())
+                    let Some(Some(buf)) = self.tx_bufs.get_mut(rsp.id as usize).map(|b| b.take())
                     else {
                         break Err(Broken::TxId(rsp.id));
                     };
-                    if let Some((pg, gref)) = buf {
-                        if self.p.end_grant(gref).is_ok() {
-                            self.tx_pool.push(pg);
-                        } else {
-                            // Still mapped by the back end: never reuse it.
-                            core::mem::forget(pg);
-                        }
+                    let first = buf.first;
+                    if self.p.end_grant(buf.gref).is_ok() {
+                        self.tx_pool.push(buf.page);
+                    } else {
+                        // Still mapped by the back end: never reuse it.
+                        core::mem::forget(buf.page);
                     }
                     self.tx_ids.push(rsp.id);
                     if first && rsp.status != NETIF_RSP_OKAY as i16 {
@@ -599,7 +604,11 @@ where
             .map(|_| self.tx_ids.pop().expect("can_send checked"))
             .collect();
         for ((pg, g), (k, &id)) in granted.into_iter().zip(ids.iter().enumerate()) {
-            self.tx_bufs[id as usize] = Some((Some((pg, g)), k == 0));
+            self.tx_bufs[id as usize] = Some(TxBuf {
+                page: pg,
+                gref: g,
+                first: k == 0,
+            });
         }
         let v = [self.tx_ring.page()];
         let mut ring = TxRing::resume(&v, self.tx);
@@ -624,10 +633,8 @@ where
         for (pg, g) in self.rx_bufs.into_iter().flatten() {
             end(p, pg, g);
         }
-        for (buf, _) in self.tx_bufs.into_iter().flatten() {
-            if let Some((pg, g)) = buf {
-                end(p, pg, g);
-            }
+        for b in self.tx_bufs.into_iter().flatten() {
+            end(p, b.page, b.gref);
         }
         end(p, self.tx_ring, self.tx_ref);
         end(p, self.rx_ring, self.rx_ref);
