@@ -12,6 +12,8 @@
 //! - [`ring`]: the request/response rings of `io/ring.h` (one or several pages), with
 //!   its notification rules and checks of the peer's indices.
 //! - [`xs_wire`]: xenstore messages (`io/xs_wire.h`): header view, framing, error names.
+//! - `offload` (feature `net`): the checksum and segmentation offloads of `io/netif.h`
+//!   and their software fallbacks, over smoltcp's wire formats.
 //! - [`microvm`]: where QEMU's microvm machine puts its virtio-mmio devices and lines.
 //! - [`platform`]: the small traits (event channels, grants, foreign mappings) that drivers
 //!   take; libos implements them for a real PV guest.
@@ -31,6 +33,8 @@ pub mod byte_ring;
 pub mod mem_platform;
 pub mod microvm;
 pub mod netif;
+#[cfg(feature = "net")]
+pub mod offload;
 pub mod page;
 pub mod platform;
 pub mod ring;
