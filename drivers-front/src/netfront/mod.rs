@@ -1,6 +1,9 @@
 //! netfront (`io/netif.h`): [`ring`] is one vif's data path, [`handshake`] the xenbus
-//! negotiation that connects it to its back end.
+//! negotiation that connects it to its back end, [`device`] (feature `smoltcp`) the
+//! `smoltcp::phy::Device` a TCP/IP stack uses.
 
+#[cfg(feature = "smoltcp")]
+pub mod device;
 pub mod handshake;
 pub mod ring;
 

@@ -88,6 +88,8 @@ pub struct Stats {
     pub tx_bytes: u64,
     /// Transmissions the back end answered with an error.
     pub tx_errors: u64,
+    /// Packets written but not sent (no grant entry left).
+    pub tx_dropped: u64,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     /// Received packets with an error status, dropped.
@@ -546,6 +548,7 @@ where
         if let Some(b) = self.broken {
             return Err(TxError::Broken(b));
         }
+        // Every error below is returned before `fill` runs.
         let pages = len.div_ceil(PAGE_SIZE).max(1);
         if len > netif::MAX_TX_SIZE || (pages > 1 && !self.features.sg) {
             return Err(TxError::TooLarge);
@@ -586,12 +589,14 @@ where
             match self.p.grant(self.backend, &pg, true) {
                 Ok(g) => granted.push((pg, g)),
                 Err(_) => {
+                    // Out of grant entries after the packet was written: it is
+                    // dropped (counted), as a NIC drops what it cannot queue.
                     self.tx_pool.push(pg);
                     for (pg, g) in granted {
-                        let _ = self.p.end_grant(g);
-                        self.tx_pool.push(pg);
+                        end(&self.p, pg, g);
                     }
-                    return Err(TxError::Full);
+                    self.stats.tx_dropped += 1;
+                    return Ok(r);
                 }
             }
         }
