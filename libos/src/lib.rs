@@ -24,6 +24,7 @@ pub mod grant;
 pub mod heap;
 pub mod hypercall;
 pub mod memory;
+pub mod net;
 pub mod paging;
 mod panic;
 pub mod platform;
