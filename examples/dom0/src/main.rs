@@ -31,6 +31,7 @@
 
 extern crate alloc;
 
+mod tasks;
 mod vbd;
 mod virtio_blk;
 mod virtio_disk;
@@ -77,7 +78,8 @@ struct Dom0 {
     /// The manifest's disks, and the devices not yet given to their domU.
     disk_specs: Vec<vbd::DiskSpec>,
     disks: Vec<virtio_disk::VirtioDisk>,
-    vbds: vbd::Vbds,
+    /// The back ends' tasks (vbds, vifs).
+    tasks: tasks::Tasks,
     consoles: Consoles<Xen>,
     guests: BTreeMap<u16, Guest>,
     names: BTreeMap<u16, String>,
@@ -143,7 +145,7 @@ impl Dom0 {
             client,
             disk_specs,
             disks,
-            vbds: vbd::Vbds::default(),
+            tasks: tasks::Tasks::default(),
             consoles: Consoles::new(Xen),
             guests: BTreeMap::new(),
             names,
@@ -293,9 +295,9 @@ impl Dom0 {
                 continue;
             };
             let disk = self.disks.swap_remove(i);
-            self.vbds.start(self.client, spec, disk);
+            vbd::start(&mut self.tasks, self.client, spec, disk);
         }
-        self.vbds.poll();
+        self.tasks.poll();
     }
 
     fn release(&mut self, id: u16) {
@@ -312,7 +314,7 @@ impl Dom0 {
                 println!("dom0: unmapping d{id}'s store ring: {e:?}");
             }
         }
-        vbd::Vbds::remove_nodes(self.client, &self.disk_specs, id);
+        vbd::remove_nodes(self.client, &self.disk_specs, id);
         {
             let mut xs = self.xs.borrow_mut();
             xs.release(id);
@@ -320,7 +322,7 @@ impl Dom0 {
             let _ = xs.rm(0, &format!("/local/domain/0/backend/console/{id}"));
         }
         self.client.pump();
-        self.vbds.poll();
+        self.tasks.poll();
         println!("dom0: d{id} ({}) is gone: released", g.name);
     }
 
@@ -499,7 +501,7 @@ fn main() {
         if dom0.xs.borrow().pending_output(0) > 0 {
             dom0.client.pump();
         }
-        busy |= dom0.vbds.poll();
+        busy |= dom0.tasks.poll();
         let round = dom0.consoles.poll(&mut |b| out(b));
         busy |= round.more || round.output > 0 || round.input > 0;
         for id in round.disconnected {

@@ -1,19 +1,14 @@
 //! dom0's block back end: one task per vbd, from the toolstack's nodes to the orderly
 //! close (`drivers_back::blk`: `nodes::create`, `handshake::connect`, `BlkBack::service`,
 //! `handshake::follow_close`, `handshake::fail`), over dom0's own xenstore client.
-//!
-//! dom0's loop is not an executor: it polls every live task whenever something happened
-//! (an event, store traffic), with a waker that does nothing; a task looks at its ring's
-//! event latch and its front end's state watch each time it is polled.
+//! Each is one of dom0's tasks (`tasks`).
 
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::{poll_fn, Future};
-use core::pin::{pin, Pin};
-use core::sync::atomic::{AtomicBool, Ordering};
-use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use core::pin::pin;
+use core::task::Poll;
 
 use drivers_back::blk::handshake;
 use drivers_back::blk::nodes::{self, Vbd};
@@ -25,6 +20,7 @@ use pv_core::blkif::Disk;
 use xenbus::device::read_state;
 use xenbus::{Client, State, Store};
 
+use crate::tasks::{now, yield_now, Tasks};
 use crate::virtio_disk::VirtioDisk;
 
 pub type Dom0Store = Client<Loopback<'static>>;
@@ -82,102 +78,35 @@ pub fn parse_disks(list: &str) -> Result<Vec<DiskSpec>, String> {
     Ok(out)
 }
 
-fn noop_waker() -> Waker {
-    const VTABLE: RawWakerVTable = RawWakerVTable::new(
-        |_| RawWaker::new(core::ptr::null(), &VTABLE),
-        |_| {},
-        |_| {},
-        |_| {},
-    );
-    // SAFETY: every function of the table ignores the data pointer.
-    unsafe { Waker::from_raw(RawWaker::new(core::ptr::null(), &VTABLE)) }
-}
-
-/// Polls `f` until it is done, pumping nothing: for store requests over the loopback,
-/// which complete within the poll that sends them.
-pub fn now<F: Future>(f: F) -> Option<F::Output> {
-    let mut f = pin!(f);
-    let waker = noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    for _ in 0..64 {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return Some(v);
+/// Creates vbd `spec` (its nodes) and starts serving it from `disk`, as a task.
+pub fn start(tasks: &mut Tasks, store: &'static Dom0Store, spec: &DiskSpec, disk: VirtioDisk) {
+    match now(nodes::create(store, 0, &spec.vbd())) {
+        Some(Ok(())) => {}
+        other => {
+            println!(
+                "dom0: d{} vbd {}: nodes not written: {other:?}",
+                spec.domid, spec.vdev
+            );
+            return;
         }
     }
-    None
+    let info = Disk {
+        sectors: 0,
+        readonly: spec.readonly || disk.readonly(),
+        flush: true,
+        barrier: true,
+        discard: disk.discards(),
+        max_indirect_segments: 256,
+    };
+    let (front, id, vdev) = (spec.domid, spec.id, spec.vdev.clone());
+    tasks.spawn(serve(store, front, id, vdev, disk, info));
 }
 
-type Task = Pin<Box<dyn Future<Output = ()>>>;
-
-/// A task gave the loop a turn with work still to do ([`yield_now`]).
-static YIELDED: AtomicBool = AtomicBool::new(false);
-
-/// Lets dom0's loop (the stores, the consoles, the other vbds) run before this task
-/// goes on: a front end that keeps its ring busy would otherwise keep its task, and
-/// dom0, to itself.
-async fn yield_now() {
-    let mut once = false;
-    poll_fn(|_| {
-        if once {
-            Poll::Ready(())
-        } else {
-            once = true;
-            YIELDED.store(true, Ordering::Relaxed);
-            Poll::Pending
-        }
-    })
-    .await
-}
-
-/// The live vbd tasks.
-#[derive(Default)]
-pub struct Vbds {
-    tasks: Vec<Task>,
-}
-
-impl Vbds {
-    /// Creates vbd `spec` (its nodes) and starts serving it from `disk`.
-    pub fn start(&mut self, store: &'static Dom0Store, spec: &DiskSpec, disk: VirtioDisk) {
-        match now(nodes::create(store, 0, &spec.vbd())) {
-            Some(Ok(())) => {}
-            other => {
-                println!(
-                    "dom0: d{} vbd {}: nodes not written: {other:?}",
-                    spec.domid, spec.vdev
-                );
-                return;
-            }
-        }
-        let info = Disk {
-            sectors: 0,
-            readonly: spec.readonly || disk.readonly(),
-            flush: true,
-            barrier: true,
-            discard: disk.discards(),
-            max_indirect_segments: 256,
-        };
-        let (front, id, vdev) = (spec.domid, spec.id, spec.vdev.clone());
-        self.tasks
-            .push(Box::pin(serve(store, front, id, vdev, disk, info)));
-    }
-
-    /// Polls every task once; drops those that are done. Returns whether one has more
-    /// to do at once (the loop should come back without waiting for an event).
-    pub fn poll(&mut self) -> bool {
-        let waker = noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        YIELDED.store(false, Ordering::Relaxed);
-        self.tasks
-            .retain_mut(|t| t.as_mut().poll(&mut cx).is_pending());
-        YIELDED.load(Ordering::Relaxed)
-    }
-
-    /// Removes the nodes of a domU's vbds (it is gone): their tasks see the front end
-    /// vanish and close.
-    pub fn remove_nodes(store: &'static Dom0Store, specs: &[DiskSpec], domid: u16) {
-        for s in specs.iter().filter(|s| s.domid == domid) {
-            let _ = now(nodes::remove(store, 0, &s.vbd()));
-        }
+/// Removes the nodes of a domU's vbds (it is gone): their tasks see the front end
+/// vanish and close.
+pub fn remove_nodes(store: &'static Dom0Store, specs: &[DiskSpec], domid: u16) {
+    for s in specs.iter().filter(|s| s.domid == domid) {
+        let _ = now(nodes::remove(store, 0, &s.vbd()));
     }
 }
 

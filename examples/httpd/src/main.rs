@@ -1,0 +1,326 @@
+//! httpd: an HTTP/1.1 server appliance on libos's TCP/IP (smoltcp over netfront).
+//!
+//! - `GET /`: a static page compiled in (`www/index.html`);
+//! - `GET /stats`: the server's and the vif's counters as JSON;
+//! - `GET /bytes/N`: N bytes of a fixed pattern (load tests and downloads);
+//! - anything else: 404; a method other than GET or HEAD: 405; a request that does
+//!   not parse: 400; headers larger than 8 KiB: 431.
+//!
+//! Connections are kept alive (HTTP/1.1's default; HTTP/1.0 with
+//! `Connection: keep-alive`) and served concurrently, one task each; pipelined
+//! requests are answered in order.
+//!
+//! Command line: `port=N` (default 80). At start it prints
+//! `httpd: serving http://A.B.C.D:N/` once it has an address (the toolstack's, or
+//! DHCP's).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
+use libos::net::{self, Addressing, TcpListener, TcpStream};
+use libos::{executor, println, start_info, time};
+
+static INDEX: &str = include_str!("../www/index.html");
+
+/// Largest request head we read.
+const HEAD_MAX: usize = 8192;
+/// Largest request body we take (and discard: nothing here takes a body yet).
+const BODY_MAX: usize = 1 << 20;
+
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static ACTIVE: AtomicU64 = AtomicU64::new(0);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+
+fn arg(name: &str) -> Option<u64> {
+    start_info::get()
+        .cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+/// What a request asked, once parsed.
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    keep_alive: bool,
+    body_len: usize,
+}
+
+/// Parses the head at the start of `buf`: `Ok(None)` if it is not complete yet.
+fn parse(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, u16> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(431),
+        Err(_) => return Err(400),
+    };
+    let version = req.version.unwrap_or(1);
+    let mut keep_alive = version >= 1;
+    let mut body_len = 0;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            let v = core::str::from_utf8(h.value).unwrap_or("");
+            if v.eq_ignore_ascii_case("close") {
+                keep_alive = false;
+            } else if v.eq_ignore_ascii_case("keep-alive") {
+                keep_alive = true;
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            body_len = core::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(400u16)?;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked bodies are not taken.
+            return Err(501);
+        }
+    }
+    if body_len > BODY_MAX {
+        return Err(413);
+    }
+    Ok(Some((
+        Request {
+            method: req.method.unwrap_or(""),
+            path: req.path.unwrap_or(""),
+            keep_alive,
+            body_len,
+        },
+        n,
+    )))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        _ => "Error",
+    }
+}
+
+fn head(status: u16, kind: &str, len: usize, keep_alive: bool) -> String {
+    format!(
+        "HTTP/1.1 {status} {}\r\nServer: httpd (libos)\r\nContent-Type: {kind}\r\n\
+         Content-Length: {len}\r\nConnection: {}\r\n\r\n",
+        reason(status),
+        if keep_alive { "keep-alive" } else { "close" }
+    )
+}
+
+fn stats_json() -> String {
+    let (vif, bad) = net::stats().unwrap_or_default();
+    format!(
+        "{{\"connections\":{},\"active\":{},\"requests\":{},\"bytes_out\":{},\"errors\":{},\
+         \"uptime_ms\":{},\"vif\":{{\"tx_packets\":{},\"tx_bytes\":{},\"rx_packets\":{},\
+         \"rx_bytes\":{},\"tx_errors\":{},\"rx_errors\":{},\"bad_checksums\":{}}}}}\n",
+        CONNECTIONS.load(Ordering::Relaxed),
+        ACTIVE.load(Ordering::Relaxed),
+        REQUESTS.load(Ordering::Relaxed),
+        BYTES_OUT.load(Ordering::Relaxed),
+        ERRORS.load(Ordering::Relaxed),
+        time::now().as_nanos() / 1_000_000,
+        vif.tx_packets,
+        vif.tx_bytes,
+        vif.rx_packets,
+        vif.rx_bytes,
+        vif.tx_errors,
+        vif.rx_errors,
+        bad,
+    )
+}
+
+/// Answers one request; returns whether the connection stays open.
+async fn answer(s: &mut TcpStream, req: &Request<'_>) -> Result<bool, net::Error> {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let ka = req.keep_alive;
+    let headers_only = req.method == "HEAD";
+    if req.method != "GET" && req.method != "HEAD" {
+        ERRORS.fetch_add(1, Ordering::Relaxed);
+        let body = "method not allowed\n";
+        send(
+            s,
+            &head(405, "text/plain", body.len(), ka),
+            body,
+            headers_only,
+        )
+        .await?;
+        return Ok(ka);
+    }
+    let path = req.path.split('?').next().unwrap_or("");
+    if path == "/" || path == "/index.html" {
+        send(
+            s,
+            &head(200, "text/html; charset=utf-8", INDEX.len(), ka),
+            INDEX,
+            headers_only,
+        )
+        .await?;
+    } else if path == "/stats" {
+        let body = stats_json();
+        send(
+            s,
+            &head(200, "application/json", body.len(), ka),
+            &body,
+            headers_only,
+        )
+        .await?;
+    } else if let Some(n) = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        s.write_all(head(200, "application/octet-stream", n, ka).as_bytes())
+            .await?;
+        if !headers_only {
+            let chunk: alloc::vec::Vec<u8> = (0..16384u32).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(chunk.len());
+                s.write_all(&chunk[..k]).await?;
+                left -= k;
+            }
+            BYTES_OUT.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    } else {
+        ERRORS.fetch_add(1, Ordering::Relaxed);
+        let body = "not found\n";
+        send(
+            s,
+            &head(404, "text/plain", body.len(), ka),
+            body,
+            headers_only,
+        )
+        .await?;
+    }
+    Ok(ka)
+}
+
+async fn send(
+    s: &mut TcpStream,
+    head: &str,
+    body: &str,
+    headers_only: bool,
+) -> Result<(), net::Error> {
+    // One write for both when they fit: one segment for a small page.
+    let mut out = String::with_capacity(head.len() + body.len());
+    out.push_str(head);
+    if !headers_only {
+        out.push_str(body);
+    }
+    BYTES_OUT.fetch_add(out.len() as u64, Ordering::Relaxed);
+    s.write_all(out.as_bytes()).await
+}
+
+async fn connection(mut s: TcpStream) {
+    CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    ACTIVE.fetch_add(1, Ordering::Relaxed);
+    let mut buf = vec![0u8; HEAD_MAX];
+    let mut have = 0;
+    'conn: loop {
+        // Every complete request in the buffer, in order.
+        loop {
+            match parse(&buf[..have]) {
+                Ok(Some((req, n))) => {
+                    let (keep, body) = (req.keep_alive, req.body_len);
+                    let r = answer(&mut s, &req).await;
+                    // Skip the body (read the rest of it if it is not all here).
+                    let mut skip = n + body;
+                    while skip > have {
+                        skip -= have;
+                        have = match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => break 'conn,
+                            Ok(k) => k,
+                        };
+                    }
+                    buf.copy_within(skip..have, 0);
+                    have -= skip;
+                    match r {
+                        Ok(true) if keep => {}
+                        _ => break 'conn,
+                    }
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    ERRORS.fetch_add(1, Ordering::Relaxed);
+                    let body = "bad request\n";
+                    let _ = send(
+                        &mut s,
+                        &head(status, "text/plain", body.len(), false),
+                        body,
+                        false,
+                    )
+                    .await;
+                    break 'conn;
+                }
+            }
+        }
+        if have == buf.len() {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+            let body = "header too large\n";
+            let _ = send(
+                &mut s,
+                &head(431, "text/plain", body.len(), false),
+                body,
+                false,
+            )
+            .await;
+            break;
+        }
+        match s.read(&mut buf[have..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => have += n,
+        }
+    }
+    s.close(Duration::from_secs(2)).await;
+    ACTIVE.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn main() {
+    let port = arg("port").unwrap_or(80) as u16;
+    executor::block_on(async move {
+        let (mac, addressing) = match net::up().await {
+            Ok(x) => x,
+            Err(e) => panic!("httpd: no network: {e:?}"),
+        };
+        let m = mac;
+        println!(
+            "httpd: vif up, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {}",
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            m[5],
+            match addressing {
+                Addressing::Static(_) => "static address",
+                Addressing::Dhcp => "asking DHCP",
+            }
+        );
+        let Some(addr) = net::wait_address(Duration::from_secs(30)).await else {
+            panic!("httpd: no address after 30 s");
+        };
+        let mut listener =
+            TcpListener::bind(port).unwrap_or_else(|e| panic!("httpd: bind {port}: {e:?}"));
+        println!("httpd: serving http://{}:{port}/", addr.address());
+        loop {
+            let s = listener.accept().await;
+            executor::spawn(connection(s));
+        }
+    });
+}
+
+libos::main!(main);
