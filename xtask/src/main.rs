@@ -31,6 +31,7 @@ mod qemu;
 mod ring_bench;
 mod scenarios;
 mod test;
+mod vifs;
 mod xen;
 
 use std::path::PathBuf;
