@@ -7,4 +7,5 @@ extern crate alloc;
 
 pub mod blk;
 pub mod console;
+pub mod net;
 pub mod xenstore;
