@@ -244,4 +244,41 @@ fn main() {
         .encode_into(&mut torn);
     log.extend_from_slice(&torn[..512]);
     write(&out, "kvlog", "three-records-torn-fourth", &log);
+
+    // offload: a CHECKSUM_PARTIAL TCP segment of 3000 bytes to cut at 1448 (TCPv4, the
+    // IPv4 header checksum set right: mode 2), and the same over IPv6 (mode 3).
+    for (name, v6) in [("tcpv4-gso", false), ("tcpv6-gso", true)] {
+        let mut seed = vec![2 | u8::from(v6)];
+        seed.extend_from_slice(&1448u16.to_le_bytes());
+        seed.extend_from_slice(&tcp_frame(v6, &[0x5a; 3000]));
+        write(&out, "offload", name, &seed);
+    }
+}
+
+/// An Ethernet frame of a TCP segment (PSH|ACK) with a blank checksum, as Linux's
+/// netfront sends one for TSO.
+fn tcp_frame(v6: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+    let tcp_len = 20 + payload.len();
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+        f.extend_from_slice(&[6, 64]);
+        for last in [1, 2] {
+            f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]);
+        }
+    } else {
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        f.extend_from_slice(&(20 + tcp_len as u16).to_be_bytes());
+        f.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    }
+    f.extend_from_slice(&[
+        0x0f, 0xa0, 0, 80, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 2, 0, 0, 0, 0, 0,
+    ]);
+    f.extend_from_slice(payload);
+    if !v6 {
+        smoltcp::wire::Ipv4Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+    }
+    pv_core::offload::pseudo_header_checksum(&mut f).expect("a TCP frame");
+    f
 }

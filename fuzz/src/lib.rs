@@ -15,6 +15,7 @@ pub mod bzimage;
 pub mod elf;
 pub mod hypercalls;
 pub mod kvlog;
+pub mod offload;
 pub mod xenstored;
 pub mod xs_client;
 pub mod xs_wire;

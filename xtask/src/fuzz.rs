@@ -31,6 +31,7 @@ pub const TARGETS: &[&str] = &[
     "blkif",
     "blkfront",
     "kvlog",
+    "offload",
     "hypercalls",
 ];
 
