@@ -448,6 +448,12 @@ impl TcpStream {
         Ok(())
     }
 
+    /// Sends our FIN: we send no more, the peer may (a half-close).
+    pub fn shutdown(&mut self) {
+        let _ = with(|n| n.sockets.get_mut::<tcp::Socket>(self.handle).close());
+        kick();
+    }
+
     /// Sends our FIN and waits (up to `timeout`) for the connection to finish.
     pub async fn close(self, timeout: Duration) {
         let h = self.handle;
