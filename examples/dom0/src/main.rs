@@ -34,6 +34,7 @@ extern crate alloc;
 mod vbd;
 mod virtio_blk;
 mod virtio_disk;
+mod virtio_mmio;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
