@@ -15,6 +15,10 @@
 //!                         # domUs get ring event channels and start paused (default false)
 //! disk = ["vdev=xvda,access=rw,size=64M,target=images/kv.img"]
 //!                         # domUs only: virtual disks, xl.cfg's disk specs (`disks.rs`)
+//! nic = "user"            # dom0 only: the machine's NIC, a QEMU virtio-net device
+//!                         # (MAC 52:54:00:12:34:56) that dom0 drives: "user" (QEMU's
+//!                         # user-mode network: gateway 10.0.2.2, DHCP gives 10.0.2.15)
+//!                         # or "tap:NAME" (an existing host tap device); default none
 //! ```
 //!
 //! An `image` with a `/` in it is a path, relative to the manifest's directory (write
@@ -28,7 +32,9 @@
 //! `w` or `r`, and the serial of the virtio-blk device QEMU gives the disk (`vbd0`,
 //! `vbd1`, ... in manifest order). `disks=` is there only when there are disks. The
 //! disks are dom0's devices, served to the domUs, so dom0 itself has none, and a
-//! manifest with disks needs a dom0 with `backends = true`.
+//! manifest with disks needs a dom0 with `backends = true`. A dom0 with a `nic` gets
+//! ` nic` on its command line: it then looks for the virtio-net device and drives it
+//! (`cargo xtask run --pcap FILE` records the NIC's traffic).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -42,6 +48,7 @@ use serde::Deserialize;
 
 use crate::disks::{self, Access, Disk, DiskSpec};
 use crate::images;
+use crate::qemu::Nic;
 
 /// Memory of a domU without `memory`, in MiB.
 pub const DEFAULT_DOMU_MIB: u64 = 16;
@@ -108,6 +115,8 @@ pub struct DomainSpec {
     pub backends: bool,
     /// The domain's virtual disks, in manifest order (served by dom0).
     pub disks: Vec<DiskSpec>,
+    /// The machine's NIC, which this domain (the dom0) drives.
+    pub nic: Option<Nic>,
 }
 
 /// A checked manifest: the domains in file order (the shim numbers domUs in this order).
@@ -139,6 +148,8 @@ struct RawDomain {
     /// xl.cfg's disk specs (`disks.rs`).
     #[serde(default)]
     disk: Vec<String>,
+    /// `user` or `tap:NAME` (`qemu::Nic::parse`).
+    nic: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -215,6 +226,13 @@ impl Manifest {
                             .map_err(|e| anyhow::anyhow!("domain {:?}: disk {spec:?}: {e}", d.name))
                     })
                     .collect::<Result<_>>()?;
+                let nic = match &d.nic {
+                    Some(text) => Some(
+                        Nic::parse(text)
+                            .map_err(|e| anyhow::anyhow!("domain {:?}: {e}", d.name))?,
+                    ),
+                    None => None,
+                };
                 Ok(DomainSpec {
                     memory_kib: d.memory.unwrap_or(default_memory_kib(role)),
                     image: ImageRef::parse(&d.image, base),
@@ -223,6 +241,7 @@ impl Manifest {
                     role,
                     backends: d.backends,
                     disks,
+                    nic,
                 })
             })
             .collect::<Result<_>>()?;
@@ -278,6 +297,7 @@ impl Manifest {
                 role,
                 backends: false,
                 disks: Vec::new(),
+                nic: None,
             });
         }
         let manifest = Manifest { domains: named };
@@ -289,6 +309,16 @@ impl Manifest {
     /// writer on placeholder images (so the rules live in one place).
     pub fn check(&self) -> Result<()> {
         self.check_disks()?;
+        if let Some(d) = self
+            .domains
+            .iter()
+            .find(|d| d.nic.is_some() && d.role != Role::Dom0)
+        {
+            bail!(
+                "domain {:?}: only dom0 may have a nic: it is the machine's NIC, which dom0 drives",
+                d.name
+            );
+        }
         const PLACEHOLDER: &[u8] = b"\x7fELF";
         let domains: Vec<_> = self
             .domains
@@ -379,6 +409,11 @@ impl Manifest {
             }
         }
         out
+    }
+
+    /// The machine's NIC: the dom0's, if it has one.
+    pub fn nic(&self) -> Option<Nic> {
+        self.domains.iter().find_map(|d| d.nic.clone())
     }
 
     /// Each domain with the id the shim gives it: dom0 0, the domUs 1, 2, ... in order.
@@ -496,7 +531,8 @@ impl Manifest {
     /// Each domain's command line as bundled. A dom0 running the back-ends also
     /// learns the domUs' names (` names=1:web,2:db`), which the shim does not tell
     /// it: it names their consoles and their `name` nodes in xenstore after them; and
-    /// their disks (` disks=1:xvda:w:vbd0`), which it serves (module documentation).
+    /// their disks (` disks=1:xvda:w:vbd0`), which it serves; a dom0 with a NIC, ` nic`
+    /// (module documentation).
     fn cmdlines(&self) -> Vec<String> {
         let names: Vec<String> = self
             .with_ids()
@@ -525,6 +561,9 @@ impl Manifest {
                 }
                 if d.backends && !disks.is_empty() {
                     cmdline = format!("{cmdline} disks={}", disks.join(","));
+                }
+                if d.nic.is_some() {
+                    cmdline = format!("{cmdline} nic");
                 }
                 cmdline.trim_start().to_string()
             })
@@ -567,6 +606,14 @@ impl Manifest {
                 d.image,
                 d.cmdline
             );
+            if let Some(nic) = &d.nic {
+                let _ = writeln!(
+                    s,
+                    "           nic  {}  MAC {}",
+                    nic.backend,
+                    crate::qemu::NIC_MAC
+                );
+            }
             for k in disks.by_ref().take(d.disks.len()) {
                 let _ = writeln!(
                     s,

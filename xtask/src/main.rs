@@ -72,7 +72,8 @@ enum Command {
     /// name, or a path to a PV ELF containing a `/`, relative to the manifest),
     /// `memory` ("16M", "1G" or MiB; default 16M, dom0 64M), `cmdline`, `role`
     /// ("dom0" or "domU", the default), `backends` and `disk` (a domU's xl.cfg disk
-    /// specs, e.g. "vdev=xvda,size=64M,target=images/kv.img"). See bundles/hello3.toml.
+    /// specs, e.g. "vdev=xvda,size=64M,target=images/kv.img"), `nic` (dom0's: "user"
+    /// or "tap:NAME"). See bundles/hello3.toml.
     Bundle {
         /// The manifest.
         manifest: PathBuf,
@@ -148,6 +149,10 @@ struct RunArgs {
     /// with several guests, the memory of the first (dom0).
     #[arg(long, value_name = "SIZE", conflicts_with = "manifest")]
     dom0_mem: Option<String>,
+    /// Record the traffic of the manifest's NIC (dom0's `nic`) to this pcap file
+    /// (QEMU's filter-dump; read it with tcpdump -r or Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
     /// The guest's command line (after `--`); with several guests, the first's.
     #[arg(last = true, value_name = "GUEST_ARGS", conflicts_with = "manifest")]
     guest_args: Vec<String>,
@@ -266,6 +271,13 @@ fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
         // Every image exists before QEMU opens it: missing ones are created, anything
         // but a regular file is refused.
         let disks = manifest.disks();
+        let mut nic = manifest.nic();
+        if let Some(pcap) = &args.pcap {
+            let Some(nic) = nic.as_mut() else {
+                bail!("--pcap records the NIC's traffic, and the manifest has none (`nic = \"user\"` on its dom0)");
+            };
+            nic.pcap = Some(pcap.clone());
+        }
         disks::ensure_images(&disks)?;
         let shim = images::build(root, &[])?.shim;
         // The machine holds every domain plus the shim's own memory.
@@ -275,7 +287,10 @@ fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
                 (manifest.total_mib() + 64).next_multiple_of(64).max(256)
             )
         });
-        return boot(&shim, &out, "", &args, &memory, disks);
+        return boot(&shim, &out, "", &args, &memory, disks, nic);
+    }
+    if args.pcap.is_some() {
+        bail!("--pcap records the NIC's traffic: give a manifest whose dom0 has a `nic`");
     }
     let (example, cmdline) = match args.guests[0].split_once(':') {
         Some((e, c)) => (e.to_owned(), Some(c.to_owned())),
@@ -318,7 +333,15 @@ fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
         .map_or(String::new(), |m| format!("dom0_mem={m}"));
     let cmdline = qemu::shim_cmdline(&shim_opts, &args.guest_args.join(" "));
     let memory = args.memory.clone().unwrap_or_else(|| "256M".into());
-    boot(&built.shim, &guest, &cmdline, &args, &memory, Vec::new())
+    boot(
+        &built.shim,
+        &guest,
+        &cmdline,
+        &args,
+        &memory,
+        Vec::new(),
+        None,
+    )
 }
 
 /// The bundle of `run GUEST GUEST...`: `--dom0-mem` and the arguments after `--` go to
@@ -339,8 +362,8 @@ fn guests_manifest(args: &RunArgs) -> Result<bundle::Manifest> {
     bundle::Manifest::from_guests(&guests, dom0_kib, &cwd)
 }
 
-/// Boots the shim with `module` (and a manifest's `disks`) and reports how the run
-/// ended as run's exit status.
+/// Boots the shim with `module` (and a manifest's `disks` and `nic`) and reports how
+/// the run ended as run's exit status.
 fn boot(
     shim: &std::path::Path,
     module: &std::path::Path,
@@ -348,12 +371,14 @@ fn boot(
     args: &RunArgs,
     memory: &str,
     disks: Vec<disks::Disk>,
+    nic: Option<qemu::Nic>,
 ) -> Result<ExitCode> {
     deps::ensure_qemu()?;
     let cmd = qemu::Machine::shim(shim, module, cmdline)
         .accel(args.accel)
         .memory(memory)
         .disks(disks)
+        .nic(nic)
         .command();
     eprintln!("==> booting {} on the shim", module.display());
     eprintln!("    {}", qemu::display_command(&cmd));

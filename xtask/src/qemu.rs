@@ -59,6 +59,111 @@ pub struct Machine {
     memory: String,
     icount: bool,
     disks: Vec<Disk>,
+    nic: Option<Nic>,
+}
+
+/// The MAC of the machine's NIC (QEMU's own default, fixed so runs compare).
+pub const NIC_MAC: &str = "52:54:00:12:34:56";
+
+/// The machine's NIC (dom0's): a virtio-net device on one of microvm's virtio-mmio
+/// transports, netdev `nic0`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nic {
+    pub backend: NicBackend,
+    /// Record its traffic to this pcap file (QEMU's `filter-dump`).
+    pub pcap: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NicBackend {
+    /// QEMU's user-mode network (slirp: gateway 10.0.2.2, DHCP handing out 10.0.2.15),
+    /// with host ports forwarded to the guest.
+    User { hostfwd: Vec<HostFwd> },
+    /// A host tap device, which must exist (no scripts run).
+    Tap { ifname: String },
+}
+
+/// A TCP port of the host's loopback forwarded to `guest:guest_port` (user network).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostFwd {
+    pub host_port: u16,
+    pub guest: std::net::Ipv4Addr,
+    pub guest_port: u16,
+}
+
+impl fmt::Display for NicBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NicBackend::User { hostfwd } => {
+                write!(f, "user")?;
+                for h in hostfwd {
+                    write!(
+                        f,
+                        ", 127.0.0.1:{} -> {}:{}",
+                        h.host_port, h.guest, h.guest_port
+                    )?;
+                }
+                Ok(())
+            }
+            NicBackend::Tap { ifname } => write!(f, "tap:{ifname}"),
+        }
+    }
+}
+
+impl Nic {
+    /// A manifest's `nic`: `user` or `tap:NAME`.
+    pub fn parse(text: &str) -> Result<Nic, String> {
+        let backend = match text.split_once(':') {
+            None if text == "user" => NicBackend::User {
+                hostfwd: Vec::new(),
+            },
+            Some(("tap", name)) => {
+                // QEMU's option syntax ends a value at a comma; Linux's interface names
+                // are at most 15 bytes.
+                let ok = !name.is_empty()
+                    && name.len() <= 15
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                if !ok {
+                    return Err(format!(
+                        "nic {text:?}: the tap's name must be 1 to 15 letters, digits, `-`, `_` or `.`"
+                    ));
+                }
+                NicBackend::Tap {
+                    ifname: name.into(),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "nic {text:?}: expected \"user\" (QEMU's user-mode network) or \"tap:NAME\" (a host tap device)"
+                ))
+            }
+        };
+        Ok(Nic {
+            backend,
+            pcap: None,
+        })
+    }
+
+    /// Its `-netdev` option.
+    fn netdev(&self) -> String {
+        match &self.backend {
+            NicBackend::User { hostfwd } => {
+                let mut opt = String::from("user,id=nic0");
+                for f in hostfwd {
+                    opt.push_str(&format!(
+                        ",hostfwd=tcp:127.0.0.1:{}-{}:{}",
+                        f.host_port, f.guest, f.guest_port
+                    ));
+                }
+                opt
+            }
+            NicBackend::Tap { ifname } => {
+                format!("tap,id=nic0,ifname={ifname},script=no,downscript=no")
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +198,7 @@ impl Machine {
             memory: "256M".into(),
             icount: false,
             disks: Vec::new(),
+            nic: None,
         }
     }
 
@@ -113,6 +219,7 @@ impl Machine {
             memory: "512M".into(),
             icount: false,
             disks: Vec::new(),
+            nic: None,
         }
     }
 
@@ -135,6 +242,13 @@ impl Machine {
         self
     }
 
+    /// The shim's NIC (a manifest's dom0's, [`crate::bundle::Manifest::nic`]), if any.
+    /// Upstream Xen's q35 machine boots without it.
+    pub fn nic(mut self, nic: Option<Nic>) -> Machine {
+        self.nic = nic;
+        self
+    }
+
     /// Runs under [`ICOUNT`]: TSC ticks count guest instructions.
     pub fn icount(mut self) -> Machine {
         self.icount = true;
@@ -152,7 +266,9 @@ impl Machine {
     /// page cache, and a flush from the guest (which blkback passes on before it
     /// acknowledges one) makes QEMU sync the image. microvm's virtio-mmio transports
     /// speak the legacy interface by default; `force-legacy=false` makes them virtio
-    /// 1.x (modern) transports.
+    /// 1.x (modern) transports. The NIC: `-netdev` `nic0` ([`NicBackend`]; forwarded
+    /// host ports bound to 127.0.0.1 only) and a `virtio-net-device` with [`NIC_MAC`],
+    /// after the disks; with a pcap file, a `filter-dump` on `nic0`.
     ///
     /// Xen: `-cpu max,-smap,-rdtscp`: QEMU 7.2's TCG trips SMAP on a PV kernel's
     /// `iretq`, and its SVM emulation fails on RDTSCP (DESIGN.md, pitfalls). Xen does
@@ -185,13 +301,24 @@ impl Machine {
                 cmd.arg("-kernel").arg(shim);
                 cmd.arg("-initrd").arg(module);
                 cmd.args(["-append", cmdline]);
-                if !self.disks.is_empty() {
+                if !self.disks.is_empty() || self.nic.is_some() {
                     cmd.args(["-global", "virtio-mmio.force-legacy=false"]);
                 }
                 for d in &self.disks {
                     cmd.arg("-drive").arg(drive(d));
                     cmd.arg("-device")
                         .arg(format!("virtio-blk-device,drive={0},serial={0}", d.serial));
+                }
+                if let Some(nic) = &self.nic {
+                    cmd.args(["-netdev", &nic.netdev()]);
+                    cmd.arg("-device")
+                        .arg(format!("virtio-net-device,netdev=nic0,mac={NIC_MAC}"));
+                    if let Some(pcap) = &nic.pcap {
+                        // Commas doubled, as in a drive's path.
+                        let file = pcap.to_string_lossy().replace(',', ",,");
+                        cmd.arg("-object")
+                            .arg(format!("filter-dump,id=f0,netdev=nic0,file={file}"));
+                    }
                 }
             }
             Kernel::Xen { xen, dom0, cmdline } => {
@@ -562,6 +689,90 @@ mod tests {
         // -icount still comes last.
         let counted = args(&m.clone().icount());
         assert_eq!(counted[all.len()..], *ICOUNT);
+    }
+
+    /// The NIC follows the disks: a netdev `nic0` and a virtio-net device with the fixed
+    /// MAC, on modern transports; forwarded ports listen on 127.0.0.1 only; a pcap file
+    /// is a filter-dump on `nic0`.
+    #[test]
+    fn nics_are_virtio_net_devices_after_the_disks() {
+        let plain = args(&Machine::shim("/s", "/g", ""));
+        let with =
+            |nic: Nic| args(&Machine::shim("/s", "/g", "").nic(Some(nic)))[plain.len()..].join(" ");
+        let user = Nic::parse("user").unwrap();
+        assert_eq!(
+            with(user.clone()),
+            "-global virtio-mmio.force-legacy=false -netdev user,id=nic0 \
+             -device virtio-net-device,netdev=nic0,mac=52:54:00:12:34:56"
+        );
+        let fwd = Nic {
+            backend: NicBackend::User {
+                hostfwd: vec![
+                    HostFwd {
+                        host_port: 8080,
+                        guest: [10, 0, 2, 15].into(),
+                        guest_port: 80,
+                    },
+                    HostFwd {
+                        host_port: 2222,
+                        guest: [10, 0, 2, 16].into(),
+                        guest_port: 22,
+                    },
+                ],
+            },
+            pcap: Some("/tmp/a,b.pcap".into()),
+        };
+        assert_eq!(
+            with(fwd),
+            "-global virtio-mmio.force-legacy=false \
+             -netdev user,id=nic0,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,hostfwd=tcp:127.0.0.1:2222-10.0.2.16:22 \
+             -device virtio-net-device,netdev=nic0,mac=52:54:00:12:34:56 \
+             -object filter-dump,id=f0,netdev=nic0,file=/tmp/a,,b.pcap"
+        );
+        assert_eq!(
+            with(Nic::parse("tap:tap0").unwrap()),
+            "-global virtio-mmio.force-legacy=false \
+             -netdev tap,id=nic0,ifname=tap0,script=no,downscript=no \
+             -device virtio-net-device,netdev=nic0,mac=52:54:00:12:34:56"
+        );
+        // With disks: one -global, the disks first.
+        let both = args(
+            &Machine::shim("/s", "/g", "")
+                .disks(vec![disk("vbd0", "/img/kv.img", Access::ReadWrite)])
+                .nic(Some(user)),
+        );
+        let rest = both[plain.len()..].join(" ");
+        assert_eq!(rest.matches("-global").count(), 1);
+        assert!(rest.find("virtio-blk-device") < rest.find("virtio-net-device"));
+    }
+
+    #[test]
+    fn nic_values_are_user_or_a_tap() {
+        assert_eq!(
+            Nic::parse("tap:br-tap.0").unwrap().backend,
+            NicBackend::Tap {
+                ifname: "br-tap.0".into()
+            }
+        );
+        for bad in [
+            "",
+            "User",
+            "tap",
+            "tap:",
+            "tap:a,b",
+            "tap:0123456789abcdef",
+            "bridge:br0",
+            "user:x",
+        ] {
+            let e = Nic::parse(bad).unwrap_err();
+            assert!(e.starts_with(&format!("nic {bad:?}: ")), "{e}");
+        }
+        assert!(Nic::parse("slirp")
+            .unwrap_err()
+            .contains("expected \"user\""));
+        assert!(Nic::parse("tap:a,b")
+            .unwrap_err()
+            .contains("1 to 15 letters"));
     }
 
     /// What `bench` adds: -icount, and nothing else.

@@ -22,8 +22,8 @@
 
 use std::net::Ipv4Addr;
 
-pub use pv_core::netif::format_mac;
 use pv_core::netif;
+pub use pv_core::netif::format_mac;
 
 /// The address QEMU's user network routes through.
 pub const USER_NET_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -79,7 +79,8 @@ impl VifSpec {
                     let bad = || format!("hostfwd {value:?}: want HOSTPORT:GUESTPORT");
                     let (h, g) = value.split_once(':').ok_or_else(bad)?;
                     let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0);
-                    v.hostfwd.push((port(h).ok_or_else(bad)?, port(g).ok_or_else(bad)?));
+                    v.hostfwd
+                        .push((port(h).ok_or_else(bad)?, port(g).ok_or_else(bad)?));
                 }
                 other => {
                     return Err(format!(
@@ -113,10 +114,7 @@ impl VifSpec {
     /// dom0's `vifs=` entry for it (`DOMID|MAC|IP|GATEWAY`; the address keeps its
     /// `/len`).
     pub fn dom0_entry(&self, domid: u16, mac: [u8; 6]) -> String {
-        let ip = self
-            .ip
-            .map(|(a, l)| format!("{a}/{l}"))
-            .unwrap_or_default();
+        let ip = self.ip.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default();
         let gw = self.gateway.map(|g| g.to_string()).unwrap_or_default();
         format!("{domid}|{}|{ip}|{gw}", format_mac(&mac))
     }

@@ -18,23 +18,31 @@
 //!   disconnects that domU's ring (the domU lives on, unheard); nothing else notices;
 //! - it drives the machine's virtio-blk disks (`virtio_disk`) and serves each as a vbd
 //!   to the domU the manifest gave it to (`vbd`: blkback, with the toolstack's nodes
-//!   written at introduction).
+//!   written at introduction);
+//! - it drives the machine's NIC, QEMU's virtio-net (`virtio_net`), when told it has
+//!   one (`nic`); `nic-selftest` proves it against QEMU's user network (`nic_selftest`:
+//!   an ARP request to the gateway and a DHCPDISCOVER, both answered). Received frames
+//!   are dropped until the bridge to the domUs serves them.
 //!
 //! Command line: `names=1:web,2:db` and `disks=1:xvda:w:vbd0,...` (DOMID:VDEV:MODE:
 //! SERIAL, the virtio serial of the disk; both written by `cargo xtask bundle`), `stay` (keep
 //! running when the last domU is gone; by default dom0 then powers off, ending the
 //! machine), `poweroff-on=NODE` (when a domU writes `NODE` under its home, ask it to
-//! power off through `control/shutdown`), `dma-exchange` (get every multi-page DMA
+//! power off through `control/shutdown`), `nic` (the machine has a NIC, written by
+//! `cargo xtask bundle` for a manifest's `nic`), `nic-selftest`, `dma-exchange` (get every multi-page DMA
 //! block through `XENMEM_exchange`, as on a host whose memory is not in order).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod nic_selftest;
 mod tasks;
 mod vbd;
 mod virtio_blk;
 mod virtio_disk;
+mod virtio_mmio;
+mod virtio_net;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -80,6 +88,8 @@ struct Dom0 {
     disks: Vec<virtio_disk::VirtioDisk>,
     /// The back ends' tasks (vbds, vifs).
     tasks: tasks::Tasks,
+    /// The machine's NIC (`nic` on the command line).
+    nic: Option<virtio_net::VirtioNic>,
     consoles: Consoles<Xen>,
     guests: BTreeMap<u16, Guest>,
     names: BTreeMap<u16, String>,
@@ -140,12 +150,19 @@ impl Dom0 {
         } else {
             virtio_disk::find()
         };
+        let words = || cmdline.split_whitespace();
+        let nic = if words().any(|w| w == "nic" || w == "nic-selftest") {
+            open_nic(words().any(|w| w == "nic-selftest"))
+        } else {
+            None
+        };
         Dom0 {
             xs,
             client,
             disk_specs,
             disks,
             tasks: tasks::Tasks::default(),
+            nic,
             consoles: Consoles::new(Xen),
             guests: BTreeMap::new(),
             names,
@@ -443,6 +460,24 @@ impl Dom0 {
     }
 }
 
+/// The machine's NIC, announced (and self-tested when asked).
+fn open_nic(selftest: bool) -> Option<virtio_net::VirtioNic> {
+    let Some(mut nic) = virtio_net::VirtioNic::find() else {
+        println!("dom0: nic: no virtio-net device (is it in QEMU's command line?)");
+        return None;
+    };
+    println!(
+        "dom0: nic: virtio-net {}, {} rx buffers, features {:?}",
+        virtio_net::Mac(nic.mac()),
+        nic.rx_buffers(),
+        nic.features()
+    );
+    if selftest {
+        nic_selftest::run(&mut nic);
+    }
+    Some(nic)
+}
+
 /// A 16-page DMA block through `XENMEM_exchange`: machine-contiguous, ours, usable.
 fn dma_self_test() {
     let Some((maddr, p)) = libos::device::dma_alloc(16) else {
@@ -491,6 +526,13 @@ fn main() {
         }
         if events::take_latched(console) {
             dom0.console_input();
+        }
+        if let Some(nic) = dom0.nic.as_mut() {
+            if events::take_latched(nic.port()) {
+                // No bridge yet: frames are taken (their buffers reposted) and dropped.
+                nic.ack();
+                nic.receive(|_| {});
+            }
         }
         let mut busy = dom0.pump_stores();
         if busy {

@@ -18,18 +18,16 @@ use core::ptr::NonNull;
 use drivers_back::blk::{BlockDevice, IoError, IoOp};
 use libos::device::{Line, Mmio};
 use libos::println;
-use pv_core::microvm::{
-    transport, transport_gsi, TRANSPORTS_WITHOUT, TRANSPORTS_WITH_IOAPIC2, VIRTIO_MMIO_SIZE,
-};
+use pv_core::microvm::VIRTIO_MMIO_SIZE;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 
 use crate::virtio_blk::{Data, Op, Request, VirtioBlk, SECTOR_SIZE};
+use crate::virtio_mmio;
 
 /// How long a request may take before dom0 looks at the queue again without an
 /// interrupt (a lost interrupt costs this much, never a hang).
 const WAIT_NS: u64 = 20_000_000;
-const PAGE_SIZE: u64 = 4096;
 
 pub struct VirtioDisk {
     pub serial: String,
@@ -41,36 +39,13 @@ pub struct VirtioDisk {
 
 /// Finds every virtio-blk device dom0 may drive.
 pub fn find() -> Vec<VirtioDisk> {
-    // The pages of the transports the shim lets us map (a device's page), or -EPERM.
-    let mut windows = Vec::new();
-    let per_page = (PAGE_SIZE / VIRTIO_MMIO_SIZE) as usize;
-    for first in (0..TRANSPORTS_WITH_IOAPIC2).step_by(per_page) {
-        let Ok(page) = Mmio::map(transport(first), PAGE_SIZE) else {
-            continue;
-        };
-        for i in first..first + per_page {
-            let at = (transport(i) - transport(first)) as usize;
-            // SAFETY: a virtio-mmio window in the mapped page; reading the magic and
-            // the device id has no side effects.
-            let (magic, id) = unsafe {
-                let p = page.ptr().as_ptr().add(at) as *const u32;
-                (p.read_volatile(), p.add(2).read_volatile())
-            };
-            if magic == pv_core::microvm::VIRTIO_MMIO_MAGIC && id != 0 {
-                windows.push(i);
-            }
-        }
-    }
-    // QEMU fills the highest transports first: a device at 8 or above means 24.
-    let transports = if windows.iter().any(|&i| i >= TRANSPORTS_WITHOUT) {
-        TRANSPORTS_WITH_IOAPIC2
-    } else {
-        TRANSPORTS_WITHOUT
-    };
     let mut disks = Vec::new();
-    for i in windows {
-        let gsi = transport_gsi(i, transports);
-        let opened = Mmio::map(transport(i), VIRTIO_MMIO_SIZE)
+    for w in virtio_mmio::windows() {
+        if w.device_id != DeviceType::Block as u32 {
+            continue;
+        }
+        let gsi = w.gsi;
+        let opened = Mmio::map(w.maddr, VIRTIO_MMIO_SIZE)
             .map_err(|e| alloc::format!("its registers: {e}"))
             .and_then(|regs| open(regs, gsi));
         match opened {
@@ -78,7 +53,7 @@ pub fn find() -> Vec<VirtioDisk> {
                 println!(
                     "dom0: virtio-blk {} at {:#x} (GSI {gsi}): {} sectors{}, features {:?}",
                     d.serial,
-                    transport(i),
+                    w.maddr,
                     d.blk.capacity(),
                     if d.blk.readonly() { ", read-only" } else { "" },
                     d.blk.features()
@@ -86,7 +61,7 @@ pub fn find() -> Vec<VirtioDisk> {
                 disks.push(d);
             }
             Ok(None) => {}
-            Err(why) => println!("dom0: virtio device at {:#x}: {why}", transport(i)),
+            Err(why) => println!("dom0: virtio device at {:#x}: {why}", w.maddr),
         }
     }
     disks

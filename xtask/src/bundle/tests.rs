@@ -548,3 +548,56 @@ fn disk_images_are_created_once_and_never_overwritten() {
     let after = std::fs::read(&image).unwrap();
     assert_eq!((after.len(), after[0], after[4095]), (64 << 10, 0xa5, 0x5a));
 }
+
+/// `nic`: dom0's, `user` or `tap:NAME`; it reaches QEMU through `Manifest::nic` and
+/// dom0 as ` nic` at the end of its command line.
+#[test]
+fn a_dom0_nic_reaches_qemu_and_the_command_line() {
+    use crate::qemu::NicBackend;
+    let dir = scratch("bundle-nic");
+    std::fs::write(dir.join("k.elf"), fake_elf(0xc3, 64)).unwrap();
+    let manifest = |nic: &str| {
+        let mut text = with_disks(&[("web", &[])]);
+        text = text.replace(
+            "backends = true\n",
+            &format!("backends = true\ncmdline = \"nic-selftest\"\nnic = \"{nic}\"\n"),
+        );
+        Manifest::parse(&text, &dir)
+    };
+    let m = manifest("user").unwrap();
+    assert_eq!(
+        m.nic().map(|n| n.backend),
+        Some(NicBackend::User { hostfwd: vec![] })
+    );
+    let files = vec![dir.join("k.elf"); m.domains.len()];
+    let bytes = m.encode(&files).unwrap();
+    let bundle = format::parse(&bytes).unwrap().unwrap();
+    assert_eq!(bundle.domains[0].cmdline, "nic-selftest names=1:web nic");
+    assert_eq!(bundle.domains[1].cmdline, "");
+    assert!(m.table().contains("nic  user  MAC 52:54:00:12:34:56"));
+    assert_eq!(
+        manifest("tap:tap0").unwrap().nic().map(|n| n.backend),
+        Some(NicBackend::Tap {
+            ifname: "tap0".into()
+        })
+    );
+    // None without the key.
+    assert_eq!(
+        Manifest::parse(&with_disks(&[("web", &[])]), &dir)
+            .unwrap()
+            .nic(),
+        None
+    );
+    let e = format!("{:#}", manifest("wifi").unwrap_err());
+    assert!(
+        e.contains(r#"domain "d0": nic "wifi": expected "user""#),
+        "{e}"
+    );
+    // Only dom0 has the machine's NIC.
+    let domu = with_disks(&[("web", &[])]) + "nic = \"user\"\n";
+    assert!(
+        err(&domu).contains(r#"domain "web": only dom0 may have a nic"#),
+        "{}",
+        err(&domu)
+    );
+}

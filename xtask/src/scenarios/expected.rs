@@ -359,6 +359,19 @@ pub mod dom0 {
         DONE,
     ];
     pub const HELLO_FIRST_LINE: &str = "hello| Hello from hello";
+    /// `bundles/nic.toml`: the NIC on QEMU's user network, self-tested (slirp's
+    /// gateway has a fixed MAC, 52:55 then its address; a full-size frame each way;
+    /// a burst through every buffer many times), then dom0 serves as usual.
+    pub const NIC: &[&str] = &[
+        "dom0: nic: virtio-net 52:54:00:12:34:56, 128 rx buffers",
+        "dom0: nic-selftest: 10.0.2.2 is at 52:55:0a:00:02:02",
+        "dom0: nic-selftest: DHCP offer 10.0.2.15 from 10.0.2.2",
+        "dom0: nic-selftest: 10.0.2.2 echoed 1472 bytes (1514-byte frames)",
+        "dom0: nic-selftest: burst of 2000 ARP requests: 2000 replies",
+        UP,
+        "dom0: d1 (hello) introduced, console connected, unpaused",
+        DONE,
+    ];
     /// Two xsdemo domUs on xenstore: in any order.
     pub const XENSTORE: &[&str] = &[
         "xsdemo| xsdemo: I am domain 1 (xsdemo), home /local/domain/1",

@@ -209,14 +209,20 @@ pub fn machine(ctx: &Ctx, boot: &Boot) -> anyhow::Result<Machine> {
             let (module, memory) = scenario_bundle(ctx, &manifest)?;
             let disks = manifest.disks();
             crate::disks::ensure_images(&disks)?;
-            Machine::shim(shim, module, "").memory(memory).disks(disks)
+            Machine::shim(shim, module, "")
+                .memory(memory)
+                .disks(disks)
+                .nic(manifest.nic())
         }
         Boot::Manifest { path } => {
             let manifest = bundle::Manifest::load(&crate::bindgen::workspace_root().join(path))?;
             let (module, memory) = scenario_bundle(ctx, &manifest)?;
             let disks = manifest.disks();
             crate::disks::ensure_images(&disks)?;
-            Machine::shim(shim, module, "").memory(memory).disks(disks)
+            Machine::shim(shim, module, "")
+                .memory(memory)
+                .disks(disks)
+                .nic(manifest.nic())
         }
     };
     Ok(machine.accel(ctx.accel))

@@ -7,8 +7,8 @@
 //! * [`expected`]: the lines they wait for, per guest and per hypervisor;
 //! * [`pairs`]: one guest on the shim and on Xen 4.17, written once (`NAME`, `xen-NAME`);
 //! * [`attacks`]: the one attack table (on the hypervisor and on dom0);
-//! * [`boot`], [`dom0`], [`blk`], [`third_party`]: the scenarios of the shim alone, by
-//!   family.
+//! * [`boot`], [`dom0`], [`blk`], [`net`], [`third_party`]: the scenarios of the shim
+//!   alone, by family.
 //!
 //! This file is the catalog: which scenarios exist, in the order they run.
 
@@ -18,6 +18,7 @@ mod boot;
 mod dom0;
 pub mod expected;
 pub mod harness;
+mod net;
 mod pairs;
 mod third_party;
 
@@ -48,6 +49,7 @@ pub fn all() -> Vec<Scenario> {
     v.push(pairs::HELLO.on(Xen));
     v.extend(dom0::all());
     v.extend(blk::all());
+    v.extend(net::all());
     v.extend(third_party::grub_domu());
     v.extend(attacks::on_dom0());
     v.extend(
