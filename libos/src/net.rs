@@ -45,7 +45,7 @@ use crate::xenbus as store;
 /// Bytes buffered per TCP socket, each way.
 pub const TCP_BUFFER: usize = 32 * 1024;
 /// Listening sockets per [`TcpListener`]: connections that can be half-open at once.
-pub const BACKLOG: usize = 8;
+pub const BACKLOG: usize = 32;
 
 /// Why the network did not come up, or a socket operation failed.
 #[derive(Debug)]
@@ -135,6 +135,9 @@ impl Inner {
                 None => {}
             }
         }
+        // The buffers the stack handed back are posted again now: a back end holding
+        // packets for us waits for them, and would otherwise wait for our next event.
+        let _ = self.dev.front().poll();
         // Orphaned streams that finished closing.
         let sockets = &mut self.sockets;
         self.orphans.retain(|&h| {
@@ -145,6 +148,7 @@ impl Inner {
             !closed
         });
         self.iface.poll(t, &mut self.dev, &mut self.sockets);
+        let _ = self.dev.front().poll();
     }
 }
 

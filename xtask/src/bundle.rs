@@ -15,6 +15,10 @@
 //!                         # domUs get ring event channels and start paused (default false)
 //! disk = ["vdev=xvda,access=rw,size=64M,target=images/kv.img"]
 //!                         # domUs only: virtual disks, xl.cfg's disk specs (`disks.rs`)
+//! vif = ["ip=10.0.2.16,hostfwd=8080:80"]
+//!                         # domUs only: virtual NICs, xl.cfg's vif specs (`vifs.rs`);
+//!                         # dom0 bridges them to the machine's NIC (QEMU's user
+//!                         # network when dom0 has no `nic`)
 //! nic = "user"            # dom0 only: the machine's NIC, a QEMU virtio-net device
 //!                         # (MAC 52:54:00:12:34:56) that dom0 drives: "user" (QEMU's
 //!                         # user-mode network: gateway 10.0.2.2, DHCP gives 10.0.2.15)
@@ -34,7 +38,9 @@
 //! disks are dom0's devices, served to the domUs, so dom0 itself has none, and a
 //! manifest with disks needs a dom0 with `backends = true`. A dom0 with a `nic` gets
 //! ` nic` on its command line: it then looks for the virtio-net device and drives it
-//! (`cargo xtask run --pcap FILE` records the NIC's traffic).
+//! (`cargo xtask run --pcap FILE` records the NIC's traffic). The domUs' vifs come as
+//! ` vifs=DOMID|MAC|IP|GATEWAY,...` (`vifs.rs`; IP and GATEWAY empty for DHCP), in
+//! manifest order, each domU's numbered from 0.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -48,7 +54,8 @@ use serde::Deserialize;
 
 use crate::disks::{self, Access, Disk, DiskSpec};
 use crate::images;
-use crate::qemu::Nic;
+use crate::qemu::{HostFwd, Nic, NicBackend};
+use crate::vifs::VifSpec;
 
 /// Memory of a domU without `memory`, in MiB.
 pub const DEFAULT_DOMU_MIB: u64 = 16;
@@ -115,6 +122,8 @@ pub struct DomainSpec {
     pub backends: bool,
     /// The domain's virtual disks, in manifest order (served by dom0).
     pub disks: Vec<DiskSpec>,
+    /// The domain's virtual network interfaces, in manifest order (served by dom0).
+    pub vifs: Vec<VifSpec>,
     /// The machine's NIC, which this domain (the dom0) drives.
     pub nic: Option<Nic>,
 }
@@ -148,6 +157,9 @@ struct RawDomain {
     /// xl.cfg's disk specs (`disks.rs`).
     #[serde(default)]
     disk: Vec<String>,
+    /// xl.cfg's vif specs (`vifs.rs`).
+    #[serde(default)]
+    vif: Vec<String>,
     /// `user` or `tap:NAME` (`qemu::Nic::parse`).
     nic: Option<String>,
 }
@@ -226,6 +238,14 @@ impl Manifest {
                             .map_err(|e| anyhow::anyhow!("domain {:?}: disk {spec:?}: {e}", d.name))
                     })
                     .collect::<Result<_>>()?;
+                let vifs = d
+                    .vif
+                    .iter()
+                    .map(|spec| {
+                        VifSpec::parse(spec)
+                            .map_err(|e| anyhow::anyhow!("domain {:?}: vif {spec:?}: {e}", d.name))
+                    })
+                    .collect::<Result<_>>()?;
                 let nic = match &d.nic {
                     Some(text) => Some(
                         Nic::parse(text)
@@ -241,11 +261,13 @@ impl Manifest {
                     role,
                     backends: d.backends,
                     disks,
+                    vifs,
                     nic,
                 })
             })
-            .collect::<Result<_>>()?;
-        let manifest = Manifest { domains };
+            .collect::<Result<Vec<DomainSpec>>>()?;
+        let mut manifest = Manifest { domains };
+        manifest.default_nic();
         manifest.check()?;
         Ok(manifest)
     }
@@ -297,6 +319,7 @@ impl Manifest {
                 role,
                 backends: false,
                 disks: Vec::new(),
+                vifs: Vec::new(),
                 nic: None,
             });
         }
@@ -305,10 +328,61 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Vifs need the machine's NIC, on dom0: QEMU's user network unless the manifest
+    /// names one; the user network forwards the vifs' `hostfwd` ports.
+    fn default_nic(&mut self) {
+        let fwd: Vec<HostFwd> = self
+            .domains
+            .iter()
+            .flat_map(|d| &d.vifs)
+            .flat_map(|v| {
+                let ip = v.ip.map(|(a, _)| a);
+                v.hostfwd.iter().filter_map(move |&(h, g)| {
+                    Some(HostFwd {
+                        host_port: h,
+                        guest: ip?,
+                        guest_port: g,
+                    })
+                })
+            })
+            .collect();
+        let any_vif = self.domains.iter().any(|d| !d.vifs.is_empty());
+        let Some(dom0) = self.domains.iter_mut().find(|d| d.role == Role::Dom0) else {
+            return;
+        };
+        if any_vif && dom0.nic.is_none() {
+            dom0.nic = Some(Nic {
+                backend: NicBackend::User {
+                    hostfwd: Vec::new(),
+                },
+                pcap: None,
+            });
+        }
+        if let Some(Nic {
+            backend: NicBackend::User { hostfwd },
+            ..
+        }) = &mut dom0.nic
+        {
+            hostfwd.extend(fwd);
+        }
+    }
+
+    /// Every vif with its domain id, MAC and index in its domain.
+    pub fn vifs(&self) -> Vec<(u16, [u8; 6], &VifSpec)> {
+        let mut out = Vec::new();
+        for (domid, d) in self.with_ids() {
+            for (i, v) in d.vifs.iter().enumerate() {
+                out.push((domid, v.mac_for(&d.name, i), v));
+            }
+        }
+        out
+    }
+
     /// The bundle rules that do not depend on the images, checked by the shim's own
     /// writer on placeholder images (so the rules live in one place).
     pub fn check(&self) -> Result<()> {
         self.check_disks()?;
+        self.check_vifs()?;
         if let Some(d) = self
             .domains
             .iter()
@@ -391,6 +465,43 @@ impl Manifest {
         }
         if !self.domains.iter().any(|d| d.backends) {
             bail!("the manifest has disks but no dom0 with `backends = true` to serve them");
+        }
+        Ok(())
+    }
+
+    /// Vifs: on domUs only, served by a dom0 with the back-ends, every MAC and every
+    /// forwarded host port once.
+    fn check_vifs(&self) -> Result<()> {
+        if self.domains.iter().all(|d| d.vifs.is_empty()) {
+            return Ok(());
+        }
+        if let Some(d) = self
+            .domains
+            .iter()
+            .find(|d| d.role == Role::Dom0 && !d.vifs.is_empty())
+        {
+            bail!(
+                "domain {:?}: dom0 may not have vifs: it bridges the domUs' vifs to the NIC",
+                d.name
+            );
+        }
+        if !self.domains.iter().any(|d| d.backends) {
+            bail!("the manifest has vifs but no dom0 with `backends = true` to serve them");
+        }
+        let vifs = self.vifs();
+        for (i, (_, mac, _)) in vifs.iter().enumerate() {
+            if vifs[..i].iter().any(|(_, m, _)| m == mac) {
+                bail!("two vifs have the MAC {}", crate::vifs::format_mac(mac));
+            }
+        }
+        let ports: Vec<u16> = vifs
+            .iter()
+            .flat_map(|(_, _, v)| v.hostfwd.iter().map(|f| f.0))
+            .collect();
+        for (i, p) in ports.iter().enumerate() {
+            if ports[..i].contains(p) {
+                bail!("host port {p} is forwarded twice");
+            }
         }
         Ok(())
     }
@@ -552,6 +663,11 @@ impl Manifest {
                 )
             })
             .collect();
+        let vifs: Vec<String> = self
+            .vifs()
+            .iter()
+            .map(|(domid, mac, v)| v.dom0_entry(*domid, *mac))
+            .collect();
         self.domains
             .iter()
             .map(|d| {
@@ -561,6 +677,9 @@ impl Manifest {
                 }
                 if d.backends && !disks.is_empty() {
                     cmdline = format!("{cmdline} disks={}", disks.join(","));
+                }
+                if d.backends && !vifs.is_empty() {
+                    cmdline = format!("{cmdline} vifs={}", vifs.join(","));
                 }
                 if d.nic.is_some() {
                     cmdline = format!("{cmdline} nic");

@@ -125,7 +125,8 @@ struct RunArgs {
     /// or a path to a PV ELF (containing a `/`); several guests make a bundle, the first
     /// being dom0.
     /// Without any, the default appliance boots: bundles/default.toml (dom0 running
-    /// xenstored and the console back-end, and a hello domU on its console ring).
+    /// xenstored, the console back-end and netback with its bridge to QEMU's user
+    /// network, and the httpd domU, reachable at http://127.0.0.1:8080/).
     #[arg(value_name = "GUEST", conflicts_with_all = ["kernel", "manifest"])]
     guests: Vec<String>,
     /// Boot this PV kernel (an ELF, or a Linux bzImage) as the only, privileged domain
@@ -374,6 +375,18 @@ fn boot(
     nic: Option<qemu::Nic>,
 ) -> Result<ExitCode> {
     deps::ensure_qemu()?;
+    if let Some(qemu::Nic {
+        backend: qemu::NicBackend::User { hostfwd },
+        ..
+    }) = &nic
+    {
+        for f in hostfwd {
+            eprintln!(
+                "==> open http://127.0.0.1:{}/ (QEMU forwards it to {}:{}; up once the guest says it serves)",
+                f.host_port, f.guest, f.guest_port
+            );
+        }
+    }
     let cmd = qemu::Machine::shim(shim, module, cmdline)
         .accel(args.accel)
         .memory(memory)

@@ -39,6 +39,7 @@ extern crate alloc;
 mod nic_selftest;
 mod tasks;
 mod vbd;
+mod vif;
 mod virtio_blk;
 mod virtio_disk;
 mod virtio_mmio;
@@ -88,8 +89,10 @@ struct Dom0 {
     disks: Vec<virtio_disk::VirtioDisk>,
     /// The back ends' tasks (vbds, vifs).
     tasks: tasks::Tasks,
-    /// The machine's NIC (`nic` on the command line).
-    nic: Option<virtio_net::VirtioNic>,
+    /// The manifest's vifs; the bridge and the machine's NIC (`nic` on the command
+    /// line) they reach the world through.
+    vif_specs: Vec<vif::VifSpec>,
+    net: vif::Net,
     consoles: Consoles<Xen>,
     guests: BTreeMap<u16, Guest>,
     names: BTreeMap<u16, String>,
@@ -112,7 +115,14 @@ impl Dom0 {
         let mut names = BTreeMap::new();
         let mut poweroff_on = None;
         let mut disk_specs = Vec::new();
+        let mut vif_specs = Vec::new();
         for w in cmdline.split_whitespace() {
+            if let Some(list) = w.strip_prefix("vifs=") {
+                match vif::parse_vifs(list) {
+                    Ok(v) => vif_specs = v,
+                    Err(e) => println!("dom0: {e}: no vifs served"),
+                }
+            }
             if let Some(list) = w.strip_prefix("disks=") {
                 match vbd::parse_disks(list) {
                     Ok(d) => disk_specs = d,
@@ -162,7 +172,8 @@ impl Dom0 {
             disk_specs,
             disks,
             tasks: tasks::Tasks::default(),
-            nic,
+            vif_specs,
+            net: vif::Net::new(nic),
             consoles: Consoles::new(Xen),
             guests: BTreeMap::new(),
             names,
@@ -250,6 +261,10 @@ impl Dom0 {
             }
         }
         self.start_vbds(id);
+        for spec in self.vif_specs.iter().filter(|s| s.domid == id) {
+            self.net.start(&mut self.tasks, self.client, spec);
+        }
+        self.tasks.poll();
         self.guests.insert(id, guest);
         self.served = true;
         match hypercall::unpause_domain(id) {
@@ -332,6 +347,7 @@ impl Dom0 {
             }
         }
         vbd::remove_nodes(self.client, &self.disk_specs, id);
+        vif::Net::remove_nodes(self.client, &self.vif_specs, id);
         {
             let mut xs = self.xs.borrow_mut();
             xs.release(id);
@@ -527,14 +543,8 @@ fn main() {
         if events::take_latched(console) {
             dom0.console_input();
         }
-        if let Some(nic) = dom0.nic.as_mut() {
-            if events::take_latched(nic.port()) {
-                // No bridge yet: frames are taken (their buffers reposted) and dropped.
-                nic.ack();
-                nic.receive(|_| {});
-            }
-        }
-        let mut busy = dom0.pump_stores();
+        let mut busy = dom0.net.pump_nic();
+        busy |= dom0.pump_stores();
         if busy {
             // Only a store request can have written the node `poweroff-on` waits for.
             dom0.requests();
@@ -544,6 +554,10 @@ fn main() {
             dom0.client.pump();
         }
         busy |= dom0.tasks.poll();
+        // What the vifs put in the bridge this round goes out now, and to the vifs
+        // polled before the sender next round.
+        busy |= dom0.net.pump_nic();
+        busy |= vif::forwarded();
         let round = dom0.consoles.poll(&mut |b| out(b));
         busy |= round.more || round.output > 0 || round.input > 0;
         for id in round.disconnected {

@@ -601,3 +601,57 @@ fn a_dom0_nic_reaches_qemu_and_the_command_line() {
         err(&domu)
     );
 }
+
+/// Vifs: dom0 learns them (`vifs=`), gets QEMU's user network as its NIC with the
+/// vifs' forwarded ports, and the mistakes are named.
+#[test]
+fn vifs_reach_dom0_and_the_user_network() {
+    use crate::qemu::{HostFwd, NicBackend};
+    let dir = scratch("bundle-vifs");
+    std::fs::write(dir.join("k.elf"), fake_elf(0xc3, 64)).unwrap();
+    let text = with_disks(&[("web", &[]), ("db", &[])])
+        .replacen(
+            "name = \"web\"\n",
+            "name = \"web\"\nvif = [\"mac=00:16:3e:00:00:01,ip=10.0.2.16,hostfwd=8080:80\"]\n",
+            1,
+        )
+        .replacen("name = \"db\"\n", "name = \"db\"\nvif = [\"\"]\n", 1);
+    let m = Manifest::parse(&text, &dir).unwrap();
+    assert_eq!(
+        m.nic().map(|n| n.backend),
+        Some(NicBackend::User {
+            hostfwd: vec![HostFwd {
+                host_port: 8080,
+                guest: [10, 0, 2, 16].into(),
+                guest_port: 80
+            }]
+        })
+    );
+    let files = vec![dir.join("k.elf"); m.domains.len()];
+    let bytes = m.encode(&files).unwrap();
+    let bundle = format::parse(&bytes).unwrap().unwrap();
+    let db_mac = crate::vifs::format_mac(&m.vifs()[1].1);
+    assert_eq!(
+        bundle.domains[0].cmdline,
+        format!(
+            "names=1:web,2:db vifs=1|00:16:3e:00:00:01|10.0.2.16/24|10.0.2.2,2|{db_mac}|| nic"
+        )
+    );
+    for (bad, want) in [
+        (
+            text.replace("ip=10.0.2.16,", "ip=10.0.2.16,color=red,"),
+            "unknown key `color`",
+        ),
+        (
+            text.replace("vif = [\"\"]", "vif = [\"mac=00:16:3e:00:00:01\"]"),
+            "two vifs have the MAC 00:16:3e:00:00:01",
+        ),
+        (
+            text.replace("vif = [\"\"]", "vif = [\"ip=10.0.2.17,hostfwd=8080:81\"]"),
+            "host port 8080 is forwarded twice",
+        ),
+    ] {
+        let e = err(&bad);
+        assert!(e.contains(want), "{e}");
+    }
+}

@@ -28,7 +28,7 @@ pub fn dom0(cmdline: &'static str) -> BundleGuest<'static> {
 
 pub fn all() -> Vec<Scenario> {
     vec![
-        Scenario::new("dom0-hello", "the default appliance (bundles/default.toml): dom0 introduces the hello domU, whose greeting comes through its console ring as `hello| ...`; dom0 releases it and powers off", dom0_hello),
+        Scenario::new("dom0-hello", "bundles/hello.toml: dom0 introduces the hello domU, whose greeting comes through its console ring as `hello| ...`; dom0 releases it and powers off", dom0_hello),
         Scenario::new("dom0-consoles", "dom0 + two domUs each printing 300 lines of 100 bytes (about 15 console rings each) as fast as they can: every line of both arrives, complete and in order", dom0_consoles),
         Scenario::new("dom0-xenstore", "two domUs use xenstore (own nodes, a watch, 20 transactions each, a conflicting commit refused with EAGAIN, other domains' nodes refused); dom0 then asks each to power off through control/shutdown and libos obeys", dom0_xenstore),
         Scenario::new("dom0-console-input", "serial input reaches the focused domU's console ring; Ctrl-A three times moves the focus to the next domU", dom0_console_input),
@@ -40,7 +40,7 @@ fn dom0_hello(ctx: &Ctx) -> Result<Pass, Failure> {
         ctx,
         Check {
             boot: Boot::Manifest {
-                path: "bundles/default.toml",
+                path: "bundles/hello.toml",
             },
             expect: lines::HELLO,
             fail_on: FAIL,

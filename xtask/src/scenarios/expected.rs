@@ -349,7 +349,7 @@ pub mod dom0 {
     pub const UP: &str = "dom0: xenstored and the console back-end are up";
     /// Its last line, before the machine ends.
     pub const DONE: &str = "dom0: no domU left: powering off";
-    /// The default appliance (`bundles/default.toml`).
+    /// dom0 and hello (`bundles/hello.toml`).
     pub const HELLO: &[&str] = &[
         UP,
         "dom0: d1 (hello) introduced, console connected, unpaused",

@@ -216,16 +216,22 @@ pub fn machine(ctx: &Ctx, boot: &Boot) -> anyhow::Result<Machine> {
         }
         Boot::Manifest { path } => {
             let manifest = bundle::Manifest::load(&crate::bindgen::workspace_root().join(path))?;
-            let (module, memory) = scenario_bundle(ctx, &manifest)?;
-            let disks = manifest.disks();
-            crate::disks::ensure_images(&disks)?;
-            Machine::shim(shim, module, "")
-                .memory(memory)
-                .disks(disks)
-                .nic(manifest.nic())
+            return manifest_machine(ctx, &manifest);
         }
     };
     Ok(machine.accel(ctx.accel))
+}
+
+/// The QEMU machine of a parsed manifest (one a scenario loaded and changed).
+pub fn manifest_machine(ctx: &Ctx, manifest: &bundle::Manifest) -> anyhow::Result<Machine> {
+    let (module, memory) = scenario_bundle(ctx, manifest)?;
+    let disks = manifest.disks();
+    crate::disks::ensure_images(&disks)?;
+    Ok(Machine::shim(&ctx.images.shim, module, "")
+        .memory(memory)
+        .disks(disks)
+        .nic(manifest.nic())
+        .accel(ctx.accel))
 }
 
 /// A domU of 16 MiB running `example` with `cmdline`.

@@ -18,6 +18,7 @@ mod boot;
 mod dom0;
 pub mod expected;
 pub mod harness;
+mod http;
 mod net;
 mod pairs;
 mod third_party;
