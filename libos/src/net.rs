@@ -238,6 +238,35 @@ pub fn stats() -> Option<(netfront::Stats, u64)> {
     with(|n| (n.dev.front().stats(), n.dev.bad_checksums())).ok()
 }
 
+/// How many TCP sockets are in each state, as `(state name, count)` (for `/stats`).
+pub fn tcp_states() -> Vec<(&'static str, usize)> {
+    let mut out: Vec<(&'static str, usize)> = Vec::new();
+    let _ = with(|n| {
+        for (_, s) in n.sockets.iter() {
+            if let smoltcp::socket::Socket::Tcp(t) = s {
+                let name = match t.state() {
+                    tcp::State::Closed => "closed",
+                    tcp::State::Listen => "listen",
+                    tcp::State::SynSent => "syn_sent",
+                    tcp::State::SynReceived => "syn_received",
+                    tcp::State::Established => "established",
+                    tcp::State::FinWait1 => "fin_wait1",
+                    tcp::State::FinWait2 => "fin_wait2",
+                    tcp::State::CloseWait => "close_wait",
+                    tcp::State::Closing => "closing",
+                    tcp::State::LastAck => "last_ack",
+                    tcp::State::TimeWait => "time_wait",
+                };
+                match out.iter_mut().find(|(k, _)| *k == name) {
+                    Some((_, c)) => *c += 1,
+                    None => out.push((name, 1)),
+                }
+            }
+        }
+    });
+    out
+}
+
 /// Waits until the interface has an address (at once for a static one).
 pub async fn wait_address(timeout: Duration) -> Option<Ipv4Cidr> {
     executor::with_timeout(timeout, async {

@@ -79,6 +79,15 @@ where
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_, P>, TxToken<'_, P>)> {
         let pkt = {
             let mut f = self.front.borrow_mut();
+            // The stack may answer from inside the rx token with the tx token: receive
+            // only what could be answered (a dropped ACK or SYN-ACK costs the peer a
+            // retransmission timeout). The rest waits for our transmissions to finish.
+            if !f.can_send(MTU) {
+                let _ = f.poll();
+                if !f.can_send(MTU) {
+                    return None;
+                }
+            }
             match f.receive() {
                 Some(p) => p,
                 None => {

@@ -151,7 +151,10 @@ impl Net {
             Ok::<(), xenbus::XsError>(())
         });
         if !matches!(r, Some(Ok(()))) {
-            println!("dom0: d{} vif {}: nodes not written: {r:?}", spec.domid, spec.id);
+            println!(
+                "dom0: d{} vif {}: nodes not written: {r:?}",
+                spec.domid, spec.id
+            );
             return;
         }
         tasks.spawn(serve(store, self.bridge, spec.clone()));

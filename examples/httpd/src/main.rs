@@ -124,7 +124,11 @@ fn head(status: u16, kind: &str, len: usize, keep_alive: bool) -> String {
 
 fn stats_json() -> String {
     let (vif, bad) = net::stats().unwrap_or_default();
-    format!(
+    let tcp: alloc::vec::Vec<String> = net::tcp_states()
+        .iter()
+        .map(|(k, n)| format!("\"{k}\":{n}"))
+        .collect();
+    let mut json = format!(
         "{{\"connections\":{},\"active\":{},\"requests\":{},\"bytes_out\":{},\"errors\":{},\
          \"uptime_ms\":{},\"vif\":{{\"tx_packets\":{},\"tx_bytes\":{},\"rx_packets\":{},\
          \"rx_bytes\":{},\"tx_errors\":{},\"rx_errors\":{},\"bad_checksums\":{}}}}}\n",
@@ -141,7 +145,11 @@ fn stats_json() -> String {
         vif.tx_errors,
         vif.rx_errors,
         bad,
-    )
+    );
+    // `...}}\n` -> `...},"tcp":{...}}\n`
+    json.truncate(json.len() - 2);
+    json.push_str(&format!(",\"tcp\":{{{}}}}}\n", tcp.join(",")));
+    json
 }
 
 /// Answers one request; returns whether the connection stays open.

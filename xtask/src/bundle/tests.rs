@@ -633,9 +633,7 @@ fn vifs_reach_dom0_and_the_user_network() {
     let db_mac = crate::vifs::format_mac(&m.vifs()[1].1);
     assert_eq!(
         bundle.domains[0].cmdline,
-        format!(
-            "names=1:web,2:db vifs=1|00:16:3e:00:00:01|10.0.2.16/24|10.0.2.2,2|{db_mac}|| nic"
-        )
+        format!("names=1:web,2:db vifs=1|00:16:3e:00:00:01|10.0.2.16/24|10.0.2.2,2|{db_mac}|| nic")
     );
     for (bad, want) in [
         (
