@@ -28,8 +28,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
+use drivers_front::netfront;
 use drivers_front::netfront::device::NetDevice;
-use drivers_front::netfront::{self, Config as FrontConfig};
+pub use drivers_front::netfront::Config as FrontConfig;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
@@ -168,8 +169,14 @@ fn parse_ip(s: &str) -> Option<Ipv4Cidr> {
 /// Brings up vif 0: handshake, address, the driver task. Returns our MAC and how we
 /// are addressed (a DHCP lease comes later: [`address`]).
 pub async fn up() -> Result<([u8; 6], Addressing), Error> {
+    up_with(FrontConfig::default()).await
+}
+
+/// [`up`] with the vif negotiating what `cfg` asks (`Config { sg: false, gso: false,
+/// csum: false, .. }` is a front end that asks for no offload at all).
+pub async fn up_with(cfg: FrontConfig) -> Result<([u8; 6], Addressing), Error> {
     let xs = store::store().map_err(Error::Store)?;
-    let (front, mac) = netfront::connect(xs, Xen, 0, FrontConfig::default())
+    let (front, mac) = netfront::connect(xs, Xen, 0, cfg)
         .await
         .map_err(Error::Vif)?;
     let backend = xs

@@ -8,7 +8,9 @@
 //! - `connect=A.B.C.D:PORT send=N`: connects, sends N bytes of a fixed pattern
 //!   (`seed=S` changes it), half-closes, waits for the receiver's answer and prints
 //!   `nettest: sent N bytes crc32 X in T ms (Mbit/s M), peer said: ...`;
-//! - `retry`: keep trying to connect for 30 s (the peer may not listen yet).
+//! - `retry`: keep trying to connect for 30 s (the peer may not listen yet);
+//! - `plain`: the vif asks for no offload (no `feature-sg`, no GSO, checksums
+//!   computed: `feature-no-csum-offload`).
 //!
 //! First it prints `nettest: address A.B.C.D/len (static|DHCP)` once it has one.
 //! It powers off when done.
@@ -130,7 +132,17 @@ async fn send(to: &str, bytes: u64, seed: u64) {
 
 fn main() {
     executor::block_on(async {
-        let (_, how) = net::up()
+        let cfg = if flag("plain") {
+            net::FrontConfig {
+                sg: false,
+                gso: false,
+                csum: false,
+                ..net::FrontConfig::default()
+            }
+        } else {
+            net::FrontConfig::default()
+        };
+        let (_, how) = net::up_with(cfg)
             .await
             .unwrap_or_else(|e| panic!("nettest: no network: {e:?}"));
         let Some(a) = net::wait_address(Duration::from_secs(30)).await else {

@@ -22,6 +22,14 @@ pub fn all() -> Vec<Scenario> {
         "the default appliance (bundles/default.toml): httpd on its vif (netfront, smoltcp) behind dom0's netback and bridge answers from the host through QEMU's hostfwd: the page, 100 requests on one keep-alive connection, 20 connections at once, a 404, and /stats counting them",
         net_http,
     ), Scenario::new(
+        "net-domu-domu",
+        "two nettest domUs move 64 MiB over TCP through dom0's bridge (vif to vif, netback copying both ways), CRC-32 equal at both ends; then again with front ends that ask for no offload (no feature-sg, no GSO, feature-no-csum-offload)",
+        net_domu_domu,
+    ), Scenario::new(
+        "net-dhcp",
+        "a nettest domU without an address gets one from QEMU's user network by DHCP (smoltcp's DHCPv4 client through netfront, the bridge and the NIC), then reaches a TCP server on the host (10.0.2.2 is the host's loopback) and sends it 1 MiB, which the host checks",
+        net_dhcp,
+    ), Scenario::new(
         "net-nic",
         "bundles/nic.toml: dom0 finds the virtio-net device of QEMU's user network (`nic = \"user\"`), sends an ARP request for the gateway and a DHCPDISCOVER, and prints the ARP reply and the DHCP offer; a 1514-byte ping comes back intact; a burst of 2,000 ARP requests (transmit buffers refused and retried on the interrupt) gets 2,000 replies; the hello domU runs meanwhile and dom0 powers off",
         net_nic,
@@ -185,4 +193,150 @@ fn net_nic(ctx: &Ctx) -> Result<Pass, Failure> {
             anywhere: &["hello| Hello from hello"],
         },
     )
+}
+
+/// A manifest of dom0 and `domus` (name, command line, vif spec), each 32 MiB.
+fn net_manifest(domus: &[(&str, &str, &str)]) -> anyhow::Result<Manifest> {
+    let mut text = String::from(
+        "[[domain]]\nname = \"dom0\"\nimage = \"dom0\"\nrole = \"dom0\"\nmemory = \"32M\"\nbackends = true\n",
+    );
+    for (name, cmdline, vif) in domus {
+        text.push_str(&format!(
+            "\n[[domain]]\nname = \"{name}\"\nimage = \"nettest\"\nmemory = \"32M\"\ncmdline = \"{cmdline}\"\nvif = [\"{vif}\"]\n"
+        ));
+    }
+    Manifest::parse(&text, std::path::Path::new("."))
+}
+
+/// Boots `manifest`, runs `on_line` on each line until it says done (Some), and
+/// wants the machine to power off after.
+fn run_net(
+    ctx: &Ctx,
+    manifest: &Manifest,
+    timeout: Duration,
+    mut on_line: impl FnMut(&str) -> Option<Result<(), String>>,
+) -> Result<qemu::Captured, Failure> {
+    let cmd = manifest_machine(ctx, manifest)?.command();
+    let mut verdict = None;
+    let mut fatal = None;
+    let captured = qemu::run_captured(cmd, timeout, ctx.verbose, |line| {
+        if let Some(f) = FAIL.iter().find(|f| line.contains(**f)) {
+            fatal = Some(format!("saw {f:?}"));
+            return Control::Stop;
+        }
+        if verdict.is_none() {
+            verdict = on_line(line);
+            if let Some(Err(_)) = verdict {
+                return Control::Stop;
+            }
+        }
+        Control::Continue
+    })?;
+    let ended = captured.status.map(qemu::outcome) == Some(Outcome::PowerOff);
+    let problem = fatal
+        .or_else(|| match &verdict {
+            None => Some("the transfer never finished".into()),
+            Some(Err(e)) => Some(e.clone()),
+            Some(Ok(())) => None,
+        })
+        .or_else(|| (!ended).then(|| "the machine did not power off".into()));
+    match problem {
+        Some(p) => Err(failure(p, Some(&captured))),
+        None => Ok(captured),
+    }
+}
+
+/// The CRC of `line`'s `crc32 X`.
+fn crc_of(line: &str) -> Option<String> {
+    Some(
+        line.split("crc32 ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .to_owned(),
+    )
+}
+
+const MIB64: u64 = 64 << 20;
+
+fn net_domu_domu(ctx: &Ctx) -> Result<Pass, Failure> {
+    for plain in ["", " plain"] {
+        let rx = format!("listen=5001{plain}");
+        let tx = format!("connect=10.0.2.20:5001 send={MIB64} retry{plain}");
+        let m = net_manifest(&[("rx", &rx, "ip=10.0.2.20"), ("tx", &tx, "ip=10.0.2.21")])?;
+        let (mut got, mut sent) = (None, None);
+        let mut vifs = 0;
+        run_net(ctx, &m, Duration::from_secs(300), |line| {
+            if line.contains("vif 0 (") && line.contains(" connected: ") {
+                let none =
+                    line.contains("sg false, gso tcpv4 false tcpv6 false, csum offload false");
+                if none != !plain.is_empty() {
+                    return Some(Err(format!("negotiated: {line}")));
+                }
+                vifs += 1;
+            }
+            if line.contains(&format!("nettest: received {MIB64} bytes")) {
+                got = crc_of(line);
+            }
+            if line.contains(&format!("nettest: sent {MIB64} bytes")) {
+                sent = crc_of(line);
+                let peer = line.split("peer said: ").nth(1).unwrap_or("");
+                if !peer.starts_with(&format!("ok {MIB64} ")) {
+                    return Some(Err(format!("the receiver said {peer:?}")));
+                }
+            }
+            match (&got, &sent) {
+                (Some(a), Some(b)) if a == b && vifs == 2 => Some(Ok(())),
+                (Some(a), Some(b)) => Some(Err(format!("CRC sent {b}, received {a}"))),
+                _ => None,
+            }
+        })?;
+    }
+    Ok(Pass {
+        first_guest_line: None,
+    })
+}
+
+fn net_dhcp(ctx: &Ctx) -> Result<Pass, Failure> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failure(format!("a listener on the host: {e}"), None))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| failure(e.to_string(), None))?
+        .port();
+    // The host's end: one connection, read to its end, answered with what came.
+    let server = std::thread::spawn(move || -> std::io::Result<(u64, u32)> {
+        let (mut s, _) = listener.accept()?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let mut data = Vec::new();
+        s.read_to_end(&mut data)?;
+        let crc = crc32fast::hash(&data);
+        s.write_all(format!("ok {} {crc:08x}\n", data.len()).as_bytes())?;
+        Ok((data.len() as u64, crc))
+    });
+    let cmdline = format!("connect=10.0.2.2:{port} send=1048576");
+    let m = net_manifest(&[("client", &cmdline, "")])?;
+    let mut dhcp = false;
+    run_net(ctx, &m, Duration::from_secs(180), |line| {
+        dhcp |= line.contains("nettest: address 10.0.2.15/24 (DHCP)");
+        if line.contains("nettest: sent 1048576 bytes") {
+            let peer = line.split("peer said: ").nth(1).unwrap_or("");
+            let ok = dhcp
+                && peer.starts_with("ok 1048576 ")
+                && crc_of(line).is_some_and(|c| peer.ends_with(&c));
+            return Some(if ok {
+                Ok(())
+            } else {
+                Err(format!("dhcp {dhcp}, line {line:?}"))
+            });
+        }
+        None
+    })?;
+    match server.join() {
+        Ok(Ok((1048576, _))) => Ok(Pass {
+            first_guest_line: None,
+        }),
+        other => Err(failure(format!("the host's server: {other:?}"), None)),
+    }
 }
