@@ -270,7 +270,7 @@ fn net_domu_domu(ctx: &Ctx) -> Result<Pass, Failure> {
             if line.contains("vif 0 (") && line.contains(" connected: ") {
                 let none =
                     line.contains("sg false, gso tcpv4 false tcpv6 false, csum offload false");
-                if none != !plain.is_empty() {
+                if none == plain.is_empty() {
                     return Some(Err(format!("negotiated: {line}")));
                 }
                 vifs += 1;
