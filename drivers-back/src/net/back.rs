@@ -212,6 +212,15 @@ impl<P: ForeignMemory + EventChannel + GrantCopy> NetBack<P> {
         next: &mut impl FnMut() -> Option<Frame>,
     ) -> Result<bool, Disconnect> {
         let nq = self.queues.len();
+        // The rx rings' indices are checked whether or not a packet is waiting: a
+        // front end that posts impossible buffers is disconnected at once.
+        for q in &mut self.queues {
+            let page = [q.rx_page.page()];
+            let mut ring = RxRing::resume(&page, q.rx);
+            let r = ring.unconsumed_requests();
+            q.rx = ring.state();
+            r.map_err(Disconnect::RxRing)?;
+        }
         // Stalled packets first, in their queues.
         for q in &mut self.queues {
             if let Some(f) = q.stalled.take() {

@@ -315,12 +315,14 @@ async fn serve(store: &'static Dom0Store, bridge: &'static RefCell<Bridge>, spec
             .await
         };
     }
+    let b = bridge.borrow().stats(port);
     bridge.borrow_mut().remove_port(port);
     let _ = watch.unwatch().await;
     let c = back.counters();
     println!(
-        "dom0: {name}: sent {} packets ({} bytes, {} dropped, {} gso), received {} ({} bytes, {} dropped)",
-        c.tx_packets, c.tx_bytes, c.tx_dropped, c.tx_gso, c.rx_packets, c.rx_bytes, c.rx_dropped
+        "dom0: {name}: sent {} packets ({} bytes, {} dropped, {} gso), received {} ({} bytes, {} dropped); bridge: {} in, {} filtered, {} malformed",
+        c.tx_packets, c.tx_bytes, c.tx_dropped, c.tx_gso, c.rx_packets, c.rx_bytes, c.rx_dropped,
+        b.rx, b.rx_filtered, b.rx_malformed
     );
     if let Ok(None) | Err(_) = read_state(store, &fe).await {
         back.disconnect(&Xen);

@@ -22,6 +22,7 @@
 //!   handed to anyone while dom0 maps it (host tests check that part).
 //!
 //! Attacks on blkback (`blk-*`, given a disk): see `blk.rs`.
+//! Attacks on netback and the bridge (`net-*`, given a vif): see `net.rs`.
 //!
 //! `dev-access`: what only dom0 may do with the machine's devices (beside a dom0 that
 //! drives a virtio disk): map the first virtio-mmio page, map GSI 47 as a pirq, bind
@@ -32,6 +33,7 @@
 extern crate alloc;
 
 mod blk;
+mod net;
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -291,6 +293,7 @@ fn main() {
             let _ = hypercall::console_write(b"hostile: gnt-free-mapped: scribbled on the ring\n");
         }
         _ if name.starts_with("blk-") => blk::attack(name, my_domid()),
+        _ if name.starts_with("net-") => net::attack(name),
         "dev-access" => dev_access(),
         _ => panic!("hostile: unknown attack {mode:?}"),
     }

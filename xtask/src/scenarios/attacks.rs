@@ -46,6 +46,10 @@ pub enum Target {
     /// attack's name) with a vbd of its own, beside examples/kvstore on another disk;
     /// the lines hostile must print (in any order).
     Blkback { expect: &'static [&'static str] },
+    /// dom0's netback and bridge, attacked by examples/hostile (command line: the
+    /// attack's name) on a vif of its own, beside two nettest domUs moving 4 MiB; the
+    /// lines hostile and dom0 must print (in any order).
+    Netback { expect: &'static [&'static str] },
 }
 
 /// One attack.
@@ -85,6 +89,15 @@ const fn blk(name: &'static str, what: &'static str, expect: &'static [&'static 
         name,
         what,
         target: Target::Blkback { expect },
+    }
+}
+
+/// An attack of examples/hostile on netback; its command line is `net-NAME`.
+const fn net(name: &'static str, what: &'static str, expect: &'static [&'static str]) -> Attack {
+    Attack {
+        name,
+        what,
+        target: Target::Netback { expect },
     }
 }
 
@@ -210,13 +223,51 @@ pub const ATTACKS: &[Attack] = &[
         "hostile: blk-close-mid-request: back end Closing, error: (none)",
         "hostile: blk-close-mid-request: grants released",
     ]),
+    net("net-cross-page", "sends a tx slot whose data crosses its page (offset 4000, 200 bytes)", &[
+        "hostile: net-cross-page: back end Closing, error: tx: slot crosses its page: offset 4000, size 200",
+        "hostile: net-cross-page: grants released",
+    ]),
+    net("net-zero-length", "sends a packet of 0 bytes", &[
+        "hostile: net-zero-length: answered [-1], then a valid packet answered [0]; back end Some(Connected)",
+    ]),
+    net("net-oversized", "sends a fragment larger than what is left of its packet", &[
+        "hostile: net-oversized: answered [-1, -1], then a valid packet answered [0]; back end Some(Connected)",
+    ]),
+    net("net-too-many-slots", "sends a packet of 22 slots (netback takes 19, drops up to 21, disconnects beyond)", &[
+        "hostile: net-too-many-slots: back end Closing, error: tx: more than 20 fragments",
+        "hostile: net-too-many-slots: grants released",
+    ]),
+    net("net-bad-grant", "names a grant it never made", &[
+        "hostile: net-bad-grant: answered [-1], then a valid packet answered [0]; back end Some(Connected)",
+    ]),
+    net("net-gso-zero", "sends a GSO extra-info of size 0", &[
+        "hostile: net-gso-zero: back end Closing, error: tx: GSO size must not be zero",
+        "hostile: net-gso-zero: grants released",
+    ]),
+    net("net-bad-extra", "sends an extra-info of type 7", &[
+        "hostile: net-bad-extra: back end Closing, error: tx: invalid extra type 7",
+        "hostile: net-bad-extra: grants released",
+    ]),
+    net("net-ring-corrupt", "sets tx req_prod a thousand requests ahead", &[
+        "hostile: net-ring-corrupt: back end Closing, error: tx ring: req_prod 1000 is impossible",
+        "hostile: net-ring-corrupt: grants released",
+    ]),
+    net("net-rx-flood", "posts an rx req_prod a thousand buffers ahead", &[
+        "hostile: net-rx-flood: back end Closing, error: rx ring: req_prod 1000 is impossible",
+        "hostile: net-rx-flood: grants released",
+    ]),
+    net("net-spoof", "sends 10 frames from the other vif's MAC and 10 claiming its IP", &[
+        "hostile: net-spoof: sent 20 forged frames, answered 20: all taken by netback",
+        "vif 0 (00:16:3e:00:00:30): sent 20 packets",
+        "bridge: 20 in, 20 filtered, 0 malformed",
+    ]),
 ];
 
 /// The attacks on the hypervisor, with Xen's answer.
 fn on_the_hypervisor() -> impl Iterator<Item = (&'static Attack, Answer)> {
     ATTACKS.iter().filter_map(|a| match a.target {
         Target::Hypervisor(answer) => Some((a, answer)),
-        Target::Dom0 { .. } | Target::Blkback { .. } => None,
+        Target::Dom0 { .. } | Target::Blkback { .. } | Target::Netback { .. } => None,
     })
 }
 
@@ -267,6 +318,14 @@ pub fn on_dom0() -> Vec<Scenario> {
                     a.what
                 ),
                 move |ctx| attack_on_blkback(ctx, a.name, expect),
+            )),
+            Target::Netback { expect } => Some(Scenario::new(
+                format!("attack-{}", a.name),
+                format!(
+                    "hostile front end: {}; netback drops that packet or disconnects that vif (Closing, error node, grants released), as Linux's netback decides, while two nettest domUs move 4 MiB through the bridge",
+                    a.what
+                ),
+                move |ctx| attack_on_netback(ctx, a.name, expect),
             )),
             Target::Hypervisor(_) => None,
         })
@@ -464,6 +523,49 @@ fn attack_on_blkback(ctx: &Ctx, name: &str, expect: &[&str]) -> Result<Pass, Fai
             anywhere: &anywhere,
         },
     )
+}
+
+fn attack_on_netback(ctx: &Ctx, name: &str, expect: &[&str]) -> Result<Pass, Failure> {
+    const BYTES: u64 = 4 << 20;
+    let tx = format!("connect=10.0.2.20:5001 send={BYTES} retry");
+    let m = super::net::net_manifest(&[
+        ("rx", "listen=5001", "mac=00:16:3e:00:00:20,ip=10.0.2.20"),
+        ("tx", &tx, "ip=10.0.2.21"),
+        ("hostile", name, "mac=00:16:3e:00:00:30,ip=10.0.2.30"),
+    ])?;
+    let mut seen = vec![false; expect.len()];
+    let (mut got, mut sent, mut done) = (None, None, false);
+    super::net::run_net(ctx, &m, Duration::from_secs(180), |line| {
+        for (s, e) in seen.iter_mut().zip(expect) {
+            *s |= line.contains(e);
+        }
+        done |= line.contains("hostile: done");
+        if line.contains(&format!("nettest: received {BYTES} bytes")) {
+            got = super::net::crc_of(line);
+        }
+        if line.contains(&format!("nettest: sent {BYTES} bytes")) && line.contains("peer said: ok")
+        {
+            sent = super::net::crc_of(line);
+        }
+        let transfer = got.is_some() && got == sent;
+        (transfer && done && seen.iter().all(|&s| s)).then_some(Ok(()))
+    })
+    .map_err(|mut f| {
+        let missing: Vec<&str> = expect
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| !**s)
+            .map(|(e, _)| *e)
+            .collect();
+        f.reason = format!(
+            "{}; transfer {got:?}/{sent:?}, hostile done {done}, not seen: {missing:?}",
+            f.reason
+        );
+        f
+    })?;
+    Ok(Pass {
+        first_guest_line: None,
+    })
 }
 
 #[cfg(test)]

@@ -195,14 +195,20 @@ fn net_nic(ctx: &Ctx) -> Result<Pass, Failure> {
     )
 }
 
-/// A manifest of dom0 and `domus` (name, command line, vif spec), each 32 MiB.
-fn net_manifest(domus: &[(&str, &str, &str)]) -> anyhow::Result<Manifest> {
+/// A manifest of dom0 and `domus` (name, command line, vif spec), each 32 MiB, each
+/// running nettest but one named `hostile`, which runs examples/hostile.
+pub fn net_manifest(domus: &[(&str, &str, &str)]) -> anyhow::Result<Manifest> {
     let mut text = String::from(
         "[[domain]]\nname = \"dom0\"\nimage = \"dom0\"\nrole = \"dom0\"\nmemory = \"32M\"\nbackends = true\n",
     );
     for (name, cmdline, vif) in domus {
+        let image = if *name == "hostile" {
+            "hostile"
+        } else {
+            "nettest"
+        };
         text.push_str(&format!(
-            "\n[[domain]]\nname = \"{name}\"\nimage = \"nettest\"\nmemory = \"32M\"\ncmdline = \"{cmdline}\"\nvif = [\"{vif}\"]\n"
+            "\n[[domain]]\nname = \"{name}\"\nimage = \"{image}\"\nmemory = \"32M\"\ncmdline = \"{cmdline}\"\nvif = [\"{vif}\"]\n"
         ));
     }
     Manifest::parse(&text, std::path::Path::new("."))
@@ -210,7 +216,7 @@ fn net_manifest(domus: &[(&str, &str, &str)]) -> anyhow::Result<Manifest> {
 
 /// Boots `manifest`, runs `on_line` on each line until it says done (Some), and
 /// wants the machine to power off after.
-fn run_net(
+pub fn run_net(
     ctx: &Ctx,
     manifest: &Manifest,
     timeout: Duration,
@@ -247,7 +253,7 @@ fn run_net(
 }
 
 /// The CRC of `line`'s `crc32 X`.
-fn crc_of(line: &str) -> Option<String> {
+pub fn crc_of(line: &str) -> Option<String> {
     Some(
         line.split("crc32 ")
             .nth(1)?
