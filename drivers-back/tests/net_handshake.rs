@@ -144,3 +144,86 @@ fn a_front_end_that_wants_page_flipping_is_refused() {
     assert!(err.contains("request-rx-copy"), "{err}");
     assert_eq!(xs.read(0, &format!("{BACK}/state")).unwrap(), b"5");
 }
+
+#[test]
+fn two_queues_are_negotiated_and_both_carry_packets() {
+    let w = World::new(FRONT, BACK);
+    let dom0 = Client::new(Loopback::new(&w.xs));
+    let domu = Client::new(RingTransport::new(w.page.page(), &w.dom1, w.port));
+    toolstack(&w, &dom0);
+    let (front, back) = w.run(
+        netfront::connect_queues(&domu, &w.dom1, 0, Config::default(), 2),
+        handshake::connect(&dom0, &w.dom0, 1, 0),
+    );
+    let ((mut fronts, _), mut back) = (front.unwrap(), back.unwrap());
+    assert_eq!((fronts.len(), back.queues()), (2, 2));
+    {
+        let mut xs = w.xs.borrow_mut();
+        assert_eq!(
+            xs.read(0, &format!("{FRONT}/multi-queue-num-queues"))
+                .unwrap(),
+            b"2"
+        );
+        for q in 0..2 {
+            for n in [
+                "tx-ring-ref",
+                "rx-ring-ref",
+                "event-channel-tx",
+                "event-channel-rx",
+            ] {
+                assert!(
+                    xs.read(0, &format!("{FRONT}/queue-{q}/{n}")).is_ok(),
+                    "queue-{q}/{n}"
+                );
+            }
+        }
+    }
+    // Each queue's tx ring reaches netback.
+    for (i, f) in fronts.iter_mut().enumerate() {
+        let data = vec![i as u8; 100];
+        f.send(100, PacketMeta::default(), |b| b.copy_from_slice(&data))
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    back.transmit(&w.dom0, &mut |f| got.push(f.data[0]))
+        .unwrap();
+    got.sort();
+    assert_eq!(got, [0, 1]);
+    // Packets of different flows are spread over the rx queues; each flow keeps one.
+    let frame = |port: u16| {
+        let mut f = vec![0u8; 64];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&[10, 0, 2, 2]);
+        f[30..34].copy_from_slice(&[10, 0, 2, 16]);
+        f[34..36].copy_from_slice(&port.to_be_bytes());
+        f[36..38].copy_from_slice(&80u16.to_be_bytes());
+        Frame {
+            data: f,
+            meta: PacketMeta::default(),
+        }
+    };
+    let mut frames: Vec<Frame> = (0..32).map(|i| frame(1000 + i)).collect();
+    back.receive(&w.dom0, &mut || frames.pop()).unwrap();
+    let per_queue: Vec<usize> = fronts
+        .iter_mut()
+        .map(|f| {
+            f.poll().unwrap();
+            let mut n = 0;
+            while let Some(p) = f.receive() {
+                n += 1;
+                f.recycle(p);
+            }
+            n
+        })
+        .collect();
+    assert_eq!(per_queue.iter().sum::<usize>(), 32);
+    assert!(per_queue.iter().all(|&n| n > 0), "{per_queue:?}");
+    let (f, b) = w.run(
+        netfront::close_queues(&domu, 0, fronts),
+        handshake::follow_close(&dom0, &w.dom0, 1, 0, back),
+    );
+    f.unwrap();
+    b.unwrap();
+}

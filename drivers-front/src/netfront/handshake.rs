@@ -6,9 +6,10 @@
 //!    what it offers: `feature-rx-copy` (required), `feature-sg`,
 //!    `feature-gso-tcpv4`/`-tcpv6`, `feature-ipv6-csum-offload`,
 //!    `feature-split-event-channels`;
-//! 2. make the rings, post the rx buffers, and publish in one transaction
-//!    `tx-ring-ref`, `rx-ring-ref`, `event-channel` (or `event-channel-tx` and
-//!    `event-channel-rx`), `request-rx-copy`, `feature-rx-notify`, and what we take:
+//! 2. make the rings (one pair per queue, up to `multi-queue-max-queues`), post the rx
+//!    buffers, and publish in one transaction `tx-ring-ref`, `rx-ring-ref`,
+//!    `event-channel` (or `event-channel-tx` and `event-channel-rx`), under `queue-N/`
+//!    with `multi-queue-num-queues` for several, `request-rx-copy`, `feature-rx-notify`, and what we take:
 //!    `feature-sg`, `feature-gso-tcpv4`/`-tcpv6`, `feature-ipv6-csum-offload` or
 //!    `feature-no-csum-offload`; then go `Connected` at once, as Linux's netfront
 //!    does (Linux's netback connects only when it sees `Connected`);
@@ -18,6 +19,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use pv_core::netif;
 use pv_core::platform::{EventChannel, GrantTable, LocalPage};
@@ -57,12 +59,30 @@ impl Default for Config {
 }
 
 /// Connects vif `id` (`device/vif/<id>`): the data path and our MAC.
-pub async fn connect<S: Store, P: GrantTable + EventChannel>(
+pub async fn connect<S: Store, P: GrantTable + EventChannel + Clone>(
     store: &S,
     p: P,
     id: u32,
     cfg: Config,
 ) -> Result<(Netfront<P>, [u8; 6]), Error>
+where
+    P::Page: LocalPage,
+{
+    let (mut fronts, mac) = connect_queues(store, p, id, cfg, 1).await?;
+    Ok((fronts.remove(0), mac))
+}
+
+/// Connects vif `id` with up to `queues` queues (as many as the back end's
+/// `multi-queue-max-queues` allows): a tx and an rx ring and event channel(s) each,
+/// published under `queue-N/` with `multi-queue-num-queues` when there are several
+/// (Linux's `xennet_create_queues` and `write_queue_xenstore_keys`).
+pub async fn connect_queues<S: Store, P: GrantTable + EventChannel + Clone>(
+    store: &S,
+    p: P,
+    id: u32,
+    cfg: Config,
+    queues: usize,
+) -> Result<(Vec<Netfront<P>>, [u8; 6]), Error>
 where
     P::Page: LocalPage,
 {
@@ -106,16 +126,38 @@ where
         ipv6_csum: cfg.csum && offered("feature-ipv6-csum-offload").await?,
         split: cfg.split && offered("feature-split-event-channels").await?,
     };
-    let mut front = Netfront::new(
-        p,
-        back.domid,
-        features.split,
-        cfg.tx_buffers,
-        cfg.rx_buffers,
-    )?;
-    front.start(features);
+    let max_queues: usize = xenbus::device::read_number(
+        store,
+        NO_TX,
+        &format!("{}/multi-queue-max-queues", back.dir),
+    )
+    .await
+    .map_err(|_| Error::BadNode(String::from("multi-queue-max-queues")))?
+    .unwrap_or(1);
+    let n = queues.min(max_queues).max(1);
+    let mut fronts: Vec<Netfront<P>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        match Netfront::new(
+            p.clone(),
+            back.domid,
+            features.split,
+            cfg.tx_buffers,
+            cfg.rx_buffers,
+        ) {
+            Ok(mut f) => {
+                f.start(features);
+                fronts.push(f);
+            }
+            Err(e) => {
+                for f in fronts {
+                    f.close();
+                }
+                return Err(e.into());
+            }
+        }
+    }
     let r = async {
-        publish(store, &dir, &front, &cfg).await?;
+        publish(store, &dir, &fronts, &cfg).await?;
         switch_state(store, &dir, State::Connected).await?;
         // We are Connected in the store; towards the back end we wait as a front end
         // whose rings are published does.
@@ -133,44 +175,60 @@ where
         Ok(())
     };
     match r.await {
-        Ok(()) => Ok((front, mac)),
+        Ok(()) => Ok((fronts, mac)),
         Err(e) => {
             let _ = switch_state(store, &dir, State::Closed).await;
-            front.close();
+            for f in fronts {
+                f.close();
+            }
             Err(e)
         }
     }
 }
 
-/// Step 2's nodes, in one transaction (retried while it conflicts).
+/// Step 2's nodes, in one transaction (retried while it conflicts): one queue's keys
+/// at the top, several queues' under `queue-N/`.
 async fn publish<S: Store, P: GrantTable + EventChannel>(
     store: &S,
     dir: &str,
-    front: &Netfront<P>,
+    fronts: &[Netfront<P>],
     cfg: &Config,
 ) -> Result<(), Error>
 where
     P::Page: LocalPage,
 {
-    let f = front.features();
-    let (tx_port, rx_port) = front.ports();
+    let f = fronts[0].features();
     let flag = |b: bool| String::from(if b { "1" } else { "0" });
     let mut nodes = alloc::vec![
-        ("tx-ring-ref", format!("{}", front.tx_ref())),
-        ("rx-ring-ref", format!("{}", front.rx_ref())),
-        ("request-rx-copy", String::from("1")),
-        ("feature-rx-notify", String::from("1")),
-        ("feature-sg", flag(f.sg)),
-        ("feature-gso-tcpv4", flag(f.sg && cfg.gso)),
-        ("feature-gso-tcpv6", flag(f.sg && cfg.gso)),
-        ("feature-ipv6-csum-offload", flag(cfg.csum)),
-        ("feature-no-csum-offload", flag(!cfg.csum)),
+        (String::from("request-rx-copy"), String::from("1")),
+        (String::from("feature-rx-notify"), String::from("1")),
+        (String::from("feature-sg"), flag(f.sg)),
+        (String::from("feature-gso-tcpv4"), flag(f.sg && cfg.gso)),
+        (String::from("feature-gso-tcpv6"), flag(f.sg && cfg.gso)),
+        (String::from("feature-ipv6-csum-offload"), flag(cfg.csum)),
+        (String::from("feature-no-csum-offload"), flag(!cfg.csum)),
     ];
-    if f.split {
-        nodes.push(("event-channel-tx", format!("{tx_port}")));
-        nodes.push(("event-channel-rx", format!("{rx_port}")));
-    } else {
-        nodes.push(("event-channel", format!("{tx_port}")));
+    if fronts.len() > 1 {
+        nodes.push((
+            String::from("multi-queue-num-queues"),
+            format!("{}", fronts.len()),
+        ));
+    }
+    for (q, front) in fronts.iter().enumerate() {
+        let at = if fronts.len() == 1 {
+            String::new()
+        } else {
+            format!("queue-{q}/")
+        };
+        let (tx_port, rx_port) = front.ports();
+        nodes.push((format!("{at}tx-ring-ref"), format!("{}", front.tx_ref())));
+        nodes.push((format!("{at}rx-ring-ref"), format!("{}", front.rx_ref())));
+        if f.split {
+            nodes.push((format!("{at}event-channel-tx"), format!("{tx_port}")));
+            nodes.push((format!("{at}event-channel-rx"), format!("{rx_port}")));
+        } else {
+            nodes.push((format!("{at}event-channel"), format!("{tx_port}")));
+        }
     }
     loop {
         let tx = store.transaction_start().await?;
@@ -203,6 +261,18 @@ pub async fn close<S: Store, P: GrantTable + EventChannel>(
 where
     P::Page: LocalPage,
 {
+    close_queues(store, id, alloc::vec![front]).await
+}
+
+/// [`close`] for a vif of several queues.
+pub async fn close_queues<S: Store, P: GrantTable + EventChannel>(
+    store: &S,
+    id: u32,
+    fronts: Vec<Netfront<P>>,
+) -> Result<(), Error>
+where
+    P::Page: LocalPage,
+{
     let dir = device::front_dir("vif", id);
     let back = other_end(store, &dir, "backend").await?;
     let mut watch = store.watch(&format!("{}/state", back.dir)).await?;
@@ -215,7 +285,9 @@ where
         state::front_end,
     )
     .await?;
-    front.close();
+    for f in fronts {
+        f.close();
+    }
     switch_state(store, &dir, State::Closed).await?;
     Ok(())
 }

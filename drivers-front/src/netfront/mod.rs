@@ -7,5 +7,5 @@ pub mod device;
 pub mod handshake;
 pub mod ring;
 
-pub use handshake::{close, connect, Config, Error};
+pub use handshake::{close, close_queues, connect, connect_queues, Config, Error};
 pub use ring::{Broken, Features, Netfront, RxPacket, Stats, TxError};
