@@ -367,6 +367,22 @@ impl Manifest {
         }
     }
 
+    /// Makes dom0 copy domU `name`'s vif traffic to the NIC (` mirror=DOMID` on its
+    /// command line), for `run --pcap --mirror`.
+    pub fn mirror(&mut self, name: &str) -> Result<()> {
+        let Some((id, d)) = self.with_ids().find(|(_, d)| d.name == name) else {
+            bail!("--mirror {name}: no domain of that name in the manifest");
+        };
+        if d.vifs.is_empty() {
+            bail!("--mirror {name}: that domain has no vif");
+        }
+        let Some(dom0) = self.domains.iter_mut().find(|d| d.nic.is_some()) else {
+            bail!("--mirror {name}: the manifest has no NIC to mirror to");
+        };
+        dom0.cmdline = format!("{} mirror={id}", dom0.cmdline).trim().to_owned();
+        Ok(())
+    }
+
     /// Every vif with its domain id, MAC and index in its domain.
     pub fn vifs(&self) -> Vec<(u16, [u8; 6], &VifSpec)> {
         let mut out = Vec::new();

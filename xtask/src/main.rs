@@ -154,6 +154,10 @@ struct RunArgs {
     /// (QEMU's filter-dump; read it with tcpdump -r or Wireshark).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// With --pcap: dom0 also copies this domU's vif traffic to the NIC, tagged with
+    /// VLAN 100 + its domain id (Wireshark: `vlan.id == 101` for the first domU).
+    #[arg(long, value_name = "DOMAIN", requires = "pcap")]
+    mirror: Option<String>,
     /// The guest's command line (after `--`); with several guests, the first's.
     #[arg(last = true, value_name = "GUEST_ARGS", conflicts_with = "manifest")]
     guest_args: Vec<String>,
@@ -266,7 +270,10 @@ fn run(root: &std::path::Path, mut args: RunArgs) -> Result<ExitCode> {
         None if args.guests.len() > 1 => Some((guests_manifest(&args)?, "run".to_owned())),
         None => None,
     };
-    if let Some((manifest, stem)) = manifest {
+    if let Some((mut manifest, stem)) = manifest {
+        if let Some(name) = &args.mirror {
+            manifest.mirror(name)?;
+        }
         let out = bundle::default_output(root, &stem);
         manifest.write(root, &out)?;
         // Every image exists before QEMU opens it: missing ones are created, anything

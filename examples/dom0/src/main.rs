@@ -21,16 +21,20 @@
 //!   written at introduction);
 //! - it drives the machine's NIC, QEMU's virtio-net (`virtio_net`), when told it has
 //!   one (`nic`); `nic-selftest` proves it against QEMU's user network (`nic_selftest`:
-//!   an ARP request to the gateway and a DHCPDISCOVER, both answered). Received frames
-//!   are dropped until the bridge to the domUs serves them.
+//!   an ARP request to the gateway and a DHCPDISCOVER, both answered);
+//! - it serves each domU's vifs (`vif`: netback, one task per vif) and bridges them with
+//!   the NIC at L2 (`drivers_back::net::bridge`).
 //!
 //! Command line: `names=1:web,2:db` and `disks=1:xvda:w:vbd0,...` (DOMID:VDEV:MODE:
 //! SERIAL, the virtio serial of the disk; both written by `cargo xtask bundle`), `stay` (keep
 //! running when the last domU is gone; by default dom0 then powers off, ending the
 //! machine), `poweroff-on=NODE` (when a domU writes `NODE` under its home, ask it to
 //! power off through `control/shutdown`), `nic` (the machine has a NIC, written by
-//! `cargo xtask bundle` for a manifest's `nic`), `nic-selftest`, `dma-exchange` (get every multi-page DMA
-//! block through `XENMEM_exchange`, as on a host whose memory is not in order).
+//! `cargo xtask bundle` for a manifest's `nic`), `nic-selftest`, `vifs=DOMID|MAC|IP|GW,...`
+//! (the domUs' vifs, written by `cargo xtask bundle`), `mirror=DOMID` (copy that domU's
+//! vif traffic to the NIC, VLAN-tagged, for `cargo xtask run --pcap`), `dma-exchange`
+//! (get every multi-page DMA block through `XENMEM_exchange`, as on a host whose memory
+//! is not in order).
 #![no_std]
 #![no_main]
 
@@ -116,7 +120,11 @@ impl Dom0 {
         let mut poweroff_on = None;
         let mut disk_specs = Vec::new();
         let mut vif_specs = Vec::new();
+        let mut mirror = None;
         for w in cmdline.split_whitespace() {
+            if let Some(id) = w.strip_prefix("mirror=") {
+                mirror = id.parse().ok();
+            }
             if let Some(list) = w.strip_prefix("vifs=") {
                 match vif::parse_vifs(list) {
                     Ok(v) => vif_specs = v,
@@ -173,7 +181,7 @@ impl Dom0 {
             disks,
             tasks: tasks::Tasks::default(),
             vif_specs,
-            net: vif::Net::new(nic),
+            net: vif::Net::new(nic, mirror),
             consoles: Consoles::new(Xen),
             guests: BTreeMap::new(),
             names,

@@ -7,6 +7,7 @@
 //! the front end's rx buffers. dom0's loop pumps the NIC: received frames into the
 //! bridge as the uplink port, the uplink's queue out to the NIC.
 
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -37,6 +38,40 @@ static FORWARDED: AtomicBool = AtomicBool::new(false);
 /// may have been polled before it came, so dom0's loop goes round once more.
 pub fn forwarded() -> bool {
     FORWARDED.swap(false, Ordering::Relaxed)
+}
+
+/// Copies of one domU's frames for the NIC (`mirror=DOMID`), so that the NIC's pcap
+/// (`cargo xtask run --pcap`) shows that vif's traffic too: each copy carries an 802.1Q
+/// tag of VLAN [`MIRROR_VLAN`] + the domain id, which QEMU's user network ignores and
+/// Wireshark shows (`vlan.id == 101`).
+pub struct Mirror {
+    domid: u16,
+    queue: RefCell<VecDeque<Vec<u8>>>,
+    dropped: core::cell::Cell<u64>,
+}
+
+/// The VLAN of domain 0's mirror; domain N's is this + N.
+pub const MIRROR_VLAN: u16 = 100;
+/// Copies waiting for the NIC at most (more are dropped, counted).
+const MIRROR_QUEUE: usize = 512;
+
+impl Mirror {
+    fn copy(&self, frame: &[u8]) {
+        if frame.len() < 14 {
+            return;
+        }
+        let mut q = self.queue.borrow_mut();
+        if q.len() >= MIRROR_QUEUE {
+            self.dropped.set(self.dropped.get() + 1);
+            return;
+        }
+        let mut tagged = Vec::with_capacity(frame.len() + 4);
+        tagged.extend_from_slice(&frame[..12]);
+        tagged.extend_from_slice(&[0x81, 0x00]);
+        tagged.extend_from_slice(&(MIRROR_VLAN + self.domid).to_be_bytes());
+        tagged.extend_from_slice(&frame[12..]);
+        q.push_back(tagged);
+    }
 }
 
 /// Frames queued to one port at most.
@@ -112,14 +147,16 @@ impl VifSpec {
 /// The bridge, the NIC and the vif tasks' shared state.
 pub struct Net {
     pub bridge: &'static RefCell<Bridge>,
+    mirror: Option<&'static Mirror>,
     nic: Option<(VirtioNic, PortId)>,
     /// A frame for the NIC that did not fit its queue.
     nic_held: Option<drivers_back::net::Frame>,
 }
 
 impl Net {
-    /// The bridge, with the NIC as its uplink if there is one.
-    pub fn new(nic: Option<VirtioNic>) -> Net {
+    /// The bridge, with the NIC as its uplink if there is one, mirroring domain
+    /// `mirror`'s vifs to the NIC if asked.
+    pub fn new(nic: Option<VirtioNic>, mirror: Option<u16>) -> Net {
         let bridge: &'static RefCell<Bridge> =
             alloc::boxed::Box::leak(alloc::boxed::Box::new(RefCell::new(Bridge::new())));
         let nic = nic.map(|n| {
@@ -131,8 +168,16 @@ impl Net {
             });
             (n, port)
         });
+        let mirror = mirror.map(|domid| {
+            &*alloc::boxed::Box::leak(alloc::boxed::Box::new(Mirror {
+                domid,
+                queue: RefCell::new(VecDeque::new()),
+                dropped: core::cell::Cell::new(0),
+            }))
+        });
         Net {
             bridge,
+            mirror,
             nic,
             nic_held: None,
         }
@@ -157,7 +202,8 @@ impl Net {
             );
             return;
         }
-        tasks.spawn(serve(store, self.bridge, spec.clone()));
+        let mirror = self.mirror.filter(|m| m.domid == spec.domid);
+        tasks.spawn(serve(store, self.bridge, mirror, spec.clone()));
     }
 
     /// Moves frames between the NIC and the bridge; returns whether it moved any.
@@ -194,6 +240,15 @@ impl Net {
             }
             sent += 1;
         }
+        if let Some(m) = self.mirror {
+            while let Some(f) = m.queue.borrow_mut().pop_front() {
+                if nic.transmit(&f).is_err() {
+                    m.dropped.set(m.dropped.get() + 1);
+                    break;
+                }
+                sent += 1;
+            }
+        }
         if sent > 0 {
             nic.flush();
         }
@@ -216,7 +271,12 @@ enum Wake {
 
 /// One vif's life: connect, join the bridge, serve until the front end closes (or
 /// breaks the protocol), leave the bridge, follow the front end to `Closed`.
-async fn serve(store: &'static Dom0Store, bridge: &'static RefCell<Bridge>, spec: VifSpec) {
+async fn serve(
+    store: &'static Dom0Store,
+    bridge: &'static RefCell<Bridge>,
+    mirror: Option<&'static Mirror>,
+    spec: VifSpec,
+) {
     let (front, id) = (spec.domid, spec.id);
     let name = format!("d{front} vif {id} ({})", format_mac(&spec.mac));
     let mut back = match handshake::connect(store, &Xen, front, id).await {
@@ -269,11 +329,20 @@ async fn serve(store: &'static Dom0Store, bridge: &'static RefCell<Bridge>, spec
             Wake::Work => {
                 let r = back
                     .transmit(&Xen, &mut |frame| {
+                        if let Some(m) = mirror {
+                            m.copy(&frame.data);
+                        }
                         let _ = bridge.borrow_mut().input(port, frame);
                         FORWARDED.store(true, Ordering::Relaxed);
                     })
                     .and_then(|more| {
-                        let waiting = back.receive(&Xen, &mut || bridge.borrow_mut().pop(port))?;
+                        let waiting = back.receive(&Xen, &mut || {
+                            let f = bridge.borrow_mut().pop(port);
+                            if let (Some(m), Some(f)) = (mirror, &f) {
+                                m.copy(&f.data);
+                            }
+                            f
+                        })?;
                         Ok((more, waiting))
                     });
                 match r {
@@ -324,6 +393,13 @@ async fn serve(store: &'static Dom0Store, bridge: &'static RefCell<Bridge>, spec
         c.tx_packets, c.tx_bytes, c.tx_dropped, c.tx_gso, c.rx_packets, c.rx_bytes, c.rx_dropped,
         b.rx, b.rx_filtered, b.rx_malformed
     );
+    if let Some(m) = mirror {
+        println!(
+            "dom0: {name}: mirrored to the NIC on VLAN {} ({} copies dropped)",
+            MIRROR_VLAN + m.domid,
+            m.dropped.get()
+        );
+    }
     if let Ok(None) | Err(_) = read_state(store, &fe).await {
         back.disconnect(&Xen);
         println!("dom0: {name}: front end gone: disconnected");

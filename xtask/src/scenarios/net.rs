@@ -19,7 +19,7 @@ use crate::qemu::{self, Control, NicBackend, Outcome};
 pub fn all() -> Vec<Scenario> {
     vec![Scenario::new(
         "net-http",
-        "the default appliance (bundles/default.toml): httpd on its vif (netfront, smoltcp) behind dom0's netback and bridge answers from the host through QEMU's hostfwd: the page, 100 requests on one keep-alive connection, 20 connections at once, a 404, and /stats counting them",
+        "the default appliance (bundles/default.toml): httpd on its vif (netfront, smoltcp) behind dom0's netback and bridge answers from the host through QEMU's hostfwd: the page, 100 requests on one keep-alive connection, 20 connections at once, a 404, and /stats counting them; the NIC's pcap holds httpd's vif traffic too (dom0's mirror, VLAN 101)",
         net_http,
     ), Scenario::new(
         "net-domu-domu",
@@ -56,13 +56,47 @@ fn default_appliance() -> anyhow::Result<(Manifest, u16)> {
         .find(|d| d.nic.is_some())
         .ok_or_else(|| anyhow::anyhow!("bundles/default.toml has no NIC"))?;
     let nic = dom0.nic.as_mut().expect("found");
-    // The NIC's traffic, for a failure's post-mortem.
-    nic.pcap = Some(crate::bindgen::workspace_root().join("target/net-http.pcap"));
+    // The NIC's traffic, with httpd's vif mirrored into it (checked after the run, and
+    // kept for a failure's post-mortem).
+    nic.pcap = Some(pcap_path());
     match &mut nic.backend {
         NicBackend::User { hostfwd } if !hostfwd.is_empty() => hostfwd[0].host_port = port,
         _ => anyhow::bail!("bundles/default.toml forwards no port"),
     }
+    m.mirror("httpd")?;
     Ok((m, port))
+}
+
+fn pcap_path() -> std::path::PathBuf {
+    crate::bindgen::workspace_root().join("target/net-http.pcap")
+}
+
+/// Frames of a pcap file (libpcap's format, as QEMU's filter-dump writes it) whose
+/// 802.1Q tag is `vlan` and that carry TCP from or to port `port`.
+fn vlan_tcp_frames(path: &std::path::Path, vlan: u16, port: u16) -> anyhow::Result<usize> {
+    let d = std::fs::read(path)?;
+    anyhow::ensure!(
+        d.len() >= 24 && d[..4] == [0xd4, 0xc3, 0xb2, 0xa1],
+        "not a pcap file"
+    );
+    let (mut at, mut n) = (24, 0);
+    while at + 16 <= d.len() {
+        let len = u32::from_le_bytes(d[at + 8..at + 12].try_into()?) as usize;
+        let f = d.get(at + 16..at + 16 + len).unwrap_or(&[]);
+        at += 16 + len;
+        let be = |i: usize| f.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        if be(12) != Some(0x8100) || be(14).map(|t| t & 0xfff) != Some(vlan) {
+            continue;
+        }
+        // The IPv4 header after the tag, then TCP's ports.
+        if be(16) == Some(0x0800) && f.get(27) == Some(&6) {
+            let l4 = 18 + (f[18] & 0xf) as usize * 4;
+            if be(l4) == Some(port) || be(l4 + 2) == Some(port) {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// What net-http asks of httpd once it serves.
@@ -170,6 +204,17 @@ fn net_http(ctx: &Ctx) -> Result<Pass, Failure> {
         (None, Some(Ok(stats))) => {
             if ctx.verbose {
                 println!("    /stats: {}", stats.trim());
+            }
+            // QEMU wrote the pcap as it went; the mirrored copies are VLAN 101 (d1).
+            let mirrored = vlan_tcp_frames(&pcap_path(), 101, 80)
+                .map_err(|e| failure(format!("reading {}: {e:#}", pcap_path().display()), None))?;
+            if mirrored < 100 {
+                return Err(failure(
+                    format!(
+                        "only {mirrored} of httpd's TCP frames mirrored into the pcap (VLAN 101)"
+                    ),
+                    Some(&captured),
+                ));
             }
             Ok(Pass {
                 first_guest_line: None,
