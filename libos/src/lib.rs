@@ -31,6 +31,7 @@ pub mod platform;
 pub mod shared_info;
 pub mod start;
 pub mod start_info;
+pub mod sync;
 pub mod time;
 pub mod timer;
 pub mod traps;

@@ -3,8 +3,14 @@
 //! - `GET /`: a static page compiled in (`www/index.html`);
 //! - `GET /stats`: the server's and the vif's counters as JSON;
 //! - `GET /bytes/N`: N bytes of a fixed pattern (load tests and downloads);
-//! - anything else: 404; a method other than GET or HEAD: 405; a request that does
-//!   not parse: 400; headers larger than 8 KiB: 431.
+//! - `PUT /kv/KEY` (the body is the value), `GET /kv/KEY`, `DELETE /kv/KEY`: a REST
+//!   front of the kvstore appliance, given as `kv=A.B.C.D:PORT` on the command line
+//!   (kvstore's `listen=PORT` line protocol over one kept connection): 200 with the
+//!   value, 204 once the write is durable (kvstore answers after its flush), 404 for a
+//!   missing key, 400 for a key or value that is not one line of text, 502 if kvstore
+//!   does not answer;
+//! - anything else: 404; another method: 405; a request that does not parse: 400;
+//!   headers larger than 8 KiB: 431.
 //!
 //! Connections are kept alive (HTTP/1.1's default; HTTP/1.0 with
 //! `Connection: keep-alive`) and served concurrently, one task each; pipelined
@@ -31,7 +37,7 @@ static INDEX: &str = include_str!("../www/index.html");
 
 /// Largest request head we read.
 const HEAD_MAX: usize = 8192;
-/// Largest request body we take (and discard: nothing here takes a body yet).
+/// Largest request body we take.
 const BODY_MAX: usize = 1 << 20;
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
@@ -104,7 +110,9 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        204 => "No Content",
         404 => "Not Found",
+        502 => "Bad Gateway",
         405 => "Method Not Allowed",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
@@ -153,10 +161,24 @@ fn stats_json() -> String {
 }
 
 /// Answers one request; returns whether the connection stays open.
-async fn answer(s: &mut TcpStream, req: &Request<'_>) -> Result<bool, net::Error> {
+async fn answer(s: &mut TcpStream, req: &Request<'_>, body: &[u8]) -> Result<bool, net::Error> {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
     let ka = req.keep_alive;
     let headers_only = req.method == "HEAD";
+    if let Some(key) = req.path.strip_prefix("/kv/") {
+        let (status, text) = kv_request(req.method, key, body).await;
+        if status >= 400 {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        send(
+            s,
+            &head(status, "text/plain", text.len(), ka),
+            &text,
+            headers_only,
+        )
+        .await?;
+        return Ok(ka);
+    }
     if req.method != "GET" && req.method != "HEAD" {
         ERRORS.fetch_add(1, Ordering::Relaxed);
         let body = "method not allowed\n";
@@ -217,6 +239,76 @@ async fn answer(s: &mut TcpStream, req: &Request<'_>) -> Result<bool, net::Error
     Ok(ka)
 }
 
+/// The kept connection to kvstore (`kv=`), one request at a time.
+static KV: libos::sync::Mutex<Option<TcpStream>> = libos::sync::Mutex::new(None);
+
+/// One line to kvstore and its one-line answer, over the kept connection (made again
+/// once if it broke).
+async fn kv_line(line: &str) -> Option<String> {
+    let to = start_info::get()
+        .cmdline()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("kv="))?;
+    let (ip, port) = to.split_once(':')?;
+    let (ip, port) = (ip.parse().ok()?, port.parse().ok()?);
+    let mut conn = KV.lock().await;
+    for _ in 0..2 {
+        if conn.is_none() {
+            *conn = TcpStream::connect(ip, port).await.ok();
+        }
+        let s = conn.as_mut()?;
+        if s.write_all(line.as_bytes()).await.is_ok() {
+            let mut answer = alloc::vec::Vec::new();
+            let mut b = [0u8; 512];
+            loop {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        answer.extend_from_slice(&b[..n]);
+                        if answer.ends_with(b"\n") {
+                            return Some(String::from(String::from_utf8_lossy(&answer).trim_end()));
+                        }
+                    }
+                }
+            }
+        }
+        // Broken: once more on a new connection.
+        *conn = None;
+    }
+    None
+}
+
+/// `/kv/KEY` as kvstore answers it.
+async fn kv_request(method: &str, key: &str, body: &[u8]) -> (u16, String) {
+    let one_word =
+        |t: &str| !t.is_empty() && !t.contains(|c: char| c.is_whitespace() || c.is_control());
+    if !one_word(key) {
+        return (400, String::from("a key is one word\n"));
+    }
+    let line = match method {
+        "GET" | "HEAD" => format!("get {key}\n"),
+        "DELETE" => format!("del {key}\n"),
+        "PUT" => match core::str::from_utf8(body) {
+            Ok(v) if !v.is_empty() && !v.contains(['\n', '\r']) => format!("put {key} {v}\n"),
+            _ => return (400, String::from("a value is one line of text\n")),
+        },
+        _ => return (405, String::from("GET, PUT or DELETE\n")),
+    };
+    let Some(answer) = kv_line(&line).await else {
+        return (502, String::from("kvstore does not answer\n"));
+    };
+    if let Some(v) = answer.strip_prefix(&format!("{key} = ")) {
+        return (200, format!("{v}\n"));
+    }
+    if answer.ends_with(": no such key") {
+        return (404, String::from("no such key\n"));
+    }
+    if answer.starts_with("ok ") {
+        return (204, String::new());
+    }
+    (502, format!("{answer}\n"))
+}
+
 async fn send(
     s: &mut TcpStream,
     head: &str,
@@ -243,20 +335,28 @@ async fn connection(mut s: TcpStream) {
         loop {
             match parse(&buf[..have]) {
                 Ok(Some((req, n))) => {
-                    let (keep, body) = (req.keep_alive, req.body_len);
-                    let r = answer(&mut s, &req).await;
-                    // Skip the body (read the rest of it if it is not all here).
-                    let mut skip = n + body;
-                    while skip > have {
-                        skip -= have;
-                        have = match s.read(&mut buf).await {
+                    let (keep, body_len) = (req.keep_alive, req.body_len);
+                    let (method, path) = (String::from(req.method), String::from(req.path));
+                    // The body: what is in the buffer, and the rest from the socket.
+                    let mut body = alloc::vec::Vec::with_capacity(body_len);
+                    let here = (have - n).min(body_len);
+                    body.extend_from_slice(&buf[n..n + here]);
+                    buf.copy_within(n + here..have, 0);
+                    have -= n + here;
+                    while body.len() < body_len {
+                        let want = (body_len - body.len()).min(buf.len());
+                        match s.read(&mut buf[..want]).await {
                             Ok(0) | Err(_) => break 'conn,
-                            Ok(k) => k,
-                        };
+                            Ok(k) => body.extend_from_slice(&buf[..k]),
+                        }
                     }
-                    buf.copy_within(skip..have, 0);
-                    have -= skip;
-                    match r {
+                    let req = Request {
+                        method: &method,
+                        path: &path,
+                        keep_alive: keep,
+                        body_len,
+                    };
+                    match answer(&mut s, &req, &body).await {
                         Ok(true) if keep => {}
                         _ => break 'conn,
                     }

@@ -24,8 +24,10 @@
 //! - `discard-test`: discards the first 4 MiB of the log (the store is gone after it:
 //!   for tests of the discard path) and says how it went.
 //!
-//! Command line: `fill=N`, `features`, `verify=N` and `discard-test` run those commands
-//! at boot (in that order),
+//! Command line: `listen=PORT` also takes the commands over TCP (the vif's address),
+//! one per line, each answered with one line, what the console prints without
+//! `kvstore: ` (httpd's `/kv/` REST front speaks this); `fill=N`, `features`, `verify=N`
+//! and `discard-test` run those commands at boot (in that order),
 //! `exit` powers off after them instead of reading the console; `seed=S` changes the
 //! values `fill` writes and `verify` expects.
 #![no_std]
@@ -41,7 +43,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kvlog::{IoError, Kv, Storage};
 use libos::blk::{self, Disk};
 use libos::xenbus::Store;
-use libos::{executor, println, start_info};
+use libos::{executor, net, println, start_info};
 
 fn arg(name: &str) -> Option<u64> {
     start_info::get()
@@ -227,7 +229,9 @@ async fn write_test(kv: &Kv<Vbd>, disk: &'static Disk) {
     }
 }
 
-async fn commit_and_answer(kv: &mut Kv<Vbd>, answers: Vec<Answer>) {
+/// Commits what `answers` wait for and returns the lines to answer: every `Now` one,
+/// and the `AfterCommit` ones only if the commit is durable.
+async fn commit(kv: &mut Kv<Vbd>, answers: Vec<Answer>) -> Vec<String> {
     let durable = match kv.commit().await {
         Ok(()) => true,
         Err(e) => {
@@ -235,13 +239,93 @@ async fn commit_and_answer(kv: &mut Kv<Vbd>, answers: Vec<Answer>) {
             false
         }
     };
-    for a in answers {
-        match a {
-            Answer::Now(s) => println!("kvstore: {s}"),
-            Answer::AfterCommit(s) if durable => println!("kvstore: {s}"),
-            Answer::AfterCommit(_) => {}
+    answers
+        .into_iter()
+        .filter_map(|a| match a {
+            Answer::Now(s) => Some(s),
+            Answer::AfterCommit(s) if durable => Some(s),
+            Answer::AfterCommit(_) => None,
+        })
+        .collect()
+}
+
+async fn commit_and_answer(kv: &mut Kv<Vbd>, answers: Vec<Answer>) {
+    for line in commit(kv, answers).await {
+        println!("kvstore: {line}");
+    }
+}
+
+/// The store, shared by the console and the network's connections (one at a time,
+/// each holding it for its lines and their commit).
+type Shared = libos::sync::Mutex<Kv<Vbd>>;
+
+/// `listen=PORT`: the commands of the console over TCP, one per line, each answered
+/// with one line (what the console prints, without `kvstore: `). Lines that came
+/// together are committed together, as on the console.
+async fn serve_tcp(kv: &'static Shared, port: u16) {
+    match net::up().await {
+        Ok(_) => {}
+        Err(e) => {
+            println!("kvstore: no network: {e:?}");
+            return;
         }
     }
+    let Some(addr) = net::wait_address(core::time::Duration::from_secs(30)).await else {
+        println!("kvstore: no address");
+        return;
+    };
+    let mut l = match net::TcpListener::bind(port) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("kvstore: bind {port}: {e:?}");
+            return;
+        }
+    };
+    println!("kvstore: listening on {}:{port}", addr.address());
+    loop {
+        let s = l.accept().await;
+        executor::spawn(connection(kv, s));
+    }
+}
+
+async fn connection(kv: &'static Shared, mut s: net::TcpStream) {
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let mut lines = Vec::new();
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            lines.push(String::from(String::from_utf8_lossy(&line[..end]).trim()));
+        }
+        if lines.is_empty() {
+            if pending.len() > 64 * 1024 {
+                break;
+            }
+            continue;
+        }
+        let out = {
+            let mut kv = kv.lock().await;
+            let mut answers = Vec::new();
+            for line in &lines {
+                answers.extend(run_command(&mut kv, line));
+            }
+            commit(&mut kv, answers).await
+        };
+        let mut reply = String::new();
+        for line in out {
+            reply.push_str(&line);
+            reply.push('\n');
+        }
+        if s.write_all(reply.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    s.close(core::time::Duration::from_secs(2)).await;
 }
 
 async fn fill(kv: &mut Kv<Vbd>, n: u64, from: u64) {
@@ -280,18 +364,23 @@ async fn appliance() {
     } else {
         Kv::open(Vbd(disk)).await
     };
-    let mut kv = opened.unwrap_or_else(|e| panic!("kvstore: cannot open the store: {e}"));
-    let s = kv.stats();
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    println!(
-        "kvstore: ready: {} keys (replayed {} records, torn tail: {}, formatted: {})",
-        kv.len(),
-        s.replayed,
-        yes(s.torn_tail),
-        yes(s.formatted)
-    );
-    if let Some(n) = arg("fill") {
-        fill(&mut kv, n, 0).await;
+    let opened = opened.unwrap_or_else(|e| panic!("kvstore: cannot open the store: {e}"));
+    let kv: &'static Shared =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(libos::sync::Mutex::new(opened)));
+    {
+        let mut kv = kv.lock().await;
+        let s = kv.stats();
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        println!(
+            "kvstore: ready: {} keys (replayed {} records, torn tail: {}, formatted: {})",
+            kv.len(),
+            s.replayed,
+            yes(s.torn_tail),
+            yes(s.formatted)
+        );
+        if let Some(n) = arg("fill") {
+            fill(&mut kv, n, 0).await;
+        }
     }
     let flag = |w: &str| {
         start_info::get()
@@ -303,6 +392,7 @@ async fn appliance() {
         features(ids[0]).await;
     }
     if let Some(n) = arg("verify") {
+        let mut kv = kv.lock().await;
         let answers = run_command(&mut kv, &format!("verify {n}"));
         commit_and_answer(&mut kv, answers).await;
     }
@@ -311,6 +401,9 @@ async fn appliance() {
     }
     if flag("exit") {
         return;
+    }
+    if let Some(port) = arg("listen") {
+        executor::spawn(serve_tcp(kv, port as u16));
     }
     let Some(port) = libos::console::ring_port() else {
         panic!("kvstore: no console ring to read commands from");
@@ -325,6 +418,7 @@ async fn appliance() {
         }
         pending.extend_from_slice(&buf[..n]);
         // Every complete line typed so far, committed together.
+        let mut kv = kv.lock().await;
         let mut answers = Vec::new();
         while let Some(end) = pending.iter().position(|&b| b == b'\n' || b == b'\r') {
             let line: Vec<u8> = pending.drain(..=end).collect();

@@ -22,6 +22,10 @@ pub fn all() -> Vec<Scenario> {
         "the default appliance (bundles/default.toml): httpd on its vif (netfront, smoltcp) behind dom0's netback and bridge answers from the host through QEMU's hostfwd: the page, 100 requests on one keep-alive connection, 20 connections at once, a 404, and /stats counting them; the NIC's pcap holds httpd's vif traffic too (dom0's mirror, VLAN 101)",
         net_http,
     ), Scenario::new(
+        "net-kv",
+        "bundles/kv-service.toml: httpd's REST front (/kv/KEY) on the kvstore appliance (its TCP commands over a second vif, its keys on a vbd): 1,000 PUTs then 1,000 GETs from the host through hostfwd all agree, a DELETE makes the key 404, a value of two lines is 400",
+        net_kv,
+    ), Scenario::new(
         "net-domu-domu",
         "two nettest domUs move 64 MiB over TCP through dom0's bridge (vif to vif, netback copying both ways), CRC-32 equal at both ends; then again with front ends that ask for no offload (no feature-sg, no GSO, feature-no-csum-offload)",
         net_domu_domu,
@@ -390,4 +394,80 @@ fn net_dhcp(ctx: &Ctx) -> Result<Pass, Failure> {
         }),
         other => Err(failure(format!("the host's server: {other:?}"), None)),
     }
+}
+
+fn net_kv(ctx: &Ctx) -> Result<Pass, Failure> {
+    let root = crate::bindgen::workspace_root();
+    let mut m = Manifest::load(&root.join("bundles/kv-service.toml"))?;
+    let port = free_port()?;
+    let img = super::harness::scenario_disks(ctx).join("net-kv.img");
+    let _ = std::fs::remove_file(&img);
+    for d in &mut m.domains {
+        for disk in &mut d.disks {
+            disk.target = img.clone();
+        }
+        if let Some(nic) = &mut d.nic {
+            if let NicBackend::User { hostfwd } = &mut nic.backend {
+                hostfwd[0].host_port = port;
+            }
+        }
+    }
+    let cmd = manifest_machine(ctx, &m)?.command();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (mut kv_up, mut http_up) = (false, false);
+    let mut result: Option<anyhow::Result<()>> = None;
+    let mut fatal = None;
+    let captured = qemu::run_captured(cmd, Duration::from_secs(300), ctx.verbose, |line| {
+        if let Some(f) = FAIL.iter().find(|f| line.contains(**f)) {
+            fatal = Some(format!("saw {f:?}"));
+            return Control::Stop;
+        }
+        kv_up |= line.contains("kvstore: listening on 10.0.2.20:7000");
+        http_up |= line.contains("httpd: serving http://10.0.2.16:80/");
+        if kv_up && http_up {
+            result = Some(kv_checks(addr));
+            return Control::Stop;
+        }
+        Control::Continue
+    })?;
+    match (fatal, result) {
+        (Some(f), _) => Err(failure(f, Some(&captured))),
+        (None, None) => Err(failure(
+            "kvstore or httpd never came up".into(),
+            Some(&captured),
+        )),
+        (None, Some(Err(e))) => Err(failure(format!("{e:#}"), Some(&captured))),
+        (None, Some(Ok(()))) => Ok(Pass {
+            first_guest_line: None,
+        }),
+    }
+}
+
+fn kv_checks(addr: SocketAddr) -> anyhow::Result<()> {
+    let mut c = Conn::open(addr, Duration::from_secs(30))?;
+    let value = |i: u32| format!("value-{i}-{}", i.wrapping_mul(2_654_435_761));
+    for i in 0..1000 {
+        let r = c
+            .request("PUT", &format!("/kv/key{i}"), value(i).as_bytes())
+            .with_context(|| format!("PUT key{i}"))?;
+        anyhow::ensure!(r.status == 204, "PUT key{i}: {}", r.status);
+    }
+    for i in 0..1000 {
+        let r = c
+            .get(&format!("/kv/key{i}"))
+            .with_context(|| format!("GET key{i}"))?;
+        let got = String::from_utf8_lossy(&r.body);
+        anyhow::ensure!(
+            r.status == 200 && got.trim_end() == value(i),
+            "GET key{i}: {} {got:?}",
+            r.status
+        );
+    }
+    let r = c.request("DELETE", "/kv/key7", &[])?;
+    anyhow::ensure!(r.status == 204, "DELETE key7: {}", r.status);
+    let r = c.get("/kv/key7")?;
+    anyhow::ensure!(r.status == 404, "GET key7 after DELETE: {}", r.status);
+    let r = c.request("PUT", "/kv/k", b"line\nbreak")?;
+    anyhow::ensure!(r.status == 400, "PUT of a two-line value: {}", r.status);
+    Ok(())
 }
