@@ -382,3 +382,27 @@ fn impossible_ring_indices_disconnect() {
     // Disconnected: the front end's grants are free to be revoked.
     let _ = r.dom1.id();
 }
+
+#[test]
+fn a_burst_longer_than_the_budget_is_taken_over_several_turns() {
+    let mut v = vif(ALL, 64);
+    let mut got = 0;
+    let mut sent = 0;
+    // More packets than netback takes per turn, sent as fast as buffers free up.
+    while sent < 300 {
+        match v.send(&pattern(106, sent as u8), PacketMeta::default()) {
+            Ok(()) => sent += 1,
+            Err(TxError::Full) => {
+                // One turn of netback, as dom0's loop gives it.
+                v.back.transmit(&v.dom0, &mut |_| got += 1).unwrap();
+                v.front.poll().unwrap();
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    while v.back.transmit(&v.dom0, &mut |_| got += 1).unwrap() {}
+    v.front.poll().unwrap();
+    let c = v.back.counters();
+    assert_eq!((got, c.tx_dropped, c.last_copy_error), (300, 0, None));
+    assert_eq!(v.front.stats().tx_errors, 0);
+}

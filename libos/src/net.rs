@@ -33,7 +33,8 @@ use drivers_front::netfront::device::NetDevice;
 pub use drivers_front::netfront::Config as FrontConfig;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp, udp};
-use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, IpCidr};
+pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 use spin::Mutex;
 use xenbus::Store;
 
@@ -294,7 +295,16 @@ async fn driver() {
     loop {
         let delay = with(|n| {
             n.poll();
-            n.iface.poll_delay(now(), &n.sockets)
+            let d = n.iface.poll_delay(now(), &n.sockets);
+            // "Now" because a socket has something to send, while every transmit
+            // buffer is in flight: the back end's answer (an event) is what frees one.
+            // Waiting for it rather than polling again at once leaves the CPU to dom0,
+            // which must run to answer.
+            let full = !n.dev.front().can_send(drivers_front::netfront::device::MTU);
+            match d {
+                Some(d) if full && d.total_micros() == 0 => None,
+                d => d,
+            }
         })
         .ok()
         .flatten();

@@ -36,6 +36,15 @@ pub fn ensure_qemu() -> Result<()> {
     ensure_tool(QEMU, "qemu-system-x86", "qemu-system-x86 (QEMU)")
 }
 
+/// Makes sure `wrk` (Debian's HTTP load generator, for `bench`) is on the PATH.
+pub fn ensure_wrk() -> Result<()> {
+    ensure_tool(
+        "wrk",
+        "wrk",
+        "wrk (an HTTP load generator, for the network bench)",
+    )
+}
+
 /// Makes sure `qemu-img` is on the PATH, installing it if needed.
 pub fn ensure_qemu_img() -> Result<()> {
     ensure_tool(

@@ -98,6 +98,8 @@ pub struct Counters {
     pub rx_dropped: u64,
     /// Multicast-control requests answered.
     pub mcast: u64,
+    /// Why the last grant copy failed, for logs.
+    pub last_copy_error: Option<PlatformError>,
 }
 
 /// One queue's rings, as the front end wrote them in `queue-N/` (or at the top).
@@ -440,7 +442,10 @@ impl<P: ForeignMemory + EventChannel + GrantCopy> Queue<P> {
         drop(ops);
         let mut failed = alloc::vec![false; packets.len()];
         for (s, &i) in status.iter().zip(&owner) {
-            failed[i] |= s.is_err();
+            if let Err(e) = s {
+                failed[i] = true;
+                c.last_copy_error = Some(*e);
+            }
         }
         for ((pkt, data), bad) in packets.into_iter().zip(bufs).zip(failed) {
             let st = if bad {

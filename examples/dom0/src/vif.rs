@@ -349,7 +349,12 @@ async fn serve(
                     Ok((more, waiting)) => {
                         stalled = waiting;
                         if more {
+                            // The ring holds more than one turn's budget: the others
+                            // go first, then this vif again (no event will come for
+                            // what is already on the ring).
                             yield_now().await;
+                            wake = Wake::Work;
+                            continue;
                         }
                     }
                     Err(why) => {
@@ -389,9 +394,9 @@ async fn serve(
     let _ = watch.unwatch().await;
     let c = back.counters();
     println!(
-        "dom0: {name}: sent {} packets ({} bytes, {} dropped, {} gso), received {} ({} bytes, {} dropped); bridge: {} in, {} filtered, {} malformed",
-        c.tx_packets, c.tx_bytes, c.tx_dropped, c.tx_gso, c.rx_packets, c.rx_bytes, c.rx_dropped,
-        b.rx, b.rx_filtered, b.rx_malformed
+        "dom0: {name}: sent {} packets ({} bytes, {} dropped, {} bad grants, {} gso), received {} ({} bytes, {} dropped); bridge: {} in, {} filtered, {} malformed; last copy error {:?}",
+        c.tx_packets, c.tx_bytes, c.tx_dropped, c.tx_bad_grant, c.tx_gso, c.rx_packets, c.rx_bytes, c.rx_dropped,
+        b.rx, b.rx_filtered, b.rx_malformed, c.last_copy_error
     );
     if let Some(m) = mirror {
         println!(

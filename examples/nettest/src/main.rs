@@ -8,6 +8,10 @@
 //! - `connect=A.B.C.D:PORT send=N`: connects, sends N bytes of a fixed pattern
 //!   (`seed=S` changes it), half-closes, waits for the receiver's answer and prints
 //!   `nettest: sent N bytes crc32 X in T ms (Mbit/s M), peer said: ...`;
+//! - `udp-sink=PORT`: counts the datagrams that arrive until none came for 2 s, then
+//!   prints `nettest: udp received N datagrams of S bytes in T ms`;
+//! - `udp-send=A.B.C.D:PORT count=N size=S`: sends N datagrams of S bytes back to
+//!   back (each waiting for room in the socket), then prints `nettest: udp sent N`;
 //! - `retry`: keep trying to connect for 30 s (the peer may not listen yet);
 //! - `plain`: the vif asks for no offload (no `feature-sg`, no GSO, checksums
 //!   computed: `feature-no-csum-offload`).
@@ -130,6 +134,49 @@ async fn send(to: &str, bytes: u64, seed: u64) {
     s.close(Duration::from_secs(5)).await;
 }
 
+async fn udp_sink(port: u16) {
+    let s = net::UdpSocket::bind(port).unwrap_or_else(|e| panic!("nettest: bind {port}: {e:?}"));
+    println!("nettest: udp listening on {port}");
+    let mut buf = vec![0u8; 2048];
+    let (mut n, mut size) = (0u64, 0usize);
+    let mut first = None;
+    let mut last = time::now();
+    loop {
+        let r = executor::with_timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await;
+        match r {
+            Ok(Ok((len, _))) => {
+                first.get_or_insert_with(time::now);
+                last = time::now();
+                n += 1;
+                size = len;
+            }
+            Ok(Err(e)) => panic!("nettest: udp receive: {e:?}"),
+            Err(_) if first.is_some() => break,
+            Err(_) => {}
+        }
+    }
+    let ms = (last.as_nanos() - first.map_or(0, |f| f.as_nanos())) / 1_000_000;
+    println!("nettest: udp received {n} datagrams of {size} bytes in {ms} ms");
+}
+
+async fn udp_send(to: &str, count: u64, size: usize) {
+    let (ip, port): (net::Ipv4Address, u16) = to
+        .split_once(':')
+        .and_then(|(a, p)| Some((a.parse().ok()?, p.parse().ok()?)))
+        .unwrap_or_else(|| panic!("nettest: udp-send={to}: want A.B.C.D:PORT"));
+    let s = net::UdpSocket::bind(40000).unwrap_or_else(|e| panic!("nettest: bind: {e:?}"));
+    let data = vec![0x5au8; size];
+    let to = net::IpEndpoint::new(ip.into(), port);
+    for _ in 0..count {
+        if let Err(e) = s.send_to(&data, to).await {
+            panic!("nettest: udp send: {e:?}");
+        }
+    }
+    // Let the last ones leave before powering off.
+    timer::sleep(Duration::from_millis(500)).await;
+    println!("nettest: udp sent {count}");
+}
+
 fn main() {
     executor::block_on(async {
         let cfg = if flag("plain") {
@@ -157,6 +204,14 @@ fn main() {
         );
         if let Some(p) = word("listen").and_then(|p| p.parse().ok()) {
             receive(p).await;
+        }
+        if let Some(p) = word("udp-sink").and_then(|p| p.parse().ok()) {
+            udp_sink(p).await;
+        }
+        if let Some(to) = word("udp-send") {
+            let n = word("count").and_then(|n| n.parse().ok()).unwrap_or(10_000);
+            let size = word("size").and_then(|n| n.parse().ok()).unwrap_or(64);
+            udp_send(to, n, size).await;
         }
         if let Some(to) = word("connect") {
             let n = word("send").and_then(|n| n.parse().ok()).unwrap_or(1 << 20);

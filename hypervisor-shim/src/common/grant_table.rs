@@ -274,6 +274,7 @@ fn claim_buf<M: Machine + ?Sized>(
             readonly,
         };
         if !took && cx.table.get_page(mfn, rd).is_err() {
+            log::warn!("d{ld}: copy through d{rd}'s grant {gref}: frame {mfn:#x} is not d{rd}'s");
             g.grant.release(&mut *cx.m, gref, pin, readonly);
             return Err(GNTST_bad_domain as Status);
         }
