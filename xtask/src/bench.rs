@@ -17,6 +17,7 @@ use crate::qemu::{self, Captured, Control, Machine, Outcome};
 use crate::{deps, xen};
 
 mod io;
+mod net;
 
 /// Runs of each wall-clock measurement.
 const RUNS: usize = 5;

@@ -209,17 +209,12 @@ pub(super) fn io(ctx: &Ctx) -> Vec<Row> {
         }
         row.note = notes.join("; ");
     }
-    rows.extend(
-        [
-            (
-                "network packets/s and Mbit/s vs Linux virtio-net",
-                "netfront/netback not built yet",
-            ),
-            ("save/restore and migration", "not built yet"),
-        ]
-        .into_iter()
-        .map(|(n, why)| Row::not_yet("io", n, why)),
-    );
+    rows.extend(super::net::net(ctx));
+    rows.push(Row::not_yet(
+        "io",
+        "save/restore and migration",
+        "not built yet",
+    ));
     rows
 }
 

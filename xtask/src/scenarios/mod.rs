@@ -19,6 +19,7 @@ mod dom0;
 pub mod expected;
 pub mod harness;
 mod http;
+pub use http::free_port;
 mod net;
 mod pairs;
 mod third_party;

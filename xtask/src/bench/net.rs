@@ -1,0 +1,213 @@
+//! The network rows of `cargo xtask bench io`: domU to domU through dom0's netback and
+//! bridge (examples/nettest: a TCP stream, a flood of small UDP datagrams), and HTTP
+//! from the host to the default appliance (examples/httpd) through QEMU's user network
+//! and `hostfwd`, loaded by Debian's wrk on 127.0.0.1 only, bounded in time.
+//!
+//! The issue's reference (a Debian Linux guest serving the same files with lighttpd
+//! through virtio-net in the same QEMU) is not built yet: the rows say so.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::{capture, Ctx, Row, Stats};
+use crate::bundle::Manifest;
+use crate::qemu::{self, Control, Machine, NicBackend};
+
+/// The machine of `text` (a manifest of examples).
+fn machine(ctx: &Ctx, text: &str) -> Result<(Machine, Manifest)> {
+    let m = Manifest::parse(text, ctx.root)?;
+    let files = m.image_files(ctx.root, |example| ctx.images.guest(example))?;
+    let out = ctx.images.shim.with_file_name("netbench.bundle");
+    m.write_files(&files, &out)?;
+    let machine = Machine::shim(&ctx.images.shim, out, "")
+        .memory("256M")
+        .nic(m.nic());
+    Ok((machine, m))
+}
+
+fn two_nettests(rx: &str, tx: &str) -> String {
+    let dom0 = "[[domain]]\nname = \"dom0\"\nimage = \"dom0\"\nrole = \"dom0\"\nmemory = \"32M\"\nbackends = true\n";
+    format!(
+        "{dom0}\n[[domain]]\nname = \"rx\"\nimage = \"nettest\"\nmemory = \"32M\"\ncmdline = \"{rx}\"\nvif = [\"ip=10.0.2.20\"]\n\n[[domain]]\nname = \"tx\"\nimage = \"nettest\"\nmemory = \"32M\"\ncmdline = \"{tx}\"\nvif = [\"ip=10.0.2.21\"]\n"
+    )
+}
+
+/// The number before `word` in `line`.
+fn before(line: &str, word: &str) -> Option<f64> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let i = w.iter().position(|x| *x == word)?;
+    w.get(i.checked_sub(1)?)?.parse().ok()
+}
+
+/// Mbit/s of one 32 MiB TCP transfer vif to vif.
+fn tcp_run(ctx: &Ctx) -> Result<f64> {
+    let text = two_nettests(
+        "listen=5001",
+        "connect=10.0.2.20:5001 send=33554432 retry",
+    );
+    let (m, _) = machine(ctx, &text)?;
+    let c = capture(m, "nettest: received")?;
+    let line = c
+        .lines
+        .iter()
+        .find(|l| l.text.contains("nettest: received"))
+        .context("no receive line")?;
+    let bytes = before(&line.text, "bytes").context("bytes")?;
+    let ms = before(&line.text, "ms").context("ms")?;
+    Ok(bytes * 8.0 / 1e6 / (ms.max(1.0) / 1e3))
+}
+
+/// Datagrams per second received of 20,000 of 64 bytes, vif to vif.
+fn udp_run(ctx: &Ctx) -> Result<f64> {
+    let text = two_nettests(
+        "udp-sink=5002",
+        "udp-send=10.0.2.20:5002 count=20000 size=64",
+    );
+    let (m, _) = machine(ctx, &text)?;
+    let c = capture(m, "nettest: udp received")?;
+    let line = c
+        .lines
+        .iter()
+        .find(|l| l.text.contains("nettest: udp received"))
+        .context("no receive line")?;
+    let n = before(&line.text, "datagrams").context("datagrams")?;
+    let ms = before(&line.text, "ms").context("ms")?;
+    Ok(n / (ms.max(1.0) / 1e3))
+}
+
+/// wrk's `Requests/sec:` for `path` over `conns` connections for `secs` seconds.
+fn wrk(port: u16, path: &str, conns: u32, secs: u32) -> Result<f64> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--timeout",
+            "10s",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ])
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output: {text}"))
+}
+
+/// MB/s of one `/bytes/N` download of 64 MiB.
+fn download(port: u16) -> Result<f64> {
+    use std::io::{Read, Write};
+    const N: usize = 64 << 20;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let t = Instant::now();
+    s.write_all(format!("GET /bytes/{N} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    loop {
+        match s.read(&mut buf)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    if got < N {
+        bail!("the download stopped after {got} bytes");
+    }
+    Ok(got as f64 / 1e6 / t.elapsed().as_secs_f64())
+}
+
+/// The HTTP figures, in one boot of the default appliance: 1 KiB over 4 and 32
+/// connections, 64 KiB over 4, and a 64 MiB download.
+fn http_run(ctx: &Ctx) -> Result<[f64; 4]> {
+    let mut m = Manifest::load(&ctx.root.join("bundles/default.toml"))?;
+    let port = crate::scenarios::free_port()?;
+    for d in &mut m.domains {
+        if let Some(nic) = &mut d.nic {
+            if let NicBackend::User { hostfwd } = &mut nic.backend {
+                hostfwd[0].host_port = port;
+            }
+        }
+    }
+    let files = m.image_files(ctx.root, |example| ctx.images.guest(example))?;
+    let out = ctx.images.shim.with_file_name("netbench.bundle");
+    m.write_files(&files, &out)?;
+    let machine = Machine::shim(&ctx.images.shim, out, "")
+        .memory("256M")
+        .nic(m.nic());
+    let mut result = None;
+    let c = qemu::run_captured(machine.command(), Duration::from_secs(300), false, |line| {
+        if line.contains("httpd: serving") {
+            result = Some((|| {
+                Ok::<_, anyhow::Error>([
+                    wrk(port, "/bytes/1024", 4, 5)?,
+                    wrk(port, "/bytes/1024", 32, 5)?,
+                    wrk(port, "/bytes/65536", 4, 5)?,
+                    download(port)?,
+                ])
+            })());
+            return Control::Stop;
+        }
+        Control::Continue
+    })?;
+    match result {
+        Some(r) => r,
+        None => bail!("httpd never served; last line: {:?}", c.tail(1).next()),
+    }
+}
+
+pub(super) fn net(ctx: &Ctx) -> Vec<Row> {
+    let row = |name: &str, unit| Row {
+        higher_is_better: true,
+        ..Row::new("io", name, unit)
+    };
+    let mut rows = vec![
+        row("network: TCP domU to domU, 32 MiB (nettest)", "Mbit/s"),
+        row("network: UDP 64-byte datagrams domU to domU", "packets/s"),
+        row("network: HTTP 1 KiB from the host, 4 connections (wrk)", "req/s"),
+        row("network: HTTP 1 KiB from the host, 32 connections (wrk)", "req/s"),
+        row("network: HTTP 64 KiB from the host, 4 connections (wrk)", "req/s"),
+        row("network: HTTP 64 MiB download from the host", "MB/s"),
+    ];
+    let mut errors = Vec::new();
+    let (mut tcp, mut udp, mut http) = (Vec::new(), Vec::new(), vec![Vec::new(); 4]);
+    for _ in 0..3 {
+        match tcp_run(ctx) {
+            Ok(x) => tcp.push(x),
+            Err(e) => errors.push(format!("tcp: {e:#}")),
+        }
+        match udp_run(ctx) {
+            Ok(x) => udp.push(x),
+            Err(e) => errors.push(format!("udp: {e:#}")),
+        }
+    }
+    match crate::deps::ensure_wrk() {
+        Ok(()) => {
+            for _ in 0..3 {
+                match http_run(ctx) {
+                    Ok(v) => {
+                        for (r, x) in http.iter_mut().zip(v) {
+                            r.push(x);
+                        }
+                    }
+                    Err(e) => errors.push(format!("http: {e:#}")),
+                }
+            }
+        }
+        Err(e) => errors.push(format!("wrk: {e:#}")),
+    }
+    let figures = [tcp, udp].into_iter().chain(http);
+    for (row, runs) in rows.iter_mut().zip(figures) {
+        row.ours = Stats::of(runs);
+        let mut notes = vec![String::from(
+            "ours: netfront (smoltcp) -> dom0 netback and bridge (grant copies) -> netfront, \
+             or -> dom0's virtio-net -> QEMU's user network -> the host; TCG; reference \
+             (Debian Linux with lighttpd on virtio-net) not built yet",
+        )];
+        notes.extend(errors.iter().cloned());
+        row.note = notes.join("; ");
+    }
+    rows
+}
