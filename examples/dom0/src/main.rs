@@ -561,8 +561,7 @@ fn main() {
         if dom0.xs.borrow().pending_output(0) > 0 {
             dom0.client.pump();
         }
-        let yielded = dom0.tasks.poll();
-        busy |= yielded;
+        busy |= dom0.tasks.poll();
         // What the vifs put in the bridge this round goes out now, and to the vifs
         // polled before the sender next round.
         busy |= dom0.net.pump_nic();
@@ -575,13 +574,6 @@ fn main() {
         if dom0.served && dom0.guests.is_empty() && !stay {
             println!("dom0: no domU left: powering off");
             hypercall::shutdown(xen_sys::SHUTDOWN_poweroff);
-        }
-        if yielded {
-            // A back end gave up its turn with work left (a ring busier than one
-            // turn's budget): the domUs run before it goes on, or a front end that
-            // keeps its ring full would keep the CPU in dom0 and starve the others,
-            // the receivers of its packets included.
-            hypercall::sched_yield();
         }
         if !busy {
             let enabled = events::disable();
