@@ -43,10 +43,7 @@ fn before(line: &str, word: &str) -> Option<f64> {
 
 /// Mbit/s of one 32 MiB TCP transfer vif to vif.
 fn tcp_run(ctx: &Ctx) -> Result<f64> {
-    let text = two_nettests(
-        "listen=5001",
-        "connect=10.0.2.20:5001 send=33554432 retry",
-    );
+    let text = two_nettests("listen=5001", "connect=10.0.2.20:5001 send=33554432 retry");
     let (m, _) = machine(ctx, &text)?;
     let c = capture(m, "nettest: received")?;
     let line = c
@@ -104,7 +101,9 @@ fn download(port: u16) -> Result<f64> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let t = Instant::now();
-    s.write_all(format!("GET /bytes/{N} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes())?;
+    s.write_all(
+        format!("GET /bytes/{N} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0;
     loop {
@@ -166,9 +165,18 @@ pub(super) fn net(ctx: &Ctx) -> Vec<Row> {
     let mut rows = vec![
         row("network: TCP domU to domU, 32 MiB (nettest)", "Mbit/s"),
         row("network: UDP 64-byte datagrams domU to domU", "packets/s"),
-        row("network: HTTP 1 KiB from the host, 4 connections (wrk)", "req/s"),
-        row("network: HTTP 1 KiB from the host, 32 connections (wrk)", "req/s"),
-        row("network: HTTP 64 KiB from the host, 4 connections (wrk)", "req/s"),
+        row(
+            "network: HTTP 1 KiB from the host, 4 connections (wrk)",
+            "req/s",
+        ),
+        row(
+            "network: HTTP 1 KiB from the host, 32 connections (wrk)",
+            "req/s",
+        ),
+        row(
+            "network: HTTP 64 KiB from the host, 4 connections (wrk)",
+            "req/s",
+        ),
         row("network: HTTP 64 MiB download from the host", "MB/s"),
     ];
     let mut errors = Vec::new();
