@@ -300,7 +300,7 @@ async fn driver() {
             // buffer is in flight: the back end's answer (an event) is what frees one.
             // Waiting for it rather than polling again at once leaves the CPU to dom0,
             // which must run to answer.
-            let full = !n.dev.front().can_send(drivers_front::netfront::device::MTU);
+            let full = !n.dev.can_send();
             match d {
                 Some(d) if full && d.total_micros() == 0 => None,
                 d => d,

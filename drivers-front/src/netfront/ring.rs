@@ -545,6 +545,16 @@ where
         meta: PacketMeta,
         fill: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, TxError> {
+        self.send_with(len, |b| (fill(b), meta))
+    }
+
+    /// [`Netfront::send`] with the metadata decided by `fill`, once the packet is
+    /// written (a GSO packet's kind depends on its IP version).
+    pub fn send_with<R>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> (R, PacketMeta),
+    ) -> Result<R, TxError> {
         if let Some(b) = self.broken {
             return Err(TxError::Broken(b));
         }
@@ -566,7 +576,7 @@ where
         let mut bufs: Vec<P::Page> = (0..pages)
             .map(|_| self.tx_pool.pop().expect("can_send checked"))
             .collect();
-        let r = if pages == 1 {
+        let (r, meta) = if pages == 1 {
             bufs[0].with_bytes(|b| fill(&mut b[..len]))
         } else {
             let mut tmp = alloc::vec![0u8; len];
