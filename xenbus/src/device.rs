@@ -223,6 +223,31 @@ pub async fn follow_close<S: Store>(
     Ok(())
 }
 
+/// Closes the front end at `dir` in order (Linux's `blkfront_closing`,
+/// `xennet_remove`): goes `Closing`, waits for the back end to let go of the rings
+/// (any move of it from there: `Closing`, `Closed`, gone), runs `revoke` (end every
+/// grant), goes `Closed`.
+pub async fn front_close<S: Store>(
+    store: &S,
+    dir: &str,
+    revoke: impl FnOnce(),
+) -> Result<(), Error> {
+    let back = other_end(store, dir, "backend").await?;
+    let mut watch = store.watch(&format!("{}/state", back.dir)).await?;
+    switch_state(store, dir, State::Closing).await?;
+    next_step(
+        store,
+        &mut watch,
+        &back.dir,
+        State::Closing,
+        crate::state::front_end,
+    )
+    .await?;
+    revoke();
+    switch_state(store, dir, State::Closed).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_number;

@@ -383,6 +383,24 @@ impl Manifest {
         Ok(())
     }
 
+    /// Moves the first port QEMU's user network forwards (a vif's `hostfwd`) to host
+    /// port `port` (scenarios and the bench take a free one, not the manifest's).
+    pub fn forward_host_port(&mut self, port: u16) -> Result<()> {
+        for d in &mut self.domains {
+            if let Some(Nic {
+                backend: NicBackend::User { hostfwd },
+                ..
+            }) = &mut d.nic
+            {
+                if let Some(f) = hostfwd.first_mut() {
+                    f.host_port = port;
+                    return Ok(());
+                }
+            }
+        }
+        bail!("the manifest forwards no host port (no vif with hostfwd)")
+    }
+
     /// Every vif with its domain id, MAC and index in its domain.
     pub fn vifs(&self) -> Vec<(u16, [u8; 6], &VifSpec)> {
         let mut out = Vec::new();

@@ -256,21 +256,10 @@ pub async fn close_queues<S: Store, P: GrantTable + EventChannel>(
     fronts: Vec<Blkfront<P>>,
 ) -> Result<(), Error> {
     let dir = device::front_dir("vbd", id);
-    let back = other_end(store, &dir, "backend").await?;
-    let mut watch = store.watch(&format!("{}/state", back.dir)).await?;
-    switch_state(store, &dir, State::Closing).await?;
-    // Any move of the back end from here (Closing, Closed, gone) means it let go.
-    device::next_step(
-        store,
-        &mut watch,
-        &back.dir,
-        State::Closing,
-        state::front_end,
-    )
-    .await?;
-    for f in fronts {
-        f.close();
-    }
-    switch_state(store, &dir, State::Closed).await?;
-    Ok(())
+    device::front_close(store, &dir, || {
+        for f in fronts {
+            f.close();
+        }
+    })
+    .await
 }

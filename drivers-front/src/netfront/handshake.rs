@@ -274,20 +274,10 @@ where
     P::Page: LocalPage,
 {
     let dir = device::front_dir("vif", id);
-    let back = other_end(store, &dir, "backend").await?;
-    let mut watch = store.watch(&format!("{}/state", back.dir)).await?;
-    switch_state(store, &dir, State::Closing).await?;
-    device::next_step(
-        store,
-        &mut watch,
-        &back.dir,
-        State::Closing,
-        state::front_end,
-    )
-    .await?;
-    for f in fronts {
-        f.close();
-    }
-    switch_state(store, &dir, State::Closed).await?;
-    Ok(())
+    device::front_close(store, &dir, || {
+        for f in fronts {
+            f.close();
+        }
+    })
+    .await
 }

@@ -27,8 +27,9 @@ use core::time::Duration;
 use ::xenbus::State;
 use libos::hypercall;
 use libos::platform::OwnedPage;
-use libos::xenbus::{self, Store, NO_TX};
 use libos::{executor, grant, println, timer};
+
+use crate::store::{read, wait_for, write, xs};
 use pv_core::blkif::RawRequest;
 use pv_core::page::SharedPage;
 use pv_core::platform::SharePage;
@@ -37,34 +38,6 @@ use xen_sys::{
     blkif_request, blkif_request_indirect, blkif_request_segment, blkif_response,
     BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_INDIRECT, BLKIF_OP_READ,
 };
-
-fn xs() -> &'static xenbus::Client<xenbus::GuestRing> {
-    xenbus::store().expect("hostile: a store ring")
-}
-
-fn read(path: &str) -> Option<String> {
-    executor::block_on(xs().read_string(NO_TX, path)).ok()
-}
-
-fn write(path: &str, value: &str) {
-    executor::block_on(xs().write_str(NO_TX, path, value))
-        .unwrap_or_else(|e| panic!("hostile: writing {path}: {e:?}"));
-}
-
-fn state(dir: &str) -> Option<State> {
-    read(&format!("{dir}/state")).and_then(|s| State::parse(s.as_bytes()))
-}
-
-/// Waits (at most ~5 s) until the back end's state is `want` or past it.
-fn wait_for(dir: &str, want: State) -> Option<State> {
-    for _ in 0..500 {
-        match state(dir) {
-            Some(s) if s as u32 >= want as u32 => return Some(s),
-            _ => executor::block_on(timer::sleep(Duration::from_millis(10))),
-        }
-    }
-    state(dir)
-}
 
 /// A vbd connected by hand: its ring, port, granted ring page, back-end directory.
 struct Vbd {

@@ -34,6 +34,7 @@ extern crate alloc;
 
 mod blk;
 mod net;
+mod store;
 
 use alloc::format;
 use alloc::vec::Vec;

@@ -29,8 +29,9 @@ use core::time::Duration;
 use ::xenbus::State;
 use libos::hypercall;
 use libos::platform::OwnedPage;
-use libos::xenbus::{self, Store, NO_TX};
 use libos::{executor, grant, println, timer};
+
+use crate::store::{read, state, wait_for, write};
 use pv_core::netif::{parse_mac, ExtraInfo, Gso, GsoKind, TxFlags};
 use pv_core::platform::{LocalPage, SharePage};
 use pv_core::ring::{FrontRing, FrontState};
@@ -45,34 +46,6 @@ const MY_IP: [u8; 4] = [10, 0, 2, 30];
 /// whose frames we forge in `net-spoof`.
 const VICTIM_IP: [u8; 4] = [10, 0, 2, 20];
 const VICTIM_MAC: [u8; 6] = [0x00, 0x16, 0x3e, 0x00, 0x00, 0x20];
-
-fn xs() -> &'static xenbus::Client<xenbus::GuestRing> {
-    xenbus::store().expect("hostile: a store ring")
-}
-
-fn read(path: &str) -> Option<String> {
-    executor::block_on(xs().read_string(NO_TX, path)).ok()
-}
-
-fn write(path: &str, value: &str) {
-    executor::block_on(xs().write_str(NO_TX, path, value))
-        .unwrap_or_else(|e| panic!("hostile: writing {path}: {e:?}"));
-}
-
-fn state(dir: &str) -> Option<State> {
-    read(&format!("{dir}/state")).and_then(|s| State::parse(s.as_bytes()))
-}
-
-/// Waits (at most ~5 s) until `dir`'s state is `want` or past it.
-fn wait_for(dir: &str, want: State) -> Option<State> {
-    for _ in 0..500 {
-        match state(dir) {
-            Some(s) if s as u32 >= want as u32 => return Some(s),
-            _ => executor::block_on(timer::sleep(Duration::from_millis(10))),
-        }
-    }
-    state(dir)
-}
 
 /// A vif connected by hand.
 struct Vif {

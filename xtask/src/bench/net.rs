@@ -13,18 +13,22 @@ use anyhow::{bail, Context, Result};
 
 use super::{capture, Ctx, Row, Stats};
 use crate::bundle::Manifest;
-use crate::qemu::{self, Control, Machine, NicBackend};
+use crate::qemu::{self, Control, Machine};
 
 /// The machine of `text` (a manifest of examples).
 fn machine(ctx: &Ctx, text: &str) -> Result<(Machine, Manifest)> {
     let m = Manifest::parse(text, ctx.root)?;
+    Ok((manifest_machine(ctx, &m)?, m))
+}
+
+/// The machine of a parsed manifest, its bundle beside the shim's image.
+fn manifest_machine(ctx: &Ctx, m: &Manifest) -> Result<Machine> {
     let files = m.image_files(ctx.root, |example| ctx.images.guest(example))?;
     let out = ctx.images.shim.with_file_name("netbench.bundle");
     m.write_files(&files, &out)?;
-    let machine = Machine::shim(&ctx.images.shim, out, "")
+    Ok(Machine::shim(&ctx.images.shim, out, "")
         .memory("256M")
-        .nic(m.nic());
-    Ok((machine, m))
+        .nic(m.nic()))
 }
 
 fn two_nettests(rx: &str, tx: &str) -> String {
@@ -41,37 +45,40 @@ fn before(line: &str, word: &str) -> Option<f64> {
     w.get(i.checked_sub(1)?)?.parse().ok()
 }
 
-/// Mbit/s of one 32 MiB TCP transfer vif to vif.
-fn tcp_run(ctx: &Ctx) -> Result<f64> {
-    let text = two_nettests("listen=5001", "connect=10.0.2.20:5001 send=33554432 retry");
-    let (m, _) = machine(ctx, &text)?;
-    let c = capture(m, "nettest: received")?;
+/// Boots two nettest domUs with these command lines and returns the numbers before
+/// `count` and before `ms` on the receiver's line containing `done`.
+fn transfer(ctx: &Ctx, rx: &str, tx: &str, done: &str, count: &str) -> Result<(f64, f64)> {
+    let (m, _) = machine(ctx, &two_nettests(rx, tx))?;
+    let c = capture(m, done)?;
     let line = c
         .lines
         .iter()
-        .find(|l| l.text.contains("nettest: received"))
+        .find(|l| l.text.contains(done))
         .context("no receive line")?;
-    let bytes = before(&line.text, "bytes").context("bytes")?;
-    let ms = before(&line.text, "ms").context("ms")?;
-    Ok(bytes * 8.0 / 1e6 / (ms.max(1.0) / 1e3))
+    let n = before(&line.text, count)
+        .with_context(|| format!("no {count} in {line:?}", line = line.text))?;
+    let ms = before(&line.text, "ms").context("no ms")?;
+    Ok((n, ms.max(1.0) / 1e3))
+}
+
+/// Mbit/s of one 32 MiB TCP transfer vif to vif.
+fn tcp_run(ctx: &Ctx) -> Result<f64> {
+    let tx = "connect=10.0.2.20:5001 send=33554432 retry";
+    let (bytes, s) = transfer(ctx, "listen=5001", tx, "nettest: received", "bytes")?;
+    Ok(bytes * 8.0 / 1e6 / s)
 }
 
 /// Datagrams per second received of 20,000 of 64 bytes, vif to vif.
 fn udp_run(ctx: &Ctx) -> Result<f64> {
-    let text = two_nettests(
+    let tx = "udp-send=10.0.2.20:5002 count=20000 size=64";
+    let (n, s) = transfer(
+        ctx,
         "udp-sink=5002",
-        "udp-send=10.0.2.20:5002 count=20000 size=64",
-    );
-    let (m, _) = machine(ctx, &text)?;
-    let c = capture(m, "nettest: udp received")?;
-    let line = c
-        .lines
-        .iter()
-        .find(|l| l.text.contains("nettest: udp received"))
-        .context("no receive line")?;
-    let n = before(&line.text, "datagrams").context("datagrams")?;
-    let ms = before(&line.text, "ms").context("ms")?;
-    Ok(n / (ms.max(1.0) / 1e3))
+        tx,
+        "nettest: udp received",
+        "datagrams",
+    )?;
+    Ok(n / s)
 }
 
 /// wrk's `Requests/sec:` for `path` over `conns` connections for `secs` seconds.
@@ -123,19 +130,8 @@ fn download(port: u16) -> Result<f64> {
 fn http_run(ctx: &Ctx) -> Result<[f64; 4]> {
     let mut m = Manifest::load(&ctx.root.join("bundles/default.toml"))?;
     let port = crate::scenarios::free_port()?;
-    for d in &mut m.domains {
-        if let Some(nic) = &mut d.nic {
-            if let NicBackend::User { hostfwd } = &mut nic.backend {
-                hostfwd[0].host_port = port;
-            }
-        }
-    }
-    let files = m.image_files(ctx.root, |example| ctx.images.guest(example))?;
-    let out = ctx.images.shim.with_file_name("netbench.bundle");
-    m.write_files(&files, &out)?;
-    let machine = Machine::shim(&ctx.images.shim, out, "")
-        .memory("256M")
-        .nic(m.nic());
+    m.forward_host_port(port)?;
+    let machine = manifest_machine(ctx, &m)?;
     let mut result = None;
     let c = qemu::run_captured(machine.command(), Duration::from_secs(300), false, |line| {
         if line.contains("httpd: serving") {

@@ -14,7 +14,7 @@ use super::harness::{
 };
 use super::http::{free_port, Conn};
 use crate::bundle::Manifest;
-use crate::qemu::{self, Control, NicBackend, Outcome};
+use crate::qemu::{self, Control, Outcome};
 
 pub fn all() -> Vec<Scenario> {
     vec![Scenario::new(
@@ -54,19 +54,15 @@ fn default_appliance() -> anyhow::Result<(Manifest, u16)> {
     let root = crate::bindgen::workspace_root();
     let mut m = Manifest::load(&root.join("bundles/default.toml"))?;
     let port = free_port()?;
-    let dom0 = m
-        .domains
-        .iter_mut()
-        .find(|d| d.nic.is_some())
-        .ok_or_else(|| anyhow::anyhow!("bundles/default.toml has no NIC"))?;
-    let nic = dom0.nic.as_mut().expect("found");
+    m.forward_host_port(port)?;
     // The NIC's traffic, with httpd's vif mirrored into it (checked after the run, and
     // kept for a failure's post-mortem).
+    let nic = m
+        .domains
+        .iter_mut()
+        .find_map(|d| d.nic.as_mut())
+        .ok_or_else(|| anyhow::anyhow!("bundles/default.toml has no NIC"))?;
     nic.pcap = Some(pcap_path());
-    match &mut nic.backend {
-        NicBackend::User { hostfwd } if !hostfwd.is_empty() => hostfwd[0].host_port = port,
-        _ => anyhow::bail!("bundles/default.toml forwards no port"),
-    }
     m.mirror("httpd")?;
     Ok((m, port))
 }
@@ -174,20 +170,33 @@ fn http_checks(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(stats)
 }
 
-fn net_http(ctx: &Ctx) -> Result<Pass, Failure> {
-    let (manifest, port) = default_appliance().map_err(|e| failure(format!("{e:#}"), None))?;
-    let cmd = manifest_machine(ctx, &manifest)?.command();
+/// Boots `m`, and once every line of `ready` was seen runs `checks` against
+/// 127.0.0.1:`port` (QEMU's forward to the guest), then stops QEMU. A failed check
+/// reports httpd's `/stats` too, if it still answers.
+fn host_checks<T>(
+    ctx: &Ctx,
+    m: &Manifest,
+    port: u16,
+    ready: &[&str],
+    timeout: Duration,
+    checks: impl FnOnce(SocketAddr) -> anyhow::Result<T>,
+) -> Result<(T, qemu::Captured), Failure> {
+    let cmd = manifest_machine(ctx, m)?.command();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut result: Option<anyhow::Result<String>> = None;
+    let mut seen = vec![false; ready.len()];
+    let mut checks = Some(checks);
+    let mut result: Option<anyhow::Result<T>> = None;
     let mut fatal = None;
-    let captured = qemu::run_captured(cmd, Duration::from_secs(240), ctx.verbose, |line| {
+    let captured = qemu::run_captured(cmd, timeout, ctx.verbose, |line| {
         if let Some(f) = FAIL.iter().find(|f| line.contains(**f)) {
             fatal = Some(format!("saw {f:?}"));
             return Control::Stop;
         }
-        if line.contains("httpd: serving http://10.0.2.16:80/") {
-            let r = http_checks(addr).map_err(|e| {
-                // What the server counted, if it still answers: for the report.
+        for (s, r) in seen.iter_mut().zip(ready) {
+            *s |= line.contains(r);
+        }
+        if seen.iter().all(|&s| s) {
+            let r = (checks.take().expect("run once"))(addr).map_err(|e| {
                 let stats = Conn::open(addr, Duration::from_secs(5))
                     .and_then(|mut c| c.get("/stats"))
                     .map(|r| String::from_utf8_lossy(&r.body).trim().to_owned());
@@ -201,30 +210,40 @@ fn net_http(ctx: &Ctx) -> Result<Pass, Failure> {
     match (fatal, result) {
         (Some(f), _) => Err(failure(f, Some(&captured))),
         (None, None) => Err(failure(
-            "httpd never said it serves".into(),
+            format!("never saw all of {ready:?}"),
             Some(&captured),
         )),
         (None, Some(Err(e))) => Err(failure(format!("{e:#}"), Some(&captured))),
-        (None, Some(Ok(stats))) => {
-            if ctx.verbose {
-                println!("    /stats: {}", stats.trim());
-            }
-            // QEMU wrote the pcap as it went; the mirrored copies are VLAN 101 (d1).
-            let mirrored = vlan_tcp_frames(&pcap_path(), 101, 80)
-                .map_err(|e| failure(format!("reading {}: {e:#}", pcap_path().display()), None))?;
-            if mirrored < 100 {
-                return Err(failure(
-                    format!(
-                        "only {mirrored} of httpd's TCP frames mirrored into the pcap (VLAN 101)"
-                    ),
-                    Some(&captured),
-                ));
-            }
-            Ok(Pass {
-                first_guest_line: None,
-            })
-        }
+        (None, Some(Ok(v))) => Ok((v, captured)),
     }
+}
+
+fn net_http(ctx: &Ctx) -> Result<Pass, Failure> {
+    let (manifest, port) = default_appliance().map_err(|e| failure(format!("{e:#}"), None))?;
+    let ready = ["httpd: serving http://10.0.2.16:80/"];
+    let (stats, captured) = host_checks(
+        ctx,
+        &manifest,
+        port,
+        &ready,
+        Duration::from_secs(240),
+        http_checks,
+    )?;
+    if ctx.verbose {
+        println!("    /stats: {}", stats.trim());
+    }
+    // QEMU wrote the pcap as it went; the mirrored copies are VLAN 101 (d1).
+    let mirrored = vlan_tcp_frames(&pcap_path(), 101, 80)
+        .map_err(|e| failure(format!("reading {}: {e:#}", pcap_path().display()), None))?;
+    if mirrored < 100 {
+        return Err(failure(
+            format!("only {mirrored} of httpd's TCP frames mirrored into the pcap (VLAN 101)"),
+            Some(&captured),
+        ));
+    }
+    Ok(Pass {
+        first_guest_line: None,
+    })
 }
 
 fn net_nic(ctx: &Ctx) -> Result<Pass, Failure> {
@@ -400,47 +419,20 @@ fn net_kv(ctx: &Ctx) -> Result<Pass, Failure> {
     let root = crate::bindgen::workspace_root();
     let mut m = Manifest::load(&root.join("bundles/kv-service.toml"))?;
     let port = free_port()?;
+    m.forward_host_port(port)?;
     let img = super::harness::scenario_disks(ctx).join("net-kv.img");
     let _ = std::fs::remove_file(&img);
-    for d in &mut m.domains {
-        for disk in &mut d.disks {
-            disk.target = img.clone();
-        }
-        if let Some(nic) = &mut d.nic {
-            if let NicBackend::User { hostfwd } = &mut nic.backend {
-                hostfwd[0].host_port = port;
-            }
-        }
+    for disk in m.domains.iter_mut().flat_map(|d| &mut d.disks) {
+        disk.target = img.clone();
     }
-    let cmd = manifest_machine(ctx, &m)?.command();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let (mut kv_up, mut http_up) = (false, false);
-    let mut result: Option<anyhow::Result<()>> = None;
-    let mut fatal = None;
-    let captured = qemu::run_captured(cmd, Duration::from_secs(300), ctx.verbose, |line| {
-        if let Some(f) = FAIL.iter().find(|f| line.contains(**f)) {
-            fatal = Some(format!("saw {f:?}"));
-            return Control::Stop;
-        }
-        kv_up |= line.contains("kvstore: listening on 10.0.2.20:7000");
-        http_up |= line.contains("httpd: serving http://10.0.2.16:80/");
-        if kv_up && http_up {
-            result = Some(kv_checks(addr));
-            return Control::Stop;
-        }
-        Control::Continue
-    })?;
-    match (fatal, result) {
-        (Some(f), _) => Err(failure(f, Some(&captured))),
-        (None, None) => Err(failure(
-            "kvstore or httpd never came up".into(),
-            Some(&captured),
-        )),
-        (None, Some(Err(e))) => Err(failure(format!("{e:#}"), Some(&captured))),
-        (None, Some(Ok(()))) => Ok(Pass {
-            first_guest_line: None,
-        }),
-    }
+    let ready = [
+        "kvstore: listening on 10.0.2.20:7000",
+        "httpd: serving http://10.0.2.16:80/",
+    ];
+    host_checks(ctx, &m, port, &ready, Duration::from_secs(300), kv_checks)?;
+    Ok(Pass {
+        first_guest_line: None,
+    })
 }
 
 fn kv_checks(addr: SocketAddr) -> anyhow::Result<()> {
