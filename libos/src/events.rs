@@ -21,6 +21,7 @@
 //! that is how the executor's `wait_event` sees events without a handler of its own.
 //! Ports start unmasked (as Xen leaves them); [`mask`]/[`unmask`] are explicit.
 
+use alloc::vec::Vec;
 use core::arch::global_asm;
 use core::mem::offset_of;
 use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -43,9 +44,11 @@ pub const NR_PORTS: usize =
     8 * (offset_of!(shared_info, evtchn_mask) - offset_of!(shared_info, evtchn_pending));
 const WORDS: usize = NR_PORTS / WORD_BITS;
 
-/// Port -> handler. Only locked with events masked (the upcall runs masked; other code
-/// masks first), so on our single vCPU the lock is never contended.
-static HANDLERS: Mutex<[Option<Handler>; NR_PORTS]> = Mutex::new([None; NR_PORTS]);
+/// Port -> handler, as long as the highest port bound so far (an appliance binds a few
+/// low ports; a table of all 4096 would be 64 KiB of every image). Only locked with
+/// events masked (the upcall runs masked; other code masks first), so on our single
+/// vCPU the lock is never contended; only [`bind`] grows it, never the upcall.
+static HANDLERS: Mutex<Vec<Option<Handler>>> = Mutex::new(Vec::new());
 /// One bit per port: an event was delivered since [`take_latched`] last cleared it.
 static LATCHED: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
 /// Some event was delivered since [`take_activity`] last looked.
@@ -148,13 +151,19 @@ pub fn available() -> bool {
 /// Binds `handler` to `port`; returns the handler it replaces.
 pub fn bind(port: Port, handler: Handler) -> Option<Handler> {
     split(port);
-    masked(|| HANDLERS.lock()[port as usize].replace(handler))
+    masked(|| {
+        let mut handlers = HANDLERS.lock();
+        if handlers.len() <= port as usize {
+            handlers.resize(port as usize + 1, None);
+        }
+        handlers[port as usize].replace(handler)
+    })
 }
 
 /// Removes `port`'s handler (events on it are still latched for `wait_event`).
 pub fn unbind(port: Port) -> Option<Handler> {
     split(port);
-    masked(|| HANDLERS.lock()[port as usize].take())
+    masked(|| HANDLERS.lock().get_mut(port as usize)?.take())
 }
 
 /// Masks `port`: its events stay pending, undelivered, until [`unmask`].
@@ -314,7 +323,7 @@ fn dispatch(port: Port) {
     LATCHED[w].fetch_or(bit, Ordering::SeqCst);
     ACTIVITY.store(true, Ordering::SeqCst);
     // Copied out so the handler may bind or unbind (the lock is not held).
-    let handler = HANDLERS.lock()[port as usize];
+    let handler = HANDLERS.lock().get(port as usize).copied().flatten();
     if let Some(h) = handler {
         h(port);
     }

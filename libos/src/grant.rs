@@ -43,10 +43,31 @@ pub enum Error {
     BadRef,
 }
 
+const ENTRIES: usize = FRAMES * PER_FRAME;
+
 struct Table {
     /// Where each table frame is mapped.
     frames: Vec<u64>,
     free: Vec<grant_ref_t>,
+    /// One bit per entry handed out: [`end_grant`] checks a reference in O(1) (a
+    /// search of `free` was one per packet a front end sends or receives).
+    granted: [u64; ENTRIES / 64],
+}
+
+impl Table {
+    fn is_granted(&self, gref: grant_ref_t) -> bool {
+        let i = gref as usize;
+        i < ENTRIES && self.granted[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set_granted(&mut self, gref: grant_ref_t, on: bool) {
+        let (w, bit) = (gref as usize / 64, 1u64 << (gref as usize % 64));
+        if on {
+            self.granted[w] |= bit;
+        } else {
+            self.granted[w] &= !bit;
+        }
+    }
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
@@ -60,10 +81,12 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> Result<R, Error>) -> Result<R, Er
         for mfn in mfns {
             frames.push(vmap::map_mfn(mfn, true).map_err(Error::Map)?);
         }
-        let free = (GNTTAB_NR_RESERVED_ENTRIES..(FRAMES * PER_FRAME) as u32)
-            .rev()
-            .collect();
-        *guard = Some(Table { frames, free });
+        let free = (GNTTAB_NR_RESERVED_ENTRIES..ENTRIES as u32).rev().collect();
+        *guard = Some(Table {
+            frames,
+            free,
+            granted: [0; ENTRIES / 64],
+        });
     }
     f(guard.as_mut().expect("set up above"))
 }
@@ -94,6 +117,7 @@ pub fn grant(to: domid_t, mfn: u64, readonly: bool) -> Result<grant_ref_t, Error
         fence(Ordering::Release);
         let ro = if readonly { GTF_readonly as u16 } else { 0 };
         flags.store(GTF_permit_access as u16 | ro, Ordering::Release);
+        t.set_granted(gref, true);
         Ok(gref)
     })
 }
@@ -102,7 +126,7 @@ pub fn grant(to: domid_t, mfn: u64, readonly: bool) -> Result<grant_ref_t, Error
 /// grantee has the page mapped.
 pub fn end_grant(gref: grant_ref_t) -> Result<(), Error> {
     with_table(|t| {
-        if gref < GNTTAB_NR_RESERVED_ENTRIES || t.free.contains(&gref) {
+        if !t.is_granted(gref) {
             return Err(Error::BadRef);
         }
         let (flags, _, _) = entry(t, gref).ok_or(Error::BadRef)?;
@@ -116,6 +140,7 @@ pub fn end_grant(gref: grant_ref_t) -> Result<(), Error> {
                 Err(now) => cur = now,
             }
         }
+        t.set_granted(gref, false);
         t.free.push(gref);
         Ok(())
     })

@@ -163,6 +163,11 @@ const GROUPS: &[Group] = &[
         name: "io",
         run: io::io,
     },
+    // Matched by `bench io` too; `bench io-net` alone.
+    Group {
+        name: "io-net",
+        run: net::net,
+    },
 ];
 
 pub fn run(root: &Path, filter: Option<&str>) -> Result<()> {

@@ -26,6 +26,8 @@ mod fio_guest;
 mod fuzz;
 mod grub;
 mod images;
+mod initramfs;
+mod lighttpd_guest;
 mod linux;
 mod qemu;
 mod ring_bench;

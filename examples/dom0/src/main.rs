@@ -42,6 +42,7 @@ extern crate alloc;
 
 mod nic_selftest;
 mod tasks;
+mod top;
 mod vbd;
 mod vif;
 mod virtio_blk;
@@ -541,6 +542,7 @@ fn main() {
     let dom_exc = bind(VIRQ_DOM_EXC);
     let console = bind(VIRQ_CONSOLE);
     let mut dom0 = Dom0::new();
+    let mut top = top::Top::from_cmdline(si.cmdline());
     println!("dom0: xenstored and the console back-end are up; Ctrl-A three times moves console input to the next domU");
     dom0.scan();
     loop {
@@ -574,6 +576,9 @@ fn main() {
         if dom0.served && dom0.guests.is_empty() && !stay {
             println!("dom0: no domU left: powering off");
             hypercall::shutdown(xen_sys::SHUTDOWN_poweroff);
+        }
+        if let Some(top) = &mut top {
+            top.poll();
         }
         if !busy {
             let enabled = events::disable();

@@ -29,6 +29,11 @@ const PIT_HZ: u64 = 1_193_182;
 const CALIBRATION_TICKS: u64 = PIT_HZ / 200;
 
 static mut BASE: usize = 0;
+/// The TSC value the timer will interrupt at, if it is counting: `arm` skips the
+/// register write when an interrupt at or before the new deadline is already coming.
+/// (Under TCG a write is an exit to QEMU's APIC model; the slice's deadline moved at
+/// every switch between two domains trading packets, one write each time.)
+static mut ARMED: Option<u64> = None;
 static mut APIC_HZ: u64 = 0;
 static mut TSC_HZ: u64 = 0;
 
@@ -113,18 +118,34 @@ pub fn timer_hz() -> u64 {
     unsafe { APIC_HZ }
 }
 
-/// Programs the timer to interrupt at TSC value `deadline` (at once if it passed), or
-/// stops it. A deadline beyond the counter's range interrupts early; the shim re-arms.
+/// Makes the timer interrupt at TSC value `deadline` (at once if it passed), or no
+/// later than it: an interrupt already due earlier is left as it is, and so is one
+/// due while no deadline is needed. Such an early interrupt is harmless: every timer
+/// interrupt makes the shim arm the timer again for what is due then
+/// ([`fired`], and the tick's reschedule). A deadline beyond the counter's range
+/// interrupts early the same way.
 pub fn arm(deadline: Option<u64>) {
     let Some(deadline) = deadline else {
-        write(REG_INITIAL_COUNT, 0);
         return;
     };
+    // SAFETY: single CPU, interrupts off in the shim.
+    let armed = unsafe { ARMED };
+    if armed.is_some_and(|a| a <= deadline) {
+        return;
+    }
     // SAFETY: written once in `init`.
     let (tsc_hz, apic_hz) = unsafe { (TSC_HZ.max(1), APIC_HZ) };
     let delta = deadline.saturating_sub(rdtsc()) as u128;
     let count = (delta * apic_hz as u128 / tsc_hz as u128).clamp(1, u32::MAX as u128);
     write(REG_INITIAL_COUNT, count as u32);
+    // SAFETY: as above.
+    unsafe { ARMED = Some(deadline) };
+}
+
+/// The timer interrupted: it counts no more until [`arm`].
+pub fn fired() {
+    // SAFETY: single CPU, interrupts off in the shim.
+    unsafe { ARMED = None };
 }
 
 /// Acknowledges the interrupt being handled.

@@ -215,6 +215,9 @@ extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
         match vector {
             // Input is drained once the idle loop has the shim again.
             TIMER_VECTOR | SERIAL_VECTOR => {
+                if vector == TIMER_VECTOR {
+                    apic::fired();
+                }
                 apic::eoi();
                 return frame;
             }
@@ -235,7 +238,11 @@ extern "C" fn trap_entry(frame: *const TrapFrame) -> *const TrapFrame {
         // Nothing to acknowledge, nothing to do: the guest goes on (its registers are
         // in place).
         SPURIOUS_VECTOR => return frame,
-        TIMER_VECTOR | SERIAL_VECTOR => apic::eoi(),
+        TIMER_VECTOR => {
+            apic::fired();
+            apic::eoi();
+        }
+        SERIAL_VECTOR => apic::eoi(),
         // The shim hands it to the line's owner (`Hypervisor::handle`).
         _ if devices::masked_on_entry(vector) => apic::eoi(),
         _ => {}

@@ -114,7 +114,7 @@ fn fio_machine(ctx: &Ctx) -> Result<Machine> {
     };
     crate::disks::ensure_images(std::slice::from_ref(&disk))?;
     Ok(
-        Machine::shim(kernel, initramfs, "console=ttyS0 quiet panic=-1")
+        Machine::shim(kernel, initramfs, &crate::initramfs::kernel_cmdline())
             .memory("512M")
             .disks(vec![disk]),
     )
@@ -209,7 +209,6 @@ pub(super) fn io(ctx: &Ctx) -> Vec<Row> {
         }
         row.note = notes.join("; ");
     }
-    rows.extend(super::net::net(ctx));
     rows.push(Row::not_yet(
         "io",
         "save/restore and migration",

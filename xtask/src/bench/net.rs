@@ -3,8 +3,8 @@
 //! from the host to the default appliance (examples/httpd) through QEMU's user network
 //! and `hostfwd`, loaded by Debian's wrk on 127.0.0.1 only, bounded in time.
 //!
-//! The issue's reference (a Debian Linux guest serving the same files with lighttpd
-//! through virtio-net in the same QEMU) is not built yet: the rows say so.
+//! The HTTP rows' reference: Debian's Linux serving the same files with lighttpd
+//! through virtio-net in the same QEMU ([`crate::lighttpd_guest`]).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -125,16 +125,13 @@ fn download(port: u16) -> Result<f64> {
     Ok(got as f64 / 1e6 / t.elapsed().as_secs_f64())
 }
 
-/// The HTTP figures, in one boot of the default appliance: 1 KiB over 4 and 32
-/// connections, 64 KiB over 4, and a 64 MiB download.
-fn http_run(ctx: &Ctx) -> Result<[f64; 4]> {
-    let mut m = Manifest::load(&ctx.root.join("bundles/default.toml"))?;
-    let port = crate::scenarios::free_port()?;
-    m.forward_host_port(port)?;
-    let machine = manifest_machine(ctx, &m)?;
+/// The HTTP figures of one boot of `machine`, once it prints `ready` and serves
+/// `/bytes/N` on the host's `port`: 1 KiB over 4 and 32 connections, 64 KiB over 4,
+/// and a 64 MiB download.
+fn http_figures(machine: Machine, port: u16, ready: &str) -> Result<[f64; 4]> {
     let mut result = None;
     let c = qemu::run_captured(machine.command(), Duration::from_secs(300), false, |line| {
-        if line.contains("httpd: serving") {
+        if line.contains(ready) {
             result = Some((|| {
                 Ok::<_, anyhow::Error>([
                     wrk(port, "/bytes/1024", 4, 5)?,
@@ -149,8 +146,63 @@ fn http_run(ctx: &Ctx) -> Result<[f64; 4]> {
     })?;
     match result {
         Some(r) => r,
-        None => bail!("httpd never served; last line: {:?}", c.tail(1).next()),
+        None => bail!(
+            "never served ({ready:?}); last line: {:?}",
+            c.tail(1).next()
+        ),
     }
+}
+
+/// The HTTP figures of the default appliance.
+fn http_run(ctx: &Ctx) -> Result<[f64; 4]> {
+    let mut m = Manifest::load(&ctx.root.join("bundles/default.toml"))?;
+    let port = crate::scenarios::free_port()?;
+    m.forward_host_port(port)?;
+    http_figures(manifest_machine(ctx, &m)?, port, "httpd: serving")
+}
+
+/// The same figures of the reference: Debian's Linux with lighttpd on virtio-net, no
+/// hypervisor, in the same QEMU ([`crate::lighttpd_guest`]).
+fn lighttpd_run(ctx: &Ctx) -> Result<[f64; 4]> {
+    use crate::lighttpd_guest as guest;
+    let (kernel, initramfs) = guest::ensure(&crate::images::target_dir(ctx.root))?;
+    let port = crate::scenarios::free_port()?;
+    let nic = qemu::Nic {
+        backend: qemu::NicBackend::User {
+            hostfwd: vec![qemu::HostFwd {
+                host_port: port,
+                guest: guest::ADDRESS,
+                guest_port: 80,
+            }],
+        },
+        pcap: None,
+    };
+    let machine = Machine::shim(kernel, initramfs, &crate::initramfs::kernel_cmdline())
+        .memory("512M")
+        .nic(Some(nic));
+    http_figures(machine, port, guest::READY)
+}
+
+/// Three good runs of `run`, in at most five boots: the Linux guest now and then hangs
+/// early in its boot under TCG here (no line on the console), and is retried. The
+/// runs, and the last failure.
+fn three_good(mut run: impl FnMut() -> Result<[f64; 4]>) -> (Vec<Vec<f64>>, Option<String>) {
+    let (mut runs, mut failure, mut good, mut failed) = (vec![Vec::new(); 4], None, 0, 0);
+    while good < 3 && good + failed < 5 {
+        match run() {
+            Ok(v) => {
+                good += 1;
+                for (r, x) in runs.iter_mut().zip(v) {
+                    r.push(x);
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                failure = Some(format!("{failed} failed boot(s): {e:#}"));
+            }
+        }
+    }
+    (runs, failure)
 }
 
 pub(super) fn net(ctx: &Ctx) -> Vec<Row> {
@@ -187,28 +239,27 @@ pub(super) fn net(ctx: &Ctx) -> Vec<Row> {
             Err(e) => errors.push(format!("udp: {e:#}")),
         }
     }
+    let mut reference = vec![Vec::new(); 4];
     match crate::deps::ensure_wrk() {
         Ok(()) => {
-            for _ in 0..3 {
-                match http_run(ctx) {
-                    Ok(v) => {
-                        for (r, x) in http.iter_mut().zip(v) {
-                            r.push(x);
-                        }
-                    }
-                    Err(e) => errors.push(format!("http: {e:#}")),
-                }
-            }
+            let (runs, failure) = three_good(|| http_run(ctx));
+            http = runs;
+            errors.extend(failure.map(|e| format!("http: {e}")));
+            let (runs, failure) = three_good(|| lighttpd_run(ctx));
+            reference = runs;
+            errors.extend(failure.map(|e| format!("lighttpd: {e}")));
         }
         Err(e) => errors.push(format!("wrk: {e:#}")),
     }
     let figures = [tcp, udp].into_iter().chain(http);
-    for (row, runs) in rows.iter_mut().zip(figures) {
+    let references = [Vec::new(), Vec::new()].into_iter().chain(reference);
+    for ((row, runs), refs) in rows.iter_mut().zip(figures).zip(references) {
         row.ours = Stats::of(runs);
+        row.reference = Stats::of(refs);
         let mut notes = vec![String::from(
             "ours: netfront (smoltcp) -> dom0 netback and bridge (grant copies) -> netfront, \
-             or -> dom0's virtio-net -> QEMU's user network -> the host; TCG; reference \
-             (Debian Linux with lighttpd on virtio-net) not built yet",
+             or -> dom0's virtio-net -> QEMU's user network -> the host; reference (HTTP): \
+             Debian's Linux 6.1 with lighttpd on virtio-net, no hypervisor; TCG",
         )];
         notes.extend(errors.iter().cloned());
         row.note = notes.join("; ");
