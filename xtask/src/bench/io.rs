@@ -114,7 +114,7 @@ fn fio_machine(ctx: &Ctx) -> Result<Machine> {
     };
     crate::disks::ensure_images(std::slice::from_ref(&disk))?;
     Ok(
-        Machine::shim(kernel, initramfs, &crate::initramfs::kernel_cmdline())
+        Machine::shim(kernel, initramfs, crate::initramfs::kernel_cmdline())
             .memory("512M")
             .disks(vec![disk]),
     )

@@ -177,7 +177,7 @@ fn lighttpd_run(ctx: &Ctx) -> Result<[f64; 4]> {
         },
         pcap: None,
     };
-    let machine = Machine::shim(kernel, initramfs, &crate::initramfs::kernel_cmdline())
+    let machine = Machine::shim(kernel, initramfs, crate::initramfs::kernel_cmdline())
         .memory("512M")
         .nic(Some(nic));
     http_figures(machine, port, guest::READY)
