@@ -206,7 +206,7 @@ fn print_table(rows: &[Row]) {
         None => "-".into(),
     };
     println!(
-        "\n| group | measurement | unit | shim: median (min..max) | Xen 4.17: median (min..max) | Xen/shim | note |"
+        "\n| group | measurement | unit | shim: median (min..max) | reference (Xen 4.17; Linux for io): median (min..max) | ratio (above 1: shim faster or smaller) | note |"
     );
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
