@@ -6,7 +6,8 @@
 //! (`tsc_to_system_mul`, a 32.32 fixed-point factor applied after shifting by
 //! `tsc_shift`); we extrapolate with `rdtsc`. Xen makes `version` odd while it updates
 //! the snapshot, so a read is retried if `version` was odd or changed. The wall clock is
-//! the time of day at system time 0, versioned the same way.
+//! the time of day at system time 0, versioned the same way. The arithmetic (modular, as
+//! Linux's pvclock) is `pv_core::pvclock`'s, tested on the host.
 
 use core::ops::{Add, AddAssign, Sub};
 use core::sync::atomic::{fence, AtomicU64, Ordering};
@@ -112,16 +113,7 @@ fn read<T: Copy>(p: &T) -> T {
     unsafe { core::ptr::read_volatile(p) }
 }
 
-/// Converts a TSC delta to nanoseconds with Xen's scale (`xen/arch/x86/time.c`,
-/// `scale_delta`).
-pub fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
-    let d = if shift < 0 {
-        delta >> u32::from(shift.unsigned_abs())
-    } else {
-        delta << shift as u32
-    };
-    ((u128::from(d) * u128::from(mul)) >> 32) as u64
-}
+pub use pv_core::pvclock::scale_delta;
 
 /// System time from `t`, under the version protocol.
 fn system_time(t: &vcpu_time_info) -> u64 {
@@ -136,7 +128,8 @@ fn system_time(t: &vcpu_time_info) -> u64 {
         fence(Ordering::Acquire);
         let v2 = read(&t.version);
         if v1 & 1 == 0 && v1 == v2 {
-            return system_time + scale_delta(tsc.saturating_sub(tsc_timestamp), mul, shift);
+            // Modular, as Linux's pvclock (pv_core::pvclock: Xen's emulated TSC).
+            return pv_core::pvclock::system_time(system_time, tsc_timestamp, mul, shift, tsc);
         }
         core::hint::spin_loop();
     }

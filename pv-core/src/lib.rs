@@ -37,5 +37,6 @@ pub mod netif;
 pub mod offload;
 pub mod page;
 pub mod platform;
+pub mod pvclock;
 pub mod ring;
 pub mod xs_wire;

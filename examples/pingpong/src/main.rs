@@ -8,15 +8,22 @@
 //!   and is delivered on unmask, and that closing one end leaves the other unbound.
 //! - `ping peer=D [rounds=N]`: allocates a port for domain D, waits until D binds it.
 //!   Detects the peer gone (the port unbound again, or no reply for a while).
-//! - `pong peer=D [port=P] [rounds=N] [crash-after=K]`: binds to D's port P (default 1,
-//!   the first port of a fresh domain: ping allocates it before anything else), retrying
-//!   while D has not allocated it; with
-//!   `crash-after=K` it crashes on purpose after its K-th reply.
+//!   With a xenstore (a toolstack built the domain: our dom0, or xl), ping also
+//!   publishes the port in its `data/pingpong-port`, readable by D.
+//! - `pong peer=D [port=P] [rounds=N] [crash-after=K]`: binds to D's port P, retrying
+//!   while D has not allocated it. Without `port=`: the port D published in xenstore,
+//!   or, with no xenstore, 1 (the first port of a domain the shim built alone: ping
+//!   allocates it before anything else; in a toolstack-built domain ports 1 and 2 are
+//!   already its xenstore and console channels). With `crash-after=K` it crashes on
+//!   purpose after its K-th reply.
 //!
 //! N defaults to 10,000.
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+use alloc::format;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
@@ -25,6 +32,7 @@ use libos::executor::{self, with_timeout};
 use libos::hypercall::{self, ChannelState, XenError};
 use libos::time;
 use libos::timer::sleep;
+use libos::xenbus::{Store, NO_TX};
 use libos::{println, start_info};
 use xen_sys::{domid_t, DOMID_SELF};
 
@@ -49,7 +57,7 @@ struct Args {
     role: &'static str,
     rounds: u64,
     peer: Option<domid_t>,
-    port: Port,
+    port: Option<Port>,
     crash_after: Option<u64>,
 }
 
@@ -58,7 +66,7 @@ fn args() -> Args {
         role: "loopback",
         rounds: 10_000,
         peer: None,
-        port: 1,
+        port: None,
         crash_after: None,
     };
     for w in start_info::get().cmdline().split_whitespace() {
@@ -69,7 +77,7 @@ fn args() -> Args {
         match w.split_once('=') {
             Some(("rounds", v)) => a.rounds = num(v),
             Some(("peer", v)) => a.peer = Some(num(v) as domid_t),
-            Some(("port", v)) => a.port = num(v) as Port,
+            Some(("port", v)) => a.port = Some(num(v) as Port),
             Some(("crash-after", v)) => a.crash_after = Some(num(v)),
             None if matches!(w, "loopback" | "ping" | "pong") => a.role = w,
             _ => panic!("pingpong: unknown argument {w:?}"),
@@ -245,6 +253,52 @@ fn alloc_for(peer: domid_t) -> Port {
     port
 }
 
+/// The node where ping publishes its port, under its home.
+const PORT_NODE: &str = "data/pingpong-port";
+
+/// Publishes `port` in our `data/pingpong-port`, readable by `peer` (we own it; other
+/// domains have no access), if there is a xenstore.
+async fn publish(port: Port, peer: domid_t) {
+    if !libos::xenbus::available() {
+        return;
+    }
+    let r = async {
+        let xs = libos::xenbus::store()?;
+        let own = xs.read_string(NO_TX, "domid").await?;
+        xs.write_str(NO_TX, PORT_NODE, &format!("{port}")).await?;
+        let (owner, reader) = (format!("n{own}"), format!("r{peer}"));
+        xs.set_perms(NO_TX, PORT_NODE, &[&owner, &reader]).await
+    }
+    .await;
+    match r {
+        Ok(()) => println!("pingpong: ping: port {port} published in {PORT_NODE}"),
+        Err(e) => panic!("pingpong FAILED: ping: publishing port {port} in {PORT_NODE}: {e:?}"),
+    }
+}
+
+/// The port `peer` published (waiting for it to appear), or, with no xenstore, 1.
+async fn published_port(peer: domid_t) -> Port {
+    if !libos::xenbus::available() {
+        return 1;
+    }
+    let path = format!("/local/domain/{peer}/{PORT_NODE}");
+    let since = time::now();
+    loop {
+        let r = match libos::xenbus::store() {
+            Ok(xs) => xs.read_string(NO_TX, &path).await,
+            Err(e) => Err(e),
+        };
+        match r.map(|v| v.trim().parse::<Port>()) {
+            Ok(Ok(port)) => return port,
+            Ok(Err(_)) => panic!("pingpong FAILED: pong: {path} is not a port number"),
+            Err(e) if since.elapsed() > Duration::from_secs(30) => {
+                panic!("pingpong FAILED: pong: domain {peer} never published {path}: {e:?}")
+            }
+            Err(_) => sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
 /// Waits for `peer`'s hello on `port`, plays `rounds` rounds.
 async fn ping_side(port: Port, peer: domid_t, rounds: u64) -> End {
     // The rendezvous: pong binds, then says hello; only then do the rounds start, so
@@ -327,7 +381,10 @@ fn main() {
             // Before the executor binds VIRQ_TIMER: a fresh domain's first port (1) is
             // the one pong is told by default.
             let port = alloc_for(peer);
-            let end = executor::block_on(ping_side(port, peer, a.rounds));
+            let end = executor::block_on(async {
+                publish(port, peer).await;
+                ping_side(port, peer, a.rounds).await
+            });
             if matches!(end, End::Done) {
                 println!(
                     "pingpong: OK: ping, {} rounds with domain {peer}; no lost or duplicated event",
@@ -337,7 +394,13 @@ fn main() {
             report(end, peer);
         }
         ("pong", Some(peer)) => {
-            executor::block_on(pong_side(peer, a.port, a.rounds, a.crash_after));
+            executor::block_on(async {
+                let port = match a.port {
+                    Some(p) => p,
+                    None => published_port(peer).await,
+                };
+                pong_side(peer, port, a.rounds, a.crash_after).await
+            });
             println!(
                 "pingpong: OK: pong, {} rounds with domain {peer}; no lost or duplicated event",
                 a.rounds

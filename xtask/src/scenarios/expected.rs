@@ -359,6 +359,18 @@ pub mod dom0 {
         DONE,
     ];
     pub const HELLO_FIRST_LINE: &str = "hello| Hello from hello";
+    /// dom0 and pingpong's ping (d1) and pong (d2), pong not told the port.
+    pub const PINGPONG: &[&str] = &[
+        UP,
+        "pingpong| pingpong: ping: port 3 allocated for domain 2",
+        "pingpong| pingpong: ping: port 3 published in data/pingpong-port",
+        "pingpong| pingpong: OK: ping, 2000 rounds with domain 2; no lost or duplicated event",
+        DONE,
+    ];
+    pub const PINGPONG_ANYWHERE: &[&str] = &[
+        "pingpong-1| pingpong: pong: bound port 3 of domain 1",
+        "pingpong-1| pingpong: OK: pong, 2000 rounds with domain 1; no lost or duplicated event",
+    ];
     /// `bundles/nic.toml`: the NIC on QEMU's user network, self-tested (slirp's
     /// gateway has a fixed MAC, 52:55 then its address; a full-size frame each way;
     /// a burst through every buffer many times), then dom0 serves as usual.
