@@ -1,7 +1,10 @@
 //! timers: tasks sleeping different durations, plus a periodic one, on libos's executor.
-//! Each firing is printed with its virtual time; at the end the guest checks that they
-//! fired in deadline order and never early, and that the wall clock advanced with the
-//! monotonic clock, then prints an OK line and powers off.
+//! Each firing is printed with its virtual time; at the end the guest checks what libos
+//! promises: no timer fires early; each task's timers fire in its own order; and a
+//! timer fires after one with a later deadline only if both were due at once (a late
+//! wake-up, as under Xen's emulated TSC, finds several due, and the tasks they wake run
+//! in the executor's order). Then that the wall clock advanced with the monotonic
+//! clock; an OK line, and it powers off.
 #![no_std]
 #![no_main]
 
@@ -69,11 +72,18 @@ fn main() {
     let log = log.borrow();
     let total = ONE_SHOTS.len() + PERIODS as usize;
     assert_eq!(log.len(), total, "every timer fired once");
-    for w in log.windows(2) {
-        assert!(
-            w[0].0 < w[1].0,
-            "timers FAILED: fired out of deadline order"
-        );
+    // An earlier deadline after a later one: only if it was already due when the later
+    // one fired. (The periodic task's own order is its loop's.)
+    for (i, &(d_a, at_a)) in log.iter().enumerate() {
+        for &(d_b, _) in &log[i + 1..] {
+            assert!(
+                d_b >= d_a || d_b <= at_a,
+                "timers FAILED: a timer due at +{} us fired after one due at +{} us, which fired at +{} us, before it was due",
+                (d_b - start).as_micros(),
+                (d_a - start).as_micros(),
+                (at_a - start).as_micros()
+            );
+        }
     }
     let mut max_late = Duration::ZERO;
     for &(deadline, at) in log.iter() {
@@ -90,7 +100,7 @@ fn main() {
     );
     let (upcalls, events) = events::stats();
     println!(
-        "timers: OK: {total} timers fired in deadline order, none early (latest by {} us); wall clock advanced with system time; {upcalls} upcalls, {events} events, {} blocks",
+        "timers: OK: {total} timers fired, none early, in deadline order except those due at once (latest by {} us); wall clock advanced with system time; {upcalls} upcalls, {events} events, {} blocks",
         max_late.as_micros(),
         executor::blocks()
     );

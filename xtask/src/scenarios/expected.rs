@@ -202,24 +202,30 @@ pub mod cpu {
 pub mod timers {
     use super::Line::{self, Both};
 
-    /// Every firing, in deadline order (one-shots of 30, 10, 20 and 5 ms, a periodic
-    /// task every 7 ms), then the guest's own check.
+    /// The periodic task's firings in its own order (every 7 ms), then the guest's own
+    /// check; the one-shots (30, 10, 20 and 5 ms) anywhere ([`ONE_SHOTS`]): timers
+    /// that a late wake-up finds due at once may run in any order (what libos
+    /// promises: never early, each task's own sequence kept, deadline order among
+    /// timers not due at once; the guest checks exactly that).
     pub const LINES: &[Line] = &[
         Both("timers: vCPU 0 up and running"),
         Both("timers: system time"),
-        Both("timers: sleep 5 ms fired"),
         Both("timers: periodic #1 fired"),
-        Both("timers: sleep 10 ms fired"),
         Both("timers: periodic #2 fired"),
-        Both("timers: sleep 20 ms fired"),
         Both("timers: periodic #3 fired"),
         Both("timers: periodic #4 fired"),
-        Both("timers: sleep 30 ms fired"),
         Both("timers: periodic #5 fired"),
         Both("timers: periodic #6 fired"),
         Both(OK),
     ];
-    pub const OK: &str = "timers: OK: 10 timers fired in deadline order, none early";
+    pub const ONE_SHOTS: &[&str] = &[
+        "timers: sleep 5 ms fired",
+        "timers: sleep 10 ms fired",
+        "timers: sleep 20 ms fired",
+        "timers: sleep 30 ms fired",
+    ];
+    pub const OK: &str =
+        "timers: OK: 10 timers fired, none early, in deadline order except those due at once";
 }
 
 /// examples/spinner, beside examples/timers (scenario `spin`).
@@ -231,7 +237,7 @@ pub mod spinner {
     ];
     pub const ANYWHERE: &[&str] = &[
         "(d1) spinner: spinning",
-        "(d2) timers: OK: 10 timers fired in deadline order, none early",
+        "(d2) timers: OK: 10 timers fired, none early, in deadline order except those due at once",
     ];
 }
 
