@@ -45,6 +45,12 @@ pub fn ensure_wrk() -> Result<()> {
     )
 }
 
+/// Makes sure `objcopy` (binutils: the images are copied without their debug info, and
+/// the reference guests' libraries are found with `readelf`) is on the PATH.
+pub fn ensure_binutils() -> Result<()> {
+    ensure_tool("objcopy", "binutils", "binutils (objcopy, readelf)")
+}
+
 /// Makes sure `qemu-img` is on the PATH, installing it if needed.
 pub fn ensure_qemu_img() -> Result<()> {
     ensure_tool(

@@ -2,7 +2,8 @@
 //! and copies them to one documented place, `target/images/<name>`, so QEMU command
 //! lines, scenarios, benchmarks and users never dig through cargo's per-profile output
 //! directories. The guests are every package under `examples/`, read from the
-//! directory so a new example needs no change here.
+//! directory so a new example needs no change here. The copies carry no debug info;
+//! cargo's own (`target/x86_64-unknown-none/release/<name>`) do, for addr2line and gdb.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -114,12 +115,23 @@ pub fn build(root: &Path, guests: &[String]) -> Result<Images> {
     let target = target_dir(root);
     let out = target.join(deps::TARGET).join("release");
     let dir = target.join("images");
+    deps::ensure_binutils()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Without their debug info (2 MB or more each, of an image of a few hundred KiB
+    // loaded): what a user boots or copies to a Xen host. Cargo's own output keeps it,
+    // for addr2line and gdb.
     let copy = |name: &str| -> Result<PathBuf> {
         let from = out.join(name);
         let to = dir.join(name);
-        std::fs::copy(&from, &to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        let status = Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(&from)
+            .arg(&to)
+            .status()
+            .context("running objcopy")?;
+        if !status.success() {
+            bail!("objcopy --strip-debug {} {} failed", from.display(), to.display());
+        }
         Ok(to)
     };
     let shim = copy(SHIM)?;
