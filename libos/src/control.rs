@@ -3,14 +3,57 @@
 //! domain to stop; the domain acknowledges by clearing the node, then shuts down with
 //! that reason (`SCHEDOP_shutdown`), as Linux's `drivers/xen/manage.c` does.
 //!
-//! libos starts [`obey_shutdown_requests`] as an executor daemon in every domain with
-//! a store ring, so an appliance that runs the executor obeys without code of its own.
-//! One that never runs it (a program that prints and returns) does not listen.
+//! Every domain with a store ring obeys, whatever its program does: libos polls
+//! [`obey_shutdown_requests`] from the store's event handler ([`poll`]), not from the
+//! executor, so an appliance that never runs the executor (a computation, a busy
+//! loop) obeys as well, as Linux's `manage.c` does from its xenbus thread. That is
+//! safe in upcall context because every lock the task takes (the store client's
+//! connection and waker table, the heap, the console) is taken with events masked
+//! everywhere, so the handler never waits for a lock the code it interrupted holds.
 
+use alloc::boxed::Box;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Waker};
+
+use spin::Mutex;
 use xen_sys::{SHUTDOWN_poweroff, SHUTDOWN_reboot};
 
 use crate::hypercall;
 use crate::xenbus::{self, Store, NO_TX};
+
+/// The task, while it runs. Polled from the store's event handler (events masked) and
+/// once from [`start`] (masked too): never concurrently.
+static TASK: Mutex<Option<Task>> = Mutex::new(None);
+
+struct Task(Pin<Box<dyn Future<Output = ()>>>);
+
+// SAFETY: one vCPU; the future is only touched under TASK's lock with events masked.
+unsafe impl Send for Task {}
+
+/// Starts watching `control/shutdown` (the first poll sends the watch request; the
+/// store's replies, each an event, drive the rest through [`poll`]).
+pub(crate) fn start() {
+    crate::events::masked(|| {
+        *TASK.lock() = Some(Task(Box::pin(obey_shutdown_requests())));
+    });
+    poll();
+}
+
+/// Moves the task on: called by the store's event handler after each store event.
+pub(crate) fn poll() {
+    crate::events::masked(|| {
+        let Some(mut slot) = TASK.try_lock() else {
+            return;
+        };
+        let Some(task) = slot.as_mut() else { return };
+        // Nothing to wake: the next store event polls again.
+        let mut cx = Context::from_waker(Waker::noop());
+        if task.0.as_mut().poll(&mut cx).is_ready() {
+            *slot = None;
+        }
+    })
+}
 
 const NODE: &str = "control/shutdown";
 

@@ -1,10 +1,38 @@
 //! The heap: `linked_list_allocator` over the free memory [`crate::memory`] mapped
 //! (the bootstrap padding followed by every frame the domain builder left unmapped).
 
+//!
+//! Its lock is only taken with events masked, so an event handler may allocate (the
+//! power control that obeys `control/shutdown` runs in one: [`crate::control`]) without
+//! waiting for a lock the code it interrupted holds.
+
+use core::alloc::{GlobalAlloc, Layout};
+
 use linked_list_allocator::LockedHeap;
 
-#[global_allocator]
+use crate::events;
+
 static HEAP: LockedHeap = LockedHeap::empty();
+
+/// [`HEAP`] with events masked around each call.
+struct Masked;
+
+// SAFETY: forwards to LockedHeap, a GlobalAlloc, unchanged; masking events only keeps
+// event handlers from running meanwhile.
+unsafe impl GlobalAlloc for Masked {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        events::masked(|| unsafe { HEAP.alloc(layout) })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        events::masked(|| unsafe { HEAP.dealloc(ptr, layout) })
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Masked = Masked;
 
 /// Gives [start, end) to the heap.
 pub(crate) fn init(start: u64, end: u64) {
@@ -15,10 +43,10 @@ pub(crate) fn init(start: u64, end: u64) {
 
 /// Bytes the heap manages.
 pub fn size() -> usize {
-    HEAP.lock().size()
+    events::masked(|| HEAP.lock().size())
 }
 
 /// Bytes free in the heap.
 pub fn free() -> usize {
-    HEAP.lock().free()
+    events::masked(|| HEAP.lock().free())
 }

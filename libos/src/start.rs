@@ -122,7 +122,7 @@ extern "C" fn libos_start(si: *const xen_sys::start_info) -> ! {
     crate::heap::init(map.heap_start, map.heap_end);
     crate::console::init_ring();
     if crate::xenbus::available() && !si.initial_domain() && crate::events::available() {
-        crate::executor::spawn_daemon(crate::control::obey_shutdown_requests());
+        crate::control::start();
     }
     log::info!(
         "memory: {} pages, {} mapped at boot, {} mapped by libos ({} new page tables); heap {} KiB at {:#x}; {} spare frames",

@@ -34,6 +34,7 @@ pub fn available() -> bool {
 fn wake(_port: Port) {
     if let Some(Some(c)) = CLIENT.get() {
         c.wake_all();
+        crate::control::poll();
     }
 }
 

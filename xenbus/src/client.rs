@@ -6,7 +6,8 @@
 //! for the transport, and the reply carrying its id completes it. Watch events go to
 //! the [`Watching`] registered with their token. Whoever polls moves bytes both ways;
 //! the owner calls [`Client::wake_all`] when the store signals (from an event handler:
-//! the waker table is locked only under [`Transport::masked`]).
+//! the waker table and the connection are locked only under [`Transport::masked`], so
+//! a handler may even poll a store task of its own).
 //!
 //! The store is trusted no more than needed: a reply to a request nobody made (or
 //! whose caller gave up) is dropped, as is an event for a token nobody holds; events
@@ -74,9 +75,16 @@ impl<T: Transport> Client<T> {
         &self.transport
     }
 
+    /// Runs `f` on the connection's state, under [`Transport::masked`]: a guest may
+    /// poll a store task from its event handler (libos's power control does), so the
+    /// lock must never be held where that handler can interrupt.
+    fn with_conn<R>(&self, f: impl FnOnce(&mut Conn) -> R) -> R {
+        self.transport.masked(|| f(&mut self.conn.lock()))
+    }
+
     /// Why the connection closed, if it did.
     pub fn broken(&self) -> Option<String> {
-        self.conn.lock().broken.clone()
+        self.with_conn(|c| c.broken.clone())
     }
 
     /// Wakes every task waiting for the store: call it when the store signals.
@@ -91,7 +99,7 @@ impl<T: Transport> Client<T> {
     /// Moves bytes both ways; notifies the store when any moved. Returns whether any
     /// did.
     pub fn pump(&self) -> bool {
-        let moved = self.pump_locked(&mut self.conn.lock());
+        let moved = self.with_conn(|c| self.pump_locked(c));
         if moved {
             self.transport.notify();
         }
@@ -169,8 +177,7 @@ impl<T: Transport> Client<T> {
     /// Sends a request of type `ty` in transaction `tx` and waits for its reply's
     /// payload (an `XS_ERROR` reply is its error).
     pub async fn request(&self, ty: MsgType, tx: Tx, payload: &[u8]) -> Result<Vec<u8>, XsError> {
-        let req_id = {
-            let mut c = self.conn.lock();
+        let req_id = self.with_conn(|c| {
             if c.broken.is_some() {
                 return Err(XsError::EIO);
             }
@@ -182,8 +189,8 @@ impl<T: Transport> Client<T> {
             let bytes = xs_wire::encode(ty, id, tx.0, payload).map_err(|_| XsError::E2BIG)?;
             c.replies.insert(id, None);
             c.out.extend(bytes);
-            id
-        };
+            Ok(id)
+        })?;
         Request {
             client: self,
             req_id,
@@ -226,24 +233,26 @@ impl<T: Transport> Future for Request<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let client = self.client;
         client.register(self.waiter, cx.waker());
-        let mut c = client.conn.lock();
-        if client.pump_locked(&mut c) {
-            client.transport.notify();
-        }
-        if c.broken.is_some() {
-            return Poll::Ready(Err(XsError::EIO));
-        }
-        if let Some(Some(_)) = c.replies.get(&self.req_id) {
-            let Some(Some(m)) = c.replies.remove(&self.req_id) else {
-                unreachable!()
-            };
-            return Poll::Ready(if m.header.ty == MsgType::Error {
-                Err(XsError::parse(&m.payload).unwrap_or(XsError::EIO))
-            } else {
-                Ok(m.payload)
-            });
-        }
-        Poll::Pending
+        let req_id = self.req_id;
+        client.with_conn(|c| {
+            if client.pump_locked(c) {
+                client.transport.notify();
+            }
+            if c.broken.is_some() {
+                return Poll::Ready(Err(XsError::EIO));
+            }
+            if let Some(Some(_)) = c.replies.get(&req_id) {
+                let Some(Some(m)) = c.replies.remove(&req_id) else {
+                    unreachable!()
+                };
+                return Poll::Ready(if m.header.ty == MsgType::Error {
+                    Err(XsError::parse(&m.payload).unwrap_or(XsError::EIO))
+                } else {
+                    Ok(m.payload)
+                });
+            }
+            Poll::Pending
+        })
     }
 }
 
@@ -251,7 +260,8 @@ impl<T: Transport> Drop for Request<'_, T> {
     fn drop(&mut self) {
         self.client.unregister(self.waiter);
         // A caller that gave up: its reply, now or later, is dropped.
-        self.client.conn.lock().replies.remove(&self.req_id);
+        let req_id = self.req_id;
+        self.client.with_conn(|c| c.replies.remove(&req_id));
     }
 }
 
@@ -290,17 +300,19 @@ impl<T: Transport> Watching<'_, T> {
         poll_fn(|cx| {
             let client = self.client;
             client.register(self.waiter, cx.waker());
-            let mut c = client.conn.lock();
-            if client.pump_locked(&mut c) {
-                client.transport.notify();
-            }
-            if let Some(p) = c.events.get_mut(&self.token).and_then(|q| q.pop_front()) {
-                return Poll::Ready(Ok(p));
-            }
-            if c.broken.is_some() {
-                return Poll::Ready(Err(XsError::EIO));
-            }
-            Poll::Pending
+            let token = &self.token;
+            client.with_conn(|c| {
+                if client.pump_locked(c) {
+                    client.transport.notify();
+                }
+                if let Some(p) = c.events.get_mut(token).and_then(|q| q.pop_front()) {
+                    return Poll::Ready(Ok(p));
+                }
+                if c.broken.is_some() {
+                    return Poll::Ready(Err(XsError::EIO));
+                }
+                Poll::Pending
+            })
         })
         .await
     }
@@ -329,7 +341,8 @@ impl<T: Transport> store::Watch for Watching<'_, T> {
 impl<T: Transport> Drop for Watching<'_, T> {
     fn drop(&mut self) {
         self.client.unregister(self.waiter);
-        self.client.conn.lock().events.remove(&self.token);
+        let token = &self.token;
+        self.client.with_conn(|c| c.events.remove(token));
     }
 }
 
@@ -409,13 +422,13 @@ impl<T: Transport> Store for Client<T> {
 
     async fn watch(&self, path: &str) -> Result<Watching<'_, T>, XsError> {
         let token = format!("xb-{}", self.next_token.fetch_add(1, Ordering::Relaxed));
-        {
-            let mut c = self.conn.lock();
+        self.with_conn(|c| {
             if c.broken.is_some() {
                 return Err(XsError::EIO);
             }
             c.events.insert(token.clone(), VecDeque::new());
-        }
+            Ok(())
+        })?;
         // From here, dropping the Watching removes the token, whatever happens below.
         let w = Watching {
             client: self,

@@ -30,7 +30,7 @@ pub trait Transport {
     /// Tells the peer that bytes moved.
     fn notify(&self);
     /// Runs `f` where the event that wakes the client's tasks cannot interrupt it (a
-    /// guest masks its event upcall): the client's waker table is locked only inside,
+    /// guest masks its event upcall): the client's waker table and connection are locked only inside,
     /// so a wake-up from an event handler never waits for a lock its own CPU holds.
     fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
         f()

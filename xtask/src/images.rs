@@ -130,7 +130,11 @@ pub fn build(root: &Path, guests: &[String]) -> Result<Images> {
             .status()
             .context("running objcopy")?;
         if !status.success() {
-            bail!("objcopy --strip-debug {} {} failed", from.display(), to.display());
+            bail!(
+                "objcopy --strip-debug {} {} failed",
+                from.display(),
+                to.display()
+            );
         }
         Ok(to)
     };

@@ -29,7 +29,9 @@
 //! SERIAL, the virtio serial of the disk; both written by `cargo xtask bundle`), `stay` (keep
 //! running when the last domU is gone; by default dom0 then powers off, ending the
 //! machine), `poweroff-on=NODE` (when a domU writes `NODE` under its home, ask it to
-//! power off through `control/shutdown`), `nic` (the machine has a NIC, written by
+//! power off through `control/shutdown`), `poweroff-after=SECONDS` (then ask every domU
+//! to power off, as `xl shutdown -a` does), `top=SECONDS` (each domain's CPU share, `top`),
+//! `nic` (the machine has a NIC, written by
 //! `cargo xtask bundle` for a manifest's `nic`), `nic-selftest`, `vifs=DOMID|MAC|IP|GW,...`
 //! (the domUs' vifs, written by `cargo xtask bundle`), `mirror=DOMID` (copy that domU's
 //! vif traffic to the NIC, VLAN-tagged, for `cargo xtask run --pcap`), `dma-exchange`
@@ -56,12 +58,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use core::time::Duration;
 
 use drivers_back::console::Consoles;
 use drivers_back::xenstore::{Access, Limits, Loopback, Perm, Xenstored};
 use libos::events::{self, Port};
 use libos::hypercall::{self, DomainInfo};
 use libos::platform::{MappedGrant, Xen};
+use libos::time::Instant;
 use libos::{println, start_info};
 use pv_core::byte_ring::ByteRing;
 use pv_core::platform::{EventChannel, ForeignMemory, SharePage};
@@ -102,6 +106,8 @@ struct Dom0 {
     guests: BTreeMap<u16, Guest>,
     names: BTreeMap<u16, String>,
     poweroff_on: Option<String>,
+    /// When to ask every domU to power off (`poweroff-after`), until it is done.
+    poweroff_at: Option<Instant>,
     /// Some domU was ever introduced (dom0 powers off when the last one is gone).
     served: bool,
 }
@@ -119,6 +125,7 @@ impl Dom0 {
         let cmdline = start_info::get().cmdline();
         let mut names = BTreeMap::new();
         let mut poweroff_on = None;
+        let mut poweroff_at = None;
         let mut disk_specs = Vec::new();
         let mut vif_specs = Vec::new();
         let mut mirror = None;
@@ -150,6 +157,11 @@ impl Dom0 {
                 libos::device::always_exchange(true);
             } else if let Some(node) = w.strip_prefix("poweroff-on=") {
                 poweroff_on = Some(String::from(node));
+            } else if let Some(secs) = w.strip_prefix("poweroff-after=") {
+                match secs.parse::<u64>() {
+                    Ok(s) => poweroff_at = Instant::now().checked_add(Duration::from_secs(s)),
+                    Err(_) => println!("dom0: ignoring {w:?}: not a number of seconds"),
+                }
             }
         }
         let xs: &'static RefCell<Xenstored> =
@@ -187,6 +199,7 @@ impl Dom0 {
             guests: BTreeMap::new(),
             names,
             poweroff_on,
+            poweroff_at,
             served: false,
         }
     }
@@ -473,6 +486,29 @@ impl Dom0 {
         }
     }
 
+    /// `poweroff-after`: once it is time, asks every domU (not asked yet) to power off.
+    /// Returns the deadline still ahead, if any.
+    fn timed_requests(&mut self) -> Option<Instant> {
+        let at = self.poweroff_at?;
+        if Instant::now() < at {
+            return Some(at);
+        }
+        self.poweroff_at = None;
+        for (&id, g) in self.guests.iter_mut() {
+            if g.asked || g.store.is_none() {
+                continue;
+            }
+            g.asked = true;
+            println!("dom0: asking d{id} ({}) to power off", g.name);
+            let _ = self.xs.borrow_mut().write(
+                0,
+                &format!("/local/domain/{id}/control/shutdown"),
+                b"poweroff",
+            );
+        }
+        None
+    }
+
     fn console_input(&mut self) {
         let mut buf = [0u8; 256];
         loop {
@@ -543,6 +579,13 @@ fn main() {
     let console = bind(VIRQ_CONSOLE);
     let mut dom0 = Dom0::new();
     let mut top = top::Top::from_cmdline(si.cmdline());
+    if dom0.poweroff_at.is_some() {
+        if let Err(e) = libos::timer::init() {
+            println!("dom0: poweroff-after: no timer ({e})");
+        }
+    }
+    // The one-shot timer's deadline, as last set (`top` and `poweroff-after` share it).
+    let mut armed = None;
     println!("dom0: xenstored and the console back-end are up; Ctrl-A three times moves console input to the next domU");
     dom0.scan();
     loop {
@@ -577,8 +620,14 @@ fn main() {
             println!("dom0: no domU left: powering off");
             hypercall::shutdown(xen_sys::SHUTDOWN_poweroff);
         }
-        if let Some(top) = &mut top {
-            top.poll();
+        let next = [top.as_mut().map(|t| t.poll()), dom0.timed_requests()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(t) = next.filter(|&t| Some(t) != armed) {
+            // One hypercall per new deadline, not per turn of the loop.
+            armed = Some(t);
+            let _ = hypercall::set_timer_op(t.as_nanos().max(1));
         }
         if !busy {
             let enabled = events::disable();

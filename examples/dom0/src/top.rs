@@ -9,7 +9,6 @@ use alloc::string::String;
 use core::fmt::Write;
 use core::time::Duration;
 
-use libos::hypercall;
 use libos::println;
 use libos::time::Instant;
 
@@ -18,8 +17,6 @@ pub struct Top {
     next: Instant,
     /// The previous line's time and each domain's `cpu_time` then.
     last: (Instant, BTreeMap<u16, u64>),
-    /// The timer holds `next` (one hypercall per line, not per turn of dom0's loop).
-    armed: bool,
 }
 
 impl Top {
@@ -41,12 +38,11 @@ impl Top {
             every,
             next: now.checked_add(every)?,
             last: (now, times()),
-            armed: false,
         })
     }
 
-    /// Prints the line if it is due; arms the timer for the next one.
-    pub fn poll(&mut self) {
+    /// Prints the line if it is due; returns when the next one is (for dom0's timer).
+    pub fn poll(&mut self) -> Instant {
         let now = Instant::now();
         if now >= self.next {
             let times = times();
@@ -54,17 +50,14 @@ impl Top {
             println!("dom0: top: {}", line(wall, &self.last.1, &times));
             self.last = (now, times);
             self.next = now.checked_add(self.every).unwrap_or(now);
-            self.armed = false;
         }
-        if !self.armed {
-            self.armed = hypercall::set_timer_op(self.next.as_nanos().max(1)).is_ok();
-        }
+        self.next
     }
 }
 
 /// Each domain's `cpu_time`.
 fn times() -> BTreeMap<u16, u64> {
-    hypercall::list_domains()
+    libos::hypercall::list_domains()
         .unwrap_or_default()
         .iter()
         .map(|d| (d.domid, d.cpu_time))

@@ -32,6 +32,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("dom0-consoles", "dom0 + two domUs each printing 300 lines of 100 bytes (about 15 console rings each) as fast as they can: every line of both arrives, complete and in order", dom0_consoles),
         Scenario::new("dom0-xenstore", "two domUs use xenstore (own nodes, a watch, 20 transactions each, a conflicting commit refused with EAGAIN, other domains' nodes refused); dom0 then asks each to power off through control/shutdown and libos obeys", dom0_xenstore),
         Scenario::new("dom0-pingpong", "pingpong's two domUs built by dom0's toolstack (ports 1 and 2 are their xenstore and console channels, as under xl): ping publishes its port in xenstore, readable by pong alone, and pong finds it there; 2,000 rounds, no lost or duplicated event", dom0_pingpong),
+        Scenario::new("dom0-shutdown-busy", "dom0 asks a domU that never runs libos's executor (spinner, a busy loop) to power off through control/shutdown, as `xl shutdown` does: libos obeys from the store's event handler, and the domain powers off", dom0_shutdown_busy),
         Scenario::new("dom0-console-input", "serial input reaches the focused domU's console ring; Ctrl-A three times moves the focus to the next domU", dom0_console_input),
     ]
 }
@@ -155,6 +156,23 @@ fn dom0_pingpong(ctx: &Ctx) -> Result<Pass, Failure> {
             timeout: Duration::from_secs(60),
             first_guest_line: None,
             anywhere: lines::PINGPONG_ANYWHERE,
+        },
+    )
+}
+
+fn dom0_shutdown_busy(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle {
+                domains: &[dom0("poweroff-after=1"), domu("spinner", "every=5000000")],
+            },
+            expect: lines::SHUTDOWN_BUSY,
+            fail_on: FAIL,
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+            anywhere: &[],
         },
     )
 }

@@ -365,6 +365,15 @@ pub mod dom0 {
         DONE,
     ];
     pub const HELLO_FIRST_LINE: &str = "hello| Hello from hello";
+    /// dom0 with `poweroff-after=1` and spinner, which never runs the executor.
+    pub const SHUTDOWN_BUSY: &[&str] = &[
+        UP,
+        "spinner| spinner: spinning",
+        "dom0: asking d1 (spinner) to power off",
+        "spinner| control: poweroff requested by the toolstack",
+        "(shim) d1 (spinner) shut down: poweroff",
+        DONE,
+    ];
     /// dom0 and pingpong's ping (d1) and pong (d2), pong not told the port.
     pub const PINGPONG: &[&str] = &[
         UP,
