@@ -40,6 +40,13 @@ pub(crate) fn start() {
     poll();
 }
 
+/// Stops obeying: the store client no longer reads the ring for it. For a program that
+/// speaks the store ring itself, bypassing the client (hostile's malformed requests):
+/// it should then drain what the client's watch left in the ring.
+pub fn stop() {
+    crate::events::masked(|| *TASK.lock() = None);
+}
+
 /// Moves the task on: called by the store's event handler after each store event.
 pub(crate) fn poll() {
     crate::events::masked(|| {

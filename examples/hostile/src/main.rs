@@ -101,7 +101,26 @@ fn store_error() -> u32 {
     ))
 }
 
+/// Takes the store ring from libos: its power control stops reading it, and what its
+/// watch of `control/shutdown` left there (the reply, the first event) is read and
+/// dropped, until the ring has been quiet for 100 ms.
+fn take_store_ring() {
+    libos::control::stop();
+    let page = store_page();
+    let port = start_info::get().raw().store_evtchn;
+    let mut quiet_since = libos::time::now();
+    while libos::time::now() - quiet_since < core::time::Duration::from_millis(100) {
+        let mut buf = [0u8; 256];
+        if ByteRing::STORE_RSP.read(&page, &mut buf).unwrap_or(0) > 0 {
+            let _ = hypercall::evtchn_send(port);
+            quiet_since = libos::time::now();
+        }
+        hypercall::sched_yield();
+    }
+}
+
 fn xs_malformed() {
+    take_store_ring();
     let cases: [(&str, Vec<u8>); 4] = [
         (
             "unknown type 999",
@@ -134,6 +153,7 @@ fn xs_malformed() {
 }
 
 fn xs_disconnect(mode: &str) {
+    take_store_ring();
     if mode == "xs-oversized" {
         let mut hdr = xs_wire::encode(MsgType::Write, 1, 0, b"").unwrap();
         hdr[12..16].copy_from_slice(&(XENSTORE_PAYLOAD_MAX + 904).to_ne_bytes());

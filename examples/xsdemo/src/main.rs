@@ -2,10 +2,10 @@
 //! toolstack wrote about it (`domid`, `name`), writes and reads its own nodes, watches
 //! one, counts with transactions (and sees a conflicting transaction refused with
 //! `EAGAIN`), checks that another domain's nodes and dom0's are closed to it
-//! (`EACCES`), then waits: the toolstack's `control/shutdown` request ends it (libos's
-//! control daemon obeys).
+//! (`EACCES`), then waits: the toolstack's `control/shutdown` request ends it (libos
+//! obeys from the store's event handler).
 //!
-//! At the end it writes `data/done`, which a dom0 started with `poweroff-on=data/done`
+//! After its OK line it writes `data/done`, which a dom0 started with `poweroff-on=data/done`
 //! answers with a `control/shutdown` request.
 //!
 //! Command line: `peer=N` names another domU whose nodes it must not reach; `rounds=N`
@@ -147,7 +147,7 @@ async fn demo() -> Result<(), XsError> {
         ));
     }
     println!("xsdemo: refused:{refused}");
-    xenbus::store()?.write(NO_TX, "data/done", b"1").await
+    Ok(())
 }
 
 async fn echo() {
@@ -199,6 +199,12 @@ fn main() {
         panic!("xsdemo: FAILED: xenstore answered {e}");
     }
     println!("xsdemo: OK; waiting for the toolstack's control/shutdown");
+    // After the OK line: the request it answers may end us at once (libos obeys from
+    // the store's event handler).
+    let done = executor::block_on(async { xenbus::store()?.write(NO_TX, "data/done", b"1").await });
+    if let Err(e) = done {
+        panic!("xsdemo: FAILED: writing data/done: {e}");
+    }
     executor::block_on(core::future::pending::<()>());
 }
 
