@@ -25,6 +25,7 @@ pub mod heap;
 pub mod hypercall;
 pub mod memory;
 pub mod net;
+pub mod p2m_lists;
 pub mod paging;
 mod panic;
 pub mod platform;

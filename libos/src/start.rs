@@ -120,6 +120,9 @@ extern "C" fn libos_start(si: *const xen_sys::start_info) -> ! {
         log::warn!("only the bootstrap mapping is usable: mapping the rest of memory failed: {e}");
     }
     crate::heap::init(map.heap_start, map.heap_end);
+    if let Err(e) = crate::p2m_lists::publish() {
+        log::warn!("P2M frame lists not published ({e}): the toolstack cannot save this domain");
+    }
     crate::console::init_ring();
     if crate::xenbus::available() && !si.initial_domain() && crate::events::available() {
         crate::control::start();

@@ -35,6 +35,7 @@ pub mod microvm;
 pub mod netif;
 #[cfg(feature = "net")]
 pub mod offload;
+pub mod p2m_lists;
 pub mod page;
 pub mod platform;
 pub mod pvclock;

@@ -72,6 +72,25 @@ fn probe(va: u64) -> Result<u64, traps::Fault> {
     Ok(v)
 }
 
+/// The P2M frame lists libos published in shared_info, walked as the toolstack's save
+/// does: every pseudo-physical frame's entry is found, and is its MFN.
+fn p2m_lists() {
+    let n = start_info::get().nr_pages();
+    for pfn in 0..n {
+        let found = libos::p2m_lists::lookup(pfn);
+        if found != Some(paging::pfn_to_mfn(pfn)) {
+            fail(&alloc::format!(
+                "P2M frame lists: pfn {pfn:#x} found as {found:?}, its mfn is {:#x}",
+                paging::pfn_to_mfn(pfn)
+            ));
+        }
+    }
+    if libos::p2m_lists::lookup(n).is_some() {
+        fail("P2M frame lists: an entry past max_pfn");
+    }
+    println!("pagetables: P2M frame lists in shared_info: all {n} frames found through them");
+}
+
 fn main() {
     let si = start_info::get();
     let boot_l4 = paging::boot_l4_mfn();
@@ -80,6 +99,7 @@ fn main() {
         "pagetables: boot L4 at mfn {boot_l4:#x}, {} spare frames",
         memory::free_frames()
     );
+    p2m_lists();
 
     // The test page: a heap frame with a known value.
     let mut test_page = Box::new(Page([0; ENTRIES]));

@@ -121,6 +121,7 @@ pub mod pagetables {
     use super::Line::{self, Both};
 
     pub const LINES: &[Line] = &[
+        Both("pagetables: P2M frame lists in shared_info: all "),
         Both("pagetables: pinned"),
         Both("pagetables: running on the new tables"),
         Both("pagetables: left-out chunk"),
