@@ -12,6 +12,7 @@
 //! everywhere, so the handler never waits for a lock the code it interrupted holds.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Waker};
@@ -22,20 +23,24 @@ use xen_sys::{SHUTDOWN_poweroff, SHUTDOWN_reboot};
 use crate::hypercall;
 use crate::xenbus::{self, Store, NO_TX};
 
-/// The task, while it runs. Polled from the store's event handler (events masked) and
-/// once from [`start`] (masked too): never concurrently.
-static TASK: Mutex<Option<Task>> = Mutex::new(None);
+/// The tasks while they run (power control, the balloon's target). Polled from the
+/// store's event handler (events masked) and once from [`start`] (masked too): never
+/// concurrently.
+static TASKS: Mutex<Vec<Task>> = Mutex::new(Vec::new());
 
 struct Task(Pin<Box<dyn Future<Output = ()>>>);
 
 // SAFETY: one vCPU; the future is only touched under TASK's lock with events masked.
 unsafe impl Send for Task {}
 
-/// Starts watching `control/shutdown` (the first poll sends the watch request; the
-/// store's replies, each an event, drive the rest through [`poll`]).
+/// Starts watching `control/shutdown` and `memory/target` (the first poll sends the
+/// watch requests; the store's replies, each an event, drive the rest through
+/// [`poll`]).
 pub(crate) fn start() {
     crate::events::masked(|| {
-        *TASK.lock() = Some(Task(Box::pin(obey_shutdown_requests())));
+        let mut tasks = TASKS.lock();
+        tasks.push(Task(Box::pin(obey_shutdown_requests())));
+        tasks.push(Task(Box::pin(follow_memory_target())));
     });
     poll();
 }
@@ -44,21 +49,18 @@ pub(crate) fn start() {
 /// speaks the store ring itself, bypassing the client (hostile's malformed requests):
 /// it should then drain what the client's watch left in the ring.
 pub fn stop() {
-    crate::events::masked(|| *TASK.lock() = None);
+    crate::events::masked(|| TASKS.lock().clear());
 }
 
 /// Moves the task on: called by the store's event handler after each store event.
 pub(crate) fn poll() {
     crate::events::masked(|| {
-        let Some(mut slot) = TASK.try_lock() else {
+        let Some(mut tasks) = TASKS.try_lock() else {
             return;
         };
-        let Some(task) = slot.as_mut() else { return };
         // Nothing to wake: the next store event polls again.
         let mut cx = Context::from_waker(Waker::noop());
-        if task.0.as_mut().poll(&mut cx).is_ready() {
-            *slot = None;
-        }
+        tasks.retain_mut(|t| t.0.as_mut().poll(&mut cx).is_pending());
     })
 }
 
@@ -101,5 +103,38 @@ pub async fn obey_shutdown_requests() {
         let _ = xs.write(NO_TX, NODE, b"").await;
         crate::println!("control: {request} requested by the toolstack");
         hypercall::shutdown(reason);
+    }
+}
+
+const TARGET: &str = "memory/target";
+
+/// Watches `memory/target` (KiB) and has the balloon follow it ([`crate::balloon`]).
+pub async fn follow_memory_target() {
+    let Ok(xs) = xenbus::store() else { return };
+    let mut watch = match xs.watch(TARGET).await {
+        Ok(w) => w,
+        Err(e) => {
+            log::warn!("balloon: cannot watch {TARGET}: {e}");
+            return;
+        }
+    };
+    while watch.next().await.is_ok() {
+        let Ok(text) = xs.read_string(NO_TX, TARGET).await else {
+            continue;
+        };
+        let Ok(target) = text.trim().parse::<u64>() else {
+            log::warn!("balloon: ignoring {TARGET} {text:?}: not a number of KiB");
+            continue;
+        };
+        let before = crate::balloon::current_kib();
+        if target == before {
+            continue;
+        }
+        let now = crate::balloon::set_target(target);
+        let held = hypercall::memory_query(xen_sys::XENMEM_current_reservation).unwrap_or(0);
+        crate::println!(
+            "balloon: target {target} KiB: {before} -> {now} KiB ({} pages given back; the hypervisor counts {held} pages)",
+            crate::balloon::given_back()
+        );
     }
 }

@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod balloon;
 pub mod blk;
 pub mod console;
 pub mod control;

@@ -30,7 +30,8 @@
 //! running when the last domU is gone; by default dom0 then powers off, ending the
 //! machine), `poweroff-on=NODE` (when a domU writes `NODE` under its home, ask it to
 //! power off through `control/shutdown`), `poweroff-after=SECONDS` (then ask every domU
-//! to power off, as `xl shutdown -a` does), `top=SECONDS` (each domain's CPU share, `top`),
+//! to power off, as `xl shutdown -a` does), `mem-set=DOMID:KIB:SECONDS,...` (at each
+//! time, write that domU's `memory/target`, as `xl mem-set` does), `top=SECONDS` (each domain's CPU share, `top`),
 //! `nic` (the machine has a NIC, written by
 //! `cargo xtask bundle` for a manifest's `nic`), `nic-selftest`, `vifs=DOMID|MAC|IP|GW,...`
 //! (the domUs' vifs, written by `cargo xtask bundle`), `mirror=DOMID` (copy that domU's
@@ -108,6 +109,8 @@ struct Dom0 {
     poweroff_on: Option<String>,
     /// When to ask every domU to power off (`poweroff-after`), until it is done.
     poweroff_at: Option<Instant>,
+    /// `mem-set`: when, which domU, what target (KiB); removed once written.
+    mem_sets: Vec<(Instant, u16, u64)>,
     /// Some domU was ever introduced (dom0 powers off when the last one is gone).
     served: bool,
 }
@@ -126,6 +129,7 @@ impl Dom0 {
         let mut names = BTreeMap::new();
         let mut poweroff_on = None;
         let mut poweroff_at = None;
+        let mut mem_sets = Vec::new();
         let mut disk_specs = Vec::new();
         let mut vif_specs = Vec::new();
         let mut mirror = None;
@@ -157,6 +161,19 @@ impl Dom0 {
                 libos::device::always_exchange(true);
             } else if let Some(node) = w.strip_prefix("poweroff-on=") {
                 poweroff_on = Some(String::from(node));
+            } else if let Some(list) = w.strip_prefix("mem-set=") {
+                for item in list.split(',') {
+                    let mut f = item.split(':').map(|x| x.parse::<u64>().ok());
+                    match (f.next().flatten(), f.next().flatten(), f.next().flatten()) {
+                        (Some(id), Some(kib), Some(secs)) if id > 0 && id < 0x7ff0 => {
+                            if let Some(at) = Instant::now().checked_add(Duration::from_secs(secs))
+                            {
+                                mem_sets.push((at, id as u16, kib));
+                            }
+                        }
+                        _ => println!("dom0: ignoring mem-set item {item:?} (DOMID:KIB:SECONDS)"),
+                    }
+                }
             } else if let Some(secs) = w.strip_prefix("poweroff-after=") {
                 match secs.parse::<u64>() {
                     Ok(s) => poweroff_at = Instant::now().checked_add(Duration::from_secs(s)),
@@ -200,6 +217,7 @@ impl Dom0 {
             names,
             poweroff_on,
             poweroff_at,
+            mem_sets,
             served: false,
         }
     }
@@ -489,9 +507,25 @@ impl Dom0 {
     /// `poweroff-after`: once it is time, asks every domU (not asked yet) to power off.
     /// Returns the deadline still ahead, if any.
     fn timed_requests(&mut self) -> Option<Instant> {
-        let at = self.poweroff_at?;
-        if Instant::now() < at {
-            return Some(at);
+        let now = Instant::now();
+        let xs = self.xs;
+        self.mem_sets.retain(|&(at, id, kib)| {
+            if now < at {
+                return true;
+            }
+            let path = format!("/local/domain/{id}/memory/target");
+            match xs.borrow_mut().write(0, &path, format!("{kib}").as_bytes()) {
+                Ok(()) => println!("dom0: d{id} memory/target set to {kib} KiB"),
+                Err(e) => println!("dom0: d{id}: writing {path}: {e}"),
+            }
+            false
+        });
+        let next_mem = self.mem_sets.iter().map(|&(at, _, _)| at).min();
+        let Some(at) = self.poweroff_at else {
+            return next_mem;
+        };
+        if now < at {
+            return Some(next_mem.map_or(at, |m| m.min(at)));
         }
         self.poweroff_at = None;
         for (&id, g) in self.guests.iter_mut() {
@@ -506,7 +540,7 @@ impl Dom0 {
                 b"poweroff",
             );
         }
-        None
+        next_mem
     }
 
     fn console_input(&mut self) {
@@ -579,9 +613,9 @@ fn main() {
     let console = bind(VIRQ_CONSOLE);
     let mut dom0 = Dom0::new();
     let mut top = top::Top::from_cmdline(si.cmdline());
-    if dom0.poweroff_at.is_some() {
+    if dom0.poweroff_at.is_some() || !dom0.mem_sets.is_empty() {
         if let Err(e) = libos::timer::init() {
-            println!("dom0: poweroff-after: no timer ({e})");
+            println!("dom0: poweroff-after, mem-set: no timer ({e})");
         }
     }
     // The one-shot timer's deadline, as last set (`top` and `poweroff-after` share it).

@@ -33,6 +33,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("dom0-xenstore", "two domUs use xenstore (own nodes, a watch, 20 transactions each, a conflicting commit refused with EAGAIN, other domains' nodes refused); dom0 then asks each to power off through control/shutdown and libos obeys", dom0_xenstore),
         Scenario::new("dom0-pingpong", "pingpong's two domUs built by dom0's toolstack (ports 1 and 2 are their xenstore and console channels, as under xl): ping publishes its port in xenstore, readable by pong alone, and pong finds it there; 2,000 rounds, no lost or duplicated event", dom0_pingpong),
         Scenario::new("dom0-shutdown-busy", "dom0 asks a domU that never runs libos's executor (spinner, a busy loop) to power off through control/shutdown, as `xl shutdown` does: libos obeys from the store's event handler, and the domain powers off", dom0_shutdown_busy),
+        Scenario::new("dom0-balloon", "dom0 sets a domU's memory/target to half its size, then back, as `xl mem-set` does: libos's balloon gives 2,048 frames back to the hypervisor (XENMEM_decrease_reservation) and takes them back (populate_physmap), the hypervisor's count following; the domU (spinner, a busy loop) obeys from the store's event handler", dom0_balloon),
         Scenario::new("dom0-console-input", "serial input reaches the focused domU's console ring; Ctrl-A three times moves the focus to the next domU", dom0_console_input),
     ]
 }
@@ -168,6 +169,26 @@ fn dom0_shutdown_busy(ctx: &Ctx) -> Result<Pass, Failure> {
                 domains: &[dom0("poweroff-after=1"), domu("spinner", "every=5000000")],
             },
             expect: lines::SHUTDOWN_BUSY,
+            fail_on: FAIL,
+            end: End::Outcome(Outcome::PowerOff),
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+            anywhere: &[],
+        },
+    )
+}
+
+fn dom0_balloon(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle {
+                domains: &[
+                    dom0("mem-set=1:8192:1,1:16384:2 poweroff-after=3"),
+                    domu("spinner", "every=5000000"),
+                ],
+            },
+            expect: lines::BALLOON,
             fail_on: FAIL,
             end: End::Outcome(Outcome::PowerOff),
             timeout: Duration::from_secs(60),

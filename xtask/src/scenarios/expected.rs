@@ -375,6 +375,17 @@ pub mod dom0 {
         "(shim) d1 (spinner) shut down: poweroff",
         DONE,
     ];
+    /// dom0 with `mem-set` (half, then all of spinner's 16 MiB) and `poweroff-after`.
+    pub const BALLOON: &[&str] = &[
+        UP,
+        "dom0: d1 memory/target set to 8192 KiB",
+        "spinner| balloon: target 8192 KiB: 16384 -> 8192 KiB (2048 pages given back; the hypervisor counts 2048 pages)",
+        "dom0: d1 memory/target set to 16384 KiB",
+        "spinner| balloon: target 16384 KiB: 8192 -> 16384 KiB (0 pages given back; the hypervisor counts 4096 pages)",
+        "dom0: asking d1 (spinner) to power off",
+        "(shim) d1 (spinner) shut down: poweroff",
+        DONE,
+    ];
     /// dom0 and pingpong's ping (d1) and pong (d2), pong not told the port.
     pub const PINGPONG: &[&str] = &[
         UP,
