@@ -60,6 +60,14 @@ pub fn set_target(target_kib: u64) -> u64 {
     current_kib()
 }
 
+/// Gives back what the heap has free beyond `reserve_kib`: for an appliance that knows
+/// at start how much it will use (the toolstack's `memory/target`, if it writes one
+/// later, wins). Returns the KiB held then.
+pub fn give_back_unused(reserve_kib: u64) -> u64 {
+    let spare = (crate::heap::free() as u64 / 1024).saturating_sub(reserve_kib);
+    set_target(current_kib().saturating_sub(spare))
+}
+
 fn map(va: u64, mfn: u64) -> Result<(), hypercall::XenError> {
     hypercall::update_va_mapping(va, (mfn * PAGE_SIZE) | pte::DATA_RW | pte::NX, UVMF_INVLPG)
 }

@@ -2,6 +2,9 @@
 //! heartbeat every `every=N` iterations (default 20 000 000), so the hypervisor must
 //! preempt it for anyone else to run; a toolstack can pause, unpause and destroy it.
 //!
+//! With `give-back=KIB` it first gives back to the hypervisor all but KIB of its free
+//! heap (libos's balloon).
+//!
 //! With `probe` on its command line it first tries the toolstack hypercalls (domctl
 //! getdomaininfo, pausedomain and destroydomain on domain 0, sysctl getdomaininfolist)
 //! and reports what they answered: an unprivileged domain must get -EPERM for each.
@@ -24,6 +27,13 @@ fn main() {
     if cmdline.split_whitespace().any(|w| w == "probe") {
         probe();
     }
+    if let Some(reserve) = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("give-back="))
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        give_back(reserve);
+    }
     println!("spinner: spinning, a heartbeat every {every} iterations");
     let mut n: u64 = 0;
     let mut beats: u64 = 0;
@@ -34,6 +44,22 @@ fn main() {
             println!("spinner: heartbeat {beats}");
         }
     }
+}
+
+/// Gives back all but `reserve` KiB of free heap (libos's balloon), and says what the
+/// hypervisor counts then.
+fn give_back(reserve: u64) {
+    let before = libos::balloon::current_kib();
+    let now = libos::balloon::give_back_unused(reserve);
+    let held = hypercall::memory_query(xen_sys::XENMEM_current_reservation).unwrap_or(0);
+    if held * 4 != now || now >= before {
+        panic!("spinner: FAILED: give-back: {before} -> {now} KiB, but the hypervisor counts {held} pages");
+    }
+    println!(
+        "spinner: gave back {} KiB of {before} KiB, keeping {reserve} KiB of heap free; the hypervisor counts {held} pages ({} KiB)",
+        before - now,
+        held * 4
+    );
 }
 
 /// The toolstack hypercalls from an unprivileged domain: each must be refused.

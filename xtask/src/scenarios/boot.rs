@@ -36,6 +36,7 @@ pub fn side_by_side() -> Vec<Scenario> {
     vec![
         Scenario::new("pingpong", "two domUs ping-pong 10,000 times over an interdomain channel: no lost or duplicated event", pingpong_run),
         Scenario::new("spin", "a domU that never blocks beside a domU that must finish its timers: the timers fire in order, never early, and the worker powers off while the spinner still spins", spin),
+        Scenario::new("balloon-give-back", "an appliance gives back at start what it will not use (spinner give-back=1024: all but 1 MiB of its free heap, libos's balloon); the hypervisor's count of its pages matches what the balloon kept", balloon_give_back),
         Scenario::new("pingpong-crash", "a domU crashes mid-run; its peer keeps going, sees the port closed and powers off", pingpong_crash),
     ]
 }
@@ -103,6 +104,23 @@ fn pingpong_run(ctx: &Ctx) -> Result<Pass, Failure> {
         pingpong::TWO_DOMAINS,
         &["FAILED", "crashed", "PANIC"],
         Outcome::PowerOff,
+    )
+}
+
+fn balloon_give_back(ctx: &Ctx) -> Result<Pass, Failure> {
+    check(
+        ctx,
+        Check {
+            boot: Boot::Bundle {
+                domains: &[domu("spinner", "give-back=1024 every=5000000")],
+            },
+            expect: &["(d1) spinner: gave back ", "(d1) spinner: heartbeat 1"],
+            fail_on: &["FAILED", "crashed", "PANIC"],
+            end: End::StopWhenSeen,
+            timeout: Duration::from_secs(60),
+            first_guest_line: None,
+            anywhere: &[],
+        },
     )
 }
 
