@@ -493,13 +493,7 @@ impl Dom0 {
                 .read(0, &format!("/local/domain/{id}/{node}"))
                 .is_ok()
             {
-                g.asked = true;
-                println!("dom0: asking d{id} ({}) to power off", g.name);
-                let _ = self.xs.borrow_mut().write(
-                    0,
-                    &format!("/local/domain/{id}/control/shutdown"),
-                    b"poweroff",
-                );
+                ask_poweroff(self.xs, id, g);
             }
         }
     }
@@ -532,13 +526,7 @@ impl Dom0 {
             if g.asked || g.store.is_none() {
                 continue;
             }
-            g.asked = true;
-            println!("dom0: asking d{id} ({}) to power off", g.name);
-            let _ = self.xs.borrow_mut().write(
-                0,
-                &format!("/local/domain/{id}/control/shutdown"),
-                b"poweroff",
-            );
+            ask_poweroff(self.xs, id, g);
         }
         next_mem
     }
@@ -553,6 +541,17 @@ impl Dom0 {
             self.consoles.input(&buf[..n], &mut |b| out(b));
         }
     }
+}
+
+/// Asks domU `id` to power off through its `control/shutdown`, as xl does.
+fn ask_poweroff(xs: &RefCell<Xenstored>, id: u16, g: &mut Guest) {
+    g.asked = true;
+    println!("dom0: asking d{id} ({}) to power off", g.name);
+    let _ = xs.borrow_mut().write(
+        0,
+        &format!("/local/domain/{id}/control/shutdown"),
+        b"poweroff",
+    );
 }
 
 /// The machine's NIC, announced (and self-tested when asked).
