@@ -30,7 +30,7 @@ static TASKS: Mutex<Vec<Task>> = Mutex::new(Vec::new());
 
 struct Task(Pin<Box<dyn Future<Output = ()>>>);
 
-// SAFETY: one vCPU; the future is only touched under TASK's lock with events masked.
+// SAFETY: one vCPU; the futures are only touched under TASKS's lock with events masked.
 unsafe impl Send for Task {}
 
 /// Starts watching `control/shutdown` and `memory/target` (the first poll sends the
@@ -52,15 +52,20 @@ pub fn stop() {
     crate::events::masked(|| TASKS.lock().clear());
 }
 
-/// Moves the task on: called by the store's event handler after each store event.
+/// Moves the tasks on: called by the store's event handler after each store event.
 pub(crate) fn poll() {
     crate::events::masked(|| {
         let Some(mut tasks) = TASKS.try_lock() else {
             return;
         };
-        // Nothing to wake: the next store event polls again.
+        // Nothing to wake: the next store event polls again. Twice: a task's poll reads
+        // every message the store has sent so far, some perhaps for a task polled
+        // before it; the second pass lets that one see it (a message sent later comes
+        // with an event of its own, and this handler runs again).
         let mut cx = Context::from_waker(Waker::noop());
-        tasks.retain_mut(|t| t.0.as_mut().poll(&mut cx).is_pending());
+        for _ in 0..2 {
+            tasks.retain_mut(|t| t.0.as_mut().poll(&mut cx).is_pending());
+        }
     })
 }
 
