@@ -6,12 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::initramfs::{self, Closure, Files};
+use crate::initramfs::{self, Closure, Guest};
 
 /// Bumped when what goes into the initramfs changes (the cache's key).
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// The jobs, as examples/blkbench runs them: name, fio arguments.
 pub const JOBS: &[(&str, &str)] = &[
@@ -42,52 +42,26 @@ pub const DONE: &str = "fio-guest: done";
 
 /// The kernel (bzImage) and the initramfs, built if missing.
 pub fn ensure(target_dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let vmlinuz = initramfs::vmlinuz(target_dir)?;
-    let dir = target_dir.join("fio-guest");
-    let cpio = dir.join(format!("initramfs-v{VERSION}.cpio"));
-    if cpio.is_file() {
-        return Ok((vmlinuz, cpio));
-    }
-    std::fs::create_dir_all(&dir)?;
-    let mut files = Files::default();
-    files.busybox(&dir.join("debs"))?;
-    // The virtio modules, in load order.
-    files.modules(
+    initramfs::ensure(
         target_dir,
-        &[
-            ("virtio", "kernel/drivers/virtio/virtio.ko"),
-            ("virtio_ring", "kernel/drivers/virtio/virtio_ring.ko"),
-            ("virtio_mmio", "kernel/drivers/virtio/virtio_mmio.ko"),
-            ("virtio_blk", "kernel/drivers/block/virtio_blk.ko"),
-        ],
-    )?;
-    // fio and the libraries it needs.
-    let unpacked =
-        initramfs::fetch_closure(&dir.join("debs"), "fio", Closure::Recursive, "fio guest")?;
-    let libs = initramfs::library_index(&unpacked)?;
-    let fio = unpacked
-        .iter()
-        .map(|d| d.join("usr/bin/fio"))
-        .find(|p| p.is_file())
-        .context("fio's package has no usr/bin/fio")?;
-    files.program("usr/bin/fio", &fio, &libs)?;
-    files.file("init", init_script().into_bytes(), 0o755);
-    files.write(&cpio, "fio guest")?;
-    Ok((vmlinuz, cpio))
+        &Guest {
+            name: "fio-guest",
+            version: VERSION,
+            modules: &[("virtio_blk", "kernel/drivers/block/virtio_blk.ko")],
+            package: "fio",
+            closure: Closure::Recursive,
+            program: "usr/bin/fio",
+            files: &[],
+            init: &init_script(),
+        },
+    )
 }
 
-/// `/init`: mounts, loads the virtio modules, runs every job on `/dev/vda` and prints
-/// its JSON between markers, powers off.
+/// `/init` (after the common start): runs every job on `/dev/vda` and prints its JSON
+/// between markers, powers off.
 fn init_script() -> String {
     let mut s = String::from(
-        "#!/bin/sh\n\
-         b=/bin/busybox\n\
-         $b mkdir -p /proc /sys /dev /tmp\n\
-         $b mount -t proc proc /proc\n\
-         $b mount -t sysfs sys /sys\n\
-         $b mount -t devtmpfs dev /dev\n\
-         for m in virtio virtio_ring virtio_mmio virtio_blk; do $b insmod /lib/modules/$m.ko; done\n\
-         i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do $b sleep 0.1; i=$((i+1)); done\n\
+        "i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do $b sleep 0.1; i=$((i+1)); done\n\
          echo \"fio-guest: /dev/vda $($b cat /sys/block/vda/size) sectors\"\n",
     );
     for (name, args) in JOBS {

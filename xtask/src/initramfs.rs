@@ -24,12 +24,7 @@ pub enum Closure {
 
 /// Downloads and unpacks `package` and what it depends on (no recommends); the
 /// unpacked roots. `what` names the guest in the progress lines.
-pub fn fetch_closure(
-    dir: &Path,
-    package: &str,
-    closure: Closure,
-    what: &str,
-) -> Result<Vec<PathBuf>> {
+fn fetch_closure(dir: &Path, package: &str, closure: Closure, what: &str) -> Result<Vec<PathBuf>> {
     let mut cmd = Command::new("apt-cache");
     cmd.arg("depends");
     if closure == Closure::Recursive {
@@ -76,7 +71,7 @@ pub fn fetch_closure(
 }
 
 /// Every shared object of the unpacked packages, by file name (symlinks resolved).
-pub fn library_index(roots: &[PathBuf]) -> Result<BTreeMap<String, PathBuf>> {
+fn library_index(roots: &[PathBuf]) -> Result<BTreeMap<String, PathBuf>> {
     let mut index = BTreeMap::new();
     for root in roots {
         for dir in [
@@ -118,7 +113,7 @@ fn needed(elf: &Path) -> Result<Vec<String>> {
 }
 
 /// The kernel package's `lib/modules/VERSION/` (of [`crate::linux::ensure`]).
-pub fn kernel_modules(target_dir: &Path) -> Result<PathBuf> {
+fn kernel_modules(target_dir: &Path) -> Result<PathBuf> {
     read_dir(&target_dir.join("linux/kernel/pkg/lib/modules"))?
         .into_iter()
         .next()
@@ -126,7 +121,7 @@ pub fn kernel_modules(target_dir: &Path) -> Result<PathBuf> {
 }
 
 /// The kernel (bzImage) of [`crate::linux::ensure`], fetched if missing.
-pub fn vmlinuz(target_dir: &Path) -> Result<PathBuf> {
+fn vmlinuz(target_dir: &Path) -> Result<PathBuf> {
     crate::linux::ensure(target_dir)?;
     read_dir(&target_dir.join("linux/kernel/pkg/boot"))?
         .into_iter()
@@ -153,6 +148,78 @@ pub fn kernel_cmdline() -> String {
     cmdline
 }
 
+/// A reference guest: what differs between one and another. The rest is common:
+/// busybox for `/init`, the virtio core modules, the mounts.
+pub struct Guest<'a> {
+    /// Its directory under `target/` (`fio-guest`), also the name in progress lines.
+    pub name: &'a str,
+    /// Bumped when what goes into its initramfs changes (the cache's key).
+    pub version: u32,
+    /// Kernel modules loaded after virtio's core ones, in load order: name, path under
+    /// `lib/modules/VERSION/`.
+    pub modules: &'a [(&'a str, &'a str)],
+    /// The Debian package of its program, how much of its dependencies to fetch, and
+    /// the program's path (in the package and in the image).
+    pub package: &'a str,
+    pub closure: Closure,
+    pub program: &'a str,
+    /// Further files: path, contents.
+    pub files: &'a [(&'a str, &'a [u8])],
+    /// `/init` after the common start (busybox as `$b`, /proc, /sys, /dev and /tmp
+    /// mounted or made, every module loaded).
+    pub init: &'a str,
+}
+
+/// virtio's core modules, which every device driver module needs, in load order.
+const VIRTIO: &[(&str, &str)] = &[
+    ("virtio", "kernel/drivers/virtio/virtio.ko"),
+    ("virtio_ring", "kernel/drivers/virtio/virtio_ring.ko"),
+    ("virtio_mmio", "kernel/drivers/virtio/virtio_mmio.ko"),
+];
+
+/// `guest`'s kernel (bzImage) and initramfs, the initramfs built if missing (cached
+/// under `target/NAME/`, keyed by its version).
+pub fn ensure(target_dir: &Path, guest: &Guest) -> Result<(PathBuf, PathBuf)> {
+    let vmlinuz = vmlinuz(target_dir)?;
+    let dir = target_dir.join(guest.name);
+    let cpio = dir.join(format!("initramfs-v{}.cpio", guest.version));
+    if cpio.is_file() {
+        return Ok((vmlinuz, cpio));
+    }
+    std::fs::create_dir_all(&dir)?;
+    let debs = dir.join("debs");
+    let mut files = Files::default();
+    files.busybox(&debs)?;
+    let modules: Vec<(&str, &str)> = VIRTIO.iter().chain(guest.modules).copied().collect();
+    files.modules(target_dir, &modules)?;
+    let unpacked = fetch_closure(&debs, guest.package, guest.closure, guest.name)?;
+    let libs = library_index(&unpacked)?;
+    let program = unpacked
+        .iter()
+        .map(|d| d.join(guest.program))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{}'s package has no {}", guest.package, guest.program))?;
+    files.program(guest.program, &program, &libs)?;
+    for (path, data) in guest.files {
+        files.file(path, data.to_vec(), 0o644);
+    }
+    let names: Vec<&str> = modules.iter().map(|(m, _)| *m).collect();
+    let init = format!(
+        "#!/bin/sh\n\
+         b=/bin/busybox\n\
+         $b mkdir -p /proc /sys /dev /tmp\n\
+         $b mount -t proc proc /proc\n\
+         $b mount -t sysfs sys /sys\n\
+         $b mount -t devtmpfs dev /dev\n\
+         for m in {}; do $b insmod /lib/modules/$m.ko; done\n{}",
+        names.join(" "),
+        guest.init
+    );
+    files.file("init", init.into_bytes(), 0o755);
+    files.write(&cpio, guest.name)?;
+    Ok((vmlinuz, cpio))
+}
+
 /// The initramfs's contents.
 #[derive(Default)]
 pub struct Files {
@@ -164,12 +231,12 @@ const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
 
 impl Files {
-    pub fn file(&mut self, path: &str, data: Vec<u8>, mode: u32) {
+    fn file(&mut self, path: &str, data: Vec<u8>, mode: u32) {
         self.parents(path);
         self.entries.insert(path.into(), (S_IFREG | mode, data));
     }
 
-    pub fn symlink(&mut self, path: &str, target: &str) {
+    fn symlink(&mut self, path: &str, target: &str) {
         self.parents(path);
         self.entries
             .insert(path.into(), (S_IFLNK | 0o777, target.as_bytes().to_vec()));
@@ -186,7 +253,7 @@ impl Files {
     }
 
     /// busybox-static as `/bin/busybox`, `/bin/sh` linked to it (for `/init`).
-    pub fn busybox(&mut self, debs: &Path) -> Result<()> {
+    fn busybox(&mut self, debs: &Path) -> Result<()> {
         let busybox = debian::fetch_unpacked(&debs.join("busybox-static"), "busybox-static")?;
         self.file(
             "bin/busybox",
@@ -199,7 +266,7 @@ impl Files {
 
     /// The kernel's modules `(name, path under lib/modules/VERSION/)` as
     /// `lib/modules/NAME.ko`, for `/init` to insmod in order.
-    pub fn modules(&mut self, target_dir: &Path, modules: &[(&str, &str)]) -> Result<()> {
+    fn modules(&mut self, target_dir: &Path, modules: &[(&str, &str)]) -> Result<()> {
         let dir = kernel_modules(target_dir)?;
         for (m, at) in modules {
             let data = std::fs::read(dir.join(at)).with_context(|| format!("module {at}"))?;
@@ -210,12 +277,7 @@ impl Files {
 
     /// `elf` at `path`, with every shared library it needs (recursively, from `libs`)
     /// in `lib/x86_64-linux-gnu/` and the dynamic loader in `lib64/`.
-    pub fn program(
-        &mut self,
-        path: &str,
-        elf: &Path,
-        libs: &BTreeMap<String, PathBuf>,
-    ) -> Result<()> {
+    fn program(&mut self, path: &str, elf: &Path, libs: &BTreeMap<String, PathBuf>) -> Result<()> {
         self.file(path, std::fs::read(elf)?, 0o755);
         let mut todo = vec![elf.to_owned()];
         let mut seen = BTreeSet::new();
@@ -242,17 +304,17 @@ impl Files {
         Ok(())
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.entries.values().map(|(_, d)| d.len()).sum()
     }
 
     /// Writes the archive to `path` (through a temporary file, so that an interrupted
     /// run leaves no truncated cache), saying its size under `what`.
-    pub fn write(&self, path: &Path, what: &str) -> Result<()> {
+    fn write(&self, path: &Path, what: &str) -> Result<()> {
         eprintln!(
             "{what}: initramfs of {} files, {} MiB",
             self.len(),
@@ -265,7 +327,7 @@ impl Files {
     }
 
     /// A newc ("070701") cpio archive, directories before what they hold.
-    pub fn cpio(&self) -> Vec<u8> {
+    fn cpio(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut entry = |ino: usize, name: &str, mode: u32, data: &[u8]| {
             let header = format!(

@@ -7,12 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::initramfs::{self, Closure, Files};
+use crate::initramfs::{self, Closure, Guest};
 
 /// Bumped when what goes into the initramfs changes (the cache's key).
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The guest's address on QEMU's user network (the one slirp's DHCP would hand out).
 pub const ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 2, 15);
@@ -25,44 +25,24 @@ pub const SIZES: &[usize] = &[1024, 65536, 64 << 20];
 
 /// The kernel (bzImage) and the initramfs, built if missing.
 pub fn ensure(target_dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let vmlinuz = initramfs::vmlinuz(target_dir)?;
-    let dir = target_dir.join("lighttpd-guest");
-    let cpio = dir.join(format!("initramfs-v{VERSION}.cpio"));
-    if cpio.is_file() {
-        return Ok((vmlinuz, cpio));
-    }
-    std::fs::create_dir_all(&dir)?;
-    let mut files = Files::default();
-    files.busybox(&dir.join("debs"))?;
-    // The virtio modules and virtio_net's own dependencies, in load order.
-    files.modules(
+    initramfs::ensure(
         target_dir,
-        &[
-            ("virtio", "kernel/drivers/virtio/virtio.ko"),
-            ("virtio_ring", "kernel/drivers/virtio/virtio_ring.ko"),
-            ("virtio_mmio", "kernel/drivers/virtio/virtio_mmio.ko"),
-            ("failover", "kernel/net/core/failover.ko"),
-            ("net_failover", "kernel/drivers/net/net_failover.ko"),
-            ("virtio_net", "kernel/drivers/net/virtio_net.ko"),
-        ],
-    )?;
-    let unpacked = initramfs::fetch_closure(
-        &dir.join("debs"),
-        "lighttpd",
-        Closure::Direct,
-        "lighttpd guest",
-    )?;
-    let libs = initramfs::library_index(&unpacked)?;
-    let lighttpd = unpacked
-        .iter()
-        .map(|d| d.join("usr/sbin/lighttpd"))
-        .find(|p| p.is_file())
-        .context("lighttpd's package has no usr/sbin/lighttpd")?;
-    files.program("usr/sbin/lighttpd", &lighttpd, &libs)?;
-    files.file("etc/lighttpd.conf", CONFIG.as_bytes().to_vec(), 0o644);
-    files.file("init", init_script().into_bytes(), 0o755);
-    files.write(&cpio, "lighttpd guest")?;
-    Ok((vmlinuz, cpio))
+        &Guest {
+            name: "lighttpd-guest",
+            version: VERSION,
+            // virtio_net and its own dependencies, in load order.
+            modules: &[
+                ("failover", "kernel/net/core/failover.ko"),
+                ("net_failover", "kernel/drivers/net/net_failover.ko"),
+                ("virtio_net", "kernel/drivers/net/virtio_net.ko"),
+            ],
+            package: "lighttpd",
+            closure: Closure::Direct,
+            program: "usr/sbin/lighttpd",
+            files: &[("etc/lighttpd.conf", CONFIG.as_bytes())],
+            init: &init_script(),
+        },
+    )
 }
 
 /// lighttpd's configuration: static files from `/srv`, keep-alive as long as the
@@ -77,17 +57,11 @@ server.max-connections = 1024
 mimetype.assign = ( "" => "application/octet-stream" )
 "#;
 
-/// `/init`: mounts, loads the modules, configures eth0 as QEMU's user network expects,
+/// `/init` (after the common start): configures eth0 as QEMU's user network expects,
 /// writes the files, starts lighttpd and says so once it answers.
 fn init_script() -> String {
     let mut s = String::from(
-        "#!/bin/sh\n\
-         b=/bin/busybox\n\
-         $b mkdir -p /proc /sys /dev /tmp /run /var/tmp /srv/bytes\n\
-         $b mount -t proc proc /proc\n\
-         $b mount -t sysfs sys /sys\n\
-         $b mount -t devtmpfs dev /dev\n\
-         for m in virtio virtio_ring virtio_mmio failover net_failover virtio_net; do $b insmod /lib/modules/$m.ko; done\n\
+        "$b mkdir -p /run /var/tmp /srv/bytes\n\
          i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do $b sleep 0.1; i=$((i+1)); done\n\
          $b ip link set lo up\n\
          $b ip link set eth0 up\n",

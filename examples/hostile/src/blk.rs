@@ -160,32 +160,7 @@ fn set_req_prod(v: &Vbd, value: u32) {
 
 /// What the back end did, and whether our grants came free.
 fn report(name: &str, v: &Vbd) {
-    let s = wait_for(&v.be, State::Closing);
-    let error = read(&format!("{}/error", v.be));
-    println!(
-        "hostile: {name}: back end {}, error: {}",
-        s.map_or(String::from("gone"), |s| format!("{s:?}")),
-        error.as_deref().unwrap_or("(none)")
-    );
-    // dom0 must have unmapped everything: each grant can be ended.
-    let mut busy = Vec::new();
-    for _ in 0..200 {
-        busy = v
-            .grants
-            .iter()
-            .copied()
-            .filter(|&g| grant::end_grant(g).is_err())
-            .collect();
-        if busy.is_empty() {
-            break;
-        }
-        executor::block_on(timer::sleep(Duration::from_millis(10)));
-    }
-    if busy.is_empty() {
-        println!("hostile: {name}: grants released");
-    } else {
-        println!("hostile: {name}: grants still mapped by dom0: {busy:?}");
-    }
+    crate::store::report_closed(name, &v.be, &v.grants);
     write(&format!("{}/state", v.fe), "6");
     let _ = v.me;
 }

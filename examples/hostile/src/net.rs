@@ -198,31 +198,7 @@ fn dropped(name: &str, v: &mut Vif, bad: &[netif_tx_request]) {
 
 /// What the back end did after a fatal slot, and whether our grants came free.
 fn disconnected(name: &str, v: &Vif) {
-    let s = wait_for(&v.be, State::Closing);
-    let error = read(&format!("{}/error", v.be));
-    println!(
-        "hostile: {name}: back end {}, error: {}",
-        s.map_or(String::from("gone"), |s| format!("{s:?}")),
-        error.as_deref().unwrap_or("(none)")
-    );
-    let mut busy = Vec::new();
-    for _ in 0..200 {
-        busy = v
-            .grants
-            .iter()
-            .copied()
-            .filter(|&g| grant::end_grant(g).is_err())
-            .collect();
-        if busy.is_empty() {
-            break;
-        }
-        executor::block_on(timer::sleep(Duration::from_millis(10)));
-    }
-    if busy.is_empty() {
-        println!("hostile: {name}: grants released");
-    } else {
-        println!("hostile: {name}: grants still mapped by dom0: {busy:?}");
-    }
+    crate::store::report_closed(name, &v.be, &v.grants);
 }
 
 pub fn attack(name: &str) {

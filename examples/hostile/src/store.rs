@@ -36,3 +36,32 @@ pub fn wait_for(dir: &str, want: State) -> Option<State> {
     }
     state(dir)
 }
+
+/// After a fatal request: what the back end at `be` did (its state, its `error` node),
+/// and whether it let go of our `grants` (each can be ended once dom0 unmapped it).
+pub fn report_closed(name: &str, be: &str, grants: &[u32]) {
+    let s = wait_for(be, State::Closing);
+    let error = read(&format!("{be}/error"));
+    libos::println!(
+        "hostile: {name}: back end {}, error: {}",
+        s.map_or(String::from("gone"), |s| format!("{s:?}")),
+        error.as_deref().unwrap_or("(none)")
+    );
+    let mut busy = alloc::vec::Vec::new();
+    for _ in 0..200 {
+        busy = grants
+            .iter()
+            .copied()
+            .filter(|&g| libos::grant::end_grant(g).is_err())
+            .collect();
+        if busy.is_empty() {
+            break;
+        }
+        executor::block_on(timer::sleep(Duration::from_millis(10)));
+    }
+    if busy.is_empty() {
+        libos::println!("hostile: {name}: grants released");
+    } else {
+        libos::println!("hostile: {name}: grants still mapped by dom0: {busy:?}");
+    }
+}

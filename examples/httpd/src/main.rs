@@ -220,11 +220,10 @@ async fn answer(s: &mut TcpStream, req: &Request<'_>, body: &[u8]) -> Result<boo
             // The head and the first of the body in one write: one segment for a small
             // body, not a segment for the head alone (its own poll of the stack).
             let chunk = pattern();
-            let first = n.min(chunk.len() - head.len().min(chunk.len()));
-            let mut out = String::with_capacity(head.len() + first);
-            out.push_str(&head);
-            out.push_str(core::str::from_utf8(&chunk[..first]).expect("ASCII"));
-            s.write_all(out.as_bytes()).await?;
+            let first = n.min(chunk.len().saturating_sub(head.len()));
+            let mut out = head.into_bytes();
+            out.extend_from_slice(&chunk[..first]);
+            s.write_all(&out).await?;
             let mut left = n - first;
             while left > 0 {
                 let k = left.min(chunk.len());

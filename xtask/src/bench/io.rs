@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde_json::Value;
 
-use super::{capture, Ctx, Row, Stats};
+use super::{capture, three_good, Ctx, Row, Stats};
 use crate::images;
 use crate::qemu::{self, Machine};
 
@@ -172,25 +172,12 @@ pub(super) fn io(ctx: &Ctx) -> Vec<Row> {
         }
     }
     let mut refs: Vec<Vec<f64>> = vec![Vec::new(); BLK_JOBS.len()];
-    // Three good runs, in at most five boots: the Linux guest now and then hangs
-    // early in its boot under TCG here (no line on the console), and is retried.
-    let (mut ref_failure, mut good, mut failed) = (None, 0, 0);
-    for _ in 0..5 {
-        if good == 3 {
-            break;
-        }
-        match fio_machine(ctx).and_then(|m| capture(m, crate::fio_guest::DONE)) {
-            Ok(c) => {
-                good += 1;
-                for (&(job, _, unit), r) in BLK_JOBS.iter().zip(&mut refs) {
-                    if let Some(x) = fio_rate(&c.lines, job, unit) {
-                        r.push(x);
-                    }
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                ref_failure = Some(e.context(format!("{failed} boot(s) of the reference")));
+    let (boots, ref_failure) =
+        three_good(|| fio_machine(ctx).and_then(|m| capture(m, crate::fio_guest::DONE)));
+    for c in boots {
+        for (&(job, _, unit), r) in BLK_JOBS.iter().zip(&mut refs) {
+            if let Some(x) = fio_rate(&c.lines, job, unit) {
+                r.push(x);
             }
         }
     }
@@ -205,7 +192,7 @@ pub(super) fn io(ctx: &Ctx) -> Vec<Row> {
             notes.push(format!("a run of ours failed: {e:#}"));
         }
         if let Some(e) = &ref_failure {
-            notes.push(format!("the reference failed: {e:#}"));
+            notes.push(format!("the reference failed: {e}"));
         }
         row.note = notes.join("; ");
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{capture, Ctx, Row, Stats};
+use super::{capture, three_good, Ctx, Row, Stats};
 use crate::bundle::Manifest;
 use crate::qemu::{self, Control, Machine};
 
@@ -183,26 +183,11 @@ fn lighttpd_run(ctx: &Ctx) -> Result<[f64; 4]> {
     http_figures(machine, port, guest::READY)
 }
 
-/// Three good runs of `run`, in at most five boots: the Linux guest now and then hangs
-/// early in its boot under TCG here (no line on the console), and is retried. The
-/// runs, and the last failure.
-fn three_good(mut run: impl FnMut() -> Result<[f64; 4]>) -> (Vec<Vec<f64>>, Option<String>) {
-    let (mut runs, mut failure, mut good, mut failed) = (vec![Vec::new(); 4], None, 0, 0);
-    while good < 3 && good + failed < 5 {
-        match run() {
-            Ok(v) => {
-                good += 1;
-                for (r, x) in runs.iter_mut().zip(v) {
-                    r.push(x);
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                failure = Some(format!("{failed} failed boot(s): {e:#}"));
-            }
-        }
-    }
-    (runs, failure)
+/// The four figures of each run, as one list per figure.
+fn columns(runs: Vec<[f64; 4]>) -> Vec<Vec<f64>> {
+    (0..4)
+        .map(|i| runs.iter().map(|r| r[i]).collect())
+        .collect()
 }
 
 pub(super) fn net(ctx: &Ctx) -> Vec<Row> {
@@ -243,10 +228,10 @@ pub(super) fn net(ctx: &Ctx) -> Vec<Row> {
     match crate::deps::ensure_wrk() {
         Ok(()) => {
             let (runs, failure) = three_good(|| http_run(ctx));
-            http = runs;
+            http = columns(runs);
             errors.extend(failure.map(|e| format!("http: {e}")));
             let (runs, failure) = three_good(|| lighttpd_run(ctx));
-            reference = runs;
+            reference = columns(runs);
             errors.extend(failure.map(|e| format!("lighttpd: {e}")));
         }
         Err(e) => errors.push(format!("wrk: {e:#}")),
