@@ -22,12 +22,11 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::time::Duration;
 
 use ::xenbus::State;
 use libos::hypercall;
 use libos::platform::OwnedPage;
-use libos::{executor, grant, println, timer};
+use libos::{executor, grant, println};
 
 use crate::store::{read, wait_for, write, xs};
 use pv_core::blkif::RawRequest;
